@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine (Python >= 3.10 and a C compiler):
+#   make demo   set up .venv (mpich + mpi4py from PyPI), build the kernels, train with 4 MPI ranks
+#   make test   the same set-up, then the test suite (MPI tests start mpiexec themselves)
+# Both reuse .venv when run again; kernels are rebuilt when a file in pyx/ changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MPIEXEC := $(VENV)/bin/mpiexec
+NP ?= 4
+PYTEST_ARGS ?=
+DEMO_OUT ?= runs/demo
+
+export OMP_NUM_THREADS ?= 1
+export MPITRAIN_DATA ?= $(abspath ../shared/data)
+
+.PHONY: all venv build demo test clean
+
+all: build
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "setuptools>=64" wheel "cython>=3.0" "numpy>=1.26" \
+	    "scipy>=1.10" "matplotlib>=3.7" "mpich" "mpi4py>=4.0" "pytest>=7"
+	touch $@
+
+venv: $(VENV)/.deps
+
+$(VENV)/.built: $(VENV)/.deps setup.py $(wildcard pyx/*.pyx pyx/*.pxd pyx/*.pxi)
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(VENV)/.built
+
+demo: build
+	$(MPIEXEC) -n $(NP) $(PY) -m mpitrain train --config jobs/configs/demo.toml --set run.output_dir=$(DEMO_OUT)
+	$(PY) -m mpitrain plot $(DEMO_OUT)/metrics.jsonl -o $(DEMO_OUT)/metrics.png
+
+test: build
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf build dist *.egg-info mpitrain/_native/*.so mpitrain/_native/*.c pyx/*.c $(VENV)
