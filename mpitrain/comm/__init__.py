@@ -1,0 +1,1 @@
+"""Communication: allreduce averaging, payload gathering, the RMA parameter store."""

@@ -1,0 +1,7 @@
+"""Paper experiments: ``python -m mpitrain experiment <name> [--quick]``.
+
+Each entry maps a name to ``"module:function"``; the function takes ``argv`` and returns an
+exit code. Modules are imported only when their experiment runs.
+"""
+EXPERIMENTS = {
+}
