@@ -1,0 +1,16 @@
+"""Algorithms by name: ``train.algorithm = "<name>"`` picks one.
+
+Each entry is a subclass of :class:`mpitrain.algorithms.base.Algorithm`; an algorithm with
+options declares them as a frozen dataclass in its ``options`` attribute, read from the
+config section of the same name as the algorithm (e.g. ``[local_sgd]``).
+"""
+from .sync_sgd import SyncSGD
+
+ALGORITHMS = {
+    "sync_sgd": SyncSGD,
+}
+
+
+def option_sections() -> dict:
+    """Config sections declared by algorithms: section name -> dataclass."""
+    return {name: cls.options for name, cls in ALGORITHMS.items() if cls.options is not None}

@@ -1,0 +1,25 @@
+"""Synchronous mini-batch parallel SGD.
+
+Every step, each of the K workers takes a gradient on b local samples; one in-place
+Allreduce averages them (weighted by shard size, so the average is an unbiased gradient of
+F = (1/N) sum_i f_i); every worker takes the same step
+
+    x_{t+1} = x_t - eta_t * sum_k (n_k / N) g_k(x_t).
+
+With balanced shards this is mini-batch SGD with batch K b (Local SGD with H = 1, Stich 2019).
+"""
+from __future__ import annotations
+
+from .base import Algorithm
+
+
+class SyncSGD(Algorithm):
+    def __init__(self, worker):
+        super().__init__(worker)
+        self.averager = worker.averager()
+
+    def step(self, t: int) -> None:
+        g = self.stochastic_gradient()
+        self.averager.average(g)
+        with self.worker.stats.compute():
+            self.x -= self.x.dtype.type(self.worker.step_size(t)) * g

@@ -1,0 +1,48 @@
+"""Fault injection for tests of failure handling: ``MPITRAIN_FAULT=kind:rank:step``.
+
+kinds: ``raise`` (a RuntimeError), ``kill`` (SIGKILL to this process), ``nan`` (the
+parameters become NaN), ``sleep`` (the rank sleeps ``MPITRAIN_FAULT_SECONDS`` every step from
+``step`` on, a straggler). Unset, it costs one comparison per step.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    rank: int
+    step: int
+    seconds: float = 0.0
+
+    def maybe_fire(self, rank: int, step: int, algorithm) -> None:
+        if rank != self.rank or step < self.step:
+            return
+        if self.kind == "sleep":
+            time.sleep(self.seconds)
+            return
+        if step != self.step:
+            return
+        if self.kind == "raise":
+            raise RuntimeError(f"injected fault at step {step}")
+        if self.kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.kind == "nan":
+            algorithm.x[...] = float("nan")
+
+
+def fault_from_environment() -> Fault | None:
+    spec = os.environ.get("MPITRAIN_FAULT")
+    if not spec:
+        return None
+    try:
+        kind, rank, step = spec.split(":")
+        if kind not in ("raise", "kill", "nan", "sleep"):
+            raise ValueError
+        return Fault(kind, int(rank), int(step), float(os.environ.get("MPITRAIN_FAULT_SECONDS", "0.05")))
+    except ValueError:
+        raise ValueError(f"MPITRAIN_FAULT={spec!r}: expected kind:rank:step with kind raise|kill|nan|sleep") from None

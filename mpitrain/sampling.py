@@ -1,0 +1,31 @@
+"""Per-rank mini-batch sampling, seeded from (seed, rank).
+
+Each step draws ``batch_size`` local row indices uniformly with replacement (the sampling
+the convergence theorems assume). The stream of rank r is ``numpy.random.Generator(PCG64)``
+seeded with ``SeedSequence([seed, r])``: independent across ranks, reproducible, and
+restorable from a checkpoint (``state`` / ``load``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class BatchSampler:
+    def __init__(self, n_rows: int, batch_size: int, seed: int, rank: int):
+        if n_rows < 1:
+            raise ValueError(f"rank {rank} holds no samples: use fewer ranks or another sharding")
+        self.n_rows = int(n_rows)
+        self.batch_size = int(batch_size)
+        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, rank])))
+        self._rows = np.empty(self.batch_size, dtype=np.int64)
+
+    def draw(self) -> np.ndarray:
+        """The next mini-batch of local row indices (int64, a reused buffer)."""
+        self._rows[:] = self.rng.integers(0, self.n_rows, size=self.batch_size)
+        return self._rows
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def load(self, state: dict):
+        self.rng.bit_generator.state = state

@@ -1,0 +1,131 @@
+"""The outer training loop: set-up, timing, evaluation, metrics, summary. No algorithm math.
+
+Timing: ``time`` in the metrics is training wall time, evaluation excluded (evaluations are
+full passes over the data and would otherwise dominate short runs).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .algorithms import ALGORITHMS
+from .algorithms.base import Worker
+from .comm.accounting import CommStats
+from .evaluation import Evaluator, is_finite_record
+from .faults import fault_from_environment
+from .metrics import MetricsWriter, ProgressLine, format_summary, write_json_atomic
+from .problem import build_problem
+from .runtime import JobError
+from .sampling import BatchSampler
+from .schedules import make_schedule
+
+
+def output_dir(config, size: int) -> Path:
+    template = config.run.output_dir
+    dataset = Path(config.data.dataset).name
+    try:
+        return Path(template.format(algorithm=config.train.algorithm, dataset=dataset, size=size,
+                                    seed=config.train.seed))
+    except (KeyError, IndexError) as exc:
+        raise JobError(f"config field 'run.output_dir': unknown placeholder {exc} in {template!r}")
+
+
+class Trainer:
+    """Runs one configured job on ``comm``; rank 0 writes ``out_dir``."""
+
+    def __init__(self, config, comm):
+        self.config = config
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.out_dir = output_dir(config, self.size)
+        self.problem = build_problem(config, comm)
+        p = self.problem
+        self.stats = CommStats()
+        sampler = BatchSampler(p.dataset.n_samples, config.train.batch_size, config.train.seed, self.rank)
+        self.worker = Worker(
+            comm=comm, objective=p.objective, n_global=p.n_global, weight=p.weight, sampler=sampler,
+            step_size=make_schedule(config.step_size, p.objective.l2), stats=self.stats, config=config,
+            x0=p.x0,
+        )
+        self.algorithm = ALGORITHMS[config.train.algorithm](self.worker)
+        self.evaluator = Evaluator(comm, p.objective, p.n_global, p.f_star)
+        self.start_step = 0
+        self.train_seconds = 0.0
+        self.fault = fault_from_environment()
+
+    def evaluate(self, step: int) -> dict:
+        record = {"step": step, "time": self.train_seconds}
+        record.update(self.evaluator.evaluate(self.algorithm.evaluation_point()))
+        record.update(self.stats.as_dict())
+        record["steps_per_second"] = (step - self.start_step) / self.train_seconds if self.train_seconds > 0 else 0.0
+        record.update(self.algorithm.metrics())
+        if not is_finite_record(record):
+            raise JobError(f"training diverged: loss or gradient is not finite at step {step} "
+                           f"(loss {record['loss']}, |grad| {record['grad_norm']}); lower the step size", code=3)
+        return record
+
+    def run(self) -> dict:
+        cfg = self.config
+        speaker = self.rank == 0
+        if speaker:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
+        writer = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=speaker)
+        progress = ProgressLine(cfg.train.steps, enabled=speaker and cfg.run.progress)
+        steps, log_every = cfg.train.steps, cfg.run.log_every
+        try:
+            record = self.evaluate(self.start_step)
+            writer.write(record)
+            progress.update(record)
+            for t in range(self.start_step, steps):
+                if self.fault is not None:
+                    self.fault.maybe_fire(self.rank, t, self.algorithm)
+                started = time.perf_counter()
+                self.algorithm.step(t)
+                self.train_seconds += time.perf_counter() - started
+                if (t + 1) % log_every == 0 or t + 1 == steps:
+                    record = self.evaluate(t + 1)
+                    writer.write(record)
+                    progress.update(record)
+            self.algorithm.finish()
+        finally:
+            progress.close()
+            writer.close()
+        return self.finish(record)
+
+    def finish(self, last: dict) -> dict:
+        p = self.problem
+        x_final = self.algorithm.evaluation_point()  # collective for some algorithms
+        summary = {
+            "algorithm": self.config.train.algorithm,
+            "dataset": self.config.data.dataset,
+            "ranks": self.size,
+            "steps": self.config.train.steps,
+            "n_samples": p.n_global,
+            "n_features": p.objective.n_features,
+            "final_loss": last["loss"],
+            "final_suboptimality": last["suboptimality"],
+            "final_grad_norm": last["grad_norm"],
+            "f_star": p.f_star,
+            "train_seconds": self.train_seconds,
+            "steps_per_second": last["steps_per_second"],
+            **self.stats.as_dict(),
+            "output_dir": str(self.out_dir),
+        }
+        if self.rank == 0:
+            write_json_atomic(self.out_dir / "summary.json", summary)
+            if self.config.run.save_parameters:
+                np.save(self.out_dir / "parameters.npy", x_final)
+        return summary
+
+
+def train(config, comm) -> dict:
+    trainer = Trainer(config, comm)
+    summary = trainer.run()
+    if comm.Get_rank() == 0:
+        print(format_summary(summary), flush=True)
+    return summary
