@@ -52,6 +52,9 @@ class ParameterStore:
       - delay: the push after a pull that returned ``v0`` records
         ``tau = v - 1 - v0`` in ``self.delays`` (pushes by others since the pull; 0 for a
         worker alone), the paper's ``version when applied - version when read``.
+      - shutdown: ``free`` is collective; leaving a ``with`` block by an exception does
+        not free (that could hang) and leaves the job to ``MPI_Abort`` (``python -m
+        mpi4py`` calls it on an uncaught exception on any rank).
     """
 
     def __init__(self, comm, d, dtype=np.float64, *, layout="sharded", root=0, x0=None,
@@ -184,5 +187,11 @@ class ParameterStore:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.free()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.free()
+        elif self._thread is not None:
+            # Freeing is collective and would hang if the other ranks are not there;
+            # leave the windows to MPI_Abort (``python -m mpi4py`` calls it on an
+            # uncaught exception) and only stop the local thread.
+            self._thread.stop()
