@@ -115,8 +115,6 @@ def simulate_table(args, scheme):
 
 def real_run(args, clip, slowdown, seed, out_dir):
     """One ``mpiexec -n 4 python -m mpitrain train`` of async_sgd; its last metrics record."""
-    from ..objectives import reference  # noqa: F401  (the f* cache is shared with the simulation)
-
     mpiexec = Path(sys.executable).parent / "mpiexec"
     run_dir = out_dir / f"mpi-x{slowdown}-{'clip' if clip else 'noclip'}-s{seed}"
     clip_value = clip if clip else '"none"'
