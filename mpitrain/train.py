@@ -2,6 +2,11 @@
 
 Timing: ``time`` in the metrics is training wall time, evaluation excluded (evaluations are
 full passes over the data and would otherwise dominate short runs).
+
+The loop runs ``step(t)`` until the algorithm says it is ``done(t)``. A synchronous
+algorithm is evaluated (collectively) every ``run.log_every`` steps and after the last; an
+asynchronous one (``evaluates_in_loop = False``) is evaluated at the start, before any
+update, and after ``finish()`` at the points of its ``trajectory()``.
 """
 from __future__ import annotations
 
@@ -57,12 +62,16 @@ class Trainer:
         self.train_seconds = 0.0
         self.fault = fault_from_environment()
 
-    def evaluate(self, step: int) -> dict:
-        record = {"step": step, "time": self.train_seconds}
-        record.update(self.evaluator.evaluate(self.algorithm.evaluation_point()))
+    def evaluate(self, step: int, x=None, seconds=None, extras: bool = True) -> dict:
+        """Evaluate (collectively) ``x`` (default: the algorithm's evaluation point) as the
+        record of ``step`` at training time ``seconds`` (default: now)."""
+        seconds = self.train_seconds if seconds is None else seconds
+        record = {"step": step, "time": seconds}
+        record.update(self.evaluator.evaluate(self.algorithm.evaluation_point() if x is None else x))
         record.update(self.stats.as_dict())
-        record["steps_per_second"] = (step - self.start_step) / self.train_seconds if self.train_seconds > 0 else 0.0
-        record.update(self.algorithm.metrics())
+        record["steps_per_second"] = (step - self.start_step) / seconds if seconds > 0 else 0.0
+        if extras:
+            record.update(self.algorithm.metrics())
         if not is_finite_record(record):
             raise JobError(f"training diverged: loss or gradient is not finite at step {step} "
                            f"(loss {record['loss']}, |grad| {record['grad_norm']}); lower the step size", code=3)
@@ -75,23 +84,31 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
         writer = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=speaker)
-        progress = ProgressLine(cfg.train.steps, enabled=speaker and cfg.run.progress)
-        steps, log_every = cfg.train.steps, cfg.run.log_every
+        algorithm = self.algorithm
+        progress = ProgressLine(algorithm.planned_steps(), enabled=speaker and cfg.run.progress)
+        log_every = cfg.run.log_every
         try:
             record = self.evaluate(self.start_step)
             writer.write(record)
             progress.update(record)
-            for t in range(self.start_step, steps):
+            t = self.start_step
+            while not algorithm.done(t):
                 if self.fault is not None:
-                    self.fault.maybe_fire(self.rank, t, self.algorithm)
+                    self.fault.maybe_fire(self.rank, t, algorithm)
                 started = time.perf_counter()
-                self.algorithm.step(t)
+                algorithm.step(t)
                 self.train_seconds += time.perf_counter() - started
-                if (t + 1) % log_every == 0 or t + 1 == steps:
-                    record = self.evaluate(t + 1)
+                t += 1
+                if algorithm.evaluates_in_loop and (t % log_every == 0 or algorithm.done(t)):
+                    record = self.evaluate(t)
                     writer.write(record)
                     progress.update(record)
-            self.algorithm.finish()
+            algorithm.finish()
+            points = algorithm.trajectory()
+            for i, point in enumerate(points):
+                record = self.evaluate(point["step"], point["x"], point["time"], extras=i + 1 == len(points))
+                writer.write(record)
+                progress.update(record)
         finally:
             progress.close()
             writer.close()
@@ -104,7 +121,7 @@ class Trainer:
             "algorithm": self.config.train.algorithm,
             "dataset": self.config.data.dataset,
             "ranks": self.size,
-            "steps": self.config.train.steps,
+            "steps": last["step"],
             "n_samples": p.n_global,
             "n_features": p.objective.n_features,
             "final_loss": last["loss"],
@@ -120,6 +137,7 @@ class Trainer:
             write_json_atomic(self.out_dir / "summary.json", summary)
             if self.config.run.save_parameters:
                 np.save(self.out_dir / "parameters.npy", x_final)
+            self.algorithm.write_outputs(self.out_dir)
         return summary
 
 

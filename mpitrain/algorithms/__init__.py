@@ -4,10 +4,12 @@ Each entry is a subclass of :class:`mpitrain.algorithms.base.Algorithm`; an algo
 options declares them as a frozen dataclass in its ``options`` attribute, read from the
 config section of the same name as the algorithm (e.g. ``[local_sgd]``).
 """
+from .async_sgd import AsyncSGD
 from .sync_sgd import SyncSGD
 
 ALGORITHMS = {
     "sync_sgd": SyncSGD,
+    "async_sgd": AsyncSGD,
 }
 
 

@@ -2,9 +2,16 @@
 
 The training loop (mpitrain.train) owns timing, evaluation, metrics and checkpoints; an
 algorithm owns only its math and its communication. One ``step(t)`` is one iteration of one
-worker; ``evaluation_point()`` is the model the loop evaluates (for Local SGD the weighted
+worker; ``done(t)`` says whether this worker stops before step ``t`` (synchronous methods:
+after ``train.steps`` steps; asynchronous ones on a budget of total updates or wall time);
+``evaluation_point()`` is the model the loop evaluates (for Local SGD the weighted
 average, for example); ``state_dict()`` / ``load_state_dict()`` hold everything a resumed
 run needs beyond the parameters and the sampler.
+
+Evaluation is collective. A synchronous algorithm (``evaluates_in_loop = True``) lets the
+loop evaluate between steps every ``run.log_every`` steps. An asynchronous one cannot stop
+its peers for that: it sets ``evaluates_in_loop = False`` and hands the loop, after
+``finish()``, a ``trajectory()`` of recorded points to evaluate together.
 """
 from __future__ import annotations
 
@@ -49,6 +56,8 @@ class Algorithm:
 
     #: option section class (a frozen dataclass) of this algorithm, or None
     options = None
+    #: whether the loop may evaluate (collectively) between steps; see the module doc
+    evaluates_in_loop = True
 
     def __init__(self, worker: Worker):
         self.worker = worker
@@ -61,6 +70,23 @@ class Algorithm:
 
     def step(self, t: int) -> None:
         raise NotImplementedError
+
+    def done(self, t: int) -> bool:
+        """Whether this worker stops before step ``t`` (here: after ``train.steps`` steps)."""
+        return t >= self.worker.config.train.steps
+
+    def planned_steps(self) -> int:
+        """The step count the progress line shows as its total."""
+        return self.worker.config.train.steps
+
+    def trajectory(self) -> list:
+        """After ``finish()``, when ``evaluates_in_loop`` is False: the points to evaluate,
+        as dicts ``{"step", "time", "x"}`` in order, the same count on every rank; the
+        last one is the final model."""
+        return []
+
+    def write_outputs(self, out_dir) -> None:
+        """Rank 0 only, after the run: extra files (plots) in ``out_dir``."""
 
     def stochastic_gradient(self) -> np.ndarray:
         """grad on a fresh local mini-batch at self.x, into self.grad (timed as compute)."""

@@ -1,0 +1,50 @@
+"""Delay metrics of asynchronous SGD: tau per update, tau_max, mean tau, concurrency, histogram.
+
+tau = (version when applied) - (version when x was read) counts the updates by others in
+between (Erickson and Johansson 2026, PAPERS.md section 3). The concurrency tau_C, the
+mean number of gradients in flight, is mean(tau) + 1 by Little's law (each gradient is in
+flight for tau + 1 updates and one update lands per update).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def delay_metrics(taus) -> dict:
+    """{"tau_max", "tau_mean", "concurrency", "tau_p50", "tau_p99"} of a sequence of delays."""
+    taus = np.asarray(taus, dtype=np.int64)
+    if taus.size == 0:
+        return {"tau_max": 0, "tau_mean": 0.0, "concurrency": 0.0, "tau_p50": 0.0, "tau_p99": 0.0}
+    mean = float(taus.mean())
+    return {"tau_max": int(taus.max()), "tau_mean": mean, "concurrency": mean + 1.0,
+            "tau_p50": float(np.percentile(taus, 50)), "tau_p99": float(np.percentile(taus, 99))}
+
+
+def plot_delays(taus_by_worker: dict, output, title: str = "") -> None:
+    """A PNG histogram of delays, one series per worker (log-scaled counts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    every = [t for taus in taus_by_worker.values() for t in taus]
+    top = max(every, default=0)
+    bins = np.arange(top + 2) - 0.5 if top < 80 else np.linspace(-0.5, top + 0.5, 81)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for worker, taus in sorted(taus_by_worker.items()):
+        if len(taus):
+            ax.hist(taus, bins=bins, histtype="step", linewidth=1.4, label=f"worker {worker} ({len(taus)} updates)")
+    stats = delay_metrics(every)
+    ax.set_yscale("log")
+    ax.set_xlabel("delay tau (updates by others between read and apply)")
+    ax.set_ylabel("updates")
+    ax.set_title(title or f"tau_max {stats['tau_max']}, mean tau {stats['tau_mean']:.2f}, "
+                          f"concurrency {stats['concurrency']:.2f}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,73 @@
+"""Slowed-down workers for asynchronous experiments: how long a straggler waits per step.
+
+With one worker slowed so that its gradients arrive rarely, the largest delay tau_max grows
+with the slowdown while the concurrency tau_C (gradients in flight, about the number of
+workers) does not: the regime of Erickson and Johansson 2026 (PAPERS.md section 3).
+
+A :class:`Straggler` returns the extra seconds to wait after a step's own work took
+``elapsed`` seconds. ``SLOWDOWNS`` maps the config names to the classes:
+
+factor       wait (factor - 1) * elapsed: the step takes ``factor`` times as long
+fixed        wait ``seconds`` every step
+exponential  wait E * seconds, E ~ Exp(1) (mean ``seconds``)
+pareto       wait a Lomax(shape) draw scaled to mean ``seconds`` (heavy-tailed: the
+             variance is infinite for shape <= 2)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Factor:
+    factor: float
+
+    def extra(self, elapsed: float) -> float:
+        return (self.factor - 1.0) * elapsed
+
+
+@dataclass
+class Fixed:
+    seconds: float
+
+    def extra(self, elapsed: float) -> float:
+        return self.seconds
+
+
+@dataclass
+class Exponential:
+    seconds: float
+    rng: np.random.Generator
+
+    def extra(self, elapsed: float) -> float:
+        return self.seconds * self.rng.exponential()
+
+
+@dataclass
+class Pareto:
+    seconds: float
+    shape: float
+    rng: np.random.Generator
+
+    def extra(self, elapsed: float) -> float:
+        # numpy's pareto(a) is Lomax with mean 1 / (a - 1) for a > 1
+        return self.seconds * (self.shape - 1.0) * self.rng.pareto(self.shape)
+
+
+SLOWDOWNS = ("factor", "fixed", "exponential", "pareto")
+
+
+def make_straggler(options, seed: int, rank: int):
+    """The Straggler of this rank from the [async_sgd] options, or None if it is not slowed."""
+    if rank not in options.straggler_ranks:
+        return None
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, rank, 0x5354])))
+    kinds = {
+        "factor": lambda: Factor(options.slowdown_factor),
+        "fixed": lambda: Fixed(options.slowdown_seconds),
+        "exponential": lambda: Exponential(options.slowdown_seconds, rng),
+        "pareto": lambda: Pareto(options.slowdown_seconds, options.slowdown_shape, rng),
+    }
+    return kinds[options.slowdown]()
