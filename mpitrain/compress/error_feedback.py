@@ -10,11 +10,11 @@ class ErrorFeedback:
 
     ``step(gradient, lr, seed)`` does compensate -> encode -> update and returns
     (payload, decoded): payload travels, decoded = v is this worker's contribution.
-    Invariant: lr * g + e_old == decoded + e_new up to float rounding: the residual is
-    computed as e_new = p - decoded with p = e_old + lr g rounded once to the dtype, so
-    |lr g + e_old - decoded - e_new| <= eps |lr g + e_old| elementwise (eps = the dtype's
-    machine epsilon; exactly 0 when p is exact). ``state_dict`` / ``load_state_dict``
-    expose e for checkpoints.
+    Invariant: lr * g + e_old == decoded + e_new up to float rounding. In the dtype,
+    e_new = p - decoded exactly as computed, p = e_old + lr g; the rounding of lr g, of
+    p and of the subtraction gives, elementwise (eps = the dtype's machine epsilon),
+    |lr g + e_old - decoded - e_new| <= 4 eps (|lr g| + |e_old| + |decoded|)
+    (tested). ``state_dict`` / ``load_state_dict`` expose e for checkpoints.
     """
 
     def __init__(self, compressor):
