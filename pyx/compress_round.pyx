@@ -124,10 +124,11 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
                   double p, floating[::1] norms, uint8_t[::1] out):
     """Standard (QSGD) or natural dithering of x, bucket by bucket (PAPERS.md s.2).
 
-    norms[j] = ||x_bucket_j||_p rounded to the dtype. With r = |x_i| / norm (dtype):
-    standard: t = r * s, level = floor(t) + [u_i < t - floor(t)], capped at s;
-    natural: r >= 2^(1-s): r = 2^a (1 + m / 2^M), level = a + s + [u_i < m / 2^M];
-    r < 2^(1-s): level = [u_i < r * 2^(s-1)]; level s + 1 capped to s.
+    norms[j] = ||x_bucket_j||_p rounded to the dtype; all arithmetic below in the dtype.
+    standard: t = |x_i| * (s / norm), level = floor(t) + [u_i < t - floor(t)], capped at s;
+    natural: r = |x_i| * (1 / norm); r >= 2^(1-s): r = 2^a (1 + m / 2^M),
+    level = a + s + [u_i < m / 2^M]; r < 2^(1-s): level = [u_i < r * 2^(s-1)];
+    levels above s are capped to s.
     """
     cdef Py_ssize_t d = x.shape[0], i, j, start, stop
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
@@ -136,7 +137,7 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
     cdef int rshift = 41 if floating is float else 12
     cdef uint64_t mmask = (1ULL << M) - 1ULL, b, m, level, sign
     cdef int64_t bias = 127 if floating is float else 1023, a
-    cdef floating nrm, r, t, lowest = <floating>ldexp(1.0, 1 - levels)
+    cdef floating nrm, r, t, inv, mul, lowest = <floating>ldexp(1.0, 1 - levels)
     cdef floating scale_small = <floating>ldexp(1.0, levels - 1), fs = <floating>levels
     cdef mpt_writer w
     if d == 0:
@@ -151,17 +152,20 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
                 stop = d
             nrm = <floating>bucket_norm(&x[start], stop - start, p)
             norms[j] = nrm
+            inv = (<floating>1) / nrm if nrm != 0 else 0
+            mul = fs / nrm if nrm != 0 else 0
             for i in range(start, stop):
                 sign = bits_of(x[i]) >> (M + (8 if floating is float else 11))
                 if nrm == 0:
                     level = 0
                 else:
-                    r = fabs(x[i]) / nrm
                     if not natural:
-                        t = r * fs
-                        level = <uint64_t>floor(t)
+                        t = fabs(x[i]) * mul
+                        level = <uint64_t>t  # t >= 0: truncation is floor
                         level += mpt_uniform(s, <uint64_t>i) < <double>(t - <floating>level)
-                    elif r >= lowest:
+                    else:
+                        r = fabs(x[i]) * inv
+                    if natural and r >= lowest:
                         b = bits_of(r)
                         a = <int64_t>(b >> M) - bias
                         m = b & mmask
@@ -170,7 +174,7 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
                         else:
                             level = <uint64_t>(a + levels)
                             level += (mpt_splitmix64(s, <uint64_t>i) >> rshift) < m
-                    else:
+                    elif natural:
                         level = mpt_uniform(s, <uint64_t>i) < <double>(r * scale_small)
                     if level > <uint64_t>levels:
                         level = levels
@@ -185,27 +189,37 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
 def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint natural,
                   const floating[::1] norms, floating[::1] out):
     """Inverse of ``dither_encode``: standard: sign * (norm * level) / s;
-    natural: sign * norm * 2^(level - s) (0 for level 0)."""
-    cdef Py_ssize_t d = out.shape[0], i, j
-    cdef int L = levels.bit_length()
-    cdef uint64_t c, level
+    natural: sign * norm * 2^(level - s) (0 for level 0). One table of the 2^(1+L)
+    code values per bucket, then a branch-free lookup per entry."""
+    cdef Py_ssize_t d = out.shape[0], i, start, stop, j = 0
+    cdef int L = levels.bit_length(), c, ncodes = 1 << (1 + L)
+    cdef uint64_t level
     cdef floating nrm, v, fs = <floating>levels
+    cdef floating table[512]
     cdef mpt_reader r
     if d == 0:
         return
     with nogil:
         mpt_reader_init(&r, &buf[0], buf.shape[0])
-        for i in range(d):
-            nrm = norms[i // bucket]
-            c = mpt_get(&r, 1 + L)
-            level = c >> 1
-            if level == 0:
-                v = 0
-            elif natural:
-                v = nrm * <floating>ldexp(1.0, <int>level - levels)
-            else:
-                v = (nrm * <floating>level) / fs
-            out[i] = -v if (c & 1) else v
+        start = 0
+        while start < d:
+            stop = start + bucket
+            if stop > d:
+                stop = d
+            nrm = norms[j]
+            for c in range(ncodes):
+                level = c >> 1
+                if level == 0 or level > <uint64_t>levels:
+                    v = 0
+                elif natural:
+                    v = nrm * <floating>ldexp(1.0, <int>level - levels)
+                else:
+                    v = (nrm * <floating>level) / fs
+                table[c] = -v if (c & 1) else v
+            for i in range(start, stop):
+                out[i] = table[mpt_get(&r, 1 + L)]
+            start = stop
+            j += 1
 
 
 def sign_encode(const floating[::1] x, uint8_t[::1] out):
@@ -237,18 +251,20 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     """out_i = -scale if bit i is set else scale (scale rounded to the dtype)."""
     cdef Py_ssize_t d = out.shape[0], i
     cdef floating scale = <floating>scale_
+    cdef uint64_t sb = bits_of(scale)
+    cdef int M = 31 if floating is float else 63
     with nogil:
         for i in range(d):
-            out[i] = -scale if (buf[i >> 3] >> (i & 7)) & 1 else scale
+            out[i] = from_bits(sb ^ (<uint64_t>((buf[i >> 3] >> (i & 7)) & 1) << M), scale)
 
 
 def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     """TernGrad (Wen et al. 2017; PAPERS.md s.2): returns m = ||x||_inf and packs
-    2-bit codes: nonzero iff u_i < |x_i| / m (dtype), bit 1 = sign."""
+    2-bit codes: nonzero iff u_i < |x_i| * (1 / m) (dtype), bit 1 = sign."""
     cdef Py_ssize_t d = x.shape[0], i
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int M = 31 if floating is float else 63
-    cdef floating mx = 0, a
+    cdef floating mx = 0, a, inv
     cdef uint64_t nz
     cdef mpt_writer w
     if d == 0:
@@ -258,9 +274,10 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
             a = fabs(x[i])
             if a > mx:
                 mx = a
+        inv = (<floating>1) / mx if mx > 0 else 0
         mpt_writer_init(&w, &out[0])
         for i in range(d):
-            nz = mx > 0 and mpt_uniform(s, <uint64_t>i) < <double>(fabs(x[i]) / mx)
+            nz = mpt_uniform(s, <uint64_t>i) < <double>(fabs(x[i]) * inv)
             mpt_put(&w, nz | ((nz & (bits_of(x[i]) >> M)) << 1), 2)
         mpt_flush(&w)
     return mx
@@ -270,8 +287,11 @@ def ternary_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     """out_i = 0, scale or -scale from the 2-bit codes (scale rounded to the dtype)."""
     cdef Py_ssize_t d = out.shape[0], i
     cdef floating scale = <floating>scale_
-    cdef uint8_t c
+    cdef floating table[4]
+    table[0] = 0
+    table[1] = scale
+    table[2] = 0
+    table[3] = -scale
     with nogil:
         for i in range(d):
-            c = (buf[i >> 2] >> (2 * (i & 3))) & 3
-            out[i] = 0 if not (c & 1) else (-scale if c & 2 else scale)
+            out[i] = table[(buf[i >> 2] >> (2 * (i & 3))) & 3]

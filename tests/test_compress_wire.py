@@ -44,9 +44,9 @@ def natural_ref(x, u, deterministic=False):
 def dither_ref(x, u, s, norm, natural):
     """One bucket of standard / natural dithering with uniforms u and header norm."""
     t = x.dtype.type
-    r = (np.abs(x) / norm).astype(x.dtype)
+    r = np.abs(x) * (t(1) / norm if norm else t(0))
     if not natural:
-        q = r * t(s)
+        q = np.abs(x) * (t(s) / norm if norm else t(0))
         level = np.floor(q)
         level = np.minimum(level + (u < (q - level)), s).astype(int)
         v = (norm * level.astype(x.dtype)) / t(s)
@@ -109,7 +109,7 @@ def test_quantisers_match_reference(dtype):
     assert math.isclose(scale, np.abs(x.astype(np.float64)).sum() / D, rel_tol=1e-6)
     assert np.array_equal(c.decode(payload), np.where(np.signbit(x), -scale, scale))
     m = np.abs(x).max()
-    nz = u < (np.abs(x) / m).astype(dtype)
+    nz = u < np.abs(x) * (t(1) / m)
     assert np.array_equal(make_compressor("ternary", D, dtype=dtype)(x, SEED),
                           np.where(nz, np.where(np.signbit(x), -m, m), t(0)))
 
@@ -136,7 +136,7 @@ def test_compositions_match_reference(dtype):
                         dtype=dtype)
     y = natural_ref(x, None, deterministic=True)
     m = np.abs(y).max()
-    nz = compress_random.uniforms(sub, D) < (np.abs(y) / m).astype(dtype)
+    nz = compress_random.uniforms(sub, D) < np.abs(y) * (t(1) / m)
     ref = np.where(nz, np.where(np.signbit(y), -m, m), t(0)) * t(1 / math.sqrt(D))
     assert np.array_equal(c(x, SEED), ref)
 

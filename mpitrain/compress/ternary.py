@@ -8,7 +8,8 @@ from mpitrain.compress.base import Compressor
 
 
 class Ternary(Compressor):
-    """C(x)_i = ||x||_inf sign(x_i) b_i, b_i ~ Bernoulli(|x_i| / ||x||_inf).
+    """C(x)_i = ||x||_inf sign(x_i) b_i, b_i ~ Bernoulli(|x_i| / ||x||_inf) (the ratio is
+    computed as |x_i| * (1 / ||x||_inf) in the dtype).
 
     Unbiased. omega = sqrt(d) - 1 (derived here, PAPERS.md gives no constant):
     E||C(x) - x||^2 = ||x||_1 ||x||_inf - ||x||^2 <= (sqrt(d) - 1) ||x||^2.
