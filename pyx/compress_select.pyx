@@ -92,7 +92,8 @@ cdef Py_ssize_t collect_at_least(const key_t *v, Py_ssize_t d, uint64_t absmask,
     cap + BLOCK entries each);
     returns their count, or -1 once more than cap were found. Branch-free compaction:
     every index is written, the count only moves past the kept ones."""
-    cdef Py_ssize_t i, start, stop, n = 0
+    cdef Py_ssize_t i, j, start, stop, n = 0
+    cdef int hit
     cdef uint64_t key
     start = 0
     while start < d:
@@ -106,7 +107,20 @@ cdef Py_ssize_t collect_at_least(const key_t *v, Py_ssize_t d, uint64_t absmask,
                 ckeys[n] = <key_t>key
                 n += <Py_ssize_t>(key >= t)
         else:
-            for i in range(start, stop):
+            # 16 keys at a time: one vectorisable test, the rare hits handled one by one
+            i = start
+            while i + 16 <= stop:
+                hit = 0
+                for j in range(16):
+                    hit |= <int>(((<uint64_t>v[i + j]) & absmask) >= t)
+                if hit:
+                    for j in range(16):
+                        key = (<uint64_t>v[i + j]) & absmask
+                        cand[n] = i + j
+                        ckeys[n] = <key_t>key
+                        n += <Py_ssize_t>(key >= t)
+                i += 16
+            for i in range(i, stop):
                 key = (<uint64_t>v[i]) & absmask
                 cand[n] = i
                 ckeys[n] = <key_t>key
