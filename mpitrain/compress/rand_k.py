@@ -1,0 +1,86 @@
+"""Rand-k with a seed shared by all ranks, scaled (U(d/k - 1)) or not (B3(d/k))."""
+import numpy as np
+
+from mpitrain._native import compress_select
+from mpitrain.compress.base import Compressor, resolve_k
+
+SEED_BYTES = 8
+
+
+class RandK(Compressor):
+    """Keep a uniformly random k-subset, times d/k when ``scaled`` (PAPERS.md s.2).
+
+    The subset is the k indices with the largest splitmix64(seed, i), sorted (see
+    ``compress_select.randk_indices``): ranks that use the same seed keep the same
+    subset, so the indices never travel. Payload: the uint64 seed (8 bytes, little
+    endian) then the k kept values (dtype): 64 + 32 k bits for float32. The scale d/k is
+    applied at decode, so payloads with the same seed are summable: ``values(payload)``
+    is the section an Allreduce may sum.
+    """
+
+    random = True
+    summable = True
+
+    def __init__(self, d, k=None, ratio=None, scaled=True, dtype=np.float32):
+        super().__init__(d, dtype)
+        self.k = resolve_k(self.d, k, ratio)
+        self.scaled = bool(scaled)
+        self.unbiased = self.scaled
+
+    def __repr__(self):
+        return f"RandK(d={self.d}, k={self.k}, scaled={self.scaled}, dtype={self.dtype.name})"
+
+    @property
+    def omega(self):
+        return self.d / self.k - 1.0 if self.scaled else None
+
+    @property
+    def delta(self):
+        return None if self.scaled else self.d / self.k
+
+    @property
+    def scale(self):
+        """d/k (scaled) or 1, in the dtype."""
+        return self.dtype.type(self.d / self.k if self.scaled else 1.0)
+
+    # support protocol (used by Composition)
+    def select(self, x, seed=None):
+        return compress_select.randk_indices(self._seed(seed), self.d, self.k)
+
+    def support_bits(self):
+        return 8 * SEED_BYTES
+
+    def support_nbytes(self):
+        return SEED_BYTES
+
+    def write_support(self, indices, seed, out):
+        out[:] = np.array([self._seed(seed)], dtype="<u8").view(np.uint8)
+
+    def read_support(self, buf):
+        seed = int(np.asarray(buf[:SEED_BYTES]).view("<u8")[0])
+        return compress_select.randk_indices(seed, self.d, self.k)
+
+    # payload
+    def payload_bits(self):
+        return self.support_bits() + self.k * self.width
+
+    def payload_nbytes(self):
+        return SEED_BYTES + self.k * self.dtype.itemsize
+
+    def values(self, payload):
+        """The summable section (k values of the dtype, a view)."""
+        return payload[SEED_BYTES:].view(self.dtype)
+
+    def encode(self, x, seed=None):
+        x = self._input(x)
+        seed = self._seed(seed)
+        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        self.write_support(None, seed, payload[:SEED_BYTES])
+        np.take(x, self.select(x, seed), out=self.values(payload))
+        return payload
+
+    def decode(self, payload):
+        payload = self._payload(payload)
+        out = np.zeros(self.d, dtype=self.dtype)
+        out[self.read_support(payload[:SEED_BYTES])] = self.values(payload) * self.scale
+        return out

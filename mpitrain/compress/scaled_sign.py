@@ -1,0 +1,36 @@
+"""Scaled sign: (||x||_1 / d) sign(x), B3(d); PAPERS.md s.2."""
+import numpy as np
+
+from mpitrain._native import compress_pack, compress_round
+from mpitrain.compress.base import Compressor
+
+
+class ScaledSign(Compressor):
+    """C(x) = (||x||_1 / d) sign(x), with sign(0) = +1 (one bit per entry; -0.0 is -1).
+    Biased, delta = d: ||C(x) - x||^2 = ||x||^2 - ||x||_1^2 / d <= (1 - 1/d) ||x||^2.
+    Payload: the scale (dtype) then d sign bits (1 = negative): 32 + d bits (float32).
+    """
+
+    @property
+    def delta(self):
+        return float(self.d)
+
+    def payload_bits(self):
+        return self.width + self.d
+
+    def payload_nbytes(self):
+        return self.dtype.itemsize + compress_pack.packed_nbytes(self.d, 1)
+
+    def encode(self, x, seed=None):
+        x = self._input(x)
+        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        cut = self.dtype.itemsize
+        self._header(payload, 1)[0] = compress_round.sign_encode(x, payload[cut:])
+        return payload
+
+    def decode(self, payload):
+        payload = self._payload(payload)
+        out = np.empty(self.d, dtype=self.dtype)
+        compress_round.sign_decode(payload[self.dtype.itemsize:],
+                                   self._header(payload, 1)[0], out)
+        return out

@@ -1,0 +1,67 @@
+"""Top-k: keep the k entries of largest magnitude (B3(d/k)); PAPERS.md s.2."""
+import numpy as np
+
+from mpitrain._native import compress_pack, compress_select
+from mpitrain.compress.base import Compressor, index_bits, resolve_k
+
+
+class TopK(Compressor):
+    """Top-k sparsifier, class B3(d / k).
+
+    Selection: exact, O(d) (``compress_select.topk_indices``); among equal magnitudes the
+    smaller index wins. Payload: k values (dtype) then the k ascending indices packed at
+    ceil(log2 d) bits: k (32 + ceil(log2 d)) bits for float32, as in the paper's table.
+    Not summable (supports differ between ranks): payloads travel by Allgather.
+    """
+
+    def __init__(self, d, k=None, ratio=None, dtype=np.float32):
+        super().__init__(d, dtype)
+        self.k = resolve_k(self.d, k, ratio)
+        self.index_bits = index_bits(self.d)
+
+    def __repr__(self):
+        return f"TopK(d={self.d}, k={self.k}, dtype={self.dtype.name})"
+
+    @property
+    def delta(self):
+        return self.d / self.k
+
+    # support protocol (used by Composition)
+    def select(self, x, seed=None):
+        """int64[k], ascending: the kept indices of x."""
+        return compress_select.topk_indices(x, self.k)
+
+    def support_bits(self):
+        return self.k * self.index_bits
+
+    def support_nbytes(self):
+        return compress_pack.packed_nbytes(self.k, self.index_bits)
+
+    def write_support(self, indices, seed, out):
+        compress_pack.pack_into(indices, self.index_bits, out)
+
+    def read_support(self, buf):
+        return compress_pack.unpack_bits(buf, self.k, self.index_bits)
+
+    # payload
+    def payload_bits(self):
+        return self.k * self.width + self.support_bits()
+
+    def payload_nbytes(self):
+        return self.k * self.dtype.itemsize + self.support_nbytes()
+
+    def encode(self, x, seed=None):
+        x = self._input(x)
+        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        cut = self.k * self.dtype.itemsize
+        indices = self.select(x)
+        np.take(x, indices, out=payload[:cut].view(self.dtype))
+        self.write_support(indices, None, payload[cut:])
+        return payload
+
+    def decode(self, payload):
+        payload = self._payload(payload)
+        cut = self.k * self.dtype.itemsize
+        out = np.zeros(self.d, dtype=self.dtype)
+        out[self.read_support(payload[cut:])] = payload[:cut].view(self.dtype)
+        return out

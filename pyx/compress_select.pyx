@@ -1,0 +1,269 @@
+"""Exact top-k selection by magnitude and seeded Rand-k supports, in O(d).
+
+Radix select on 16-bit digits of an unsigned key, most significant digit first. For
+Top-k the key of x_i is its IEEE bit pattern with the sign bit cleared (monotone in |x_i|
+for non-NaN values; NaN ranks above inf). For Rand-k the key of index i is
+splitmix64(seed, i) (see ``compress_common.pxi``), so the k-subset is the k indices
+with the largest keys, a uniform random k-subset that any rank or GPU can regenerate.
+
+Fast path (one pass over x): a threshold t is read off a strided sample of 32768 keys
+(a sample quantile with a safety margin, so that about 1.1 k + O(sqrt k) keys are >= t);
+one pass collects the indices with key >= t, in ascending order; the exact top k of
+those candidates is found by radix select. If fewer than k or too many candidates come
+back (adversarial data), the exact radix select runs on all d keys instead, so the
+result is always exact. Radix select: 16-bit digits, most significant first; each level
+histograms the next digit of the keys sharing the prefix found so far; a last pass
+writes indices in ascending order. Among equal keys the smaller index wins.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.string cimport memset
+from libc.math cimport sqrt
+include "compress_common.pxi"
+
+cdef enum:
+    BLOCK = 4096
+
+ctypedef fused key_t:
+    uint32_t
+    uint64_t
+
+
+cdef inline uint64_t key_of(const key_t *v, uint64_t absmask, bint hashed,
+                            uint64_t seed, Py_ssize_t i) noexcept nogil:
+    if hashed:
+        return mpt_splitmix64(seed, <uint64_t>i)
+    return (<uint64_t>v[i]) & absmask
+
+
+
+cdef Py_ssize_t radix_select(const key_t *v, Py_ssize_t d, Py_ssize_t k, uint64_t absmask,
+                             bint hashed, uint64_t seed, int nbits, int64_t *out,
+                             int64_t *hist) noexcept nogil:
+    """Write the k indices of largest key into out (ascending); returns k."""
+    cdef uint64_t prefix = 0, pmask = 0, key
+    cdef int shift = nbits - 16
+    cdef Py_ssize_t i, need = k, j, digit
+    cdef int64_t cum
+    while True:
+        memset(hist, 0, 65536 * sizeof(int64_t))
+        if pmask == 0:
+            for i in range(d):
+                key = key_of(v, absmask, hashed, seed, i)
+                hist[(key >> shift) & 0xFFFF] += 1
+        else:
+            for i in range(d):
+                key = key_of(v, absmask, hashed, seed, i)
+                if (key & pmask) == prefix:
+                    hist[(key >> shift) & 0xFFFF] += 1
+        cum = 0
+        digit = 65535
+        while digit > 0 and cum + hist[digit] < need:
+            cum += hist[digit]
+            digit -= 1
+        need -= cum
+        prefix |= (<uint64_t>digit) << shift
+        pmask |= (<uint64_t>0xFFFF) << shift
+        if shift == 0 or hist[digit] == need:
+            break
+        shift -= 16
+    # Final pass: keys above the prefix, then the first `need` keys equal to it.
+    j = 0
+    cdef Py_ssize_t taken_eq = 0
+    cdef uint64_t km
+    for i in range(d):
+        km = key_of(v, absmask, hashed, seed, i) & pmask
+        if km > prefix:
+            out[j] = i
+            j += 1
+        elif km == prefix and taken_eq < need:
+            out[j] = i
+            j += 1
+            taken_eq += 1
+        if j == k:
+            break
+    return j
+
+
+cdef Py_ssize_t collect_at_least(const key_t *v, Py_ssize_t d, uint64_t absmask, bint hashed,
+                                 uint64_t seed, uint64_t t, int64_t *cand, key_t *ckeys,
+                                 Py_ssize_t cap) noexcept nogil:
+    """Indices i (ascending) with key_i >= t into cand, their keys into ckeys (room for
+    cap + BLOCK entries each);
+    returns their count, or -1 once more than cap were found. Branch-free compaction:
+    every index is written, the count only moves past the kept ones."""
+    cdef Py_ssize_t i, j, start, stop, n = 0
+    cdef int hit
+    cdef uint64_t key
+    start = 0
+    while start < d:
+        stop = start + BLOCK
+        if stop > d:
+            stop = d
+        if hashed:
+            for i in range(start, stop):
+                key = mpt_splitmix64(seed, <uint64_t>i)
+                cand[n] = i
+                ckeys[n] = <key_t>key
+                n += <Py_ssize_t>(key >= t)
+        else:
+            # 16 keys at a time: one vectorisable test, the rare hits handled one by one
+            i = start
+            while i + 16 <= stop:
+                hit = 0
+                for j in range(16):
+                    hit |= <int>(((<uint64_t>v[i + j]) & absmask) >= t)
+                if hit:
+                    for j in range(16):
+                        key = (<uint64_t>v[i + j]) & absmask
+                        cand[n] = i + j
+                        ckeys[n] = <key_t>key
+                        n += <Py_ssize_t>(key >= t)
+                i += 16
+            for i in range(i, stop):
+                key = (<uint64_t>v[i]) & absmask
+                cand[n] = i
+                ckeys[n] = <key_t>key
+                n += <Py_ssize_t>(key >= t)
+        if n > cap:
+            return -1
+        start = stop
+    return n
+
+
+cdef void hash_keys(uint64_t seed, const int64_t *idx, Py_ssize_t n, uint64_t *keys) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        keys[i] = mpt_splitmix64(seed, <uint64_t>idx[i])
+
+
+SAMPLE = 32768
+
+
+def _margin(Py_ssize_t k, Py_ssize_t d, Py_ssize_t s):
+    """How many of s sampled keys lie above the threshold: 1.1 k s / d + 4 sqrt(.) + 8."""
+    m = float(k) * s / d
+    return min(s, int(1.1 * m + 4.0 * m ** 0.5 + 8))
+
+
+def _exact_among(keys, cand, Py_ssize_t k, int nbits):
+    """cand[positions of the k largest keys] (keys: uint32/uint64 contiguous, no mask)."""
+    cdef Py_ssize_t n = keys.shape[0]
+    pos = np.empty(k, dtype=np.int64)
+    hist = np.empty(65536, dtype=np.int64)
+    cdef int64_t[::1] p = pos
+    cdef int64_t[::1] h = hist
+    cdef const uint32_t[::1] k32
+    cdef const uint64_t[::1] k64
+    if nbits == 32:
+        k32 = keys
+        with nogil:
+            radix_select(&k32[0], n, k, 0xFFFFFFFFULL, False, 0, 32, &p[0], &h[0])
+    else:
+        k64 = keys
+        with nogil:
+            radix_select(&k64[0], n, k, ~0ULL, False, 0, 64, &p[0], &h[0])
+    return cand[pos]
+
+
+def topk_exact(x, Py_ssize_t k):
+    """Same result as ``topk_indices`` by full radix select (no sampling); for tests."""
+    x = np.ascontiguousarray(x)
+    cdef Py_ssize_t d = x.shape[0]
+    if not 1 <= k <= d:
+        raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
+    out = np.empty(k, dtype=np.int64)
+    hist = np.empty(65536, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    cdef int64_t[::1] h = hist
+    cdef const uint32_t[::1] v32
+    cdef const uint64_t[::1] v64
+    if x.dtype == np.float32:
+        v32 = x.view(np.uint32)
+        with nogil:
+            radix_select(&v32[0], d, k, 0x7FFFFFFFULL, False, 0, 32, &o[0], &h[0])
+    elif x.dtype == np.float64:
+        v64 = x.view(np.uint64)
+        with nogil:
+            radix_select(&v64[0], d, k, 0x7FFFFFFFFFFFFFFFULL, False, 0, 64, &o[0], &h[0])
+    else:
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    return out
+
+
+def topk_indices(x, Py_ssize_t k):
+    """int64[k], ascending: indices of the k entries of x (float32/float64, 1-D) of
+    largest magnitude; among equal magnitudes the smaller index wins. O(d)."""
+    x = np.ascontiguousarray(x)
+    cdef Py_ssize_t d = x.shape[0]
+    if not 1 <= k <= d:
+        raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    if d < 4 * SAMPLE or 4 * k > d:
+        return topk_exact(x, k)
+    nbits = 32 if x.dtype == np.float32 else 64
+    ukey = np.uint32 if nbits == 32 else np.uint64
+    absmask = (1 << (nbits - 1)) - 1
+    keys = x.view(ukey)
+    sample = keys[:: d // SAMPLE][:SAMPLE] & ukey(absmask)
+    q = _margin(k, d, SAMPLE)
+    t = int(np.partition(sample, SAMPLE - q)[SAMPLE - q])
+    cdef Py_ssize_t cap = 2 * k + 4096
+    cand = np.empty(cap + BLOCK, dtype=np.int64)
+    ckeys = np.empty(cap + BLOCK, dtype=ukey)
+    cdef int64_t[::1] c = cand
+    cdef const uint32_t[::1] v32
+    cdef const uint64_t[::1] v64
+    cdef uint32_t[::1] c32
+    cdef uint64_t[::1] c64
+    cdef Py_ssize_t n
+    cdef uint64_t tt = t, am = absmask
+    if nbits == 32:
+        v32 = keys
+        c32 = ckeys
+        with nogil:
+            n = collect_at_least(&v32[0], d, am, False, 0, tt, &c[0], &c32[0], cap)
+    else:
+        v64 = keys
+        c64 = ckeys
+        with nogil:
+            n = collect_at_least(&v64[0], d, am, False, 0, tt, &c[0], &c64[0], cap)
+    if n < k:
+        return topk_exact(x, k)
+    return _exact_among(ckeys[:n], cand[:n], k, nbits)
+
+
+def randk_indices(seed, Py_ssize_t d, Py_ssize_t k):
+    """int64[k], ascending: the k indices i in [0, d) with the largest splitmix64(seed, i)
+    (ties, probability ~ d^2 / 2^65, go to the smaller index)."""
+    if not 1 <= k <= d:
+        raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
+    cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
+    cdef uint64_t dummy = 0
+    cdef Py_ssize_t n = -1, cap
+    cdef uint64_t t
+    out = np.empty(k, dtype=np.int64)
+    hist = np.empty(65536, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    cdef int64_t[::1] h = hist
+    cdef int64_t[::1] c
+    cdef uint64_t[::1] kk
+    if d >= 4 * SAMPLE and 4 * k <= d:
+        # Keys are uniform: expect k + 4 sqrt(k) + 16 of them above t.
+        frac = min(1.0, (k + 4.0 * sqrt(<double>k) + 16) / d)
+        t = <uint64_t>min((1 << 64) - 1, int((1.0 - frac) * 2.0 ** 64))
+        cap = 2 * k + 4096
+        cand = np.empty(cap + BLOCK, dtype=np.int64)
+        keys = np.empty(cap + BLOCK, dtype=np.uint64)
+        c = cand
+        kk = keys
+        with nogil:
+            n = collect_at_least(<const uint64_t *>&dummy, d, ~0ULL, True, s, t, &c[0], &kk[0], cap)
+        if n >= k:
+            cand = cand[:n]
+            keys = keys[:n]
+            return _exact_among(keys, cand, k, 64)
+    with nogil:
+        radix_select(<const uint64_t *>&dummy, d, k, ~0ULL, True, s, 64, &o[0], &h[0])
+    return out

@@ -1,0 +1,89 @@
+"""Kernels of the compressors: random stream, bit packing, top-k and Rand-k selection."""
+import numpy as np
+import pytest
+
+from mpitrain._native import compress_pack, compress_random, compress_select
+
+M64 = (1 << 64) - 1
+
+
+def splitmix64_reference(seed, i):
+    z = (seed + (i + 1) * 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def test_stream_is_splitmix64():
+    # SplitMix64 seeded with 0: first output 0xE220A8397B1DCDAF (public test vector).
+    assert int(compress_random.splitmix64(0, 0, 1)[0]) == 0xE220A8397B1DCDAF
+    for seed in (0, 1, 12345, M64):
+        got = compress_random.splitmix64(seed, 7, 5)
+        assert [int(v) for v in got] == [splitmix64_reference(seed, i) for i in range(7, 12)]
+        u = compress_random.uniforms(seed, 12)
+        assert np.array_equal(u, np.array([(splitmix64_reference(seed, i) >> 11) * 2.0**-53
+                                           for i in range(12)]))
+
+
+@pytest.mark.parametrize("b", [0, 1, 2, 3, 7, 9, 12, 17, 31, 32])
+def test_pack_round_trip(b):
+    rng = np.random.default_rng(b)
+    for n in (0, 1, 5, 31, 32, 33, 1000):
+        codes = rng.integers(0, 2**b, n, dtype=np.uint64) if b else np.zeros(n, np.uint64)
+        buf = compress_pack.pack_bits(codes, b)
+        assert buf.shape == ((n * b + 7) // 8,)
+        assert np.array_equal(compress_pack.unpack_bits(buf, n, b), codes.astype(np.int64))
+
+
+def test_pack_layout_lsb_first():
+    buf = compress_pack.pack_bits(np.array([1, 0, 1, 1, 0, 0, 0, 0, 1], np.uint8), 1)
+    assert list(buf) == [0b00001101, 1]
+    buf = compress_pack.pack_bits(np.array([0x1FF, 0], np.uint32), 9)
+    assert list(buf) == [0xFF, 0x01, 0x00]
+
+
+def topk_reference(x, k):
+    order = np.lexsort((np.arange(x.size), -np.abs(x.astype(np.float64))))
+    return np.sort(order[:k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_topk_matches_reference(dtype):
+    rng = np.random.default_rng(1)
+    cases = [
+        rng.standard_normal(1000),
+        rng.standard_normal(200_000),  # fast path (sample threshold)
+        np.ones(200_000),  # all ties: smallest indices win
+        rng.integers(-3, 4, 200_000).astype(float),  # few distinct values
+        np.sort(rng.standard_normal(200_000)),  # sorted
+        np.tile(np.arange(1000.0), 200),  # periodic, defeats a strided sample
+        np.where(np.arange(200_000) % 997 == 0, 5.0, 0.0),
+    ]
+    for x in cases:
+        x = x.astype(dtype)
+        for k in sorted({min(k, x.size) for k in (1, 7, 100, 2000, x.size // 3, x.size)}):
+            got = compress_select.topk_indices(x, k)
+            assert got.dtype == np.int64
+            assert np.array_equal(got, topk_reference(x, k)), (x[:5], k)
+
+
+def test_topk_ties_deterministic():
+    x = np.array([3.0, -3.0, 1.0, 3.0, -3.0], np.float32)
+    assert list(compress_select.topk_indices(x, 2)) == [0, 1]
+    assert list(compress_select.topk_indices(x, 3)) == [0, 1, 3]
+    assert list(compress_select.topk_indices(np.zeros(10, np.float32), 4)) == [0, 1, 2, 3]
+
+
+def test_topk_rejects_bad_k():
+    with pytest.raises(ValueError, match="k must"):
+        compress_select.topk_indices(np.ones(5, np.float32), 0)
+    with pytest.raises(ValueError, match="k must"):
+        compress_select.topk_indices(np.ones(5, np.float32), 6)
+
+
+@pytest.mark.parametrize("d,k", [(10, 3), (1000, 1000), (300_000, 50), (300_000, 3000)])
+def test_randk_is_largest_hashes(d, k):
+    for seed in (0, 99):
+        h = compress_random.splitmix64(seed, 0, d)
+        order = np.lexsort((np.arange(d), ~h))
+        assert np.array_equal(compress_select.randk_indices(seed, d, k), np.sort(order[:k]))
