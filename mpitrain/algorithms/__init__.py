@@ -4,10 +4,16 @@ Each entry is a subclass of :class:`mpitrain.algorithms.base.Algorithm`; an algo
 options declares them as a frozen dataclass in its ``options`` attribute, read from the
 config section of the same name as the algorithm (e.g. ``[local_sgd]``).
 """
+from .async_local_sgd import AsyncLocalSGD
+from .hierarchical import HierarchicalLocalSGD
+from .local_sgd import LocalSGD
 from .sync_sgd import SyncSGD
 
 ALGORITHMS = {
     "sync_sgd": SyncSGD,
+    "local_sgd": LocalSGD,
+    "hierarchical_local_sgd": HierarchicalLocalSGD,
+    "async_local_sgd": AsyncLocalSGD,
 }
 
 
