@@ -4,6 +4,7 @@ Each entry maps a name to ``"module:function"``; the function takes ``argv`` (a 
 strings) and returns an exit code. Modules are imported only when their benchmark runs.
 """
 BENCHMARKS = {
+    "allreduce": "mpitrain.bench.allreduce:main",
     "parse": "mpitrain.bench.parse:main",
     "rma": "mpitrain.bench.rma:main",
 }

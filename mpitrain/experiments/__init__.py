@@ -4,4 +4,5 @@ Each entry maps a name to ``"module:function"``; the function takes ``argv`` and
 exit code. Modules are imported only when their experiment runs.
 """
 EXPERIMENTS = {
+    "local-sgd-speedup": "mpitrain.experiments.local_sgd_speedup:main",
 }
