@@ -5,11 +5,17 @@ options declares them as a frozen dataclass in its ``options`` attribute, read f
 config section of the same name as the algorithm (e.g. ``[local_sgd]``).
 """
 from .async_sgd import AsyncSGD
+from .async_local_sgd import AsyncLocalSGD
+from .hierarchical import HierarchicalLocalSGD
+from .local_sgd import LocalSGD
 from .sync_sgd import SyncSGD
 
 ALGORITHMS = {
     "sync_sgd": SyncSGD,
     "async_sgd": AsyncSGD,
+    "local_sgd": LocalSGD,
+    "hierarchical_local_sgd": HierarchicalLocalSGD,
+    "async_local_sgd": AsyncLocalSGD,
 }
 
 

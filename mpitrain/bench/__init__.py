@@ -5,6 +5,7 @@ strings) and returns an exit code. Modules are imported only when their benchmar
 """
 BENCHMARKS = {
     "compress": "mpitrain.bench.compress:main",
+    "allreduce": "mpitrain.bench.allreduce:main",
     "parse": "mpitrain.bench.parse:main",
     "rma": "mpitrain.bench.rma:main",
 }

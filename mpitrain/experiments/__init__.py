@@ -5,4 +5,5 @@ exit code. Modules are imported only when their experiment runs.
 """
 EXPERIMENTS = {
     "async-stragglers": "mpitrain.experiments.async_stragglers:main",
+    "local-sgd-speedup": "mpitrain.experiments.local_sgd_speedup:main",
 }

@@ -1,0 +1,141 @@
+"""Local SGD (Stich, "Local SGD Converges Fast and Communicates Little", ICLR 2019, arXiv 1805.09767).
+
+Each of the K workers keeps its own model x^k (all start at x_0) and, for t = 0 .. T-1,
+
+    y^k = x^k - eta_t g^k,   g^k = (1/b) sum_{i in batch} grad f_i(x^k)      (local step)
+    x^k = sum_j w_j y^j  if t + 1 is a synchronisation step, else y^k       (Algorithm 1)
+
+with w_j = n_j / N (1/K for balanced shards). The average is one in-place Allreduce of the
+flattened parameters, done only at synchronisation steps (``periods``): T/H rounds instead
+of T, and only those are counted in the CommStats. H = 1 is synchronous mini-batch SGD.
+
+Output (``local_sgd.output``): ``"average"`` evaluates sum_k w_k x^k, the average of the
+current models; ``"weighted"`` evaluates Stich's x_hat_T with w_t = (a + t)^2 (Theorem 2.2),
+kept as a running sum. Either way the evaluation point is collective (one Allreduce); that
+traffic is evaluation, not training: it is counted apart, as ``eval_comm_rounds``.
+
+Step size: any ``[step_size]`` schedule; Stich's eta_t = 4 / (mu (a + t)) is
+``schedule = "stich"``.
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..comm.accounting import CommStats
+from ..comm.averaging import Averager
+from ..config import ConfigError, bounded, choice
+from .base import Algorithm
+from .iterate_average import WeightedIterateAverage
+from .periods import PERIOD_SCHEDULES, make_period
+
+OUTPUTS = ("average", "weighted")
+
+
+def check_weight_shift(section: str, value):
+    if value is not None and not value > 0:
+        raise ConfigError(f"{section}.weight_shift", f"must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LocalSGDOptions:
+    period: int = bounded(8, min=1)  # H: local steps between averages (first period for "growing")
+    schedule: str = choice("constant", PERIOD_SCHEDULES)  # constant | post_local | auto | growing
+    warmup_steps: int = bounded(0, min=0)  # post_local: synchronous steps before the local ones
+    growth: float = bounded(2.0, min=1.0)  # growing: each period is this times the previous one
+    max_period: int = bounded(0, min=0)  # growing: cap on H; 0 for none
+    output: str = choice("average", OUTPUTS)  # evaluated model: average of x^k, or Stich's x_hat
+    weight_shift: typing.Optional[float] = None  # a in w_t = (a + t)^2; default step_size.a
+
+    def __post_init__(self):
+        check_weight_shift("local_sgd", self.weight_shift)
+
+
+class LocalModelAlgorithm(Algorithm):
+    """What every Local SGD variant shares: local steps, the output, evaluation, metrics.
+
+    Subclasses implement ``synchronise(t)`` (called after the local step of step t when the
+    variant averages) and may override ``step``.
+    """
+
+    section = "local_sgd"
+
+    def __init__(self, worker):
+        super().__init__(worker)
+        self.opts = worker.config.section(self.section)
+        self.eval_stats = CommStats()
+        self.eval_averager = Averager(worker.comm, worker.weight, self.eval_stats)
+        self.syncs = 0
+        self.output = None
+        if self.opts.output == "weighted":
+            shift = self.opts.weight_shift if self.opts.weight_shift is not None else worker.config.step_size.a
+            self.output = WeightedIterateAverage(self.x.size, shift)
+
+    def local_step(self, t: int) -> None:
+        """x <- x - eta_t g on a fresh local mini-batch (and record x_t in the output)."""
+        if self.output is not None:
+            with self.worker.stats.compute():
+                self.output.add(t, self.x)
+        g = self.stochastic_gradient()
+        with self.worker.stats.compute():
+            g *= self.x.dtype.type(self.worker.step_size(t))
+            self.x -= g
+
+    def evaluation_point(self) -> np.ndarray:
+        """sum_k w_k x^k, or Stich's x_hat (collective; counted as evaluation traffic)."""
+        local = self.output.value() if self.output is not None else None
+        point = self.x.copy() if local is None else local
+        self.eval_averager.average(point)
+        return point.astype(self.x.dtype, copy=False)
+
+    def metrics(self) -> dict:
+        return {"syncs": self.syncs, "eval_comm_rounds": self.eval_stats.rounds}
+
+    def state_dict(self) -> dict:
+        state = {"x": self.x, "syncs": self.syncs}
+        if self.output is not None:
+            state["output"] = self.output.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.x[...] = state["x"]
+        self.syncs = int(state["syncs"])
+        if self.output is not None:
+            self.output.load_state_dict(state["output"])
+
+
+class LocalSGD(LocalModelAlgorithm):
+    """H local steps, then one weighted in-place Allreduce of the parameters."""
+
+    options = LocalSGDOptions
+
+    def __init__(self, worker):
+        super().__init__(worker)
+        cfg = worker.config
+        self.period = make_period(self.opts, cfg.train.steps, worker.size, cfg.train.batch_size)
+        self.averager = worker.averager()
+        self.steps_done = 0
+
+    @classmethod
+    def validate(cls, config):
+        opts = config.section("local_sgd")
+        if opts.schedule == "post_local" and opts.warmup_steps >= config.train.steps:
+            raise ConfigError("local_sgd.warmup_steps", f"the warm-up ({opts.warmup_steps} steps) must be shorter "
+                              f"than the run (train.steps = {config.train.steps})")
+        if opts.schedule != "post_local" and opts.warmup_steps != 0:
+            raise ConfigError("local_sgd.warmup_steps", "is used only with local_sgd.schedule = 'post_local'")
+
+    def step(self, t: int) -> None:
+        self.local_step(t)
+        self.steps_done = t + 1
+        if self.period.syncs_after(t):
+            self.synchronise(t)
+
+    def synchronise(self, t: int) -> None:
+        self.averager.average(self.x)
+        self.syncs += 1
+
+    def metrics(self) -> dict:
+        return {**super().metrics(), "period": self.period.current(self.steps_done)}

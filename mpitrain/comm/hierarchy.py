@@ -1,0 +1,91 @@
+"""Two-level averaging for clusters whose network between nodes is the bottleneck.
+
+:class:`NodeHierarchy` splits a communicator into ``node`` (the ranks of one node, from
+``comm.Split_type(MPI.COMM_TYPE_SHARED)``, or blocks of ``ranks_per_node`` consecutive ranks
+to fake nodes on one machine) and ``leaders`` (local rank 0 of every node; COMM_NULL
+elsewhere). :class:`HierarchicalAverager` averages
+
+- inside a node:  one Allreduce on ``node``, weights w_k / W_node (W_node = sum of the node's w_k);
+- over all ranks: Reduce to the node leader, Allreduce among leaders, Bcast inside the node,
+  weights w_k = n_k / N; the same value as a flat weighted Allreduce (up to summation order).
+
+Accounting: every collective a rank takes part in is one round; the bytes are the payload
+the rank contributes (the Bcast root contributes the buffer, the others nothing).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..runtime import JobError
+from .accounting import CommStats
+
+
+class NodeHierarchy:
+    """The node and leader communicators of ``comm`` (collective to build; ``free()`` after use)."""
+
+    def __init__(self, comm, ranks_per_node: int = 0, field: str = "ranks_per_node"):
+        from mpi4py import MPI
+
+        rank, size = comm.Get_rank(), comm.Get_size()
+        if ranks_per_node > 0:
+            if size % ranks_per_node != 0:
+                raise JobError(f"config field '{field}': {ranks_per_node} ranks per node does not divide "
+                               f"the {size} ranks of the job")
+            self.node = comm.Split(rank // ranks_per_node, rank)
+        else:
+            self.node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
+        is_leader = self.node.Get_rank() == 0
+        self.leaders = comm.Split(0 if is_leader else MPI.UNDEFINED, rank)
+        self.is_leader = is_leader
+        self.n_nodes = comm.allreduce(1 if is_leader else 0)
+
+    def free(self):
+        from mpi4py import MPI
+
+        for c in (self.node, self.leaders):
+            if c != MPI.COMM_NULL:
+                c.Free()
+
+
+class HierarchicalAverager:
+    """``average_node(buf)`` and ``average_global(buf)``, in place, for rank weight ``weight``."""
+
+    def __init__(self, hierarchy: NodeHierarchy, weight: float, stats: CommStats | None = None):
+        self.hierarchy = hierarchy
+        self.weight = float(weight)
+        self.node_weight = hierarchy.node.allreduce(self.weight)  # W_node
+        self.stats = stats if stats is not None else CommStats()
+
+    def average_node(self, buf: np.ndarray) -> np.ndarray:
+        """buf <- sum_{j in node} (w_j / W_node) buf_j."""
+        from mpi4py import MPI
+
+        node = self.hierarchy.node
+        if node.Get_size() == 1:
+            return buf
+        buf *= buf.dtype.type(self.weight / self.node_weight)
+        with self.stats.communicate(buf.nbytes):
+            node.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        return buf
+
+    def average_global(self, buf: np.ndarray) -> np.ndarray:
+        """buf <- sum_k w_k buf_k over all ranks: node Reduce, leader Allreduce, node Bcast."""
+        from mpi4py import MPI
+
+        h = self.hierarchy
+        if self.weight != 1.0:
+            buf *= buf.dtype.type(self.weight)
+        node_size = h.node.Get_size()
+        if node_size > 1:
+            with self.stats.communicate(buf.nbytes):
+                if h.is_leader:
+                    h.node.Reduce(MPI.IN_PLACE, buf, op=MPI.SUM, root=0)
+                else:
+                    h.node.Reduce(buf, None, op=MPI.SUM, root=0)
+        if h.is_leader and h.leaders.Get_size() > 1:
+            with self.stats.communicate(buf.nbytes):
+                h.leaders.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        if node_size > 1:
+            with self.stats.communicate(buf.nbytes if h.is_leader else 0):
+                h.node.Bcast(buf, root=0)
+        return buf

@@ -1,0 +1,203 @@
+"""The Local SGD speedup experiment (Stich 2019, arXiv 1805.09767, Section 4 / Figure "speedup").
+
+    python -m mpitrain experiment local-sgd-speedup [--quick] [--out DIR]
+
+L2-regularised logistic regression on LIBSVM w8a (lambda = 1/n, b = 4). For K workers and
+period H, T(K, H) is the number of steps per worker until the suboptimality of the average
+model sum_k w_k x^k first drops to the target eps (checked every ``--check`` steps, so T is
+rounded up to a multiple of it), averaged over ``--seeds`` sampling seeds; the speedup is
+T(K = 1) / T(K, H), the paper's definition. Ideal: speedup = K.
+
+The K workers are SIMULATED IN ONE PROCESS (mpitrain.algorithms.simulated_local_sgd): the
+same shards, sampling streams, Objective kernels, local step and weighted average as
+``mpiexec -n K python -m mpitrain train`` with ``train.algorithm = "local_sgd"`` (a test
+checks equality with a real MPI run), but on one core, because K = 16 real ranks on a
+2-core machine would be far too slow.
+
+Step size: Stich's decreasing form eta_t = c / (a + t) (``step_size.schedule =
+"inverse_time"``) with c and a fixed once for all (K, H) (not tuned per point). The theory's
+own constants (eta_t = 4 / (mu (a + t)), mu = lambda = 1/n, a > 16 kappa) give a step
+that is constant in practice (a ~ 1e7 >> T) and tiny; see the module's output for the values.
+
+Writes ``DIR/speedup.md`` (the table), ``DIR/speedup.json`` (all numbers) and
+``DIR/speedup.png`` (speedup against K for each H, with the ideal line).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..algorithms.periods import ConstantPeriod
+from ..algorithms.simulated_local_sgd import SimulatedLocalSGD
+from ..schedules import InverseTime
+
+FULL = dict(workers=(1, 2, 4, 8, 16), periods=(1, 2, 4, 8, 16, 32, 64), seeds=3)
+QUICK = dict(workers=(1, 2, 4, 8, 16), periods=(1, 4, 16, 64), seeds=1)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m mpitrain experiment local-sgd-speedup", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer periods and one seed (about 3 minutes)")
+    p.add_argument("--out", default="runs/local-sgd-speedup", help="output folder")
+    p.add_argument("--dataset", default="w8a", help="data set name (default w8a)")
+    p.add_argument("--target", type=float, default=None, help="target suboptimality eps (default: see module)")
+    p.add_argument("--c", type=float, default=None, help="step size eta_t = c / (a + t): c")
+    p.add_argument("--a", type=float, default=None, help="step size eta_t = c / (a + t): a")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-steps", type=int, default=None, help="give up on a point after this many steps")
+    p.add_argument("--check", type=int, default=None, help="evaluate the average model every this many steps")
+    p.add_argument("--seeds", type=int, default=None, help="sampling seeds to average T over")
+    p.add_argument("--workers", default=None, help="comma-separated K values")
+    p.add_argument("--periods", default=None, help="comma-separated H values")
+    return p.parse_args(argv)
+
+
+# eta_0 = c / a = 10 decaying to 4 at t = 3000; chosen by a short manual search on K = 1 and 4, H = 1
+DEFAULTS = dict(target=0.01, c=20000.0, a=2000.0, max_steps=40000, check=10)
+
+
+class Problem:
+    """The full data set, its objective, f*, and the per-K shards (built once per K)."""
+
+    def __init__(self, dataset: str, batch_size: int):
+        from mpi4py import MPI
+
+        from ..config import load_config
+        from ..data import open_dataset, shard
+        from ..evaluation import Evaluator
+        from ..objectives import make_objective
+        from ..objectives.reference import reference_optimum
+
+        self.config = load_config(None, [f"data.dataset={json.dumps(dataset)}", 'objective.l2="1/n"',
+                                         f"train.batch_size={batch_size}"])
+        self.full = open_dataset(dataset, dtype=np.float64)
+        self.n = self.full.n_samples
+        self.l2 = self.config.objective.l2_value(self.n)
+        self.objective = make_objective("logistic", self.full.features, self.full.labels, self.l2)
+        self.f_star = float(reference_optimum(self.objective, MPI.COMM_SELF, fingerprint=self.full.fingerprint).f_star)
+        self.evaluator = Evaluator(MPI.COMM_SELF, self.objective, self.n, self.f_star)
+        self._shard, self._make_objective = shard, make_objective
+        self._cache = {}
+
+    def shards(self, workers: int):
+        """(objectives, weights) of the K ranks, as mpitrain.problem builds them."""
+        if workers not in self._cache:
+            data = self.config.data
+            parts = [self._shard(self.full, k, workers, scheme=data.sharding, seed=data.data_seed,
+                                 alpha=data.dirichlet_alpha) for k in range(workers)]
+            objectives = [self._make_objective("logistic", p.features, p.labels, self.l2) for p in parts]
+            weights = [p.n_samples / self.n for p in parts]
+            self._cache = {workers: (objectives, weights)}
+        return self._cache[workers]
+
+    def suboptimality(self, x) -> float:
+        return self.evaluator.evaluate(x)["suboptimality"]
+
+
+def steps_to_target(problem, workers, period, seed, args) -> int | None:
+    """Steps per worker until the average model reaches ``args.target`` (None: not within max_steps)."""
+    objectives, weights = problem.shards(workers)
+    x0 = np.zeros(problem.objective.n_features)
+    sim = SimulatedLocalSGD(objectives, weights, args.batch_size, seed, InverseTime(args.c, args.a),
+                            ConstantPeriod(period), x0)
+    while sim.t < args.max_steps:
+        sim.run(args.check)
+        if problem.suboptimality(sim.average()) <= args.target:
+            return sim.t
+    return None
+
+
+def markdown_table(workers, periods, steps, speedup) -> str:
+    head = "| K | " + " | ".join(f"H={h}" for h in periods) + " |"
+    rule = "|---|" + "---|" * len(periods)
+    lines = [head, rule]
+    for k in workers:
+        cells = []
+        for h in periods:
+            t, s = steps[k][h], speedup[k][h]
+            cells.append("not reached" if t is None else f"{s:.2f} ({t:.0f})")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(workers, periods, speedup, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(workers, workers, "k--", label="ideal (speedup = K)")
+    for h in periods:
+        ks = [k for k in workers if speedup[k][h] is not None]
+        ax.plot(ks, [speedup[k][h] for k in ks], "o-", label=f"H = {h}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("workers K")
+    ax.set_ylabel("speedup T(K=1) / T(K, H)")
+    ax.set_title("Local SGD on w8a (K workers simulated in one process)")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv) -> int:
+    args = parse_args(argv)
+    preset = QUICK if args.quick else FULL
+    workers = [int(k) for k in args.workers.split(",")] if args.workers else list(preset["workers"])
+    periods = [int(h) for h in args.periods.split(",")] if args.periods else list(preset["periods"])
+    seeds = args.seeds or preset["seeds"]
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    problem = Problem(args.dataset, args.batch_size)
+    print(f"local-sgd-speedup: {args.dataset}, n = {problem.n}, lambda = 1/n = {problem.l2:.3e}, b = {args.batch_size}, "
+          f"f* = {problem.f_star:.10f}; target suboptimality {args.target:g}; eta_t = {args.c:g} / ({args.a:g} + t); "
+          f"{seeds} seed(s); K workers simulated in one process", flush=True)
+    steps = {k: {} for k in workers}
+    for k in workers:
+        for h in periods:
+            if k == 1 and h != periods[0]:  # one worker never averages: H changes nothing
+                steps[k][h] = steps[k][periods[0]]
+                continue
+            found = [steps_to_target(problem, k, h, seed, args) for seed in range(seeds)]
+            steps[k][h] = None if any(t is None for t in found) else float(np.mean(found))
+            print(f"  K = {k:2d}  H = {h:2d}  T = {steps[k][h]}  (seeds: {found})  "
+                  f"[{time.perf_counter() - started:.0f} s]", flush=True)
+    speedup = {k: {h: (None if steps[k][h] is None or steps[1].get(h) is None
+                       else _reference(steps) / steps[k][h]) for h in periods} for k in workers}
+    table = markdown_table(workers, periods, steps, speedup)
+    note = (f"Speedup T(K=1) / T(K, H) (T = steps per worker to suboptimality {args.target:g}, in brackets) on "
+            f"{args.dataset}, lambda = 1/n, b = {args.batch_size}, eta_t = {args.c:g} / ({args.a:g} + t), "
+            f"mean over {seeds} seed(s); T(K=1) is the K = 1 run (the same for every H). "
+            f"The K workers are simulated in one process (same sampling, shards, kernels and averaging "
+            f"as the MPI algorithm).")
+    print(table + "\n\n" + note, flush=True)
+    (out / "speedup.md").write_text(table + "\n\n" + note + "\n")
+    (out / "speedup.json").write_text(json.dumps({"workers": workers, "periods": periods, "steps": steps,
+                                                  "speedup": speedup, "target": args.target, "c": args.c,
+                                                  "a": args.a, "seeds": seeds, "f_star": problem.f_star}, indent=2))
+    plot(workers, periods, speedup, out / "speedup.png")
+    print(f"wrote {out}/speedup.md, speedup.json, speedup.png in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _reference(steps) -> float:
+    """T(K = 1), the same for every H (one worker never averages)."""
+    return next(iter(steps[1].values()))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
