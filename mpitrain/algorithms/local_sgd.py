@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..comm.accounting import CommStats
+from .._native.vector import scaled_update
 from ..comm.averaging import Averager
 from ..config import ConfigError, bounded, choice
 from .base import Algorithm
@@ -73,15 +74,18 @@ class LocalModelAlgorithm(Algorithm):
             shift = self.opts.weight_shift if self.opts.weight_shift is not None else worker.config.step_size.a
             self.output = WeightedIterateAverage(self.x.size, shift)
 
-    def local_step(self, t: int) -> None:
-        """x <- x - eta_t g on a fresh local mini-batch (and record x_t in the output)."""
+    def local_step(self, t: int, weight: float = 1.0) -> None:
+        """x <- weight (x - eta_t g) on a fresh local mini-batch (and record x_t in the output).
+
+        ``weight`` is 1, or the rank's averaging weight when an average follows (one pass,
+        bit-identical to stepping and then scaling; the Allreduce then has nothing to add).
+        """
         if self.output is not None:
             with self.worker.stats.compute():
                 self.output.add(t, self.x)
         g = self.stochastic_gradient()
         with self.worker.stats.compute():
-            g *= self.x.dtype.type(self.worker.step_size(t))
-            self.x -= g
+            scaled_update(self.x, g, -self.worker.step_size(t), weight)
 
     def evaluation_point(self) -> np.ndarray:
         """sum_k w_k x^k, or Stich's x_hat (collective; counted as evaluation traffic)."""
@@ -128,13 +132,14 @@ class LocalSGD(LocalModelAlgorithm):
             raise ConfigError("local_sgd.warmup_steps", "is used only with local_sgd.schedule = 'post_local'")
 
     def step(self, t: int) -> None:
-        self.local_step(t)
+        syncs = self.period.syncs_after(t)
+        self.local_step(t, self.worker.weight if syncs else 1.0)
         self.steps_done = t + 1
-        if self.period.syncs_after(t):
+        if syncs:
             self.synchronise(t)
 
     def synchronise(self, t: int) -> None:
-        self.averager.average(self.x)
+        self.averager.average(self.x, prescaled=True)
         self.syncs += 1
 
     def metrics(self) -> dict:

@@ -10,6 +10,7 @@ With balanced shards this is mini-batch SGD with batch K b (Local SGD with H = 1
 """
 from __future__ import annotations
 
+from .._native.vector import scaled_update
 from .base import Algorithm
 
 
@@ -19,7 +20,9 @@ class SyncSGD(Algorithm):
         self.averager = worker.averager()
 
     def step(self, t: int) -> None:
-        g = self.stochastic_gradient()
-        self.averager.average(g)
-        with self.worker.stats.compute():
-            self.x -= self.x.dtype.type(self.worker.step_size(t)) * g
+        w = self.worker
+        with w.stats.compute():  # the rank weight n_k / N is folded into the gradient kernel
+            w.objective.batch_gradient(self.x, w.sampler.draw(), self.grad, weight=w.weight)
+        self.averager.average(self.grad, prescaled=True)
+        with w.stats.compute():
+            scaled_update(self.x, self.grad, -w.step_size(t))

@@ -36,6 +36,12 @@ class CommStats:
             self.bytes_sent += int(nbytes)
             self.rounds += rounds
 
+    def record(self, seconds: float, nbytes: int, rounds: int = 1):
+        """Account one communication measured by the caller (cheaper than the context manager)."""
+        self.comm_seconds += seconds
+        self.bytes_sent += nbytes
+        self.rounds += rounds
+
     def as_dict(self) -> dict:
         return {
             "comm_rounds": self.rounds,

@@ -2,11 +2,16 @@
 
 Rank k holds n_k of the N samples; the global objective is F = (1/N) sum_i f_i, so the
 average that keeps gradients unbiased for F weighs rank k by n_k / N (1/K when shards are
-balanced). :class:`Averager` pre-scales its buffer by that weight and sums in place.
+balanced). :class:`Averager` sums in place; the weight is applied either by the caller, fused
+into the pass that produced the buffer (``prescaled=True``: the average is then one bare
+Allreduce), or by the Averager itself in a pass of its own.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
+from mpi4py import MPI
 
 from .accounting import CommStats
 
@@ -18,16 +23,17 @@ class Averager:
         if not (0.0 < weight <= 1.0):
             raise ValueError(f"weight must be in (0, 1], got {weight}")
         self.comm = comm
+        self.size = comm.Get_size()
         self.weight = float(weight)
         self.stats = stats if stats is not None else CommStats()
 
-    def average(self, buf: np.ndarray) -> np.ndarray:
-        from mpi4py import MPI
-
-        if self.comm.Get_size() == 1:
+    def average(self, buf: np.ndarray, prescaled: bool = False) -> np.ndarray:
+        """sum_k w_k buf_k into buf; ``prescaled``: buf already holds w_k buf_k."""
+        if self.size == 1:
             return buf
-        if self.weight != 1.0:
+        if self.weight != 1.0 and not prescaled:
             buf *= buf.dtype.type(self.weight)
-        with self.stats.communicate(buf.nbytes):
-            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        start = time.perf_counter()
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        self.stats.record(time.perf_counter() - start, buf.nbytes)
         return buf

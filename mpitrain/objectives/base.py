@@ -127,17 +127,18 @@ class Objective:
                               self._work, out)
         return out
 
-    def batch_gradient(self, x, rows, out):
-        """out = (1/b) sum_{i in rows} grad f_i(x) + l2 x, b = len(rows); returns out.
+    def batch_gradient(self, x, rows, out, weight=1.0):
+        """out = weight ((1/b) sum_{i in rows} grad f_i(x) + l2 x), b = len(rows); returns out.
 
         rows: 1-D int64 array of local row indices, repeats allowed (sampling with
-        replacement). The mini-batch gradient of SGD; allocates nothing.
+        replacement). The mini-batch gradient of SGD; allocates nothing. ``weight`` folds a
+        rank's averaging weight n_k / N into the same pass (see mpitrain.comm.averaging).
         """
         self._check(x, "x")
         self._check(out, "out")
         self._check_rows(rows)
         self._gradient_kernel(self.kind, *self._matrix, self.labels, x, rows,
-                              1.0 / rows.shape[0], self.l2, self._work, out)
+                              weight / rows.shape[0], weight * self.l2, self._work, out)
         return out
 
     def batch_loss(self, x, rows):
