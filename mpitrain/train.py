@@ -2,6 +2,11 @@
 
 Timing: ``time`` in the metrics is training wall time, evaluation excluded (evaluations are
 full passes over the data and would otherwise dominate short runs).
+
+Checkpoints (mpitrain.checkpoint): every ``run.checkpoint_every`` steps, and when any rank got
+SIGTERM / SIGUSR1 (then the run stops after writing one). A resumed run restores parameters,
+algorithm state, samplers, CommStats and ``train_seconds``, keeps the metrics records up to the
+checkpoint's step and appends to them, so it continues the interrupted trajectory.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint
 from .algorithms import ALGORITHMS
 from .algorithms.base import Worker
 from .comm.accounting import CommStats
@@ -36,7 +42,7 @@ def output_dir(config, size: int) -> Path:
 class Trainer:
     """Runs one configured job on ``comm``; rank 0 writes ``out_dir``."""
 
-    def __init__(self, config, comm):
+    def __init__(self, config, comm, resume=None):
         self.config = config
         self.comm = comm
         self.rank = comm.Get_rank()
@@ -56,12 +62,17 @@ class Trainer:
         self.start_step = 0
         self.train_seconds = 0.0
         self.fault = fault_from_environment()
+        self.checkpoints = checkpoint.CheckpointStore(self.out_dir / "checkpoints", comm)
+        if resume == "auto":  # continue from this run's own checkpoints when there are any (rank 0 looks)
+            found = checkpoint.has_checkpoint(self.checkpoints.root) if self.rank == 0 else None
+            resume = self.checkpoints.root if comm.bcast(found, root=0) else None
+        self.resume = resume
 
     def evaluate(self, step: int) -> dict:
         record = {"step": step, "time": self.train_seconds}
         record.update(self.evaluator.evaluate(self.algorithm.evaluation_point()))
         record.update(self.stats.as_dict())
-        record["steps_per_second"] = (step - self.start_step) / self.train_seconds if self.train_seconds > 0 else 0.0
+        record["steps_per_second"] = step / self.train_seconds if self.train_seconds > 0 else 0.0
         record.update(self.algorithm.metrics())
         if not is_finite_record(record):
             raise JobError(f"training diverged: loss or gradient is not finite at step {step} "
@@ -71,15 +82,21 @@ class Trainer:
     def run(self) -> dict:
         cfg = self.config
         speaker = self.rank == 0
+        if self.resume is not None:
+            self.start_step = checkpoint.load(self, self.resume)
         if speaker:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
-        writer = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=speaker)
+            if self.resume is not None:
+                checkpoint.truncate_metrics(self.out_dir / "metrics.jsonl", self.start_step)
+        writer = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=speaker, append=self.resume is not None)
         progress = ProgressLine(cfg.train.steps, enabled=speaker and cfg.run.progress)
         steps, log_every = cfg.train.steps, cfg.run.log_every
+        stop = checkpoint.StopRequest(self.comm).install()
         try:
             record = self.evaluate(self.start_step)
-            writer.write(record)
+            if self.resume is None:  # a resumed run's metrics already hold this record
+                writer.write(record)
             progress.update(record)
             for t in range(self.start_step, steps):
                 if self.fault is not None:
@@ -91,11 +108,25 @@ class Trainer:
                     record = self.evaluate(t + 1)
                     writer.write(record)
                     progress.update(record)
+                self.maybe_checkpoint(t + 1, stop)
             self.algorithm.finish()
         finally:
+            stop.restore()
             progress.close()
             writer.close()
         return self.finish(record)
+
+    def maybe_checkpoint(self, step: int, stop) -> None:
+        """At a step boundary: write a checkpoint when due or asked for; stop if asked (collective)."""
+        signum = stop.agreed()
+        every = self.config.run.checkpoint_every
+        if not signum and not (every and step % every == 0):
+            return
+        folder = self.checkpoints.save(self, step)
+        if signum and step < self.config.train.steps:
+            raise checkpoint.Stopped(
+                f"stopped by {checkpoint.signal_name(signum)} after step {step} of {self.config.train.steps}; "
+                f"checkpoint written to {folder}; continue with --resume {self.checkpoints.root}")
 
     def finish(self, last: dict) -> dict:
         p = self.problem
@@ -123,8 +154,8 @@ class Trainer:
         return summary
 
 
-def train(config, comm) -> dict:
-    trainer = Trainer(config, comm)
+def train(config, comm, resume=None) -> dict:
+    trainer = Trainer(config, comm, resume=resume)
     summary = trainer.run()
     if comm.Get_rank() == 0:
         print(format_summary(summary), flush=True)
