@@ -118,7 +118,7 @@ class Trainer:
 
     def maybe_checkpoint(self, step: int, stop) -> None:
         """At a step boundary: write a checkpoint when due or asked for; stop if asked (collective)."""
-        signum = stop.agreed()
+        signum = stop.agreed(step)
         every = self.config.run.checkpoint_every
         if not signum and not (every and step % every == 0):
             return
