@@ -6,6 +6,7 @@ message naming the rank and the problem, and every rank exits, no hang.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +35,11 @@ def _synthetic_options(data_config) -> dict:
 
 def load_shard(data_config, comm):
     """This rank's rows, as configured (collective on errors)."""
-    from .data import open_dataset, shard
+    from .data import DATASETS, locate, open_dataset, shard
 
     rank, size = comm.Get_rank(), comm.Get_size()
+    if data_config.dataset in DATASETS and size > 1:  # rank 0 downloads (if needed) before the others look
+        agree(comm, lambda: locate(data_config.dataset) if rank == 0 else None, what="loading data")
     dtype = np.dtype(data_config.dtype)
     synthetic = _synthetic_options(data_config) if data_config.dataset.startswith("synthetic-") else None
 
@@ -50,7 +53,9 @@ def load_shard(data_config, comm):
     local = agree(comm, load, what="loading data")
     n_features = comm.allreduce(local.n_features, op=_max())
     if local.n_features < n_features:  # a partitioned read saw fewer columns on this rank
-        local = local.with_n_features(n_features)
+        features = local.features.copy()
+        features.resize((local.n_samples, n_features))
+        local = dataclasses.replace(local, features=features)
 
     def check_finite():
         values = local.features.data if local.is_sparse else local.features

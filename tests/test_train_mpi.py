@@ -75,3 +75,30 @@ def test_plot_writes_png(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_broken_data_line_names_file_and_line(tmp_path):
+    data = tmp_path / "broken.svm"
+    data.write_text("+1 1:0.5 3:1\n-1 2:1\n+1 4:x\n-1 1:1\n")
+    result = run_mpi(2, train_args(tmp_path, f"data.dataset=\"{data}\""), timeout=60)
+    assert result.returncode == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mpitrain: error: loading data: all ranks: ")
+    assert f"{data}:3:" in lines[0]
+
+
+def test_broken_line_seen_by_one_rank_of_a_partitioned_read(tmp_path):
+    data = tmp_path / "broken.svm"
+    good = "".join(f"{1 if i % 2 else -1} 1:{i} 2:1\n" for i in range(40))
+    data.write_text(good + "+1 1:1 1:2\n")  # repeated index on line 41, in the last rank's part
+    result = run_mpi(2, train_args(tmp_path, f"data.dataset=\"{data}\"", "data.read=partitioned"), timeout=60)
+    assert result.returncode == 2, result.output
+    assert "loading data: rank 1: " in result.stderr and f"{data}:41:" in result.stderr
+
+
+def test_missing_data_set_says_where_to_put_it(tmp_path):
+    result = run_mpi(2, train_args(tmp_path, "data.dataset=a9a"),
+                     env={"MPITRAIN_DATA": str(tmp_path / "nodata"), "MPITRAIN_CACHE": str(tmp_path / "cache")}, timeout=120)
+    assert result.returncode == 2, result.output
+    assert "a9a" in result.stderr and str(tmp_path / "nodata") in result.stderr

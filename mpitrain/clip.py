@@ -1,0 +1,64 @@
+"""Gradient clipping as small pure functions (Erickson and Johansson 2026, PAPERS.md section 3).
+
+    clip_lambda(g) = min(1, lambda / ||g||_2) g
+
+Asynchronous SGD applies clip_lambda to every stale gradient before the server step
+x <- x - gamma clip_lambda(g); the clipping removes tau_max from the complexity.
+Arrays are 1-D float32 or float64 (C-contiguous); norms are accumulated in double.
+"""
+import math
+
+import numpy as np
+
+from mpitrain._native import clip as kernels
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_vector(g, what):
+    if not isinstance(g, np.ndarray) or g.ndim != 1 or g.dtype not in DTYPES:
+        raise ValueError(f"{what} must be a 1-D float32 or float64 array")
+    if not g.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous")
+
+
+def global_norm(g):
+    """||g||_2 of a 1-D float32/float64 array, accumulated in double (no overflow for float64); a float."""
+    _check_vector(g, "g")
+    return kernels.l2_norm(g)
+
+
+def clip_by_norm(g, max_norm, out=None):
+    """(clip_lambda(g), ||g||_2) with lambda = max_norm: clip_lambda(g) = min(1, max_norm / ||g||_2) g.
+
+    Erickson and Johansson 2026 (PAPERS.md section 3). A g inside the ball
+    (||g||_2 <= max_norm, including g = 0) is returned unchanged (copied into out,
+    or the same values when out is g). When g is scaled, the result's norm (in double)
+    is guaranteed <= max_norm: the factor is nudged down by a few ulps if rounding to
+    the array's dtype would cross the bound. out: None (a new array), g itself (in
+    place), or an array of g's shape and dtype. A non-finite ||g|| raises ValueError.
+    """
+    _check_vector(g, "g")
+    max_norm = float(max_norm)
+    if not max_norm > 0 or math.isinf(max_norm):
+        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+    if out is None:
+        out = np.empty_like(g)
+    elif out is not g:
+        _check_vector(out, "out")
+        if out.shape != g.shape or out.dtype != g.dtype:
+            raise ValueError(f"out must have g's shape {g.shape} and dtype {g.dtype}")
+    norm = kernels.l2_norm(g)
+    if not math.isfinite(norm):
+        raise ValueError(f"||g||_2 is {norm}: cannot clip a non-finite gradient")
+    if norm <= max_norm:
+        if out is not g:
+            out[...] = g
+        return out, norm
+    kernels.scale_into(g, max_norm / norm, out)
+    # rounding to float32 may push the norm a few ulps past max_norm: shrink until inside.
+    # (when out is g the original values are gone, so the scaled values are shrunk again.)
+    shrink = 1.0 - 2.0 * float(np.finfo(g.dtype).eps)
+    while kernels.l2_norm(out) > max_norm:
+        kernels.scale_into(out, shrink, out)
+    return out, norm

@@ -1,0 +1,186 @@
+"""The Objective: an L2-regularised linear model's loss and gradient on this rank's rows.
+
+With rows a_i (CSR or dense), labels y_i and n local rows,
+
+    loss(x)     = (1/n) sum_i f_i(x) + (l2/2) ||x||^2
+    gradient(x) = (1/n) sum_i grad f_i(x) + l2 x
+
+where f_i depends on x only through the margin z_i = a_i . x (subclasses name f_i).
+The regulariser is added once, to the mean. This is the objective of the Local SGD
+experiment (Stich 2019, PAPERS.md section 1: logistic regression, l2 = 1/n, on w8a).
+The loops run in the Cython kernels of ``mpitrain._native.objectives``.
+"""
+import numpy as np
+import scipy.sparse
+
+from mpitrain._native import objectives as kernels
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INT32_MAX = np.iinfo(np.int32).max
+
+
+class Objective:
+    """Loss and gradient of (1/n) sum_i f_i(x) + (l2/2)||x||^2 over local rows.
+
+    features: scipy.sparse CSR (or any sparse matrix, converted once) or a 2-D ndarray,
+    shape (n_samples, n_features), float32 or float64. labels: shape (n_samples,),
+    converted to the features' dtype. Every x and out is a C-contiguous 1-D array of
+    length n_features and of the objective's dtype.
+    """
+
+    name = None  # key in mpitrain.objectives.OBJECTIVES
+    kind = None  # loss code of the kernels (kernels.LOSS_KINDS[name])
+
+    def __init__(self, features, labels, l2):
+        l2 = float(l2)
+        if not np.isfinite(l2) or l2 < 0:
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        self.l2 = l2
+        if scipy.sparse.issparse(features):
+            self._set_sparse(features)
+        else:
+            self._set_dense(features)
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.shape[0] != self.n_samples:
+            raise ValueError(f"labels must have shape ({self.n_samples},), got {labels.shape}")
+        self.labels = np.ascontiguousarray(labels, dtype=self.dtype)
+        self._work = np.zeros(self.n_features, dtype=np.float64)
+        name = "float" if self.dtype == np.float32 else "double"
+        if self.is_sparse:
+            self._matrix = (self.features.data, self.features.indices, self.features.indptr)
+            self._loss_kernel = kernels.csr_loss_sum[name]
+            self._gradient_kernel = kernels.csr_gradient[name]
+        else:
+            self._matrix = (self.features,)
+            self._loss_kernel = kernels.dense_loss_sum[name]
+            self._gradient_kernel = kernels.dense_gradient[name]
+        self._squared_norm = kernels.squared_norm[name]
+
+    def _set_sparse(self, features):
+        features = scipy.sparse.csr_matrix(features)
+        dtype = np.dtype(features.dtype)
+        if dtype not in DTYPES:
+            raise ValueError(f"features must be float32 or float64, got {dtype}")
+        if features.nnz > INT32_MAX:
+            raise ValueError("features has more than 2**31 - 1 nonzeros: split it over more ranks")
+        if features.indices.dtype != np.int32 or features.indptr.dtype != np.int32:
+            features = scipy.sparse.csr_matrix(
+                (features.data, features.indices.astype(np.int32), features.indptr.astype(np.int32)),
+                shape=features.shape,
+            )
+        features.data = np.ascontiguousarray(features.data)
+        self.features = features
+        self.is_sparse = True
+        self.n_samples, self.n_features = features.shape
+        self.dtype = dtype
+
+    def _set_dense(self, features):
+        features = np.asarray(features)
+        if features.ndim != 2:
+            raise ValueError(f"features must be 2-D, got shape {features.shape}")
+        if features.dtype not in DTYPES:
+            raise ValueError(f"features must be float32 or float64, got {features.dtype}")
+        self.features = np.ascontiguousarray(features)
+        self.is_sparse = False
+        self.n_samples, self.n_features = features.shape
+        self.dtype = features.dtype
+
+    def __repr__(self):
+        layout = "csr" if self.is_sparse else "dense"
+        return (f"{type(self).__name__}(n_samples={self.n_samples}, n_features={self.n_features}, "
+                f"dtype={self.dtype.name}, {layout}, l2={self.l2!r})")
+
+    def astype(self, dtype):
+        """The same objective with features and labels in ``dtype`` (self if it already is)."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        return type(self)(self.features.astype(dtype), self.labels.astype(dtype), self.l2)
+
+    def _check(self, v, what):
+        if not isinstance(v, np.ndarray) or v.dtype != self.dtype or v.shape != (self.n_features,):
+            got = f"{v.dtype} array of shape {v.shape}" if isinstance(v, np.ndarray) else type(v).__name__
+            raise ValueError(f"{what} must be a {self.dtype.name} array of shape ({self.n_features},), got {got}")
+        if not v.flags.c_contiguous:
+            raise ValueError(f"{what} must be C-contiguous")
+
+    def _check_rows(self, rows):
+        if not isinstance(rows, np.ndarray) or rows.dtype != np.int64 or rows.ndim != 1:
+            raise ValueError("rows must be a 1-D int64 array of row indices")
+        if rows.shape[0] == 0:
+            raise ValueError("rows must not be empty")
+
+    def _check_not_empty(self):
+        if self.n_samples == 0:
+            raise ValueError("this objective has no rows: use loss_sum / gradient_sum")
+
+    def loss_sum(self, x):
+        """sum_i f_i(x) over local rows (no regulariser), accumulated in double; a float."""
+        self._check(x, "x")
+        return self._loss_kernel(self.kind, *self._matrix, self.labels, x, None)
+
+    def gradient_sum(self, x, out):
+        """out = sum_i grad f_i(x) over local rows (no regulariser); returns out."""
+        self._check(x, "x")
+        self._check(out, "out")
+        self._gradient_kernel(self.kind, *self._matrix, self.labels, x, None, 1.0, 0.0,
+                              self._work, out)
+        return out
+
+    def batch_gradient(self, x, rows, out):
+        """out = (1/b) sum_{i in rows} grad f_i(x) + l2 x, b = len(rows); returns out.
+
+        rows: 1-D int64 array of local row indices, repeats allowed (sampling with
+        replacement). The mini-batch gradient of SGD; allocates nothing.
+        """
+        self._check(x, "x")
+        self._check(out, "out")
+        self._check_rows(rows)
+        self._gradient_kernel(self.kind, *self._matrix, self.labels, x, rows,
+                              1.0 / rows.shape[0], self.l2, self._work, out)
+        return out
+
+    def batch_loss(self, x, rows):
+        """(1/b) sum_{i in rows} f_i(x) + (l2/2)||x||^2 over a mini-batch; a float."""
+        self._check(x, "x")
+        self._check_rows(rows)
+        data = self._loss_kernel(self.kind, *self._matrix, self.labels, x, rows)
+        return data / rows.shape[0] + 0.5 * self.l2 * self._squared_norm(x)
+
+    def loss(self, x):
+        """(1/n) sum_i f_i(x) + (l2/2)||x||^2 over local rows; a float."""
+        self._check_not_empty()
+        return self.loss_sum(x) / self.n_samples + 0.5 * self.l2 * self._squared_norm(x)
+
+    def gradient(self, x, out=None):
+        """(1/n) sum_i grad f_i(x) + l2 x over local rows, into out (allocated if None)."""
+        self._check(x, "x")
+        self._check_not_empty()
+        if out is None:
+            out = np.empty(self.n_features, dtype=self.dtype)
+        else:
+            self._check(out, "out")
+        self._gradient_kernel(self.kind, *self._matrix, self.labels, x, None,
+                              1.0 / self.n_samples, self.l2, self._work, out)
+        return out
+
+    def margins(self, x):
+        """z = A x, shape (n_samples,), float64 (NumPy/SciPy; for diagnostics and the reference solve)."""
+        return np.asarray(self.features @ np.asarray(x, dtype=self.dtype), dtype=np.float64)
+
+    def curvature(self, z):
+        """f_i''(z_i) for margins z (float64); defined by subclasses."""
+        raise NotImplementedError
+
+    def hessian_sum(self, x):
+        """sum_i f_i''(z_i) a_i a_i^T over local rows, a dense (d, d) float64 array (no regulariser).
+
+        Used only by the reference solve's Newton polish; costs O(nnz d) and d^2 memory.
+        """
+        weights = self.curvature(self.margins(x))
+        if self.is_sparse:
+            a = self.features.astype(np.float64)
+            weighted = scipy.sparse.diags(weights) @ a
+            return np.asarray((a.T @ weighted).toarray())
+        a = self.features.astype(np.float64, copy=False)
+        return (a * weights[:, None]).T @ a

@@ -1,0 +1,24 @@
+"""L2-regularised logistic regression, the objective of the Local SGD experiment
+(Stich 2019, PAPERS.md section 1: w8a, l2 = 1/n)."""
+import numpy as np
+from scipy.special import expit
+
+from mpitrain._native import objectives as kernels
+from mpitrain.objectives.base import Objective
+
+
+class LogisticRegression(Objective):
+    """f_i(x) = log(1 + exp(-y_i a_i . x)), labels y_i in {-1, +1}.
+
+    loss(x) = (1/n) sum_i log(1 + exp(-y_i a_i . x)) + (l2/2)||x||^2;
+    grad f_i(x) = -y_i sigmoid(-y_i a_i . x) a_i. The kernels evaluate
+    log(1 + exp(-m)) as max(-m, 0) + log1p(exp(-|m|)) and the sigmoid by sign, so
+    margins of any size give finite values.
+    """
+
+    name = "logistic"
+    kind = kernels.LOSS_KINDS["logistic"]
+
+    def curvature(self, z):
+        """f_i''(z) = sigmoid(z) sigmoid(-z), independent of the label's sign."""
+        return expit(z) * expit(-z)

@@ -1,0 +1,252 @@
+"""The global objective over all ranks and its minimum f*, the reference for suboptimality.
+
+With the rows split over the ranks of ``comm`` (N rows in all),
+
+    F(x) = (1/N) sum over all rows f_i(x) + (l2/2) ||x||^2,   f* = min_x F(x) = F(x*).
+
+Experiments report F(x) - f* (Stich 2019, PAPERS.md section 1: the target
+suboptimality eps of the speedup measurement). ``reference_optimum`` solves for x* in
+float64 with L-BFGS driven from rank 0 while the other ranks evaluate their rows, then
+polishes with Newton steps when L-BFGS stops short of gtol, and caches the result.
+"""
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+ROOT = 0
+EVALUATE, HESSIAN, DONE, FAILED = range(4)  # commands rank 0 broadcasts to the serving ranks
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReferenceSolution:
+    f_star: float          # F(x_star), the global objective at the solution
+    x_star: np.ndarray     # the minimiser, float64, shape (n_features,)
+    grad_norm: float       # ||grad F(x_star)||_2 actually achieved
+    iterations: int        # L-BFGS iterations plus Newton steps (0 when read from the cache)
+
+
+def global_loss(objective, x, comm, n_total=None):
+    """F(x) = (1/N) sum over all ranks' rows f_i(x) + (l2/2)||x||^2; collective over comm.
+
+    x must be the same on every rank. N is the total row count: passed as ``n_total``, or
+    summed in the same single allreduce as the loss sums.
+    """
+    local = np.array([objective.loss_sum(x), objective.n_samples], dtype=np.float64)
+    total = np.empty_like(local)
+    comm.Allreduce(local, total)
+    n = total[1] if n_total is None else n_total
+    x64 = np.asarray(x, dtype=np.float64)
+    return float(total[0] / n + 0.5 * objective.l2 * float(x64 @ x64))
+
+
+def cache_key(fingerprint, name, l2, n_features, n_total):
+    """sha256 (hex) of what fixes f*: the data's fingerprint, the objective, l2, d and N."""
+    text = json.dumps([str(fingerprint), name, repr(float(l2)), int(n_features), int(n_total)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_path(key, cache_dir=None):
+    """<cache_dir or $MPITRAIN_CACHE or ~/.cache/mpitrain>/reference/<key>.json"""
+    root = cache_dir or os.environ.get("MPITRAIN_CACHE") or Path.home() / ".cache" / "mpitrain"
+    return Path(root) / "reference" / f"{key}.json"
+
+
+def read_cached(path, key, n_features, gtol):
+    """The cached ReferenceSolution at path, or None if missing, unreadable, corrupt or looser than gtol."""
+    try:
+        record = json.loads(Path(path).read_text())
+        if record["version"] != CACHE_VERSION or record["key"] != key:
+            return None
+        x_star = np.array(record["x_star"], dtype=np.float64)
+        f_star, grad_norm = float(record["f_star"]), float(record["grad_norm"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if x_star.shape != (n_features,) or not (math.isfinite(f_star) and np.all(np.isfinite(x_star))):
+        return None
+    if not (grad_norm <= gtol or float(record.get("gtol", math.inf)) <= gtol):
+        return None
+    return ReferenceSolution(f_star, x_star, grad_norm, 0)
+
+
+def write_cached(path, key, solution, gtol, meta):
+    """Write the solution as JSON atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    record = dict(version=CACHE_VERSION, key=key, f_star=solution.f_star, grad_norm=solution.grad_norm,
+                  iterations=solution.iterations, gtol=gtol, x_star=solution.x_star.tolist(), **meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class GlobalEvaluator:
+    """F and its derivatives over all ranks: rank 0 calls, the other ranks ``serve``.
+
+    Each call on rank 0 broadcasts a command and x; every rank computes its sums on its
+    rows in float64 and they are reduced to rank 0.
+    """
+
+    def __init__(self, objective, comm, n_total):
+        self.objective = objective.astype(np.float64)
+        self.comm = comm
+        self.n_total = n_total
+        self.d = objective.n_features
+        self.evaluations = 0
+        self._x = np.empty(self.d, dtype=np.float64)
+        self._gradient = np.empty(self.d, dtype=np.float64)
+        self._local = np.empty(self.d + 1, dtype=np.float64)
+        self._total = np.empty(self.d + 1, dtype=np.float64)
+
+    def _sums(self):
+        """Local [loss sum, gradient sum] at self._x, reduced to rank 0."""
+        self._local[0] = self.objective.loss_sum(self._x)
+        self.objective.gradient_sum(self._x, self._gradient)
+        self._local[1:] = self._gradient
+        self.comm.Reduce(self._local, self._total, root=ROOT)
+
+    def _hessian_sum(self):
+        local = self.objective.hessian_sum(self._x)
+        total = np.empty_like(local) if self.comm.Get_rank() == ROOT else None
+        self.comm.Reduce(local, total, root=ROOT)
+        return total
+
+    def _command(self, command, x=None):
+        self.comm.bcast(command, root=ROOT)
+        if x is not None:
+            self._x[:] = x
+            self.comm.Bcast(self._x, root=ROOT)
+
+    def value_and_gradient(self, x):
+        """(F(x), grad F(x)) on rank 0."""
+        self._command(EVALUATE, x)
+        self._sums()
+        self.evaluations += 1
+        l2, n = self.objective.l2, self.n_total
+        value = self._total[0] / n + 0.5 * l2 * float(self._x @ self._x)
+        return value, self._total[1:] / n + l2 * self._x
+
+    def hessian(self, x):
+        """The Hessian of F at x, dense (d, d), on rank 0."""
+        self._command(HESSIAN, x)
+        return self._hessian_sum() / self.n_total + self.objective.l2 * np.eye(self.d)
+
+    def stop(self, failed=False):
+        self._command(FAILED if failed else DONE)
+
+    def serve(self):
+        """On ranks other than 0: answer rank 0's commands until it says DONE."""
+        while True:
+            command = self.comm.bcast(None, root=ROOT)
+            if command in (DONE, FAILED):
+                if command == FAILED:
+                    raise RuntimeError("the reference solve failed on rank 0")
+                return
+            self.comm.Bcast(self._x, root=ROOT)
+            if command == EVALUATE:
+                self._sums()
+            else:
+                self._hessian_sum()
+
+
+def newton_polish(evaluator, x, value, gradient, gtol, max_steps=20, max_features=4000):
+    """Newton steps with backtracking until ||grad F|| <= gtol; returns (x, value, gradient, steps).
+
+    Used after L-BFGS, which stalls near the optimum once F's decrease is below double
+    precision. Skipped when d > max_features (a dense Hessian would not fit).
+    """
+    steps = 0
+    if x.shape[0] > max_features:
+        return x, value, gradient, steps
+    while steps < max_steps and np.linalg.norm(gradient) > gtol:
+        hessian = evaluator.hessian(x)
+        try:
+            direction = np.linalg.solve(hessian, -gradient)
+        except np.linalg.LinAlgError:
+            direction = np.linalg.lstsq(hessian, -gradient, rcond=None)[0]
+        steps += 1
+        for halvings in range(30):
+            candidate = x + 0.5 ** halvings * direction
+            new_value, new_gradient = evaluator.value_and_gradient(candidate)
+            if new_value < value or np.linalg.norm(new_gradient) < np.linalg.norm(gradient):
+                break
+        else:
+            break  # no step improves F or its gradient: rounding has the last word
+        x, value, gradient = candidate, new_value, new_gradient
+    return x, value, gradient, steps
+
+
+def solve_on_root(evaluator, gtol, max_iterations):
+    x0 = np.zeros(evaluator.d, dtype=np.float64)
+    result = minimize(
+        evaluator.value_and_gradient, x0, jac=True, method="L-BFGS-B",
+        options=dict(gtol=gtol, ftol=0.0, maxiter=max_iterations, maxfun=2 * max_iterations, maxcor=20),
+    )
+    x = np.asarray(result.x, dtype=np.float64)
+    value, gradient = evaluator.value_and_gradient(x)
+    x, value, gradient, steps = newton_polish(evaluator, x, value, gradient, gtol)
+    return ReferenceSolution(float(value), x, float(np.linalg.norm(gradient)), int(result.nit) + steps)
+
+
+def reference_optimum(objective, comm, *, fingerprint, cache_dir=None, gtol=1e-10, max_iterations=10000):
+    """f* = min_x F(x) over all ranks' rows, solved in float64 and cached; collective over comm.
+
+    L-BFGS-B (scipy, ftol=0, gtol on the largest gradient entry) runs on rank 0 while the
+    other ranks serve evaluations; Newton steps on the dense d x d Hessian follow if
+    ||grad F||_2 > gtol. ``grad_norm`` reports the Euclidean norm actually reached (a
+    warning is issued when it is above gtol). The result does not depend on how the rows
+    are split, up to rounding in the sums.
+
+    The cache file is ``cache_path(cache_key(fingerprint, name, l2, d, N), cache_dir)``;
+    rank 0 reads and writes it, everyone gets the same ReferenceSolution. A missing,
+    corrupt or looser (grad_norm > gtol) file is ignored and rewritten.
+    """
+    if not gtol > 0:
+        raise ValueError(f"gtol must be > 0, got {gtol!r}")
+    n_total = comm.allreduce(objective.n_samples)
+    if n_total == 0:
+        raise ValueError("the objective has no rows on any rank")
+    rank = comm.Get_rank()
+    key = cache_key(fingerprint, objective.name, objective.l2, objective.n_features, n_total)
+    path = cache_path(key, cache_dir)
+    cached = read_cached(path, key, objective.n_features, gtol) if rank == ROOT else None
+    cached = comm.bcast(cached, root=ROOT)
+    if cached is not None:
+        return cached
+    evaluator = GlobalEvaluator(objective, comm, n_total)
+    if rank != ROOT:
+        evaluator.serve()
+        return comm.bcast(None, root=ROOT)
+    started = time.perf_counter()
+    try:
+        solution = solve_on_root(evaluator, gtol, max_iterations)
+    except BaseException:
+        evaluator.stop(failed=True)
+        raise
+    evaluator.stop()
+    if solution.grad_norm > gtol:
+        warnings.warn(f"reference solve reached ||grad F|| = {solution.grad_norm:.3g} > gtol = {gtol:g}")
+    meta = dict(fingerprint=str(fingerprint), objective=objective.name, l2=objective.l2,
+                n_features=objective.n_features, n_total=n_total, ranks=comm.Get_size(),
+                seconds=time.perf_counter() - started)
+    try:
+        write_cached(path, key, solution, gtol, meta)
+    except OSError as error:
+        warnings.warn(f"could not write the reference cache {path}: {error}")
+    return comm.bcast(solution, root=ROOT)
