@@ -2,6 +2,8 @@
 
     train       run a configured job (under mpiexec / srun)
     plot        draw metrics files as PNG
+    compare     plot runs against steps, time and bits sent; print a table
+    job         render a Slurm batch script from jobs/*.sbatch, or submit it
     bench       micro-benchmarks (see mpitrain.bench)
     experiment  the papers' experiments (see mpitrain.experiments)
 """
@@ -18,22 +20,29 @@ def _load_entry(spec: str):
 
 
 def cmd_train(args) -> int:
+    from .checkpoint import Stopped
     from .config import ConfigError, load_config
     from .runtime import JobError, agree, world
+    from .slurm import check_world_size
     from .train import train
 
     comm = world()
+    overrides = list(args.set)
+    if args.checkpoint_every is not None:
+        overrides.append(f"run.checkpoint_every={args.checkpoint_every}")
     try:
-        config = agree(comm, lambda: load_config(args.config, args.set), what="invalid configuration")
+        check_world_size(comm)
+        config = agree(comm, lambda: load_config(args.config, overrides), what="invalid configuration")
         digests = comm.allgather(config.canonical_json())
         differing = [rank for rank, digest in enumerate(digests) if digest != digests[0]]
         if differing:
             raise JobError(f"invalid configuration: the config on rank(s) {', '.join(map(str, differing))} "
                            "differs from rank 0's (same file and --set on every rank?)")
-        train(config, comm)
+        train(config, comm, resume=args.resume)
     except (JobError, ConfigError) as exc:
         if comm.Get_rank() == 0:
-            print(f"mpitrain: error: {exc}", file=sys.stderr, flush=True)
+            kind = "" if isinstance(exc, Stopped) else "error: "
+            print(f"mpitrain: {kind}{exc}", file=sys.stderr, flush=True)
         return getattr(exc, "code", 2)
     return 0
 
@@ -44,6 +53,28 @@ def cmd_plot(args) -> int:
     plot_metrics(args.metrics, args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_runs
+
+    try:
+        print(compare_runs(args.metrics, args.output))
+    except (OSError, ValueError) as exc:
+        print(f"mpitrain: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_job(args) -> int:
+    from .jobs import JobSpecError, job_command
+
+    try:
+        return job_command(args)
+    except JobSpecError as exc:
+        print(f"mpitrain: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _registry_command(registry: dict, kind: str, args) -> int:
@@ -75,12 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file (defaults apply to what it leaves out)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config value; may be repeated")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="write a checkpoint every N steps (run.checkpoint_every); SIGTERM/SIGUSR1 always write one")
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue from a checkpoint: a checkpoints folder, one of its step-* folders, or 'auto' "
+                        "(this run's own checkpoints if there are any, else start afresh)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("plot", help="plot loss and suboptimality from metrics JSONL files")
     p.add_argument("metrics", nargs="+", help="metrics.jsonl files")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("compare", help="compare runs: suboptimality against steps, wall time and bits sent")
+    p.add_argument("metrics", nargs="+", help="metrics.jsonl files")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.set_defaults(func=cmd_compare)
+
+    from .jobs import add_job_parser
+
+    add_job_parser(sub)
+    p = sub.choices["job"]
+    p.set_defaults(func=cmd_job)
 
     for name, func, what in (("bench", cmd_bench, "a benchmark"), ("experiment", cmd_experiment, "an experiment")):
         p = sub.add_parser(name, help=f"run {what}; see mpitrain.{name}")

@@ -7,6 +7,11 @@ The loop runs ``step(t)`` until the algorithm says it is ``done(t)``. A synchron
 algorithm is evaluated (collectively) every ``run.log_every`` steps and after the last; an
 asynchronous one (``evaluates_in_loop = False``) is evaluated at the start, before any
 update, and after ``finish()`` at the points of its ``trajectory()``.
+
+Checkpoints (mpitrain.checkpoint): every ``run.checkpoint_every`` steps, and when any rank got
+SIGTERM / SIGUSR1 (then the run stops after writing one). A resumed run restores parameters,
+algorithm state, samplers, CommStats and ``train_seconds``, keeps the metrics records up to the
+checkpoint's step and appends to them, so it continues the interrupted trajectory.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint
 from .algorithms import ALGORITHMS
 from .algorithms.base import Worker
 from .comm.accounting import CommStats
@@ -41,7 +47,7 @@ def output_dir(config, size: int) -> Path:
 class Trainer:
     """Runs one configured job on ``comm``; rank 0 writes ``out_dir``."""
 
-    def __init__(self, config, comm):
+    def __init__(self, config, comm, resume=None):
         self.config = config
         self.comm = comm
         self.rank = comm.Get_rank()
@@ -61,6 +67,14 @@ class Trainer:
         self.start_step = 0
         self.train_seconds = 0.0
         self.fault = fault_from_environment()
+        self.checkpoints = checkpoint.CheckpointStore(self.out_dir / "checkpoints", comm)
+        if resume == "auto":  # continue from this run's own checkpoints when there are any (rank 0 looks)
+            found = checkpoint.has_checkpoint(self.checkpoints.root) if self.rank == 0 else None
+            resume = self.checkpoints.root if comm.bcast(found, root=0) else None
+        self.resume = resume
+        if not self.algorithm.evaluates_in_loop and (resume is not None or config.run.checkpoint_every):
+            raise JobError(f"config field 'run.checkpoint_every': {config.train.algorithm} does not write or "
+                           "resume checkpoints (its workers are not in lock step)")
 
     def evaluate(self, step: int, x=None, seconds=None, extras: bool = True) -> dict:
         """Evaluate (collectively) ``x`` (default: the algorithm's evaluation point) as the
@@ -69,7 +83,7 @@ class Trainer:
         record = {"step": step, "time": seconds}
         record.update(self.evaluator.evaluate(self.algorithm.evaluation_point() if x is None else x))
         record.update(self.stats.as_dict())
-        record["steps_per_second"] = (step - self.start_step) / seconds if seconds > 0 else 0.0
+        record["steps_per_second"] = step / seconds if seconds > 0 else 0.0  # over the whole run, resumes included
         if extras:
             record.update(self.algorithm.metrics())
         if not is_finite_record(record):
@@ -80,16 +94,22 @@ class Trainer:
     def run(self) -> dict:
         cfg = self.config
         speaker = self.rank == 0
+        if self.resume is not None:
+            self.start_step = checkpoint.load(self, self.resume)
         if speaker:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
-        writer = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=speaker)
+            if self.resume is not None:
+                checkpoint.truncate_metrics(self.out_dir / "metrics.jsonl", self.start_step)
+        writer = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=speaker, append=self.resume is not None)
         algorithm = self.algorithm
         progress = ProgressLine(algorithm.planned_steps(), enabled=speaker and cfg.run.progress)
         log_every = cfg.run.log_every
+        stop = checkpoint.StopRequest(self.comm).install()
         try:
             record = self.evaluate(self.start_step)
-            writer.write(record)
+            if self.resume is None:  # a resumed run's metrics already hold this record
+                writer.write(record)
             progress.update(record)
             t = self.start_step
             while not algorithm.done(t):
@@ -103,6 +123,8 @@ class Trainer:
                     record = self.evaluate(t)
                     writer.write(record)
                     progress.update(record)
+                if algorithm.evaluates_in_loop:  # lock-step algorithms: every rank is at step t
+                    self.maybe_checkpoint(t, stop)
             algorithm.finish()
             points = algorithm.trajectory()
             for i, point in enumerate(points):
@@ -110,9 +132,22 @@ class Trainer:
                 writer.write(record)
                 progress.update(record)
         finally:
+            stop.restore()
             progress.close()
             writer.close()
         return self.finish(record)
+
+    def maybe_checkpoint(self, step: int, stop) -> None:
+        """At a step boundary: write a checkpoint when due or asked for; stop if asked (collective)."""
+        signum = stop.agreed(step)
+        every = self.config.run.checkpoint_every
+        if not signum and not (every and step % every == 0):
+            return
+        folder = self.checkpoints.save(self, step)
+        if signum and step < self.config.train.steps:
+            raise checkpoint.Stopped(
+                f"stopped by {checkpoint.signal_name(signum)} after step {step} of {self.config.train.steps}; "
+                f"checkpoint written to {folder}; continue with --resume {self.checkpoints.root}")
 
     def finish(self, last: dict) -> dict:
         p = self.problem
@@ -141,8 +176,8 @@ class Trainer:
         return summary
 
 
-def train(config, comm) -> dict:
-    trainer = Trainer(config, comm)
+def train(config, comm, resume=None) -> dict:
+    trainer = Trainer(config, comm, resume=resume)
     summary = trainer.run()
     if comm.Get_rank() == 0:
         print(format_summary(summary), flush=True)
