@@ -6,9 +6,8 @@ Runs without a reference optimum (``run.reference = false``) are drawn by their 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
-from .plot import read_metrics, run_label
+from .plot import read_metrics, run_label, save_figure
 
 AXES = (("step", "step"), ("time", "training wall time (s)"), ("bits", "bits sent per worker"))
 
@@ -73,8 +72,5 @@ def compare_runs(paths, output) -> str:
         ax.set_ylabel("suboptimality F(x) - F*" if use_sub else "loss F(x)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
+    save_figure(fig, output)
     return format_table([summary_row(label, recs) for label, recs in runs])

@@ -16,7 +16,6 @@ requeued with ``--requeue``) it continues from that checkpoint.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import shlex
 import shutil

@@ -21,6 +21,16 @@ def read_metrics(path) -> list[dict]:
     return records
 
 
+def save_figure(fig, output):
+    """Write a matplotlib figure as PNG (creating the folder) and release it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
 def run_label(path) -> str:
     path = Path(path)
     return path.parent.name if path.name == "metrics.jsonl" else path.stem
@@ -54,7 +64,4 @@ def plot_metrics(paths, output):
     for ax in (a for row in axes for a in row):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
+    save_figure(fig, output)

@@ -15,7 +15,6 @@ checkpoint's step and appends to them, so it continues the interrupted trajector
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

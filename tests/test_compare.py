@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 
 def write_run(path, bytes_per_step, loss_scale):

@@ -7,9 +7,10 @@ flight for tau + 1 updates and one update lands per update).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
+
+from ..plot import save_figure
 
 
 def delay_metrics(taus) -> dict:
@@ -44,7 +45,4 @@ def plot_delays(taus_by_worker: dict, output, title: str = "") -> None:
                           f"concurrency {stats['concurrency']:.2f}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
+    save_figure(fig, output)

@@ -1,6 +1,5 @@
 """L2-regularised logistic regression, the objective of the Local SGD experiment
 (Stich 2019, PAPERS.md section 1: w8a, l2 = 1/n)."""
-import numpy as np
 from scipy.special import expit
 
 from mpitrain._native import objectives as kernels
