@@ -21,6 +21,7 @@ import numpy as np
 from ..compress import COMPRESSORS, make_compressor
 from ..config import ConfigError, bounded, choice
 from ..runtime import JobError
+from .contractive_scaling import ContractiveScaling
 
 FEEDBACK_NAMES = ("ef", "ef21", "none")
 PARAMETERS = ("k", "ratio", "levels", "bucket_size", "p")  # compressor parameters of the section
@@ -42,6 +43,7 @@ class CompressionOptions:
     error_feedback: typing.Union[bool, str] = "ef"  # "ef" | "ef21" | "none" (true = "ef", false = "none")
     clip: float = bounded(0.0, min=0.0)  # clip each gradient to this l2 norm before compressing; 0: off
     wire_dtype: str = choice("float32", WIRE_DTYPES)  # float type of the values that travel (paper: 32 bits)
+    scale_unbiased: bool = True  # with ef / ef21: use C / (1 + omega) for an unbiased C (omega > 0)
 
     def __post_init__(self):
         feedback = self.error_feedback
@@ -59,7 +61,11 @@ class CompressionOptions:
 
 
 def _accepted(factory) -> set:
-    return set(inspect.signature(factory).parameters) - {"d", "dtype"}
+    """Parameter names the factory takes (all of PARAMETERS when it forwards **params)."""
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return set(PARAMETERS)  # checked when the compressor is built
+    return set(parameters) - {"d", "dtype"}
 
 
 def compressor_parameters(opts, section: str) -> tuple[str, dict]:
@@ -109,22 +115,29 @@ def check_compression_options(opts, section: str) -> None:
     d = max(STAND_IN_D, opts.k or 1)
     try:
         make_compressor(name, d, dtype=opts.wire_dtype, **params)
-    except TypeError as exc:  # a required parameter is missing (e.g. levels of a dithering)
-        missing = [p for p in ("levels", "k") if p in str(exc)]
-        field = f"{section}.{missing[0]}" if missing else f"{section}.compressor"
-        raise ConfigError(field, f"compressor {opts.compressor!r} needs it ({exc})") from None
+    except TypeError as exc:  # a required parameter is missing, or an unexpected one given
+        named = [p for p in PARAMETERS if f"'{p}'" in str(exc)]
+        field = f"{section}.{named[0]}" if named else f"{section}.compressor"
+        problem = "takes no such parameter" if "unexpected" in str(exc) else "needs it"
+        raise ConfigError(field, f"compressor {opts.compressor!r} {problem} ({exc})") from None
     except ValueError as exc:
         raise ConfigError(_field_of(str(exc), section), f"compressor {opts.compressor!r}: {exc}") from None
 
 
 def build_compressor(opts, d: int, section: str):
-    """The configured compressor for dimension d; JobError naming the field (e.g. ``k > d``)."""
+    """The configured compressor for dimension d; JobError naming the field (e.g. ``k > d``).
+
+    With error feedback and ``scale_unbiased``, an unbiased compressor of omega > 0 comes
+    wrapped in :class:`ContractiveScaling` (C / (1 + omega), contractive as EF needs)."""
     name, params = compressor_parameters(opts, section)
     try:
-        return make_compressor(name, d, dtype=np.dtype(opts.wire_dtype), **params)
+        compressor = make_compressor(name, d, dtype=np.dtype(opts.wire_dtype), **params)
     except (TypeError, ValueError) as exc:
         raise JobError(f"config field '{_field_of(str(exc), section)}': compressor {opts.compressor!r} "
                        f"for d = {d}: {exc}") from None
+    if opts.error_feedback != "none" and opts.scale_unbiased and compressor.unbiased and compressor.omega > 0:
+        return ContractiveScaling(compressor)
+    return compressor
 
 
 def is_biased(compressor) -> bool:
