@@ -145,3 +145,19 @@ def test_checkpoint_resumes_the_same_run(algorithm, feedback):
     np.testing.assert_array_equal(second.algorithm.evaluation_point(), first.algorithm.evaluation_point())
     np.testing.assert_array_equal(second.algorithm.x, first.algorithm.x)
     assert any(np.abs(v).max() > 0 for v in state["feedback"].values())
+
+
+def test_compression_bits_experiment_writes_table_and_png(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (data / "w8a").exists():
+        pytest.skip("w8a not available")
+    monkeypatch.setenv("MPITRAIN_DATA", str(data))
+    from mpitrain.experiments.compression_bits import main
+
+    assert main(["--quick", "--steps", "100", "--check", "50", "--target", "0.3", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "bits.md").read_text()
+    assert "| top_k_natural_dithering | biased (B3) | 227 |" in text
+    assert "Top-k + natural dithering needs the fewest bits:" in text
+    assert (tmp_path / "bits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
