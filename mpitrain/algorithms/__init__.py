@@ -6,6 +6,8 @@ config section of the same name as the algorithm (e.g. ``[local_sgd]``).
 """
 from .async_sgd import AsyncSGD
 from .async_local_sgd import AsyncLocalSGD
+from .compressed_local_sgd import CompressedLocalSGD
+from .compressed_sgd import CompressedSGD
 from .hierarchical import HierarchicalLocalSGD
 from .local_sgd import LocalSGD
 from .sync_sgd import SyncSGD
@@ -16,6 +18,8 @@ ALGORITHMS = {
     "local_sgd": LocalSGD,
     "hierarchical_local_sgd": HierarchicalLocalSGD,
     "async_local_sgd": AsyncLocalSGD,
+    "compressed_sgd": CompressedSGD,
+    "compressed_local_sgd": CompressedLocalSGD,
 }
 
 

@@ -5,5 +5,6 @@ exit code. Modules are imported only when their experiment runs.
 """
 EXPERIMENTS = {
     "async-stragglers": "mpitrain.experiments.async_stragglers:main",
+    "compression-bits": "mpitrain.experiments.compression_bits:main",
     "local-sgd-speedup": "mpitrain.experiments.local_sgd_speedup:main",
 }

@@ -1,0 +1,110 @@
+"""What a worker compresses and how the decoded average becomes a step: no feedback, EF, EF21.
+
+Each rule is one worker's memory with three verbs, run around one compressed exchange:
+
+    p = rule.compensate(v, lr)        # the vector that gets compressed (wire dtype, shape (d,))
+    rule.update(p, decoded)           # after encoding: decoded = C(p), this worker's own part
+    s = rule.direction(mean, lr)      # mean = sum_k w_k C(p_k) (model dtype); x <- x - s
+
+- ``none``:  x <- x - lr sum_k w_k C(v_k)                                   (PAPERS.md s.2)
+- ``ef``:    v_k = C(e_k + lr g_k); e_k <- e_k + lr g_k - v_k; x <- x - sum_k w_k v_k
+             (Beznosikov et al. 2020, PAPERS.md s.2; mpitrain.compress.ErrorFeedback)
+- ``ef21``:  Richtarik, Sokolov, Fatkhullin 2021 (arXiv 2106.05203), Algorithm 1:
+             c_k = C(g_k(x^t) - h_k); h_k <- h_k + c_k; h <- h + sum_k w_k c_k; x <- x - lr h.
+             With h_k = h = 0 at the start, step 0 sets h_k^0 = C(g_k(x^0)) (the paper's
+             initialisation, sent as a normal round) before the first move.
+
+For the model change of compressed Local SGD the same rules run with v = x_k - x_anchor and
+lr = 1 (``ef`` and ``none`` only; see compressed_local_sgd).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..compress import ErrorFeedback
+
+
+class NoFeedback:
+    """C(v) alone: no memory."""
+
+    needs_decoded = False
+
+    def __init__(self, compressor, model_dtype):
+        self.wire = compressor.dtype
+        self.model = np.dtype(model_dtype)
+
+    def compensate(self, v, lr):
+        return np.asarray(v, dtype=self.wire)
+
+    def update(self, compensated, decoded):
+        pass
+
+    def direction(self, mean, lr):
+        return self.model.type(lr) * mean
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class ErrorFeedbackRule(NoFeedback):
+    """EF: the error memory e_k (mpitrain.compress.ErrorFeedback) absorbs what C dropped."""
+
+    needs_decoded = True
+
+    def __init__(self, compressor, model_dtype):
+        super().__init__(compressor, model_dtype)
+        self.memory = ErrorFeedback(compressor)
+
+    @property
+    def error(self) -> np.ndarray:
+        """e_k (wire dtype, shape (d,))."""
+        return self.memory.error
+
+    def compensate(self, v, lr):
+        return self.memory.compensate(v, lr)
+
+    def update(self, compensated, decoded):
+        self.memory.update(compensated, decoded)
+
+    def direction(self, mean, lr):
+        return mean
+
+    def state_dict(self) -> dict:
+        return self.memory.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state)
+
+
+class EF21(NoFeedback):
+    """EF21: h_k (wire dtype) tracks this worker's gradient, h (model dtype) their average."""
+
+    needs_decoded = True
+
+    def __init__(self, compressor, model_dtype):
+        super().__init__(compressor, model_dtype)
+        self.local = np.zeros(compressor.d, dtype=self.wire)  # h_k
+        self.average = np.zeros(compressor.d, dtype=self.model)  # h = sum_k w_k h_k
+
+    def compensate(self, v, lr):
+        return np.asarray(v, dtype=self.wire) - self.local
+
+    def update(self, compensated, decoded):
+        self.local += decoded
+
+    def direction(self, mean, lr):
+        self.average += mean
+        return self.model.type(lr) * self.average
+
+    def state_dict(self) -> dict:
+        return {"local": self.local.copy(), "average": self.average.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.local[...] = state["local"]
+        self.average[...] = state["average"]
+
+
+FEEDBACKS = {"none": NoFeedback, "ef": ErrorFeedbackRule, "ef21": EF21}

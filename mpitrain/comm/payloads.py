@@ -1,0 +1,53 @@
+"""Compressed payloads over a communicator: Allgatherv of byte strings, Allreduce of values.
+
+A payload (mpitrain.compress) is a 1-D ``numpy.uint8`` array. Payloads that cannot be summed
+(Top-k values + indices, dithering codes) travel by one Allgatherv and every rank decodes
+all of them (Beznosikov et al. 2020, PAPERS.md s.2); payloads that can (Rand-k with a shared
+seed, the identity) have their ``values()`` section summed by one in-place Allreduce.
+Bytes are counted as this rank's contribution (mpitrain.comm.accounting).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .accounting import CommStats
+
+
+class PayloadExchange:
+    """``allgather(payload, counts)`` and ``allreduce(values)`` over ``comm``, counted in ``stats``."""
+
+    def __init__(self, comm, stats: CommStats | None = None):
+        self.comm = comm
+        self.stats = stats if stats is not None else CommStats()
+        self._buffer = np.empty(0, dtype=np.uint8)
+
+    def allgather(self, payload: np.ndarray, counts=None) -> list:
+        """Every rank's payload, in rank order (views into one reused buffer).
+
+        ``counts``: the payload length of every rank when all ranks know them (one round);
+        None exchanges the lengths first (an Allgather of one int, a second round).
+        """
+        from mpi4py import MPI
+
+        payload = np.ascontiguousarray(payload, dtype=np.uint8)
+        if counts is None:
+            with self.stats.communicate(8):
+                counts = self.comm.allgather(int(payload.size))
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts[self.comm.Get_rank()] != payload.size:
+            raise ValueError(f"payload has {payload.size} bytes, counts say {counts[self.comm.Get_rank()]}")
+        displacements = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        total = int(counts.sum())
+        if self._buffer.size != total:
+            self._buffer = np.empty(total, dtype=np.uint8)
+        with self.stats.communicate(payload.nbytes):
+            self.comm.Allgatherv(payload, [self._buffer, counts.tolist(), displacements.tolist(), MPI.BYTE])
+        return [self._buffer[s:s + c] for s, c in zip(displacements, counts)]
+
+    def allreduce(self, values: np.ndarray) -> np.ndarray:
+        """values <- sum over ranks (in place, one Allreduce)."""
+        from mpi4py import MPI
+
+        with self.stats.communicate(values.nbytes):
+            self.comm.Allreduce(MPI.IN_PLACE, values, op=MPI.SUM)
+        return values

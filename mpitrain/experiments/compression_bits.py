@@ -1,0 +1,253 @@
+"""Bits to a target for every compressor, with and without error feedback (Beznosikov et al.
+2020, arXiv 2002.12410, PAPERS.md s.2: "biased compressors beat their unbiased
+counterparts; Top-k with natural dithering beats every other compressor").
+
+    python -m mpitrain experiment compression-bits [--quick] [--out DIR]
+
+L2-regularised logistic regression on LIBSVM w8a (lambda = 1/n), K = 4 workers, mini-batch
+b = 32 per worker, constant step size gamma. For each compressor and feedback rule ("ef":
+error feedback; "none": x <- x - gamma mean_k C(g_k)), the suboptimality F(x) - f* is
+recorded against the bits one worker has sent (``payload_bits`` per exchange; Rand-k
+sends only its values, the subset comes from a seed shared by all ranks), and the bits
+needed to first reach the target (checked every ``--check`` steps) are tabulated.
+
+Step size: gamma* is tuned ONCE for the uncompressed baseline (identity, 32-bit values) on
+the grid ``--tune-grid`` (full run; ``--quick`` uses the default gamma* = 4, what that grid
+picked); every compressor then runs with gamma in {gamma*, gamma*/2, gamma*/4} (full) or
+gamma* only (quick), and its best is reported with the gamma used. With error feedback an
+unbiased compressor C runs as C / (1 + omega) (contractive, as EF needs; PAPERS.md s.2).
+
+A second table compares compressed Local SGD (model changes compressed every H steps, with
+EF) against uncompressed Local SGD (the identity, 32-bit), in rounds and bits to the target.
+
+The K workers are SIMULATED IN ONE PROCESS (mpitrain.algorithms.simulated_compressed_sgd):
+the same shards, sampling streams, compressors, seeds, feedback memories and kernels as
+``mpiexec -n 4 python -m mpitrain train`` with ``train.algorithm = "compressed_sgd"``
+(tests/test_compressed_mpi.py checks equality with real 4-rank runs).
+
+Writes DIR/bits.md (tables and conclusions), DIR/bits.json, DIR/bits.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..algorithms.compressed_local_sgd import CompressedLocalSGDOptions
+from ..algorithms.compressed_sgd import CompressedSGDOptions
+from ..algorithms.simulated_compressed_sgd import SimulatedCompressedSGD
+from ..config import build_section
+from ..schedules import Constant
+
+K_KEPT = 15  # k of the sparsifiers: 5% of d = 300
+LEVELS = 4  # s of the ditherings
+# name -> (parameters, biased?, its unbiased counterpart)
+COMPRESSORS = {
+    "identity": ({}, False, None),
+    "top_k": ({"k": K_KEPT}, True, "rand_k"),
+    "rand_k_unscaled": ({"k": K_KEPT}, True, "rand_k"),
+    "rand_k": ({"k": K_KEPT}, False, None),
+    "biased_rounding": ({}, True, "natural_compression"),
+    "natural_compression": ({}, False, None),
+    "scaled_sign": ({}, True, "ternary"),
+    "ternary": ({}, False, None),
+    "top_k_natural_dithering": ({"k": K_KEPT, "levels": LEVELS}, True, "natural_dithering"),
+    "top_k_natural_compression": ({"k": K_KEPT}, True, "natural_compression"),
+    "natural_dithering": ({"levels": LEVELS}, False, None),
+    "standard_dithering": ({"levels": LEVELS}, False, None),
+}
+FULL = dict(steps=4000, divisors=(1, 2, 4), tune=True)
+QUICK = dict(steps=1500, divisors=(1,), tune=False)
+DEFAULTS = dict(target=0.01, gamma=4.0, workers=4, batch_size=32, check=50, period=4)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m mpitrain experiment compression-bits", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer steps, gamma* only, no tuning (under 3 minutes)")
+    p.add_argument("--out", default="runs/compression-bits", help="output folder")
+    p.add_argument("--dataset", default="w8a")
+    p.add_argument("--target", type=float, default=DEFAULTS["target"], help="target suboptimality")
+    p.add_argument("--gamma", type=float, default=DEFAULTS["gamma"], help="gamma* when not tuned")
+    p.add_argument("--tune-grid", default="1,2,4,8,16", help="gamma grid for the identity baseline (full run)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--check", type=int, default=DEFAULTS["check"], help="evaluate every this many steps")
+    p.add_argument("--period", type=int, default=DEFAULTS["period"], help="H of the Local SGD comparison")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+class Run:
+    """One simulated run: the curve (bits per worker, suboptimality) and bits/rounds to target."""
+
+    def __init__(self, problem, name, feedback, gamma, args, period=None):
+        objectives, weights = problem.shards(DEFAULTS["workers"])
+        params, _, _ = COMPRESSORS[name]
+        cls, section = (CompressedSGDOptions, "compressed_sgd") if period is None else \
+            (CompressedLocalSGDOptions, "compressed_local_sgd")
+        opts = build_section(cls, {"compressor": name, "error_feedback": feedback, **params}, section)
+        x0 = np.zeros(problem.objective.n_features)
+        sim = SimulatedCompressedSGD(objectives, weights, DEFAULTS["batch_size"], args.seed, Constant(gamma), x0,
+                                     opts, section=section, period=period)
+        self.name, self.feedback, self.gamma = name, feedback, gamma
+        self.bits_per_exchange = None
+        self.curve = [(0, 0, problem.suboptimality(sim.x))]  # (step, bits, suboptimality)
+        self.bits_to_target = self.rounds_to_target = None
+        while sim.t < args.steps:
+            sim.run(args.check)
+            value = problem.suboptimality(sim.x)
+            self.curve.append((sim.t, sim.bits_sent, value))
+            if not np.isfinite(value) or value > 1e3:
+                break  # diverged
+            if self.bits_to_target is None and value <= args.target:
+                self.bits_to_target, self.rounds_to_target = sim.bits_sent, sim.rounds if period else sim.t
+                break
+        self.bits_per_exchange = sim.bits_sent // max(1, sim.rounds if period else sim.t)
+        self.final = self.curve[-1][2]
+
+
+def best(runs):
+    """The run that reached the target with the fewest bits (else the lowest final value)."""
+    reached = [r for r in runs if r.bits_to_target is not None]
+    if reached:
+        return min(reached, key=lambda r: r.bits_to_target)
+    return min(runs, key=lambda r: r.final if np.isfinite(r.final) else np.inf)
+
+
+def fmt_bits(run) -> str:
+    if run.bits_to_target is None:
+        return f"not reached (final {run.final:.2e}, gamma {run.gamma:g})"
+    return f"{run.bits_to_target:.3g} (gamma {run.gamma:g})"
+
+
+def conclusions(results) -> list:
+    lines = []
+    reached = {key: run for key, run in results.items() if run.bits_to_target is not None and key[0] != "identity"}
+    if reached:
+        winner = min(reached.items(), key=lambda kv: kv[1].bits_to_target)
+        (name, fb), run = winner
+        verdict = "YES" if name == "top_k_natural_dithering" else "NO"
+        lines.append(f"- Top-k + natural dithering needs the fewest bits: {verdict} (fewest: {name} with "
+                     f"feedback '{fb}', {run.bits_to_target:.3g} bits).")
+    wins, pairs = 0, []
+    for name, (_, biased, counterpart) in COMPRESSORS.items():
+        if not biased:
+            continue
+        b = results[(name, "ef")]
+        u = results[(counterpart, "none")]  # used as an unbiased compressor (with EF it runs as C / (1 + omega))
+        ok = b.bits_to_target is not None and (u.bits_to_target is None or b.bits_to_target < u.bits_to_target)
+        wins += ok
+        pairs.append(f"{name}+EF {'<' if ok else '>='} {counterpart} ({fmt_bits(b)} vs {fmt_bits(u)})")
+    verdict = "YES" if wins == len(pairs) else ("MOSTLY" if 2 * wins > len(pairs) else "NO")
+    lines.append(f"- Biased compressors (with EF) need fewer bits than their unbiased counterparts (without EF): "
+                 f"{verdict}, {wins} of {len(pairs)} pairs: " + "; ".join(pairs) + ".")
+    return lines
+
+
+def markdown(results, local, args, gamma_star, tuning) -> str:
+    rows = ["| compressor | class | bits / step / worker | EF: bits to target | no EF: bits to target |",
+            "|---|---|---|---|---|"]
+    for name, (_, biased, _) in COMPRESSORS.items():
+        ef, none = results[(name, "ef")], results[(name, "none")]
+        kind = "biased (B3)" if biased else ("none" if name == "identity" else "unbiased (U)")
+        rows.append(f"| {name} | {kind} | {none.bits_per_exchange} | {fmt_bits(ef)} | {fmt_bits(none)} |")
+    local_rows = [f"| method (H = {args.period}) | bits / round / worker | rounds to target | bits to target |",
+                  "|---|---|---|---|"]
+    for label, run in local.items():
+        rounds = "not reached" if run.rounds_to_target is None else str(run.rounds_to_target)
+        bits = "not reached" if run.bits_to_target is None else f"{run.bits_to_target:.3g}"
+        local_rows.append(f"| {label} | {run.bits_per_exchange} | {rounds} | {bits} |")
+    tune = ("gamma* tuned on the identity over " + ", ".join(f"{g:g}: {s}" for g, s in tuning) +
+            " (steps to target)") if tuning else f"gamma* = {gamma_star:g} fixed (--quick; the full run tunes it)"
+    note = (f"{args.dataset}, logistic regression, lambda = 1/n, K = {DEFAULTS['workers']} workers (simulated in "
+            f"one process), b = {DEFAULTS['batch_size']}, {args.steps} steps at most, target suboptimality "
+            f"{args.target:g} (checked every {args.check} steps), k = {K_KEPT} of d = 300, s = {LEVELS}, "
+            f"32-bit values. {tune}; each compressor's best gamma of {{gamma*/{', gamma*/'.join(map(str, args.divisors))}}} "
+            f"(gamma* = {gamma_star:g}). With EF an unbiased C runs as C / (1 + omega). Bits per worker; "
+            f"Rand-k counts only its values (the shared seed does not travel).")
+    return "\n".join(["## Compressed SGD: bits per worker to the target", "", *rows, "",
+                      "## Compressed Local SGD (EF on the model change) versus Local SGD", "", *local_rows, "",
+                      note, "", "Conclusions:", *conclusions(results), ""])
+
+
+def plot(results, gamma_star, args, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for ax, fb in zip(axes, ("ef", "none")):
+        for name, (_, biased, _) in COMPRESSORS.items():
+            run = results[(name, fb)]
+            bits = [b for _, b, _ in run.curve[1:]]
+            vals = [v for _, _, v in run.curve[1:]]
+            ax.plot(bits, vals, "-" if biased else "--", label=f"{name} (gamma {run.gamma:g})")
+        ax.axhline(args.target, color="k", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bits sent per worker")
+        ax.set_title("with error feedback" if fb == "ef" else "without error feedback")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("suboptimality F(x) - f*")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"Compressed SGD on {args.dataset}, K = 4 (simulated), solid: biased, dashed: unbiased")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv) -> int:
+    from .local_sgd_speedup import Problem
+
+    args = parse_args(argv)
+    preset = QUICK if args.quick else FULL
+    args.steps = args.steps or preset["steps"]
+    args.divisors = preset["divisors"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    problem = Problem(args.dataset, DEFAULTS["batch_size"])
+    print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
+          f"K = 4 workers simulated in one process, target {args.target:g}", flush=True)
+    gamma_star, tuning = args.gamma, []
+    if preset["tune"]:
+        for gamma in [float(g) for g in args.tune_grid.split(",")]:
+            run = Run(problem, "identity", "none", gamma, args)
+            tuning.append((gamma, run.rounds_to_target if run.bits_to_target is not None else "not reached"))
+            print(f"  tune identity gamma = {gamma:g}: steps to target {tuning[-1][1]}", flush=True)
+        reached = [(s, g) for g, s in tuning if s != "not reached"]
+        gamma_star = min(reached)[1] if reached else args.gamma
+    results = {}
+    for name in COMPRESSORS:
+        for fb in ("ef", "none"):
+            if name == "identity" and fb == "ef":
+                continue  # the identity leaves no error: EF changes nothing
+            runs = [Run(problem, name, fb, gamma_star / div, args) for div in args.divisors]
+            results[(name, fb)] = best(runs)
+            print(f"  {name:26s} {fb:4s} bits to target {fmt_bits(results[(name, fb)])}  "
+                  f"[{time.perf_counter() - started:.0f} s]", flush=True)
+    results[("identity", "ef")] = results[("identity", "none")]
+    local = {}
+    for label, name in (("Local SGD (identity, 32-bit)", "identity"),
+                        ("compressed Local SGD, top_k_natural_dithering + EF", "top_k_natural_dithering"),
+                        ("compressed Local SGD, top_k + EF", "top_k")):
+        local[label] = Run(problem, name, "ef", gamma_star, args, period=args.period)
+        print(f"  {label}: rounds {local[label].rounds_to_target}, bits {local[label].bits_to_target}", flush=True)
+    text = markdown(results, local, args, gamma_star, tuning)
+    print("\n" + text, flush=True)
+    (out / "bits.md").write_text(text)
+    (out / "bits.json").write_text(json.dumps({
+        "target": args.target, "gamma_star": gamma_star, "tuning": tuning, "steps": args.steps,
+        "runs": {f"{n}/{fb}": {"gamma": r.gamma, "bits_to_target": r.bits_to_target, "final": r.final,
+                               "bits_per_step": r.bits_per_exchange, "curve": r.curve}
+                 for (n, fb), r in results.items()},
+        "local": {label: {"rounds_to_target": r.rounds_to_target, "bits_to_target": r.bits_to_target,
+                          "bits_per_round": r.bits_per_exchange} for label, r in local.items()},
+    }, indent=1))
+    plot(results, gamma_star, args, out / "bits.png")
+    print(f"wrote {out}/bits.md, bits.json, bits.png in {time.perf_counter() - started:.0f} s")
+    return 0
