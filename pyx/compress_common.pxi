@@ -52,23 +52,28 @@ cdef extern from *:
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
         return z ^ (z >> 31);
     }
-    /* r[0..n): the float32 stream words r_start .. r_{start+n-1} (see the header). */
+    /* Wide-vector clones of the generator, picked at load time by the CPU (GNU ifunc);
+       the baseline build stays portable (no -march flags). */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define MPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define MPT_CLONES
+    #endif
+    /* w[j] = splitmix64(seed, first + j), j < nw: a loop the compiler vectorises. */
+    MPT_CLONES static void mpt_fill64(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
+        uint64_t z0 = seed + (uint64_t)first * MPT_GOLDEN;
+        for (int64_t j = 0; j < nw; j++) w[j] = mpt_mix64(z0 + (uint64_t)(j + 1) * MPT_GOLDEN);
+    }
+    /* r[0..n): the float32 stream words r_start .. r_{start+n-1} (see the header);
+       start even and r 8-byte aligned: word j of the 64-bit stream fills r[2j], r[2j+1]
+       (little-endian host). */
     static inline void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) {
-        int64_t i = start, end = start + n;
         if (n <= 0) return;
-        if (i & 1) { *r++ = (uint32_t)(mpt_splitmix64(seed, (uint64_t)(i >> 1)) >> 32); i++; }
-        uint64_t z = seed + ((uint64_t)(i >> 1) + 1) * MPT_GOLDEN;
-        for (; i + 2 <= end; i += 2) {
-            uint64_t w = mpt_mix64(z);
-            z += MPT_GOLDEN;
-            r[0] = (uint32_t)w; r[1] = (uint32_t)(w >> 32); r += 2;
-        }
-        if (i < end) *r = (uint32_t)mpt_mix64(z);
+        mpt_fill64(seed, start >> 1, (n + 1) >> 1, (uint64_t *)r);
     }
     /* r[0..n): the float64 stream words splitmix64(seed, start + j). */
     static inline void mpt_random64(uint64_t seed, int64_t start, int64_t n, uint64_t *r) {
-        uint64_t z = seed + ((uint64_t)start + 1) * MPT_GOLDEN;
-        for (int64_t j = 0; j < n; j++) { r[j] = mpt_mix64(z); z += MPT_GOLDEN; }
+        mpt_fill64(seed, start, n, r);
     }
     /* Pack n codes (n a multiple of 8) of B bits (1 <= B <= 16) at byte pos of buf (cap
        bytes, pos byte-aligned): 8 codes make exactly B bytes. Returns the new pos. */

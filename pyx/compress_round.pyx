@@ -93,7 +93,8 @@ def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1]
     cdef uint32_t b32, e32, up32
     cdef uint64_t b, e, m, up
     cdef int64_t pos = 0, cap = out.shape[0]
-    cdef uint32_t r32[BLK]
+    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
+    cdef uint32_t *r32 = <uint32_t *>r32w
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     cdef const uint32_t *xb32
@@ -253,7 +254,8 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int L = levels.bit_length()
     cdef int64_t pos = 0, cap = out.shape[0]
-    cdef uint32_t r32[BLK]
+    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
+    cdef uint32_t *r32 = <uint32_t *>r32w
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     if d == 0:
@@ -367,7 +369,8 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     cdef uint32_t r = 0
     cdef uint64_t rr = 0
     cdef int64_t pos = 0, cap = out.shape[0]
-    cdef uint32_t r32[BLK]
+    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
+    cdef uint32_t *r32 = <uint32_t *>r32w
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     cdef const int32_t *xi32
