@@ -15,11 +15,26 @@
 # these exact integer forms. A CUDA kernel reproduces the stream bit for bit with the
 # same four lines on unsigned long long.
 #
+# Kernels draw their random bits in one of two widths (both counter-based: element i's
+# bits depend only on (seed, i)):
+#
+#     float64 kernels: r_i = splitmix64(seed, i)                  (64 bits per element)
+#     float32 kernels: r_i = bits [32 (i mod 2), 32 (i mod 2) + 32) of
+#                            splitmix64(seed, floor(i / 2))       (32 bits per element:
+#                            the low half for even i, the high half for odd i)
+#
+# and u_i = r_i 2^-32 (float32) or u_i = (r_i >> 11) 2^-53 (float64). A random rounding
+# goes up iff u_i < p_i, compared exactly (p_i is a float of the input dtype). When
+# p_i = m / 2^M (an IEEE mantissa m of M bits) this is the integer test
+# (r_i >> 9) < m for float32 and (r_i >> 12) < m for float64; otherwise float32 kernels
+# compare (double) r_i < p_i 2^32, both sides exact in double. A CUDA thread reproduces
+# element i from (seed, i) alone with the four lines above on unsigned long long.
+#
 # Bit streams. Codes of b bits (0 <= b <= 32) are written LSB first: code j occupies bits
 # [j b, (j + 1) b) of the buffer, bit t of the buffer being bit (t mod 8) of byte t div 8.
 # The buffer has exactly ceil(n b / 8) bytes; unused high bits of the last byte are 0.
 # (Words are moved with memcpy of uint32, so the host must be little-endian.)
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 
 cdef extern from *:
     """
@@ -30,6 +45,63 @@ cdef extern from *:
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
         return z ^ (z >> 31);
+    }
+    #define MPT_GOLDEN 0x9E3779B97F4A7C15ULL
+    static inline uint64_t mpt_mix64(uint64_t z) {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    /* Wide-vector clones of the generator, picked at load time by the CPU (GNU ifunc);
+       the baseline build stays portable (no -march flags). */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define MPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define MPT_CLONES
+    #endif
+    /* w[j] = splitmix64(seed, first + j), j < nw: a loop the compiler vectorises. */
+    MPT_CLONES static void mpt_fill64(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
+        uint64_t z0 = seed + (uint64_t)first * MPT_GOLDEN;
+        for (int64_t j = 0; j < nw; j++) w[j] = mpt_mix64(z0 + (uint64_t)(j + 1) * MPT_GOLDEN);
+    }
+    /* r[0..n): the float32 stream words r_start .. r_{start+n-1} (see the header);
+       start even and r 8-byte aligned: word j of the 64-bit stream fills r[2j], r[2j+1]
+       (little-endian host). */
+    static inline void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) {
+        if (n <= 0) return;
+        mpt_fill64(seed, start >> 1, (n + 1) >> 1, (uint64_t *)r);
+    }
+    /* r[0..n): the float64 stream words splitmix64(seed, start + j). */
+    static inline void mpt_random64(uint64_t seed, int64_t start, int64_t n, uint64_t *r) {
+        mpt_fill64(seed, start, n, r);
+    }
+    /* Pack n codes (n a multiple of 8) of B bits (1 <= B <= 16) at byte pos of buf (cap
+       bytes, pos byte-aligned): 8 codes make exactly B bytes. Returns the new pos. */
+    #define MPT_PACK8(B) \
+        for (int64_t g = 0; g < n; g += 8) { \
+            const uint16_t *q = c + g; \
+            if (B <= 8) { \
+                uint64_t v = 0; \
+                for (int j = 0; j < 8; j++) v |= (uint64_t)q[j] << (j * (B)); \
+                if (pos + 8 <= cap) memcpy(buf + pos, &v, 8); else memcpy(buf + pos, &v, B); \
+            } else { \
+                unsigned __int128 v = 0; \
+                for (int j = 0; j < 8; j++) v |= (unsigned __int128)q[j] << (j * (B)); \
+                if (pos + 16 <= cap) memcpy(buf + pos, &v, 16); else memcpy(buf + pos, &v, B); \
+            } \
+            pos += B; \
+        } \
+        break;
+    static inline int64_t mpt_pack_codes(const uint16_t *c, int64_t n, int b, uint8_t *buf,
+                                         int64_t pos, int64_t cap) {
+        switch (b) {
+            case 1: MPT_PACK8(1) case 2: MPT_PACK8(2) case 3: MPT_PACK8(3) case 4: MPT_PACK8(4)
+            case 5: MPT_PACK8(5) case 6: MPT_PACK8(6) case 7: MPT_PACK8(7) case 8: MPT_PACK8(8)
+            case 9: MPT_PACK8(9) case 10: MPT_PACK8(10) case 11: MPT_PACK8(11)
+            case 12: MPT_PACK8(12) case 13: MPT_PACK8(13) case 14: MPT_PACK8(14)
+            case 15: MPT_PACK8(15) case 16: MPT_PACK8(16)
+        }
+        return pos;
     }
     static inline double mpt_uniform(uint64_t seed, uint64_t i) {
         return (double)(mpt_splitmix64(seed, i) >> 11) * 0x1.0p-53;
@@ -76,8 +148,15 @@ cdef extern from *:
     """
     uint64_t mpt_splitmix64(uint64_t seed, uint64_t i) nogil
     double mpt_uniform(uint64_t seed, uint64_t i) nogil
+    void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) nogil
+    void mpt_random64(uint64_t seed, int64_t start, int64_t n, uint64_t *r) nogil
+    int64_t mpt_pack_codes(const uint16_t *c, int64_t n, int b, uint8_t *buf, int64_t pos,
+                           int64_t cap) nogil
     ctypedef struct mpt_writer:
+        uint8_t *buf
         int64_t pos
+        uint64_t acc
+        int nacc
     ctypedef struct mpt_reader:
         int64_t pos
     void mpt_writer_init(mpt_writer *w, uint8_t *buf) nogil

@@ -47,39 +47,98 @@ cdef inline floating from_bits(uint64_t b, floating like) noexcept nogil:
         return g
 
 
+cdef enum:
+    BLK = 2048  # elements per block: random words, codes and inputs of a block stay in L1
+
+
+cdef inline void random_block(uint64_t s, Py_ssize_t start, Py_ssize_t n, uint32_t *r32,
+                              uint64_t *r64, bint single) noexcept nogil:
+    """The stream words of elements start .. start+n-1 (float32 or float64 stream)."""
+    if single:
+        mpt_random32(s, start, n, r32)
+    else:
+        mpt_random64(s, start, n, r64)
+
+
+cdef inline int64_t put_codes(const uint16_t *codes, Py_ssize_t n, int b, uint8_t *buf,
+                              int64_t pos, int64_t cap) noexcept nogil:
+    """Pack a block of n codes at byte pos (aligned); a last partial group of < 8 codes
+    goes through the bit writer. Returns the next byte position."""
+    cdef Py_ssize_t n8 = n & ~(<Py_ssize_t>7), i
+    cdef mpt_writer w
+    pos = mpt_pack_codes(codes, n8, b, buf, pos, cap)
+    if n8 < n:
+        mpt_writer_init(&w, buf)
+        w.pos = pos
+        for i in range(n8, n):
+            mpt_put(&w, codes[i], b)
+        mpt_flush(&w)
+        pos = w.pos
+    return pos
+
+
 def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1] out):
     """Natural compression (Horvath et al.; PAPERS.md s.2, U(1/8)) of x into out, or with
     deterministic=True biased rounding to the nearer power of two, midpoint 1.5 * 2^a
-    (B3(9/8)). |x_i| = 2^a (1 + m / 2^M) goes up to 2^(a+1) iff u_i < m / 2^M (random)
-    or iff m >= 2^(M-1) (deterministic). Subnormals follow the same rule between 0 and
-    the smallest normal; inf stays inf, NaN becomes inf."""
-    cdef Py_ssize_t d = x.shape[0], i
+    (B3(9/8)). |x_i| = 2^a (1 + m / 2^M) goes up to 2^(a+1) iff u_i < m / 2^M (random:
+    the integer test (r_i >> 9) < m for float32, (r_i >> 12) < m for float64, stream of
+    ``compress_common.pxi``) or iff m >= 2^(M-1) (deterministic). Subnormals follow the
+    same rule between 0 and the smallest normal; inf stays inf, NaN becomes inf.
+    Blocks of BLK entries: random words, then branch-free codes, then packing."""
+    cdef Py_ssize_t d = x.shape[0], i, start, n
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int E = 8 if floating is float else 11
     cdef int M = 23 if floating is float else 52
-    cdef int rshift = 41 if floating is float else 12
     cdef uint64_t emax = (1ULL << E) - 1ULL, mmask = (1ULL << M) - 1ULL, half = 1ULL << (M - 1)
+    cdef uint32_t b32, e32, up32
     cdef uint64_t b, e, m, up
-    cdef mpt_writer w
+    cdef int64_t pos = 0, cap = out.shape[0]
+    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
+    cdef uint32_t *r32 = <uint32_t *>r32w
+    cdef uint64_t r64[BLK]
+    cdef uint16_t codes[BLK]
+    cdef const uint32_t *xb32
+    cdef const uint64_t *xb64
     if out.shape[0] != (d * (1 + E) + 7) // 8:
         raise ValueError("out has the wrong size")
     if d == 0:
         return
     with nogil:
-        mpt_writer_init(&w, &out[0])
-        for i in range(d):
-            b = bits_of(x[i])
-            e = (b >> M) & emax
-            m = b & mmask
-            if deterministic:
-                up = m >= half
+        start = 0
+        while start < d:
+            n = min(<Py_ssize_t>BLK, d - start)
+            if floating is float:
+                xb32 = <const uint32_t *>&x[start]
+                if deterministic:
+                    for i in range(n):
+                        b32 = xb32[i]
+                        e32 = ((b32 >> 23) & 0xFF) + ((b32 & 0x7FFFFF) >= 0x400000)
+                        e32 -= e32 >> 8  # 256 (overflow) -> 255 (inf)
+                        codes[i] = <uint16_t>(((b32 >> 31) << 8) | e32)
+                else:
+                    mpt_random32(s, start, n, r32)
+                    for i in range(n):
+                        b32 = xb32[i]
+                        e32 = ((b32 >> 23) & 0xFF) + ((r32[i] >> 9) < (b32 & 0x7FFFFF))
+                        e32 -= e32 >> 8
+                        codes[i] = <uint16_t>(((b32 >> 31) << 8) | e32)
             else:
-                up = (mpt_splitmix64(s, <uint64_t>i) >> rshift) < m
-            e = e + up
-            if e > emax:
-                e = emax
-            mpt_put(&w, ((b >> (M + E)) << E) | e, 1 + E)
-        mpt_flush(&w)
+                xb64 = <const uint64_t *>&x[start]
+                if not deterministic:
+                    mpt_random64(s, start, n, r64)
+                for i in range(n):
+                    b = xb64[i]
+                    e = (b >> 52) & 0x7FF
+                    m = b & mmask
+                    if deterministic:
+                        up = m >= half
+                    else:
+                        up = (r64[i] >> 12) < m
+                    e = e + up
+                    e -= e >> 11
+                    codes[i] = <uint16_t>(((b >> 63) << 11) | e)
+            pos = put_codes(codes, n, 1 + E, &out[0], pos, cap)
+            start += n
 
 
 def natural_decode(const uint8_t[::1] buf, floating[::1] out):
@@ -99,16 +158,27 @@ def natural_decode(const uint8_t[::1] buf, floating[::1] out):
 
 
 cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double acc = 0.0, a
+    """||x[0:n]||_p accumulated in double (four partial sums for p = 1, 2)."""
+    cdef Py_ssize_t i, n4 = n & ~(<Py_ssize_t>3)
+    cdef double acc = 0.0, a, a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
     if p == 2.0:
-        for i in range(n):
-            acc += <double>x[i] * <double>x[i]
-        return sqrt(acc)
+        for i in range(0, n4, 4):
+            a0 += <double>x[i] * <double>x[i]
+            a1 += <double>x[i + 1] * <double>x[i + 1]
+            a2 += <double>x[i + 2] * <double>x[i + 2]
+            a3 += <double>x[i + 3] * <double>x[i + 3]
+        for i in range(n4, n):
+            a0 += <double>x[i] * <double>x[i]
+        return sqrt((a0 + a1) + (a2 + a3))
     if p == 1.0:
-        for i in range(n):
-            acc += fabs(<double>x[i])
-        return acc
+        for i in range(0, n4, 4):
+            a0 += fabs(<double>x[i])
+            a1 += fabs(<double>x[i + 1])
+            a2 += fabs(<double>x[i + 2])
+            a3 += fabs(<double>x[i + 3])
+        for i in range(n4, n):
+            a0 += fabs(<double>x[i])
+        return (a0 + a1) + (a2 + a3)
     if p == INFINITY:
         for i in range(n):
             a = fabs(<double>x[i])
@@ -120,6 +190,54 @@ cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogi
     return pow(acc, 1.0 / p)
 
 
+cdef inline bint below(uint32_t r, uint64_t r64, floating p) noexcept nogil:
+    """u_i < p exactly: float32 r 2^-32 < p, float64 (r64 >> 11) 2^-53 < p."""
+    if floating is float:
+        return <double>(<int32_t>(r ^ 0x80000000U)) < <double>p * 4294967296.0 - 2147483648.0
+    else:
+        return <double>(r64 >> 11) * 1.1102230246251565e-16 < p
+
+
+cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
+                       const uint64_t *r64, int levels, bint natural, floating nrm,
+                       uint16_t *codes) noexcept nogil:
+    """Codes of n entries of one bucket with header norm nrm (rules in dither_encode)."""
+    cdef Py_ssize_t i
+    cdef int M = 23 if floating is float else 52
+    cdef int SB = 31 if floating is float else 63
+    cdef int64_t bias = 127 if floating is float else 1023, a, lv, big, small
+    cdef uint64_t mmask = (1ULL << M) - 1ULL, b, sign
+    cdef uint32_t r = 0
+    cdef uint64_t rr = 0
+    cdef floating t, f, q, lowest = <floating>ldexp(1.0, 1 - levels)
+    cdef floating inv = (<floating>1) / nrm if nrm != 0 else 0
+    cdef floating mul = (<floating>levels) / nrm if nrm != 0 else 0
+    cdef floating scale_small = <floating>ldexp(1.0, levels - 1)
+    for i in range(n):
+        if floating is float:
+            r = r32[i]
+        else:
+            rr = r64[i]
+        sign = bits_of(x[i]) >> SB
+        if not natural:
+            t = fabs(x[i]) * mul
+            lv = <int64_t>t  # t >= 0: truncation is floor
+            f = t - <floating>lv
+            lv += below(r, rr, f)
+        else:
+            q = fabs(x[i]) * inv
+            b = bits_of(q)
+            a = <int64_t>(b >> M) - bias
+            if floating is float:
+                big = a + levels + ((r >> 9) < (b & mmask))
+            else:
+                big = a + levels + ((rr >> 12) < (b & mmask))
+            small = below(r, rr, q * scale_small)
+            lv = big if q >= lowest else small
+        lv = levels if lv > levels else lv
+        codes[i] = <uint16_t>((lv << 1) | (sign & (lv != 0)))
+
+
 def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bint natural,
                   double p, floating[::1] norms, uint8_t[::1] out):
     """Standard (QSGD) or natural dithering of x, bucket by bucket (PAPERS.md s.2).
@@ -128,62 +246,41 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
     standard: t = |x_i| * (s / norm), level = floor(t) + [u_i < t - floor(t)], capped at s;
     natural: r = |x_i| * (1 / norm); r >= 2^(1-s): r = 2^a (1 + m / 2^M),
     level = a + s + [u_i < m / 2^M]; r < 2^(1-s): level = [u_i < r * 2^(s-1)];
-    levels above s are capped to s.
+    levels above s are capped to s. u_i: stream of ``compress_common.pxi`` (exact
+    comparisons). One pass for the norms, then blocks of BLK entries: random words,
+    branch-free codes, packing.
     """
-    cdef Py_ssize_t d = x.shape[0], i, j, start, stop
+    cdef Py_ssize_t d = x.shape[0], i, j, start, stop, n, seg
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int L = levels.bit_length()
-    cdef int M = 23 if floating is float else 52
-    cdef int rshift = 41 if floating is float else 12
-    cdef uint64_t mmask = (1ULL << M) - 1ULL, b, m, level, sign
-    cdef int64_t bias = 127 if floating is float else 1023, a
-    cdef floating nrm, r, t, inv, mul, lowest = <floating>ldexp(1.0, 1 - levels)
-    cdef floating scale_small = <floating>ldexp(1.0, levels - 1), fs = <floating>levels
-    cdef mpt_writer w
+    cdef int64_t pos = 0, cap = out.shape[0]
+    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
+    cdef uint32_t *r32 = <uint32_t *>r32w
+    cdef uint64_t r64[BLK]
+    cdef uint16_t codes[BLK]
     if d == 0:
         return
     with nogil:
-        mpt_writer_init(&w, &out[0])
-        start = 0
         j = 0
+        start = 0
         while start < d:
-            stop = start + bucket
-            if stop > d:
-                stop = d
-            nrm = <floating>bucket_norm(&x[start], stop - start, p)
-            norms[j] = nrm
-            inv = (<floating>1) / nrm if nrm != 0 else 0
-            mul = fs / nrm if nrm != 0 else 0
-            for i in range(start, stop):
-                sign = bits_of(x[i]) >> (M + (8 if floating is float else 11))
-                if nrm == 0:
-                    level = 0
-                else:
-                    if not natural:
-                        t = fabs(x[i]) * mul
-                        level = <uint64_t>t  # t >= 0: truncation is floor
-                        level += mpt_uniform(s, <uint64_t>i) < <double>(t - <floating>level)
-                    else:
-                        r = fabs(x[i]) * inv
-                    if natural and r >= lowest:
-                        b = bits_of(r)
-                        a = <int64_t>(b >> M) - bias
-                        m = b & mmask
-                        if a >= 0:
-                            level = levels
-                        else:
-                            level = <uint64_t>(a + levels)
-                            level += (mpt_splitmix64(s, <uint64_t>i) >> rshift) < m
-                    elif natural:
-                        level = mpt_uniform(s, <uint64_t>i) < <double>(r * scale_small)
-                    if level > <uint64_t>levels:
-                        level = levels
-                if level == 0:
-                    sign = 0
-                mpt_put(&w, (level << 1) | sign, 1 + L)
+            stop = min(start + bucket, d)
+            norms[j] = <floating>bucket_norm(&x[start], stop - start, p)
             start = stop
             j += 1
-        mpt_flush(&w)
+        start = 0
+        while start < d:
+            n = min(<Py_ssize_t>BLK, d - start)
+            random_block(s, start, n, r32, r64, floating is float)
+            i = 0
+            while i < n:  # segments of the block inside one bucket
+                j = (start + i) // bucket
+                seg = min(n - i, (j + 1) * bucket - (start + i))
+                dither_codes(&x[start + i], seg, &r32[i], &r64[i], levels, natural,
+                             norms[j], &codes[i])
+                i += seg
+            pos = put_codes(codes, n, 1 + L, &out[0], pos, cap)
+            start += n
 
 
 def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint natural,
@@ -260,26 +357,56 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
 
 def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     """TernGrad (Wen et al. 2017; PAPERS.md s.2): returns m = ||x||_inf and packs
-    2-bit codes: nonzero iff u_i < |x_i| * (1 / m) (dtype), bit 1 = sign."""
-    cdef Py_ssize_t d = x.shape[0], i
+    2-bit codes: nonzero iff u_i < |x_i| * (1 / m) (dtype), bit 1 = sign. The maximum is
+    taken on the magnitude bits as integers (NaN entries ignored)."""
+    cdef Py_ssize_t d = x.shape[0], i, start, n
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
-    cdef int M = 31 if floating is float else 63
-    cdef floating mx = 0, a, inv
+    cdef int SB = 31 if floating is float else 63
+    cdef floating mx = 0, inv, q
+    cdef int32_t k32, m32 = 0
+    cdef int64_t k64, m64 = 0
     cdef uint64_t nz
-    cdef mpt_writer w
+    cdef uint32_t r = 0
+    cdef uint64_t rr = 0
+    cdef int64_t pos = 0, cap = out.shape[0]
+    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
+    cdef uint32_t *r32 = <uint32_t *>r32w
+    cdef uint64_t r64[BLK]
+    cdef uint16_t codes[BLK]
+    cdef const int32_t *xi32
+    cdef const int64_t *xi64
     if d == 0:
         return 0.0
     with nogil:
-        for i in range(d):
-            a = fabs(x[i])
-            if a > mx:
-                mx = a
+        if floating is float:
+            xi32 = <const int32_t *>&x[0]
+            for i in range(d):
+                k32 = xi32[i] & 0x7FFFFFFF
+                k32 = 0 if k32 > 0x7F800000 else k32
+                m32 = k32 if k32 > m32 else m32
+            mx = from_bits(<uint64_t>m32, mx)
+        else:
+            xi64 = <const int64_t *>&x[0]
+            for i in range(d):
+                k64 = xi64[i] & 0x7FFFFFFFFFFFFFFFLL
+                k64 = 0 if k64 > 0x7FF0000000000000LL else k64
+                m64 = k64 if k64 > m64 else m64
+            mx = from_bits(<uint64_t>m64, mx)
         inv = (<floating>1) / mx if mx > 0 else 0
-        mpt_writer_init(&w, &out[0])
-        for i in range(d):
-            nz = mpt_uniform(s, <uint64_t>i) < <double>(fabs(x[i]) * inv)
-            mpt_put(&w, nz | ((nz & (bits_of(x[i]) >> M)) << 1), 2)
-        mpt_flush(&w)
+        start = 0
+        while start < d:
+            n = min(<Py_ssize_t>BLK, d - start)
+            random_block(s, start, n, r32, r64, floating is float)
+            for i in range(n):
+                if floating is float:
+                    r = r32[i]
+                else:
+                    rr = r64[i]
+                q = fabs(x[start + i]) * inv  # in the dtype
+                nz = below(r, rr, q)
+                codes[i] = <uint16_t>(nz | ((nz & (bits_of(x[start + i]) >> SB)) << 1))
+            pos = put_codes(codes, n, 2, &out[0], pos, cap)
+            start += n
     return mx
 
 

@@ -1,10 +1,10 @@
-"""Exact top-k selection by magnitude and seeded Rand-k supports, in O(d).
+"""Exact top-k selection by magnitude in O(d) and seeded Rand-k supports in O(k + d / 64).
 
 Radix select on 16-bit digits of an unsigned key, most significant digit first. For
 Top-k the key of x_i is its IEEE bit pattern with the sign bit cleared (monotone in |x_i|
-for non-NaN values; NaN ranks above inf). For Rand-k the key of index i is
-splitmix64(seed, i) (see ``compress_common.pxi``), so the k-subset is the k indices
-with the largest keys, a uniform random k-subset that any rank or GPU can regenerate.
+for non-NaN values; NaN ranks above inf). (The ``hashed`` key, splitmix64(seed, i), is
+kept for hash-ranked selections; Rand-k now draws its subset in O(k), see
+``randk_indices``.)
 
 Fast path (one pass over x): a threshold t is read off a strided sample of 32768 keys
 (a sample quantile with a safety margin, so that about 1.1 k + O(sqrt k) keys are >= t);
@@ -20,6 +20,9 @@ cimport numpy as cnp
 from libc.string cimport memset
 from libc.math cimport sqrt
 include "compress_common.pxi"
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
 
 cdef enum:
     BLOCK = 4096
@@ -234,36 +237,48 @@ def topk_indices(x, Py_ssize_t k):
     return _exact_among(ckeys[:n], cand[:n], k, nbits)
 
 
+cdef extern from *:
+    """
+    static inline uint64_t mpt_draw_below(uint64_t h, uint64_t d) {
+        return (uint64_t)(((unsigned __int128)h * d) >> 64);
+    }
+    """
+    uint64_t mpt_draw_below(uint64_t h, uint64_t d) nogil
+
+
 def randk_indices(seed, Py_ssize_t d, Py_ssize_t k):
-    """int64[k], ascending: the k indices i in [0, d) with the largest splitmix64(seed, i)
-    (ties, probability ~ d^2 / 2^65, go to the smaller index)."""
+    """int64[k], ascending: a uniformly random k-subset of [0, d) fixed by seed, in
+    O(k + d / 64) time (a bitmap of d bits).
+
+    Draw j is v_j = floor(splitmix64(seed, j) d / 2^64) (j = 0, 1, ...; bias <= d / 2^64).
+    With m = min(k, d - k), the first m distinct draws are taken (sampling without
+    replacement by rejection, expected draws <= 1.39 m); the subset is those m indices
+    when k <= d / 2, else their complement. Any rank or GPU that knows (seed, d, k)
+    regenerates it."""
     if not 1 <= k <= d:
         raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
-    cdef uint64_t dummy = 0
-    cdef Py_ssize_t n = -1, cap
-    cdef uint64_t t
+    cdef bint complement = 2 * k > d
+    cdef Py_ssize_t m = d - k if complement else k, got = 0, nw = (d + 63) // 64, w, j = 0
+    cdef uint64_t v, bit, word
+    bitmap = np.zeros(nw, dtype=np.uint64)
     out = np.empty(k, dtype=np.int64)
-    hist = np.empty(65536, dtype=np.int64)
+    cdef uint64_t[::1] bm = bitmap
     cdef int64_t[::1] o = out
-    cdef int64_t[::1] h = hist
-    cdef int64_t[::1] c
-    cdef uint64_t[::1] kk
-    if d >= 4 * SAMPLE and 4 * k <= d:
-        # Keys are uniform: expect k + 4 sqrt(k) + 16 of them above t.
-        frac = min(1.0, (k + 4.0 * sqrt(<double>k) + 16) / d)
-        t = <uint64_t>min((1 << 64) - 1, int((1.0 - frac) * 2.0 ** 64))
-        cap = 2 * k + 4096
-        cand = np.empty(cap + BLOCK, dtype=np.int64)
-        keys = np.empty(cap + BLOCK, dtype=np.uint64)
-        c = cand
-        kk = keys
-        with nogil:
-            n = collect_at_least(<const uint64_t *>&dummy, d, ~0ULL, True, s, t, &c[0], &kk[0], cap)
-        if n >= k:
-            cand = cand[:n]
-            keys = keys[:n]
-            return _exact_among(keys, cand, k, 64)
     with nogil:
-        radix_select(<const uint64_t *>&dummy, d, k, ~0ULL, True, s, 64, &o[0], &h[0])
+        while got < m:
+            v = mpt_draw_below(mpt_splitmix64(s, <uint64_t>j), <uint64_t>d)
+            j += 1
+            bit = 1ULL << (v & 63)
+            got += (bm[v >> 6] & bit) == 0
+            bm[v >> 6] |= bit
+        j = 0
+        for w in range(nw):
+            word = ~bm[w] if complement else bm[w]
+            if complement and w == nw - 1 and d % 64:
+                word &= (1ULL << (d % 64)) - 1ULL
+            while word:
+                o[j] = 64 * w + __builtin_ctzll(word)
+                j += 1
+                word &= word - 1
     return out

@@ -81,9 +81,32 @@ def test_topk_rejects_bad_k():
         compress_select.topk_indices(np.ones(5, np.float32), 6)
 
 
-@pytest.mark.parametrize("d,k", [(10, 3), (1000, 1000), (300_000, 50), (300_000, 3000)])
-def test_randk_is_largest_hashes(d, k):
+def randk_reference(seed, d, k):
+    """First min(k, d - k) distinct draws floor(splitmix64(seed, j) d / 2^64), or their
+    complement when k > d / 2, ascending (the documented Rand-k stream)."""
+    m = min(k, d - k)
+    seen, j = set(), 0
+    while len(seen) < m:
+        seen.add((splitmix64_reference(seed, j) * d) >> 64)
+        j += 1
+    chosen = seen if 2 * k <= d else set(range(d)) - seen
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+@pytest.mark.parametrize("d,k", [(10, 3), (10, 7), (1000, 1000), (1000, 999), (300_000, 50),
+                                 (300_000, 3000), (70, 40)])
+def test_randk_matches_documented_draws(d, k):
     for seed in (0, 99):
-        h = compress_random.splitmix64(seed, 0, d)
-        order = np.lexsort((np.arange(d), ~h))
-        assert np.array_equal(compress_select.randk_indices(seed, d, k), np.sort(order[:k]))
+        got = compress_select.randk_indices(seed, d, k)
+        assert got.dtype == np.int64 and got.shape == (k,)
+        assert np.array_equal(got, randk_reference(seed, d, k))
+
+
+def test_randk_is_uniform():
+    # every index is kept with probability k / d: counts over many seeds
+    d, k, seeds = 50, 10, 4000
+    counts = np.zeros(d)
+    for seed in range(seeds):
+        counts[compress_select.randk_indices(seed, d, k)] += 1
+    p = k / d
+    assert np.all(np.abs(counts - seeds * p) < 5 * np.sqrt(seeds * p * (1 - p)))

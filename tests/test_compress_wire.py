@@ -5,13 +5,18 @@ import math
 import numpy as np
 import pytest
 
-from mpitrain._native import compress_random
+from mpitrain._native import compress_random, compress_select
 from mpitrain.compress import COMPRESSORS, make_compressor
 from mpitrain.compress.base import derive_seed
 
 DTYPES = [np.float32, np.float64]
 D = 517  # not a multiple of 8 or 32: exercises partial bytes
 SEED = 2**63 + 12345
+
+
+def stream(seed, n, dtype):
+    """The kernels' uniforms u_i: 32-bit halves for float32, 64-bit words for float64."""
+    return compress_random.uniforms(seed, n, 32 if np.dtype(dtype) == np.float32 else 64)
 
 
 def vector(dtype, d=D, seed=0):
@@ -63,7 +68,7 @@ def dither_ref(x, u, s, norm, natural):
 
 def dithering_ref(c, x, payload, seed):
     norms = payload[: c.buckets * c.dtype.itemsize].view(c.dtype)
-    u = compress_random.uniforms(seed, x.size)
+    u = stream(seed, x.size, x.dtype)
     out = np.empty_like(x)
     for j in range(c.buckets):
         sl = slice(j * c.bucket_size, (j + 1) * c.bucket_size)
@@ -80,7 +85,8 @@ def test_sparsifiers_match_reference(dtype):
     ref = np.zeros_like(x)
     ref[topk_ref(x, 40)] = x[topk_ref(x, 40)]
     assert np.array_equal(make_compressor("top_k", D, k=40, dtype=dtype)(x), ref)
-    idx = np.sort(np.lexsort((np.arange(D), ~compress_random.splitmix64(SEED, 0, D)))[:30])
+    idx = compress_select.randk_indices(SEED, D, 30)
+    assert idx.shape == (30,) and np.all(np.diff(idx) > 0)
     for name, scale in (("rand_k", t(D / 30)), ("rand_k_unscaled", t(1))):
         ref = np.zeros_like(x)
         ref[idx] = x[idx] * scale
@@ -90,7 +96,7 @@ def test_sparsifiers_match_reference(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_quantisers_match_reference(dtype):
     x, t = vector(dtype), np.dtype(dtype).type
-    u = compress_random.uniforms(SEED, D)
+    u = stream(SEED, D, dtype)
     assert np.array_equal(make_compressor("natural_compression", D, dtype=dtype)(x, SEED),
                           natural_ref(x, u))
     assert np.array_equal(make_compressor("biased_rounding", D, dtype=dtype)(x),
@@ -120,7 +126,7 @@ def test_compositions_match_reference(dtype):
     k = 60
     idx = topk_ref(x, k)
     sub = derive_seed(SEED, 1)
-    u = compress_random.uniforms(sub, k)
+    u = stream(sub, k, dtype)
     c = make_compressor("top_k_natural_compression", D, k=k, dtype=dtype)
     ref = np.zeros_like(x)
     ref[idx] = natural_ref(x[idx], u) * t(1 / (1 + 1 / 8))
@@ -136,7 +142,7 @@ def test_compositions_match_reference(dtype):
                         dtype=dtype)
     y = natural_ref(x, None, deterministic=True)
     m = np.abs(y).max()
-    nz = compress_random.uniforms(sub, D) < np.abs(y) * (t(1) / m)
+    nz = stream(sub, D, dtype) < np.abs(y) * (t(1) / m)
     ref = np.where(nz, np.where(np.signbit(y), -m, m), t(0)) * t(1 / math.sqrt(D))
     assert np.array_equal(c(x, SEED), ref)
 

@@ -10,7 +10,8 @@ SEED_BYTES = 8
 class RandK(Compressor):
     """Keep a uniformly random k-subset, times d/k when ``scaled`` (PAPERS.md s.2).
 
-    The subset is the k indices with the largest splitmix64(seed, i), sorted (see
+    The subset is the first k distinct draws floor(splitmix64(seed, j) d / 2^64),
+    j = 0, 1, ... (the complement of the first d - k when k > d/2), sorted, in O(k) (see
     ``compress_select.randk_indices``): ranks that use the same seed keep the same
     subset, so the indices never travel. Payload: the uint64 seed (8 bytes, little
     endian) then the k kept values (dtype): 64 + 32 k bits for float32. The scale d/k is
