@@ -18,6 +18,26 @@ cimport numpy as cnp
 from libc.math cimport fabs, sqrt, pow, floor, ldexp, INFINITY
 include "compress_common.pxi"
 
+cdef extern from "compress_simd.h":
+    int mpt_simd_level() nogil
+    int mpt_simd_force(int cap) nogil
+    void mpt_ternary32(const float *x, const uint32_t *r, int64_t n, float inv,
+                       uint16_t *codes) nogil
+    void mpt_sdither32(const float *x, const uint32_t *r, int64_t n, float mul,
+                       int32_t levels, uint16_t *codes) nogil
+    void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
+                       uint16_t *codes) nogil
+    void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
+    void mpt_pack_fast(const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done) nogil
+
+
+def simd_level(cap=None):
+    """The SIMD level of the float32 quantiser blocks (0 scalar, 1 AVX2, 2 AVX-512),
+    after capping it at ``cap`` when given (tests run every level: same bytes)."""
+    if cap is not None:
+        return mpt_simd_force(int(cap))
+    return mpt_simd_level()
+
 ctypedef fused floating:
     float
     double
@@ -66,7 +86,12 @@ cdef inline int64_t put_codes(const uint16_t *codes, Py_ssize_t n, int b, uint8_
     goes through the bit writer. Returns the next byte position."""
     cdef Py_ssize_t n8 = n & ~(<Py_ssize_t>7), i
     cdef mpt_writer w
-    pos = mpt_pack_codes(codes, n8, b, buf, pos, cap)
+    cdef int done = 0
+    mpt_pack_fast(codes, n8, b, buf + pos, &done)
+    if done:
+        pos += n8 * b // 8
+    else:
+        pos = mpt_pack_codes(codes, n8, b, buf, pos, cap)
     if n8 < n:
         mpt_writer_init(&w, buf)
         w.pos = pos
@@ -109,19 +134,10 @@ def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1]
             n = min(<Py_ssize_t>BLK, d - start)
             if floating is float:
                 xb32 = <const uint32_t *>&x[start]
-                if deterministic:
-                    for i in range(n):
-                        b32 = xb32[i]
-                        e32 = ((b32 >> 23) & 0xFF) + ((b32 & 0x7FFFFF) >= 0x400000)
-                        e32 -= e32 >> 8  # 256 (overflow) -> 255 (inf)
-                        codes[i] = <uint16_t>(((b32 >> 31) << 8) | e32)
-                else:
+                if not deterministic:
                     mpt_random32(s, start, n, r32)
-                    for i in range(n):
-                        b32 = xb32[i]
-                        e32 = ((b32 >> 23) & 0xFF) + ((r32[i] >> 9) < (b32 & 0x7FFFFF))
-                        e32 -= e32 >> 8
-                        codes[i] = <uint16_t>(((b32 >> 31) << 8) | e32)
+                # e = exponent + up, 256 (overflow) -> 255 (inf); compress_simd.h
+                mpt_natural32(xb32, r32, n, deterministic, codes)
             else:
                 xb64 = <const uint64_t *>&x[start]
                 if not deterministic:
@@ -213,6 +229,10 @@ cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
     cdef floating inv = (<floating>1) / nrm if nrm != 0 else 0
     cdef floating mul = (<floating>levels) / nrm if nrm != 0 else 0
     cdef floating scale_small = <floating>ldexp(1.0, levels - 1)
+    if floating is float:
+        if not natural:  # the same rule in a SIMD block (compress_simd.h)
+            mpt_sdither32(x, r32, n, mul, levels, codes)
+            return
     for i in range(n):
         if floating is float:
             r = r32[i]
@@ -380,10 +400,7 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     with nogil:
         if floating is float:
             xi32 = <const int32_t *>&x[0]
-            for i in range(d):
-                k32 = xi32[i] & 0x7FFFFFFF
-                k32 = 0 if k32 > 0x7F800000 else k32
-                m32 = k32 if k32 > m32 else m32
+            mpt_absmax32(xi32, d, &m32)  # max of |x_i| bits, NaN ignored
             mx = from_bits(<uint64_t>m32, mx)
         else:
             xi64 = <const int64_t *>&x[0]
@@ -397,8 +414,11 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
         while start < d:
             n = min(<Py_ssize_t>BLK, d - start)
             random_block(s, start, n, r32, r64, floating is float)
+            if floating is float:
+                mpt_ternary32(&x[start], r32, n, inv, codes)
             for i in range(n):
                 if floating is float:
+                    break
                     r = r32[i]
                 else:
                     rr = r64[i]

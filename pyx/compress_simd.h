@@ -152,4 +152,124 @@ static int64_t mpt_collect32(const uint32_t *v, int64_t d, uint32_t t, uint32_t 
     return n;
 }
 
+/* ---- Float32 quantiser blocks. Each kernel body is written once (always inlined) and
+ * compiled three times: baseline x86-64, AVX2 and x86-64-v4 (AVX-512); mpt_simd_level()
+ * picks one. Arithmetic is the scalar Cython kernels' operation for operation (the
+ * module is built with -ffp-contract=off, so no fused multiply-add changes a rounding),
+ * hence the same codes at every level. */
+#if MPT_X86
+#define MPT_AVX2_FN __attribute__((target("avx2,popcnt")))
+#define MPT_AVX512_FN __attribute__((target("arch=x86-64-v4")))
+#define MPT_MULTI(name, params, args) \
+    MPT_AVX512_FN static void name##_avx512 params { name##_body args; } \
+    MPT_AVX2_FN static void name##_avx2 params { name##_body args; } \
+    static void name##_base params { name##_body args; } \
+    static void name params { \
+        int level = mpt_simd_level(); \
+        if (level == MPT_AVX512) name##_avx512 args; \
+        else if (level == MPT_AVX2) name##_avx2 args; \
+        else name##_base args; \
+    }
+#else
+#define MPT_MULTI(name, params, args) static void name params { name##_body args; }
+#endif
+#define MPT_BODY static inline __attribute__((always_inline)) void
+
+/* u_i < p exactly for the float32 stream: r 2^-32 < p, compared in double (exact). */
+#define MPT_BELOW32(r, p) \
+    ((double)(int32_t)((r) ^ 0x80000000u) < (double)(p) * 4294967296.0 - 2147483648.0)
+
+/* Ternary codes: nz = [u_i < |x_i| * inv], code = nz | (nz & sign) << 1. */
+MPT_BODY mpt_ternary32_body(const float *x, const uint32_t *r, int64_t n, float inv,
+                            uint16_t *codes) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        float q = __builtin_fabsf(x[i]) * inv;
+        uint32_t nz = MPT_BELOW32(r[i], q);
+        codes[i] = (uint16_t)(nz | ((nz & (b >> 31)) << 1));
+    }
+}
+MPT_MULTI(mpt_ternary32, (const float *x, const uint32_t *r, int64_t n, float inv, uint16_t *codes),
+          (x, r, n, inv, codes))
+
+/* Standard dithering codes: t = |x_i| * mul, level = floor(t) + [u_i < t - floor(t)],
+ * capped at levels; code = level << 1 | (sign if level > 0). */
+MPT_BODY mpt_sdither32_body(const float *x, const uint32_t *r, int64_t n, float mul,
+                            int32_t levels, uint16_t *codes) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        float t = __builtin_fabsf(x[i]) * mul;
+        int32_t lv = (int32_t)t;  /* t >= 0 and t <= levels (+ rounding): floor */
+        float f = t - (float)lv;
+        lv += MPT_BELOW32(r[i], f);
+        lv = lv > levels ? levels : lv;
+        codes[i] = (uint16_t)(((uint32_t)lv << 1) | ((b >> 31) & (uint32_t)(lv != 0)));
+    }
+}
+MPT_MULTI(mpt_sdither32, (const float *x, const uint32_t *r, int64_t n, float mul, int32_t levels,
+                          uint16_t *codes),
+          (x, r, n, mul, levels, codes))
+
+/* Natural compression codes (9 bits): exponent + [rounds up], 256 -> 255, sign << 8;
+ * up = (r_i >> 9) < mantissa (random) or mantissa >= 2^22 (deterministic, r unused). */
+MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
+                            uint16_t *codes) {
+    if (det) {
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t b = xb[i];
+            uint32_t e = ((b >> 23) & 0xFF) + ((b & 0x7FFFFF) >= 0x400000);
+            e -= e >> 8;
+            codes[i] = (uint16_t)(((b >> 31) << 8) | e);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t b = xb[i];
+            uint32_t e = ((b >> 23) & 0xFF) + ((r[i] >> 9) < (b & 0x7FFFFF));
+            e -= e >> 8;
+            codes[i] = (uint16_t)(((b >> 31) << 8) | e);
+        }
+    }
+}
+MPT_MULTI(mpt_natural32, (const uint32_t *xb, const uint32_t *r, int64_t n, int det, uint16_t *codes),
+          (xb, r, n, det, codes))
+
+/* Largest |x_i| bit pattern over non-NaN entries (as an int32; 0 if none). */
+MPT_BODY mpt_absmax32_body(const int32_t *x, int64_t n, int32_t *out) {
+    int32_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t k = x[i] & 0x7FFFFFFF;
+        k = k > 0x7F800000 ? 0 : k;
+        m = k > m ? k : m;
+    }
+    *out = m;
+}
+MPT_MULTI(mpt_absmax32, (const int32_t *x, int64_t n, int32_t *out), (x, n, out))
+
+/* Pack n codes (n a multiple of 8) of b bits at buf, LSB first, exactly n b / 8 bytes;
+ * b in {2, 4, 9} (returns 1), other widths are left to the caller (returns 0). */
+MPT_BODY mpt_pack_fast_body(const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done) {
+    *done = 1;
+    if (b == 2) {
+        for (int64_t j = 0; j < n / 4; j++)
+            buf[j] = (uint8_t)(c[4 * j] | c[4 * j + 1] << 2 | c[4 * j + 2] << 4 | c[4 * j + 3] << 6);
+    } else if (b == 4) {
+        for (int64_t j = 0; j < n / 2; j++) buf[j] = (uint8_t)(c[2 * j] | c[2 * j + 1] << 4);
+    } else if (b == 9) {
+        for (int64_t g = 0; g < n / 8; g++) {
+            const uint16_t *q = c + 8 * g;
+            uint64_t v = (uint64_t)q[0] | (uint64_t)q[1] << 9 | (uint64_t)q[2] << 18
+                | (uint64_t)q[3] << 27 | (uint64_t)q[4] << 36 | (uint64_t)q[5] << 45
+                | (uint64_t)q[6] << 54 | (uint64_t)q[7] << 63;
+            memcpy(buf + 9 * g, &v, 8);
+            buf[9 * g + 8] = (uint8_t)(q[7] >> 1);
+        }
+    } else {
+        *done = 0;
+    }
+}
+MPT_MULTI(mpt_pack_fast, (const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done),
+          (c, n, b, buf, done))
+
 #endif

@@ -12,6 +12,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from mpitrain._native import compress_round, compress_select
 from mpitrain.compress import make_compressor
 
 SEED = 0x0123456789ABCDEF
@@ -315,8 +316,19 @@ GOLDEN = {'float32': {'payloads': {'biased_rounding[]/d=1': ('9da96c853994cb78',
                           'ternary': '94c87bc28dcc91e5'}}}
 
 
+@pytest.fixture(params=[0, 1, 2], ids=["scalar", "avx2", "avx512"])
+def simd_cap(request):
+    """Run at SIMD level min(cap, the CPU's): the kernels' scalar, AVX2 and AVX-512
+    versions (chosen at run time) must all send the golden bytes."""
+    compress_round.simd_level(request.param)
+    compress_select.simd_level(request.param)
+    yield request.param
+    compress_round.simd_level(2)
+    compress_select.simd_level(2)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_payloads_match_golden_bytes(dtype):
+def test_payloads_match_golden_bytes(dtype, simd_cap):
     got = payload_digests(dtype)
     want = GOLDEN[dtype]["payloads"]
     assert sorted(got) == sorted(want)
@@ -325,7 +337,7 @@ def test_payloads_match_golden_bytes(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_special_values_match_golden_bytes(dtype):
+def test_special_values_match_golden_bytes(dtype, simd_cap):
     assert special_input_digests(dtype) == GOLDEN[dtype]["specials"]
 
 
