@@ -16,6 +16,7 @@ Code layouts (b-bit codes, LSB-first bit stream of ``compress_common.pxi``):
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport fabs, sqrt, pow, floor, ldexp, INFINITY
+from libc.string cimport memcpy
 include "compress_common.pxi"
 
 cdef extern from "compress_simd.h":
@@ -313,6 +314,7 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
     cdef uint64_t level
     cdef floating nrm, v, fs = <floating>levels
     cdef floating table[512]
+    cdef floating pair[512]
     cdef mpt_reader r
     if d == 0:
         return
@@ -333,8 +335,22 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
                 else:
                     v = (nrm * <floating>level) / fs
                 table[c] = -v if (c & 1) else v
-            for i in range(start, stop):
-                out[i] = table[mpt_get(&r, 1 + L)]
+            if L == 3 and stop - start >= 4096 and r.nacc == 0 and 2 * r.pos == start:
+                # 4-bit codes, two per byte: one table of both values per byte value
+                for c in range(256):
+                    pair[2 * c] = table[c & 15]
+                    pair[2 * c + 1] = table[c >> 4]
+                for i in range(start, stop - 1, 2):
+                    memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
+                r.pos = stop // 2  # the reader resumes here (start was even)
+                if stop % 2:  # last code in a low nibble; the high one is the next bucket's
+                    out[stop - 1] = table[buf[stop >> 1] & 15]
+                    r.acc = buf[stop >> 1] >> 4
+                    r.nacc = 4
+                    r.pos += 1
+            else:
+                for i in range(start, stop):
+                    out[i] = table[mpt_get(&r, 1 + L)]
             start = stop
             j += 1
 
@@ -370,8 +386,14 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     cdef floating scale = <floating>scale_
     cdef uint64_t sb = bits_of(scale)
     cdef int M = 31 if floating is float else 63
+    cdef floating table[2048]  # the 8 values of each byte value
+    cdef Py_ssize_t c, nb = d // 8
     with nogil:
-        for i in range(d):
+        for c in range(2048):
+            table[c] = from_bits(sb ^ (<uint64_t>(((c >> 3) >> (c & 7)) & 1) << M), scale)
+        for i in range(nb):
+            memcpy(&out[8 * i], &table[8 * buf[i]], 8 * sizeof(floating))
+        for i in range(8 * nb, d):
             out[i] = from_bits(sb ^ (<uint64_t>((buf[i >> 3] >> (i & 7)) & 1) << M), scale)
 
 
@@ -439,6 +461,12 @@ def ternary_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     table[1] = scale
     table[2] = 0
     table[3] = -scale
+    cdef floating quad[1024]  # the 4 values of each byte value
+    cdef Py_ssize_t c, nb = d // 4
     with nogil:
-        for i in range(d):
+        for c in range(1024):
+            quad[c] = table[((c >> 2) >> (2 * (c & 3))) & 3]
+        for i in range(nb):
+            memcpy(&out[4 * i], &quad[4 * buf[i]], 4 * sizeof(floating))
+        for i in range(4 * nb, d):
             out[i] = table[(buf[i >> 2] >> (2 * (i & 3))) & 3]
