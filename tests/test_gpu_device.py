@@ -140,3 +140,12 @@ def test_host_arrays_pass_untouched():
     with buffers.inplace(x) as buf:
         assert buf is x
     assert buffers.send(x) is x and memory.log == []
+
+
+def test_training_on_gpu_is_refused_clearly():
+    from mpitrain.problem import build_problem
+    from mpitrain.runtime import JobError
+
+    config = load_config(overrides=["train.device=gpu"])
+    with pytest.raises((ConfigError, JobError), match="train.device"):
+        build_problem(config, FakeComm(0))

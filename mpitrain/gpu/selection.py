@@ -63,7 +63,7 @@ def topk_indices(xp, x, k: int):
         digits = ((candidates >> ukey(shift)) & ukey(0xFFFF)).astype(np.int32)
         hist = xp.bincount(digits, minlength=65536)
         above = xp.cumsum(hist[::-1])  # above[t]: keys with digit >= 65535 - t
-        t = int(xp.searchsorted(above, need))  # first t with above[t] >= need
+        t = int((above < need).sum())  # first t with above[t] >= need (above is nondecreasing)
         digit = 65535 - t
         need -= int(above[t - 1]) if t > 0 else 0
         prefix = digit if prefix is None else (prefix << 16) | digit
