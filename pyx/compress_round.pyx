@@ -26,6 +26,8 @@ cdef extern from "compress_simd.h":
                        uint16_t *codes) nogil
     void mpt_sdither32(const float *x, const uint32_t *r, int64_t n, float mul,
                        int32_t levels, uint16_t *codes) nogil
+    void mpt_ndither32(const float *x, const uint32_t *r, int64_t n, float inv,
+                       int32_t levels, float lowest, float scale_small, uint16_t *codes) nogil
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                        uint16_t *codes) nogil
     void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
@@ -231,9 +233,12 @@ cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
     cdef floating mul = (<floating>levels) / nrm if nrm != 0 else 0
     cdef floating scale_small = <floating>ldexp(1.0, levels - 1)
     if floating is float:
-        if not natural:  # the same rule in a SIMD block (compress_simd.h)
+        # the same rules in SIMD blocks (compress_simd.h)
+        if not natural:
             mpt_sdither32(x, r32, n, mul, levels, codes)
-            return
+        else:
+            mpt_ndither32(x, r32, n, inv, levels, lowest, scale_small, codes)
+        return
     for i in range(n):
         if floating is float:
             r = r32[i]

@@ -212,6 +212,30 @@ MPT_MULTI(mpt_sdither32, (const float *x, const uint32_t *r, int64_t n, float mu
                           uint16_t *codes),
           (x, r, n, mul, levels, codes))
 
+/* Natural dithering codes of one bucket: q = |x_i| * inv; q >= lowest (= 2^(1-s)):
+ * q = 2^a (1 + m / 2^23), level = a + s + [(r_i >> 9) < m]; q < lowest:
+ * level = [u_i < q * scale_small] (scale_small = 2^(s-1)); capped at levels;
+ * code = level << 1 | (sign if level > 0). NaN q gives level 0 (both tests fail). */
+MPT_BODY mpt_ndither32_body(const float *x, const uint32_t *r, int64_t n, float inv,
+                            int32_t levels, float lowest, float scale_small,
+                            uint16_t *codes) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b, qb;
+        memcpy(&b, x + i, 4);
+        float q = __builtin_fabsf(x[i]) * inv;
+        memcpy(&qb, &q, 4);
+        int32_t big = (int32_t)(qb >> 23) - 127 + levels + ((r[i] >> 9) < (qb & 0x7FFFFFu));
+        int32_t small = MPT_BELOW32(r[i], q * scale_small);
+        int32_t ge = -(int32_t)(q >= lowest);  /* a mask, not a branch: both sides computed */
+        int32_t lv = (big & ge) | (small & ~ge);
+        lv = lv > levels ? levels : lv;
+        codes[i] = (uint16_t)(((uint32_t)lv << 1) | ((b >> 31) & (uint32_t)(lv != 0)));
+    }
+}
+MPT_MULTI(mpt_ndither32, (const float *x, const uint32_t *r, int64_t n, float inv, int32_t levels,
+                          float lowest, float scale_small, uint16_t *codes),
+          (x, r, n, inv, levels, lowest, scale_small, codes))
+
 /* Natural compression codes (9 bits): exponent + [rounds up], 256 -> 255, sign << 8;
  * up = (r_i >> 9) < mantissa (random) or mantissa >= 2^22 (deterministic, r unused). */
 MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
