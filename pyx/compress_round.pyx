@@ -31,6 +31,8 @@ cdef extern from "compress_simd.h":
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                        uint16_t *codes) nogil
     void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
+    void mpt_tdecode32(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) nogil
+    void mpt_ndecode32(const uint8_t *buf, int64_t n, uint32_t *out) nogil
     void mpt_pack_fast(const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done) nogil
 
 
@@ -168,6 +170,12 @@ def natural_decode(const uint8_t[::1] buf, floating[::1] out):
     cdef uint64_t c
     cdef mpt_reader r
     if d == 0:
+        return
+    if floating is float:
+        if buf.shape[0] < (9 * d + 7) // 8:
+            raise ValueError("buf is too short")
+        with nogil:  # out_i bits = code << 23, in a SIMD block (compress_simd.h)
+            mpt_ndecode32(&buf[0], d, <uint32_t *>&out[0])
         return
     with nogil:
         mpt_reader_init(&r, &buf[0], buf.shape[0])
@@ -468,6 +476,14 @@ def ternary_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     table[3] = -scale
     cdef floating quad[1024]  # the 4 values of each byte value
     cdef Py_ssize_t c, nb = d // 4
+    if floating is float:
+        if d == 0:
+            return
+        if buf.shape[0] < (2 * d + 7) // 8:
+            raise ValueError("buf is too short")
+        with nogil:  # the same values from the bits of scale, in a SIMD block (compress_simd.h)
+            mpt_tdecode32(&buf[0], d, <uint32_t>bits_of(scale), <uint32_t *>&out[0])
+        return
     with nogil:
         for c in range(1024):
             quad[c] = table[((c >> 2) >> (2 * (c & 3))) & 3]

@@ -296,4 +296,117 @@ MPT_BODY mpt_pack_fast_body(const uint16_t *c, int64_t n, int b, uint8_t *buf, i
 MPT_MULTI(mpt_pack_fast, (const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done),
           (c, n, b, buf, done))
 
+/* ---- Float32 decoders of packed codes (LSB-first bit stream, code i at bits [b i, b i + b)).
+ * Each writes the bit patterns of out[0..n); the vector versions differ from the scalar
+ * one only in speed. */
+
+/* Ternary, b = 2: code 1 gives s, code 3 gives -s (sign bit flipped), codes 0 and 2 give
+ * +0.0; sb is the bit pattern of s: out_i = (sb ^ (c >> 1) << 31) & -(c & 1). */
+static void mpt_tdecode32_scalar(const uint8_t *buf, int64_t lo, int64_t n, uint32_t sb,
+                                 uint32_t *out) {
+    for (int64_t i = lo; i < n; i++) {
+        uint32_t c = (uint32_t)(buf[i >> 2] >> (2 * (i & 3))) & 3u;
+        out[i] = (sb ^ (c >> 1) << 31) & (0u - (c & 1u));
+    }
+}
+
+/* Natural compression, b = 9 (sign << 8 | biased exponent): the float is c << 23. */
+static void mpt_ndecode32_scalar(const uint8_t *buf, int64_t lo, int64_t n, uint32_t *out) {
+    for (int64_t i = lo; i < n; i++) {
+        int64_t bit = 9 * i;  /* a code spans two bytes, both inside the buffer */
+        uint32_t w = (uint32_t)buf[bit >> 3] | (uint32_t)buf[(bit >> 3) + 1] << 8;
+        out[i] = ((w >> (bit & 7)) & 0x1FFu) << 23;
+    }
+}
+
+#if MPT_X86
+/* 8 codes a step: 16 bits broadcast, lane j shifted right by 2 j; the permutation reads
+ * the low 3 index bits and the table repeats every 4 lanes, so no mask is needed. */
+__attribute__((target("avx2")))
+static void mpt_tdecode32_avx2(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) {
+    const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const int32_t p = (int32_t)sb, m = (int32_t)(sb ^ 0x80000000u);
+    const __m256 tab = _mm256_castsi256_ps(_mm256_setr_epi32(0, p, 0, m, 0, p, 0, m));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16_t w;
+        memcpy(&w, buf + (i >> 2), 2);
+        __m256i c = _mm256_srlv_epi32(_mm256_set1_epi32(w), sh);
+        _mm256_storeu_ps((float *)(out + i), _mm256_permutevar8x32_ps(tab, c));
+    }
+    mpt_tdecode32_scalar(buf, i, n, sb, out);
+}
+
+/* 16 codes a step from one 32-bit word (the permutation reads the low 4 index bits). */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+static void mpt_tdecode32_avx512(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) {
+    const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                         28, 30);
+    const int32_t p = (int32_t)sb, m = (int32_t)(sb ^ 0x80000000u);
+    const __m512 tab = _mm512_castsi512_ps(_mm512_setr_epi32(0, p, 0, m, 0, p, 0, m, 0, p, 0,
+                                                             m, 0, p, 0, m));
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t w;
+        memcpy(&w, buf + (i >> 2), 4);
+        __m512i c = _mm512_srlv_epi32(_mm512_set1_epi32((int32_t)w), sh);
+        _mm512_storeu_ps((void *)(out + i), _mm512_permutexvar_ps(c, tab));
+    }
+    mpt_tdecode32_scalar(buf, i, n, sb, out);
+}
+
+/* 8 codes (9 bytes) a step: lane j gets bytes j, j + 1 as 16 bits, shifted right by j. */
+__attribute__((target("avx2")))
+static void mpt_ndecode32_avx2(const uint8_t *buf, int64_t n, uint32_t *out) {
+    const __m128i pairs = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
+    const __m256i sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_set1_epi32(0x1FF);
+    int64_t nbytes = (9 * n + 7) / 8, i = 0;
+    for (; i + 8 <= n && 9 * (i >> 3) + 16 <= nbytes; i += 8) {  /* 16-byte loads stay inside */
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + 9 * (i >> 3)));
+        __m256i w = _mm256_cvtepu16_epi32(_mm_shuffle_epi8(v, pairs));
+        __m256i c = _mm256_and_si256(_mm256_srlv_epi32(w, sh), mask);
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_slli_epi32(c, 23));
+    }
+    mpt_ndecode32_scalar(buf, i, n, out);
+}
+
+/* 16 codes (18 bytes) a step: the AVX2 step on two groups at once. */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+static void mpt_ndecode32_avx512(const uint8_t *buf, int64_t n, uint32_t *out) {
+    const __m128i pairs = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
+    const __m512i sh = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i mask = _mm512_set1_epi32(0x1FF);
+    int64_t nbytes = (9 * n + 7) / 8, i = 0;
+    for (; i + 16 <= n && 9 * (i >> 3) + 25 <= nbytes; i += 16) {
+        const uint8_t *g = buf + 9 * (i >> 3);
+        __m128i lo = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)g), pairs);
+        __m128i hi = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(g + 9)), pairs);
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+        __m512i c = _mm512_and_si512(_mm512_srlv_epi32(w, sh), mask);
+        _mm512_storeu_si512((void *)(out + i), _mm512_slli_epi32(c, 23));
+    }
+    mpt_ndecode32_scalar(buf, i, n, out);
+}
+#endif
+
+/* The decoders at the level in use. */
+static void mpt_tdecode32(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_tdecode32_avx512(buf, n, sb, out); return; }
+    if (level == MPT_AVX2) { mpt_tdecode32_avx2(buf, n, sb, out); return; }
+#endif
+    mpt_tdecode32_scalar(buf, 0, n, sb, out);
+}
+
+static void mpt_ndecode32(const uint8_t *buf, int64_t n, uint32_t *out) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_ndecode32_avx512(buf, n, out); return; }
+    if (level == MPT_AVX2) { mpt_ndecode32_avx2(buf, n, out); return; }
+#endif
+    mpt_ndecode32_scalar(buf, 0, n, out);
+}
+
 #endif
