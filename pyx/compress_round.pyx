@@ -32,6 +32,7 @@ cdef extern from "compress_simd.h":
                        uint16_t *codes) nogil
     void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
     void mpt_tdecode32(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) nogil
+    void mpt_d4decode32(const uint8_t *buf, int64_t n, const uint32_t *tab, uint32_t *out) nogil
     void mpt_ndecode32(const uint8_t *buf, int64_t n, uint32_t *out) nogil
     void mpt_pack_fast(const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done) nogil
 
@@ -349,12 +350,16 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
                     v = (nrm * <floating>level) / fs
                 table[c] = -v if (c & 1) else v
             if L == 3 and stop - start >= 4096 and r.nacc == 0 and 2 * r.pos == start:
-                # 4-bit codes, two per byte: one table of both values per byte value
-                for c in range(256):
-                    pair[2 * c] = table[c & 15]
-                    pair[2 * c + 1] = table[c >> 4]
-                for i in range(start, stop - 1, 2):
-                    memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
+                # 4-bit codes, two per byte
+                if floating is float:  # table lookups in a SIMD block (compress_simd.h)
+                    mpt_d4decode32(&buf[start >> 1], (stop - start) & ~(<Py_ssize_t>1),
+                                   <const uint32_t *>table, <uint32_t *>&out[start])
+                else:  # one table of both values per byte value
+                    for c in range(256):
+                        pair[2 * c] = table[c & 15]
+                        pair[2 * c + 1] = table[c >> 4]
+                    for i in range(start, stop - 1, 2):
+                        memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
                 r.pos = stop // 2  # the reader resumes here (start was even)
                 if stop % 2:  # last code in a low nibble; the high one is the next bucket's
                     out[stop - 1] = table[buf[stop >> 1] & 15]

@@ -319,6 +319,25 @@ static void mpt_ndecode32_scalar(const uint8_t *buf, int64_t lo, int64_t n, uint
     }
 }
 
+/* Dithering with 4-bit codes (s = 4..7): out_i = tab[c_i], tab the 16 bit patterns of
+ * one bucket's values. Scalar: one table of both values per byte value. */
+static void mpt_d4decode32_tail(const uint8_t *buf, int64_t lo, int64_t n, const uint32_t *tab,
+                                uint32_t *out) {
+    for (int64_t i = lo; i < n; i++) out[i] = tab[(buf[i >> 1] >> (4 * (i & 1))) & 15];
+}
+
+static void mpt_d4decode32_scalar(const uint8_t *buf, int64_t n, const uint32_t *tab,
+                                  uint32_t *out) {
+    uint32_t pair[512];
+    for (int c = 0; c < 256; c++) {
+        pair[2 * c] = tab[c & 15];
+        pair[2 * c + 1] = tab[c >> 4];
+    }
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) memcpy(out + i, pair + 2 * buf[i >> 1], 8);
+    mpt_d4decode32_tail(buf, i, n, tab, out);
+}
+
 #if MPT_X86
 /* 8 codes a step: 16 bits broadcast, lane j shifted right by 2 j; the permutation reads
  * the low 3 index bits and the table repeats every 4 lanes, so no mask is needed. */
@@ -353,6 +372,44 @@ static void mpt_tdecode32_avx512(const uint8_t *buf, int64_t n, uint32_t sb, uin
         _mm512_storeu_ps((void *)(out + i), _mm512_permutexvar_ps(c, tab));
     }
     mpt_tdecode32_scalar(buf, i, n, sb, out);
+}
+
+/* 8 codes (4 bytes) a step: nibble j of the broadcast word to lane j; two 8-entry
+ * permutations, and bit 3 of the code (moved to the sign bit) picks between them. */
+__attribute__((target("avx2")))
+static void mpt_d4decode32_avx2(const uint8_t *buf, int64_t n, const uint32_t *tab,
+                                uint32_t *out) {
+    const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256 lo = _mm256_loadu_ps((const float *)tab);
+    const __m256 hi = _mm256_loadu_ps((const float *)(tab + 8));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint32_t w;
+        memcpy(&w, buf + (i >> 1), 4);
+        __m256i c = _mm256_srlv_epi32(_mm256_set1_epi32((int32_t)w), sh);
+        __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, c),
+                                    _mm256_permutevar8x32_ps(hi, c),
+                                    _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
+        _mm256_storeu_ps((float *)(out + i), v);
+    }
+    mpt_d4decode32_tail(buf, i, n, tab, out);
+}
+
+/* 16 codes (8 bytes) a step: one 16-entry permutation (it reads the low 4 index bits). */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+static void mpt_d4decode32_avx512(const uint8_t *buf, int64_t n, const uint32_t *tab,
+                                  uint32_t *out) {
+    const __m512i sh = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24,
+                                         28);
+    const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512 t = _mm512_loadu_ps((const void *)tab);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(buf + (i >> 1))));
+        __m512i c = _mm512_srlv_epi32(_mm512_permutexvar_epi32(half, w), sh);
+        _mm512_storeu_ps((void *)(out + i), _mm512_permutexvar_ps(c, t));
+    }
+    mpt_d4decode32_tail(buf, i, n, tab, out);
 }
 
 /* 8 codes (9 bytes) a step: lane j gets bytes j, j + 1 as 16 bits, shifted right by j. */
@@ -407,6 +464,15 @@ static void mpt_ndecode32(const uint8_t *buf, int64_t n, uint32_t *out) {
     if (level == MPT_AVX2) { mpt_ndecode32_avx2(buf, n, out); return; }
 #endif
     mpt_ndecode32_scalar(buf, 0, n, out);
+}
+
+static void mpt_d4decode32(const uint8_t *buf, int64_t n, const uint32_t *tab, uint32_t *out) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_d4decode32_avx512(buf, n, tab, out); return; }
+    if (level == MPT_AVX2) { mpt_d4decode32_avx2(buf, n, tab, out); return; }
+#endif
+    mpt_d4decode32_scalar(buf, n, tab, out);
 }
 
 #endif
