@@ -112,7 +112,8 @@ def failure_message(path, first_line, failure, n_features):
         kernel.BAD_INDEX: lambda: f"bad feature index {shown!r} (expected an integer from 1 to 2147483647)",
         kernel.NOT_INCREASING: lambda: f"feature index {index} does not increase (previous index {previous})",
         kernel.BAD_VALUE: lambda: f"bad value {shown!r} for feature index {index} (expected a number)",
-        kernel.NONFINITE_VALUE: lambda: f"value {shown!r} for feature index {index} is not finite",
+        kernel.NONFINITE_VALUE: lambda: (f"value {shown!r} for feature index {index} is not finite "
+                                         "(NaN, Inf, or beyond the range of data.dtype)"),
         kernel.INDEX_TOO_LARGE: lambda: f"feature index {index} exceeds n_features={n_features}",
     }
     return f"{path}:{first_line + line}: {messages[code]()}"
