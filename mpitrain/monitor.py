@@ -18,7 +18,7 @@ per rank gives rank 0 everyone's busy seconds over the interval. Rank r is flagg
 and rank 0 prints, once when a rank becomes slow (not again while it stays slow)::
 
     mpitrain: warning: rank 3 is 12.4x slower than the median of the other ranks
-    (compute 1.23 s vs 0.10 s over steps 100-200)
+    (compute 1.23 s vs 0.0995 s over steps 100-200)
 
 on one line. The check costs one small collective per evaluation, next to the evaluation's own
 full pass over the data and its Allreduce of d + 1 numbers.
@@ -37,12 +37,12 @@ class Straggler:
     ratio: float  # its busy seconds over the median of the other ranks'
     busy: float  # its busy seconds in the interval
     median: float  # the median busy seconds of the other ranks
-    first_step: int  # the interval's steps, first_step .. last_step
+    first_step: int  # the interval: from the step count first_step to last_step (as in metrics.jsonl)
     last_step: int
 
     def warning(self) -> str:
         return (f"mpitrain: warning: rank {self.rank} is {self.ratio:.1f}x slower than the median of the other "
-                f"ranks (compute {self.busy:.2f} s vs {self.median:.2f} s over steps "
+                f"ranks (compute {self.busy:.3g} s vs {self.median:.3g} s over steps "
                 f"{self.first_step}-{self.last_step})")
 
 
@@ -88,9 +88,9 @@ class StragglerMonitor:
         busy = (train_seconds - self._train) - (comm_seconds - self._comm)
         interval = train_seconds - self._train
         gathered = self.comm.allgather((busy, interval))
-        first = self._step + 1
+        first = self._step
         self.start(step, train_seconds, comm_seconds)
-        if step < first:
+        if step <= first:
             return []
         wall = max(seconds for _, seconds in gathered)
         slow = find_stragglers([b for b, _ in gathered], wall, first, step, ratio=self.ratio,
