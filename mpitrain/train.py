@@ -45,7 +45,7 @@ from .faults import fault_from_environment
 from .metrics import MetricsWriter, ProgressLine, format_summary, write_json_atomic
 from .monitor import StragglerMonitor
 from .problem import build_problem
-from .runtime import JobError
+from .runtime import JobError, agree
 from .sampling import BatchSampler
 from .schedules import make_schedule
 
@@ -82,7 +82,7 @@ class Trainer:
         self.evaluator = Evaluator(comm, p.objective, p.n_global, p.f_star)
         self.start_step = 0
         self.train_seconds = 0.0
-        self.fault = fault_from_environment()
+        self.fault = agree(comm, fault_from_environment, what="MPITRAIN_FAULT")
         self.checkpoints = checkpoint.CheckpointStore(self.out_dir / "checkpoints", comm)
         self.guard = DivergenceGuard(comm, self.checkpoints.root)
         self.monitor = StragglerMonitor(comm) if self.algorithm.evaluates_in_loop else None
