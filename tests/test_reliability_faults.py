@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mpi_run import run_mpi
-from mpitrain.monitor import find_stragglers
+from mpitrain.monitor import StragglerMonitor, find_stragglers
 
 TIMEOUT = 60
 SMALL = ["data.n_samples=2000", "data.n_features=50", "train.batch_size=8", "step_size.value=0.5",
@@ -63,10 +63,41 @@ def test_find_stragglers_needs_ratio_share_and_seconds():
     assert found[0].warning() == ("mpitrain: warning: rank 2 is 12.0x slower than the median of the other ranks "
                                   "(compute 1.2 s vs 0.1 s over steps 100-200)")
     assert find_stragglers([0.1, 0.1, 0.9, 0.1], 1.3, 0, 100) == []  # 9x: under the ratio
-    assert find_stragglers([0.1, 0.1, 1.2, 0.1], 3.0, 0, 100) == []  # busy 40% of the interval: not significant
+    assert find_stragglers([0.1, 0.1, 1.2, 0.1], 6.0, 0, 100) == []  # busy 20% of the interval: not significant
     assert find_stragglers([0.001, 0.001, 0.05, 0.001], 0.06, 0, 100) == []  # 50 ms: scheduler noise
     assert [s.rank for s in find_stragglers([0.01, 1.0], 1.1, 0, 100)] == [1]  # 2 ranks: against the other one
     assert find_stragglers([1.0], 1.0, 0, 100) == []
+
+
+class ScriptedComm:
+    """Rank 0 of a job whose allgather returns the next scripted list of (busy, interval) pairs."""
+
+    def __init__(self, script):
+        self.script = list(script)
+
+    def Get_rank(self):
+        return 0
+
+    def allgather(self, mine):
+        return self.script.pop(0)
+
+
+def test_monitor_names_a_slow_rank_once_until_it_recovers(capsys):
+    slow = [(0.01, 1.0), (0.9, 1.0), (0.01, 1.0)]  # rank 1 is 90x the others, busy 90% of the time
+    blurred = [(0.01, 1.0), (0.2, 1.0), (0.02, 1.0)]  # 13x, but busy only 20%: not flagged, still slow
+    fast = [(0.01, 1.0), (0.012, 1.0), (0.01, 1.0)]
+    monitor = StragglerMonitor(ScriptedComm([slow, blurred, slow, fast, slow]))
+    monitor.start(0, 0.0, 0.0)
+    named = []
+    for check in range(5):
+        found = monitor.check(100 * (check + 1), 1.0 * (check + 1), 0.0)
+        named.append([s.rank for s in found])
+    assert named == [[1], [], [1], [], [1]]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["mpitrain: warning: rank 1 is 90.0x slower than the median of the other ranks "
+                     "(compute 0.9 s vs 0.01 s over steps 0-100)",
+                     "mpitrain: warning: rank 1 is 90.0x slower than the median of the other ranks "
+                     "(compute 0.9 s vs 0.01 s over steps 400-500)"]  # again only after it had recovered
 
 
 SLOW = {"MPITRAIN_FAULT_SECONDS": "0.005"}  # 5 ms a step; a step of these runs computes for ~0.05 ms
