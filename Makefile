@@ -27,7 +27,7 @@ $(VENV)/.deps: pyproject.toml
 
 venv: $(VENV)/.deps
 
-$(VENV)/.built: $(VENV)/.deps setup.py $(wildcard pyx/*.pyx pyx/*.pxd pyx/*.pxi)
+$(VENV)/.built: $(VENV)/.deps setup.py $(wildcard pyx/*.pyx pyx/*.pxd pyx/*.pxi pyx/*.h)
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $@
 

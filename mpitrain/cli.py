@@ -19,6 +19,36 @@ def _load_entry(spec: str):
     return getattr(importlib.import_module(module), func)
 
 
+def config_differences(mine: dict, reference: dict) -> list:
+    """``section.field`` names whose values differ between two config dicts, sorted."""
+    names = []
+    for section in sorted(set(mine) | set(reference)):
+        ours, theirs = mine.get(section, {}), reference.get(section, {})
+        names += [f"{section}.{name}" for name in sorted(set(ours) | set(theirs)) if ours.get(name) != theirs.get(name)]
+    return names
+
+
+def check_same_config(comm, config) -> None:
+    """JobError on every rank when any rank's config differs from rank 0's, naming the ranks,
+    the fields and the values (collective: one allgather of a digest, more only on a mismatch)."""
+    import hashlib
+
+    from .runtime import JobError
+
+    digests = comm.allgather(hashlib.sha256(config.canonical_json().encode()).hexdigest())
+    if all(digest == digests[0] for digest in digests):
+        return
+    trees = comm.allgather(config.to_dict())
+    parts = []
+    for rank, tree in enumerate(trees):
+        for name in config_differences(tree, trees[0])[:3]:
+            section, field = name.split(".")
+            parts.append(f"{name} is {tree.get(section, {}).get(field)!r} on rank {rank} "
+                         f"but {trees[0].get(section, {}).get(field)!r} on rank 0")
+    raise JobError("invalid configuration: the ranks were given different configurations: "
+                   + "; ".join(parts) + " (start every rank with the same --config and --set)")
+
+
 def cmd_train(args) -> int:
     from .checkpoint import Stopped
     from .config import ConfigError, load_config
@@ -33,11 +63,7 @@ def cmd_train(args) -> int:
     try:
         check_world_size(comm)
         config = agree(comm, lambda: load_config(args.config, overrides), what="invalid configuration")
-        digests = comm.allgather(config.canonical_json())
-        differing = [rank for rank, digest in enumerate(digests) if digest != digests[0]]
-        if differing:
-            raise JobError(f"invalid configuration: the config on rank(s) {', '.join(map(str, differing))} "
-                           "differs from rank 0's (same file and --set on every rank?)")
+        check_same_config(comm, config)
         train(config, comm, resume=args.resume)
     except (JobError, ConfigError) as exc:
         if comm.Get_rank() == 0:

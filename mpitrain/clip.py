@@ -4,19 +4,20 @@
 
 Asynchronous SGD applies clip_lambda to every stale gradient before the server step
 x <- x - gamma clip_lambda(g); the clipping removes tau_max from the complexity.
-Arrays are 1-D float32 or float64 (C-contiguous); norms are accumulated in double.
+Arrays are 1-D float32 or float64 (C-contiguous), NumPy or CuPy (``backend.kernels_for``
+picks the Cython or the CuPy kernels); norms are accumulated in double.
 """
 import math
 
 import numpy as np
 
-from mpitrain._native import clip as kernels
+from mpitrain import backend
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_vector(g, what):
-    if not isinstance(g, np.ndarray) or g.ndim != 1 or g.dtype not in DTYPES:
+    if not hasattr(g, "ndim") or g.ndim != 1 or g.dtype not in DTYPES:
         raise ValueError(f"{what} must be a 1-D float32 or float64 array")
     if not g.flags.c_contiguous:
         raise ValueError(f"{what} must be C-contiguous")
@@ -25,7 +26,7 @@ def _check_vector(g, what):
 def global_norm(g):
     """||g||_2 of a 1-D float32/float64 array, accumulated in double (no overflow for float64); a float."""
     _check_vector(g, "g")
-    return kernels.l2_norm(g)
+    return backend.kernels_for(g, "clip").l2_norm(g)
 
 
 def clip_by_norm(g, max_norm, out=None):
@@ -42,8 +43,9 @@ def clip_by_norm(g, max_norm, out=None):
     max_norm = float(max_norm)
     if not max_norm > 0 or math.isinf(max_norm):
         raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+    kernels = backend.kernels_for(g, "clip")
     if out is None:
-        out = np.empty_like(g)
+        out = backend.array_module(g).empty_like(g)
     elif out is not g:
         _check_vector(out, "out")
         if out.shape != g.shape or out.dtype != g.dtype:

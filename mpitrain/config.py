@@ -82,6 +82,12 @@ class TrainConfig:
     steps: int = bounded(1000, min=1)  # steps per worker (T)
     batch_size: int = bounded(4, min=1)  # mini-batch per worker and step (b)
     seed: int = bounded(0, min=0)  # seed of the per-rank sampling streams (seeded from (seed, rank))
+    device: str = choice("cpu", ("cpu", "gpu"))  # "gpu": one GPU per rank, local rank mod GPUs (mpitrain.device)
+    cuda_aware_mpi: typing.Union[bool, str] = "auto"  # hand MPI device buffers: true, false, or "auto" (detect)
+
+    def __post_init__(self):
+        if isinstance(self.cuda_aware_mpi, str) and self.cuda_aware_mpi != "auto":
+            raise ConfigError("train.cuda_aware_mpi", f"expected true, false or \"auto\", got {self.cuda_aware_mpi!r}")
 
 
 @dataclass(frozen=True)

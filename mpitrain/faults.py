@@ -1,8 +1,10 @@
 """Fault injection for tests of failure handling: ``MPITRAIN_FAULT=kind:rank:step``.
 
 kinds: ``raise`` (a RuntimeError), ``kill`` (SIGKILL to this process), ``nan`` (the
-parameters become NaN), ``sleep`` (the rank sleeps ``MPITRAIN_FAULT_SECONDS`` every step from
-``step`` on, a straggler). Unset, it costs one comparison per step.
+parameters become NaN, so the next gradient is NaN), ``sleep`` (the rank sleeps
+``MPITRAIN_FAULT_SECONDS``, default 0.05, every step from ``step`` on: a straggler). The loop
+fires a fault at the start of a step, inside the step's timed part, so a sleeping rank's time
+counts as its own work (what mpitrain.monitor looks at). Unset, it costs one comparison per step.
 """
 from __future__ import annotations
 

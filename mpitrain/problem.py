@@ -78,6 +78,14 @@ def build_problem(config, comm) -> Problem:
     from .objectives import make_objective
     from .objectives.reference import reference_optimum
 
+    if getattr(config.train, "device", "cpu") == "gpu":
+        from .device import select_for_config
+
+        select_for_config(comm, config)  # ConfigError naming train.device without CuPy or a GPU
+        raise JobError("config field 'train.device': 'gpu' is not wired into training yet (the "
+                       "algorithms allocate NumPy arrays); the CuPy kernels run through the library "
+                       "API (Objective.to_device, compressors and clipping on CuPy arrays) and "
+                       "'mpitrain bench compress --device gpu'")
     local = load_shard(config.data, comm)
     n_global = comm.allreduce(local.n_samples)
     l2 = config.objective.l2_value(n_global)

@@ -12,9 +12,24 @@ Checkpoints (mpitrain.checkpoint): every ``run.checkpoint_every`` steps, and whe
 SIGTERM / SIGUSR1 (then the run stops after writing one). A resumed run restores parameters,
 algorithm state, samplers, CommStats and ``train_seconds``, keeps the metrics records up to the
 checkpoint's step and appends to them, so it continues the interrupted trajectory.
+
+Divergence (mpitrain.divergence): every evaluation checks that the loss and gradient are
+finite, and every checkpoint first checks that all ranks' algorithm state is finite, so a run
+whose iterates turn NaN stops with exit code 3, names the step, and keeps its last good
+checkpoint.
+
+Stragglers (mpitrain.monitor): at every evaluation of a lock-step algorithm the ranks compare
+their busy time (training time less communication time); rank 0 warns about a rank 10x slower
+than the others. An injected fault (mpitrain.faults) fires inside the timed part of a step.
+
+The summary adds each run's peak memory: ``peak_rss_mb_max`` and ``peak_rss_mb_median``, the
+largest and the median over ranks of the process's peak resident set size (getrusage
+``ru_maxrss``) in MB of 2^20 bytes.
 """
 from __future__ import annotations
 
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -24,11 +39,13 @@ from . import checkpoint
 from .algorithms import ALGORITHMS
 from .algorithms.base import Worker
 from .comm.accounting import CommStats
+from .divergence import DivergenceGuard
 from .evaluation import Evaluator, is_finite_record
 from .faults import fault_from_environment
 from .metrics import MetricsWriter, ProgressLine, format_summary, write_json_atomic
+from .monitor import StragglerMonitor
 from .problem import build_problem
-from .runtime import JobError
+from .runtime import JobError, agree
 from .sampling import BatchSampler
 from .schedules import make_schedule
 
@@ -65,8 +82,10 @@ class Trainer:
         self.evaluator = Evaluator(comm, p.objective, p.n_global, p.f_star)
         self.start_step = 0
         self.train_seconds = 0.0
-        self.fault = fault_from_environment()
+        self.fault = agree(comm, fault_from_environment, what="MPITRAIN_FAULT")
         self.checkpoints = checkpoint.CheckpointStore(self.out_dir / "checkpoints", comm)
+        self.guard = DivergenceGuard(comm, self.checkpoints.root)
+        self.monitor = StragglerMonitor(comm) if self.algorithm.evaluates_in_loop else None
         if resume == "auto":  # continue from this run's own checkpoints when there are any (rank 0 looks)
             found = checkpoint.has_checkpoint(self.checkpoints.root) if self.rank == 0 else None
             resume = self.checkpoints.root if comm.bcast(found, root=0) else None
@@ -86,8 +105,9 @@ class Trainer:
         if extras:
             record.update(self.algorithm.metrics())
         if not is_finite_record(record):
-            raise JobError(f"training diverged: loss or gradient is not finite at step {step} "
-                           f"(loss {record['loss']}, |grad| {record['grad_norm']}); lower the step size", code=3)
+            raise self.guard.error(f"loss or gradient is not finite at step {step} (loss {record['loss']}, "
+                                   f"|grad| {record['grad_norm']})")
+        self.guard.passed(step)
         return record
 
     def run(self) -> dict:
@@ -95,6 +115,9 @@ class Trainer:
         speaker = self.rank == 0
         if self.resume is not None:
             self.start_step = checkpoint.load(self, self.resume)
+            self.guard.kept(self.start_step, checkpoint.resolve(self.resume))
+        if self.monitor is not None:
+            self.monitor.start(self.start_step, self.train_seconds, self.stats.comm_seconds)
         if speaker:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
@@ -106,30 +129,34 @@ class Trainer:
         log_every = cfg.run.log_every
         stop = checkpoint.StopRequest(self.comm).install()
         try:
-            record = self.evaluate(self.start_step)
-            if self.resume is None:  # a resumed run's metrics already hold this record
-                writer.write(record)
-            progress.update(record)
-            t = self.start_step
-            while not algorithm.done(t):
-                if self.fault is not None:
-                    self.fault.maybe_fire(self.rank, t, algorithm)
-                started = time.perf_counter()
-                algorithm.step(t)
-                self.train_seconds += time.perf_counter() - started
-                t += 1
-                if algorithm.evaluates_in_loop and (t % log_every == 0 or algorithm.done(t)):
-                    record = self.evaluate(t)
+            # NaN / Inf: the divergence guard reports it once, from rank 0, not numpy on every rank
+            with np.errstate(over="ignore", invalid="ignore"):
+                record = self.evaluate(self.start_step)
+                if self.resume is None:  # a resumed run's metrics already hold this record
+                    writer.write(record)
+                progress.update(record)
+                t = self.start_step
+                while not algorithm.done(t):
+                    started = time.perf_counter()
+                    if self.fault is not None:  # inside the timed part: a slowed rank shows as busy
+                        self.fault.maybe_fire(self.rank, t, algorithm)
+                    algorithm.step(t)
+                    self.train_seconds += time.perf_counter() - started
+                    t += 1
+                    if algorithm.evaluates_in_loop and (t % log_every == 0 or algorithm.done(t)):
+                        record = self.evaluate(t)
+                        writer.write(record)
+                        progress.update(record)
+                        if self.monitor is not None:
+                            self.monitor.check(t, self.train_seconds, self.stats.comm_seconds)
+                    if algorithm.evaluates_in_loop:  # lock-step algorithms: every rank is at step t
+                        self.maybe_checkpoint(t, stop)
+                algorithm.finish()
+                points = algorithm.trajectory()
+                for i, point in enumerate(points):
+                    record = self.evaluate(point["step"], point["x"], point["time"], extras=i + 1 == len(points))
                     writer.write(record)
                     progress.update(record)
-                if algorithm.evaluates_in_loop:  # lock-step algorithms: every rank is at step t
-                    self.maybe_checkpoint(t, stop)
-            algorithm.finish()
-            points = algorithm.trajectory()
-            for i, point in enumerate(points):
-                record = self.evaluate(point["step"], point["x"], point["time"], extras=i + 1 == len(points))
-                writer.write(record)
-                progress.update(record)
         finally:
             stop.restore()
             progress.close()
@@ -142,7 +169,9 @@ class Trainer:
         every = self.config.run.checkpoint_every
         if not signum and not (every and step % every == 0):
             return
+        self.guard.check_state(self.algorithm.state_dict(), step)  # never write a NaN checkpoint
         folder = self.checkpoints.save(self, step)
+        self.guard.kept(step, folder)
         if signum and step < self.config.train.steps:
             raise checkpoint.Stopped(
                 f"stopped by {checkpoint.signal_name(signum)} after step {step} of {self.config.train.steps}; "
@@ -165,6 +194,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "steps_per_second": last["steps_per_second"],
             **self.stats.as_dict(),
+            **peak_memory(self.comm),
             "output_dir": str(self.out_dir),
         }
         if self.rank == 0:
@@ -173,6 +203,18 @@ class Trainer:
                 np.save(self.out_dir / "parameters.npy", x_final)
             self.algorithm.write_outputs(self.out_dir)
         return summary
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB of 2^20 bytes (getrusage ru_maxrss)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def peak_memory(comm) -> dict:
+    """{'peak_rss_mb_max', 'peak_rss_mb_median'} over the ranks of ``comm`` (collective)."""
+    peaks = comm.allgather(peak_rss_mb())
+    return {"peak_rss_mb_max": float(max(peaks)), "peak_rss_mb_median": float(np.median(peaks))}
 
 
 def train(config, comm, resume=None) -> dict:

@@ -55,7 +55,7 @@ cdef extern from *:
     /* Wide-vector clones of the generator, picked at load time by the CPU (GNU ifunc);
        the baseline build stays portable (no -march flags). */
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define MPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #define MPT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
     #else
     #define MPT_CLONES
     #endif
@@ -159,6 +159,8 @@ cdef extern from *:
         int nacc
     ctypedef struct mpt_reader:
         int64_t pos
+        uint64_t acc
+        int nacc
     void mpt_writer_init(mpt_writer *w, uint8_t *buf) nogil
     void mpt_put(mpt_writer *w, uint64_t code, int b) nogil
     void mpt_flush(mpt_writer *w) nogil

@@ -16,7 +16,28 @@ Code layouts (b-bit codes, LSB-first bit stream of ``compress_common.pxi``):
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport fabs, sqrt, pow, floor, ldexp, INFINITY
+from libc.string cimport memcpy
 include "compress_common.pxi"
+
+cdef extern from "compress_simd.h":
+    int mpt_simd_level() nogil
+    int mpt_simd_force(int cap) nogil
+    void mpt_ternary32(const float *x, const uint32_t *r, int64_t n, float inv,
+                       uint16_t *codes) nogil
+    void mpt_sdither32(const float *x, const uint32_t *r, int64_t n, float mul,
+                       int32_t levels, uint16_t *codes) nogil
+    void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
+                       uint16_t *codes) nogil
+    void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
+    void mpt_pack_fast(const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done) nogil
+
+
+def simd_level(cap=None):
+    """The SIMD level of the float32 quantiser blocks (0 scalar, 1 AVX2, 2 AVX-512),
+    after capping it at ``cap`` when given (tests run every level: same bytes)."""
+    if cap is not None:
+        return mpt_simd_force(int(cap))
+    return mpt_simd_level()
 
 ctypedef fused floating:
     float
@@ -66,7 +87,12 @@ cdef inline int64_t put_codes(const uint16_t *codes, Py_ssize_t n, int b, uint8_
     goes through the bit writer. Returns the next byte position."""
     cdef Py_ssize_t n8 = n & ~(<Py_ssize_t>7), i
     cdef mpt_writer w
-    pos = mpt_pack_codes(codes, n8, b, buf, pos, cap)
+    cdef int done = 0
+    mpt_pack_fast(codes, n8, b, buf + pos, &done)
+    if done:
+        pos += n8 * b // 8
+    else:
+        pos = mpt_pack_codes(codes, n8, b, buf, pos, cap)
     if n8 < n:
         mpt_writer_init(&w, buf)
         w.pos = pos
@@ -109,19 +135,10 @@ def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1]
             n = min(<Py_ssize_t>BLK, d - start)
             if floating is float:
                 xb32 = <const uint32_t *>&x[start]
-                if deterministic:
-                    for i in range(n):
-                        b32 = xb32[i]
-                        e32 = ((b32 >> 23) & 0xFF) + ((b32 & 0x7FFFFF) >= 0x400000)
-                        e32 -= e32 >> 8  # 256 (overflow) -> 255 (inf)
-                        codes[i] = <uint16_t>(((b32 >> 31) << 8) | e32)
-                else:
+                if not deterministic:
                     mpt_random32(s, start, n, r32)
-                    for i in range(n):
-                        b32 = xb32[i]
-                        e32 = ((b32 >> 23) & 0xFF) + ((r32[i] >> 9) < (b32 & 0x7FFFFF))
-                        e32 -= e32 >> 8
-                        codes[i] = <uint16_t>(((b32 >> 31) << 8) | e32)
+                # e = exponent + up, 256 (overflow) -> 255 (inf); compress_simd.h
+                mpt_natural32(xb32, r32, n, deterministic, codes)
             else:
                 xb64 = <const uint64_t *>&x[start]
                 if not deterministic:
@@ -213,6 +230,10 @@ cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
     cdef floating inv = (<floating>1) / nrm if nrm != 0 else 0
     cdef floating mul = (<floating>levels) / nrm if nrm != 0 else 0
     cdef floating scale_small = <floating>ldexp(1.0, levels - 1)
+    if floating is float:
+        if not natural:  # the same rule in a SIMD block (compress_simd.h)
+            mpt_sdither32(x, r32, n, mul, levels, codes)
+            return
     for i in range(n):
         if floating is float:
             r = r32[i]
@@ -293,6 +314,7 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
     cdef uint64_t level
     cdef floating nrm, v, fs = <floating>levels
     cdef floating table[512]
+    cdef floating pair[512]
     cdef mpt_reader r
     if d == 0:
         return
@@ -313,8 +335,22 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
                 else:
                     v = (nrm * <floating>level) / fs
                 table[c] = -v if (c & 1) else v
-            for i in range(start, stop):
-                out[i] = table[mpt_get(&r, 1 + L)]
+            if L == 3 and stop - start >= 4096 and r.nacc == 0 and 2 * r.pos == start:
+                # 4-bit codes, two per byte: one table of both values per byte value
+                for c in range(256):
+                    pair[2 * c] = table[c & 15]
+                    pair[2 * c + 1] = table[c >> 4]
+                for i in range(start, stop - 1, 2):
+                    memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
+                r.pos = stop // 2  # the reader resumes here (start was even)
+                if stop % 2:  # last code in a low nibble; the high one is the next bucket's
+                    out[stop - 1] = table[buf[stop >> 1] & 15]
+                    r.acc = buf[stop >> 1] >> 4
+                    r.nacc = 4
+                    r.pos += 1
+            else:
+                for i in range(start, stop):
+                    out[i] = table[mpt_get(&r, 1 + L)]
             start = stop
             j += 1
 
@@ -350,8 +386,14 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     cdef floating scale = <floating>scale_
     cdef uint64_t sb = bits_of(scale)
     cdef int M = 31 if floating is float else 63
+    cdef floating table[2048]  # the 8 values of each byte value
+    cdef Py_ssize_t c, nb = d // 8
     with nogil:
-        for i in range(d):
+        for c in range(2048):
+            table[c] = from_bits(sb ^ (<uint64_t>(((c >> 3) >> (c & 7)) & 1) << M), scale)
+        for i in range(nb):
+            memcpy(&out[8 * i], &table[8 * buf[i]], 8 * sizeof(floating))
+        for i in range(8 * nb, d):
             out[i] = from_bits(sb ^ (<uint64_t>((buf[i >> 3] >> (i & 7)) & 1) << M), scale)
 
 
@@ -380,10 +422,7 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     with nogil:
         if floating is float:
             xi32 = <const int32_t *>&x[0]
-            for i in range(d):
-                k32 = xi32[i] & 0x7FFFFFFF
-                k32 = 0 if k32 > 0x7F800000 else k32
-                m32 = k32 if k32 > m32 else m32
+            mpt_absmax32(xi32, d, &m32)  # max of |x_i| bits, NaN ignored
             mx = from_bits(<uint64_t>m32, mx)
         else:
             xi64 = <const int64_t *>&x[0]
@@ -397,8 +436,11 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
         while start < d:
             n = min(<Py_ssize_t>BLK, d - start)
             random_block(s, start, n, r32, r64, floating is float)
+            if floating is float:
+                mpt_ternary32(&x[start], r32, n, inv, codes)
             for i in range(n):
                 if floating is float:
+                    break
                     r = r32[i]
                 else:
                     rr = r64[i]
@@ -419,6 +461,12 @@ def ternary_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     table[1] = scale
     table[2] = 0
     table[3] = -scale
+    cdef floating quad[1024]  # the 4 values of each byte value
+    cdef Py_ssize_t c, nb = d // 4
     with nogil:
-        for i in range(d):
+        for c in range(1024):
+            quad[c] = table[((c >> 2) >> (2 * (c & 3))) & 3]
+        for i in range(nb):
+            memcpy(&out[4 * i], &quad[4 * buf[i]], 4 * sizeof(floating))
+        for i in range(4 * nb, d):
             out[i] = table[(buf[i >> 2] >> (2 * (i & 3))) & 3]

@@ -15,11 +15,27 @@ result is always exact. Radix select: 16-bit digits, most significant first; eac
 histograms the next digit of the keys sharing the prefix found so far; a last pass
 writes indices in ascending order. Among equal keys the smaller index wins.
 """
+import threading
+
 import numpy as np
 cimport numpy as cnp
 from libc.string cimport memset
 from libc.math cimport sqrt
 include "compress_common.pxi"
+
+cdef extern from "compress_simd.h":
+    int mpt_simd_level() nogil
+    int mpt_simd_force(int cap) nogil
+    int64_t mpt_collect32(const uint32_t *v, int64_t d, uint32_t t, uint32_t *idx,
+                          uint32_t *key, int64_t cap, int64_t block) nogil
+
+
+def simd_level(cap=None):
+    """The SIMD level of this module's kernels (0 scalar, 1 AVX2, 2 AVX-512), after
+    capping it at ``cap`` when given (tests run every level; results are identical)."""
+    if cap is not None:
+        return mpt_simd_force(int(cap))
+    return mpt_simd_level()
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -194,6 +210,42 @@ def topk_exact(x, Py_ssize_t k):
     return out
 
 
+_scratch = threading.local()
+
+
+def _scratch_arrays(Py_ssize_t n):
+    """This thread's reusable buffers: candidate indices and keys (uint32, >= n each) and
+    the radix histogram. Reused across calls: fresh pages would cost a page fault per
+    4 KiB, as much as the candidate pass itself."""
+    got = getattr(_scratch, "arrays", None)
+    if got is None or got[0].shape[0] < n:
+        got = (np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(65536, np.int64))
+        _scratch.arrays = got
+    return got
+
+
+def _topk32_candidates(keys, Py_ssize_t d, Py_ssize_t k, uint32_t t, Py_ssize_t cap, x):
+    """Float32 fast path: SIMD candidate pass (compress_simd.h) on keys >= t, then the
+    exact top k of the candidates by radix select; int64[k] ascending."""
+    cidx, ckeys, hist = _scratch_arrays(cap + BLOCK + 16)
+    out = np.empty(k, dtype=np.int64)
+    cdef const uint32_t[::1] v = keys
+    cdef uint32_t[::1] ci = cidx
+    cdef uint32_t[::1] ck = ckeys
+    cdef int64_t[::1] h = hist
+    cdef int64_t[::1] o = out
+    cdef Py_ssize_t n, j
+    with nogil:
+        n = mpt_collect32(&v[0], d, t, &ci[0], &ck[0], cap, BLOCK)
+        if n >= k:
+            radix_select(&ck[0], n, k, 0xFFFFFFFFULL, False, 0, 32, &o[0], &h[0])
+            for j in range(k):  # candidate positions -> indices of x (both ascending)
+                o[j] = ci[o[j]]
+    if n < k:
+        return topk_exact(x, k)
+    return out
+
+
 def topk_indices(x, Py_ssize_t k):
     """int64[k], ascending: indices of the k entries of x (float32/float64, 1-D) of
     largest magnitude; among equal magnitudes the smaller index wins. O(d)."""
@@ -213,15 +265,19 @@ def topk_indices(x, Py_ssize_t k):
     q = _margin(k, d, SAMPLE)
     t = int(np.partition(sample, SAMPLE - q)[SAMPLE - q])
     cdef Py_ssize_t cap = 2 * k + 4096
-    cand = np.empty(cap + BLOCK, dtype=np.int64)
-    ckeys = np.empty(cap + BLOCK, dtype=ukey)
-    cdef int64_t[::1] c = cand
-    cdef const uint32_t[::1] v32
-    cdef const uint64_t[::1] v64
-    cdef uint32_t[::1] c32
-    cdef uint64_t[::1] c64
     cdef Py_ssize_t n
     cdef uint64_t tt = t, am = absmask
+    cdef const uint32_t[::1] v32
+    cdef const uint64_t[::1] v64
+    cdef uint32_t[::1] i32
+    cdef uint32_t[::1] c32
+    cdef int64_t[::1] c
+    cdef uint64_t[::1] c64
+    if nbits == 32 and d < 2 ** 32:
+        return _topk32_candidates(keys, d, k, <uint32_t>tt, cap, x)
+    cand = np.empty(cap + BLOCK, dtype=np.int64)
+    ckeys = np.empty(cap + BLOCK, dtype=ukey)
+    c = cand
     if nbits == 32:
         v32 = keys
         c32 = ckeys

@@ -259,10 +259,10 @@ cdef int parse_range(const unsigned char* buf, Py_ssize_t start, Py_ssize_t stop
                 if not parse_double(buf, colon + 1, pos, &number):
                     failure[0] = Failure(C_BAD_VALUE, line, colon + 1, pos, index, 0)
                     return C_BAD_VALUE
-                if not isfinite(number):
+                values[nnz] = <floating>number
+                if not isfinite(values[nnz]):       # NaN, Inf, or beyond float32's range
                     failure[0] = Failure(C_NONFINITE_VALUE, line, colon + 1, pos, index, 0)
                     return C_NONFINITE_VALUE
-                values[nnz] = <floating>number
                 indices[nnz] = <int>(index - 1)
                 nnz += 1
                 previous = index

@@ -110,3 +110,25 @@ def test_randk_is_uniform():
         counts[compress_select.randk_indices(seed, d, k)] += 1
     p = k / d
     assert np.all(np.abs(counts - seeds * p) < 5 * np.sqrt(seeds * p * (1 - p)))
+
+
+@pytest.fixture
+def restore_simd_level():
+    yield
+    compress_select.simd_level(2)  # back to the widest level the CPU has
+
+
+@pytest.mark.parametrize("cap", [0, 1, 2])
+def test_topk_same_result_at_every_simd_level(cap, restore_simd_level):
+    # the float32 candidate pass has scalar, AVX2 and AVX-512 versions picked at run time
+    level = compress_select.simd_level(cap)
+    assert level <= cap
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(200_003).astype(np.float32)
+    x[::1001] = np.inf
+    x[5::999] = -0.0
+    cases = [x, np.repeat(rng.standard_normal(1000), 200).astype(np.float32),
+             np.abs(x[::-1]).copy(), np.ones(131_075, np.float32)]
+    for y in cases:
+        for k in (1, 15, 16, 17, 2000, y.size // 5):
+            assert np.array_equal(compress_select.topk_indices(y, k), topk_reference(y, k)), k

@@ -216,9 +216,18 @@ def main(argv=None):
     parser.add_argument("--ratio", type=float, default=0.01, help="k / d for Top-k and Rand-k")
     parser.add_argument("--levels", type=int, default=4, help="s for the dithering compressors")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: the CuPy kernels, end-to-end GPU vs CPU (mpitrain.bench.compress_gpu)")
+    parser.add_argument("--e2e-features", type=int, default=1_000_000, help="--device gpu: d (>= 1e6)")
+    parser.add_argument("--e2e-rows", type=int, default=512, help="--device gpu: rows of the dense problem")
+    parser.add_argument("--e2e-batch", type=int, default=32, help="--device gpu: mini-batch size")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: elapsed time; cpu: process CPU time (shared machines)")
     args = parser.parse_args(argv)
+    if args.device == "gpu":
+        from mpitrain.bench.compress_gpu import run
+
+        return run(args)
     global CLOCK
     CLOCK = CLOCKS[args.clock]
     if args.size < 1 or args.repeat < 1:

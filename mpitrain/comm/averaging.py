@@ -14,6 +14,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .accounting import CommStats
+from .device_buffers import default_buffers
 
 
 class Averager:
@@ -34,6 +35,7 @@ class Averager:
         if self.weight != 1.0 and not prescaled:
             buf *= buf.dtype.type(self.weight)
         start = time.perf_counter()
-        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        with default_buffers().inplace(buf) as mpi_buf:  # GPU arrays: sync, maybe stage
+            self.comm.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
         self.stats.record(time.perf_counter() - start, buf.nbytes)
         return buf

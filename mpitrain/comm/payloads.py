@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from .accounting import CommStats
+from .device_buffers import default_buffers
 
 
 class PayloadExchange:
@@ -29,7 +31,8 @@ class PayloadExchange:
         """
         from mpi4py import MPI
 
-        payload = np.ascontiguousarray(payload, dtype=np.uint8)
+        xp = backend.array_module(payload)  # NumPy, or CuPy for payloads on a GPU
+        payload = xp.ascontiguousarray(payload, dtype=np.uint8)
         if counts is None:
             with self.stats.communicate(8):
                 counts = self.comm.allgather(int(payload.size))
@@ -38,16 +41,18 @@ class PayloadExchange:
             raise ValueError(f"payload has {payload.size} bytes, counts say {counts[self.comm.Get_rank()]}")
         displacements = np.concatenate(([0], np.cumsum(counts)[:-1]))
         total = int(counts.sum())
-        if self._buffer.size != total:
-            self._buffer = np.empty(total, dtype=np.uint8)
-        with self.stats.communicate(payload.nbytes):
-            self.comm.Allgatherv(payload, [self._buffer, counts.tolist(), displacements.tolist(), MPI.BYTE])
+        if self._buffer.size != total or backend.array_module(self._buffer) is not xp:
+            self._buffer = xp.empty(total, dtype=np.uint8)
+        buffers = default_buffers()
+        with self.stats.communicate(payload.nbytes), buffers.receive(self._buffer) as received:
+            self.comm.Allgatherv(buffers.send(payload),
+                                 [received, counts.tolist(), displacements.tolist(), MPI.BYTE])
         return [self._buffer[s:s + c] for s, c in zip(displacements, counts)]
 
     def allreduce(self, values: np.ndarray) -> np.ndarray:
         """values <- sum over ranks (in place, one Allreduce)."""
         from mpi4py import MPI
 
-        with self.stats.communicate(values.nbytes):
-            self.comm.Allreduce(MPI.IN_PLACE, values, op=MPI.SUM)
+        with self.stats.communicate(values.nbytes), default_buffers().inplace(values) as mpi_values:
+            self.comm.Allreduce(MPI.IN_PLACE, mpi_values, op=MPI.SUM)
         return values

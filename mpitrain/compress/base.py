@@ -15,9 +15,13 @@ the payload: a 1-D ``numpy.uint8`` array, exactly the bytes that travel, whose l
 counts (sections are padded to whole bytes, so bits <= 8 nbytes < bits + 8 sections).
 Random compressors need an explicit uint64 ``seed`` (derive it from run seed, step and
 rank, or share it between ranks for Rand-k); they never touch NumPy's global RNG.
+
+x may be a NumPy or a CuPy array: payload and decoded vector then live where x lives, and
+the kernels are picked by ``mpitrain.backend.kernels_for`` (Cython or CuPy, same payload).
 """
 import numpy as np
 
+from mpitrain import backend
 from mpitrain._native import compress_random
 
 DTYPES = (np.float32, np.float64)
@@ -107,8 +111,16 @@ class Compressor:
         return f"{type(self).__name__}(d={self.d}, dtype={self.dtype.name})"
 
     # helpers for subclasses
+    def _xp(self, a):
+        """numpy or cupy: where a lives (payloads and outputs are made there)."""
+        return backend.array_module(a)
+
+    def _kernels(self, a, name):
+        """The kernel module ``name`` (Cython or CuPy) for arrays like a."""
+        return backend.kernels_for(a, name)
+
     def _input(self, x):
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        x = self._xp(x).ascontiguousarray(x, dtype=self.dtype)
         if x.shape != (self.d,):
             raise ValueError(f"x must have shape ({self.d},), got {x.shape}")
         return x
@@ -121,13 +133,14 @@ class Compressor:
         return int(seed) & 0xFFFFFFFFFFFFFFFF
 
     def _payload(self, payload):
-        payload = np.asarray(payload)
+        xp = self._xp(payload)
+        payload = xp.asarray(payload)
         if payload.dtype != np.uint8 or payload.shape != (self.payload_nbytes(),):
             raise ValueError(
                 f"payload must be uint8 of shape ({self.payload_nbytes()},), "
                 f"got {payload.dtype} {payload.shape}"
             )
-        return np.ascontiguousarray(payload)
+        return xp.ascontiguousarray(payload)
 
     def _header(self, payload, count):
         """The first count values of the payload, as the dtype (a view)."""

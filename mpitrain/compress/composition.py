@@ -58,7 +58,7 @@ class Composition(Compressor):
             return self.unbiased_part.encode(self.biased(x, seed), sub)
         indices = self.biased.select(x, seed)
         head = self.unbiased_part.encode(x[indices], sub)
-        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        payload = self._xp(x).empty(self.payload_nbytes(), dtype=np.uint8)
         payload[: head.shape[0]] = head
         self.biased.write_support(indices, seed, payload[head.shape[0]:])
         return payload
@@ -68,7 +68,7 @@ class Composition(Compressor):
         if not self.sparse:
             return self.unbiased_part.decode(payload) * self.scale
         cut = self.unbiased_part.payload_nbytes()
-        out = np.zeros(self.d, dtype=self.dtype)
+        out = self._xp(payload).zeros(self.d, dtype=self.dtype)
         out[self.biased.read_support(payload[cut:])] = (
             self.unbiased_part.decode(payload[:cut]) * self.scale)
         return out

@@ -1,7 +1,7 @@
 """Shared part of standard and natural dithering: buckets, norms header, packed codes."""
 import numpy as np
 
-from mpitrain._native import compress_pack, compress_round
+from mpitrain._native import compress_pack
 from mpitrain.compress.base import Compressor, check_levels, check_positive_int
 
 
@@ -40,9 +40,9 @@ class Dithering(Compressor):
     def encode(self, x, seed=None):
         x = self._input(x)
         seed = self._seed(seed)
-        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        payload = self._xp(x).empty(self.payload_nbytes(), dtype=np.uint8)
         cut = self.buckets * self.dtype.itemsize
-        compress_round.dither_encode(x, seed, self.levels, self.bucket_size, self.natural,
+        self._kernels(x, "compress_round").dither_encode(x, seed, self.levels, self.bucket_size, self.natural,
                                      float(self.p), payload[:cut].view(self.dtype),
                                      payload[cut:])
         return payload
@@ -50,7 +50,7 @@ class Dithering(Compressor):
     def decode(self, payload):
         payload = self._payload(payload)
         cut = self.buckets * self.dtype.itemsize
-        out = np.empty(self.d, dtype=self.dtype)
-        compress_round.dither_decode(payload[cut:], self.levels, self.bucket_size,
+        out = self._xp(payload).empty(self.d, dtype=self.dtype)
+        self._kernels(payload, "compress_round").dither_decode(payload[cut:], self.levels, self.bucket_size,
                                      self.natural, payload[:cut].view(self.dtype), out)
         return out

@@ -4,6 +4,8 @@ Worker k keeps e_k (starts at 0):  v_k = C(e_k + gamma g_k);  e_k <- e_k + gamma
 """
 import numpy as np
 
+from mpitrain import backend
+
 
 class ErrorFeedback:
     """The error memory e of one worker for one compressor.
@@ -23,12 +25,15 @@ class ErrorFeedback:
 
     def compensate(self, gradient, lr):
         """p = e + lr * g (dtype, shape (d,)): what gets compressed."""
-        g = np.asarray(gradient, dtype=self.compressor.dtype)
+        xp = backend.array_module(gradient)  # the memory follows the gradient to a GPU
+        g = xp.asarray(gradient, dtype=self.compressor.dtype)
+        if backend.array_module(self.error) is not xp:
+            self.error = xp.asarray(self.error)
         return self.error + self.compressor.dtype.type(lr) * g
 
     def update(self, compensated, decoded):
         """e <- compensated - decoded."""
-        np.subtract(compensated, decoded, out=self.error)
+        backend.array_module(self.error).subtract(compensated, decoded, out=self.error)
 
     def step(self, gradient, lr, seed=None):
         """(payload, decoded v) for this step; updates e."""
@@ -39,7 +44,7 @@ class ErrorFeedback:
         return payload, decoded
 
     def state_dict(self):
-        return {"error": self.error.copy()}
+        return {"error": backend.to_host(self.error).copy()}
 
     def load_state_dict(self, state):
         error = np.asarray(state["error"], dtype=self.compressor.dtype)

@@ -1,7 +1,7 @@
 """Natural compression C_nat (Horvath et al. 2019), U(1/8); PAPERS.md s.2."""
 import numpy as np
 
-from mpitrain._native import compress_pack, compress_round
+from mpitrain._native import compress_pack
 from mpitrain.compress.base import Compressor
 
 
@@ -36,11 +36,12 @@ class NaturalCompression(Compressor):
     def encode(self, x, seed=None):
         x = self._input(x)
         seed = self._seed(seed)
-        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
-        compress_round.natural_encode(x, seed, self.deterministic, payload)
+        payload = self._xp(x).empty(self.payload_nbytes(), dtype=np.uint8)
+        self._kernels(x, "compress_round").natural_encode(x, seed, self.deterministic, payload)
         return payload
 
     def decode(self, payload):
-        out = np.empty(self.d, dtype=self.dtype)
-        compress_round.natural_decode(self._payload(payload), out)
+        payload = self._payload(payload)
+        out = self._xp(payload).empty(self.d, dtype=self.dtype)
+        self._kernels(payload, "compress_round").natural_decode(payload, out)
         return out

@@ -1,7 +1,7 @@
 """Rand-k with a seed shared by all ranks, scaled (U(d/k - 1)) or not (B3(d/k))."""
 import numpy as np
 
-from mpitrain._native import compress_select
+from mpitrain import backend
 from mpitrain.compress.base import Compressor, resolve_k
 
 SEED_BYTES = 8
@@ -46,7 +46,7 @@ class RandK(Compressor):
 
     # support protocol (used by Composition)
     def select(self, x, seed=None):
-        return compress_select.randk_indices(self._seed(seed), self.d, self.k)
+        return self._kernels(x, "compress_select").randk_indices(self._seed(seed), self.d, self.k)
 
     def support_bits(self):
         return 8 * SEED_BYTES
@@ -55,11 +55,11 @@ class RandK(Compressor):
         return SEED_BYTES
 
     def write_support(self, indices, seed, out):
-        out[:] = np.array([self._seed(seed)], dtype="<u8").view(np.uint8)
+        out[:] = self._xp(out).asarray(np.array([self._seed(seed)], dtype="<u8").view(np.uint8))
 
     def read_support(self, buf):
-        seed = int(np.asarray(buf[:SEED_BYTES]).view("<u8")[0])
-        return compress_select.randk_indices(seed, self.d, self.k)
+        seed = int(np.asarray(backend.to_host(buf[:SEED_BYTES])).view("<u8")[0])
+        return self._kernels(buf, "compress_select").randk_indices(seed, self.d, self.k)
 
     # payload
     def payload_bits(self):
@@ -75,13 +75,14 @@ class RandK(Compressor):
     def encode(self, x, seed=None):
         x = self._input(x)
         seed = self._seed(seed)
-        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        xp = self._xp(x)
+        payload = xp.empty(self.payload_nbytes(), dtype=np.uint8)
         self.write_support(None, seed, payload[:SEED_BYTES])
-        np.take(x, self.select(x, seed), out=self.values(payload))
+        xp.take(x, self.select(x, seed), out=self.values(payload))
         return payload
 
     def decode(self, payload):
         payload = self._payload(payload)
-        out = np.zeros(self.d, dtype=self.dtype)
+        out = self._xp(payload).zeros(self.d, dtype=self.dtype)
         out[self.read_support(payload[:SEED_BYTES])] = self.values(payload) * self.scale
         return out

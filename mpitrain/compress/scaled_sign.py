@@ -1,7 +1,7 @@
 """Scaled sign: (||x||_1 / d) sign(x), B3(d); PAPERS.md s.2."""
 import numpy as np
 
-from mpitrain._native import compress_pack, compress_round
+from mpitrain._native import compress_pack
 from mpitrain.compress.base import Compressor
 
 
@@ -23,14 +23,14 @@ class ScaledSign(Compressor):
 
     def encode(self, x, seed=None):
         x = self._input(x)
-        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        payload = self._xp(x).empty(self.payload_nbytes(), dtype=np.uint8)
         cut = self.dtype.itemsize
-        self._header(payload, 1)[0] = compress_round.sign_encode(x, payload[cut:])
+        self._header(payload, 1)[0] = self._kernels(x, "compress_round").sign_encode(x, payload[cut:])
         return payload
 
     def decode(self, payload):
         payload = self._payload(payload)
-        out = np.empty(self.d, dtype=self.dtype)
-        compress_round.sign_decode(payload[self.dtype.itemsize:],
+        out = self._xp(payload).empty(self.d, dtype=self.dtype)
+        self._kernels(payload, "compress_round").sign_decode(payload[self.dtype.itemsize:],
                                    self._header(payload, 1)[0], out)
         return out

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from mpitrain._native import compress_pack, compress_round
+from mpitrain._native import compress_pack
 from mpitrain.compress.base import Compressor
 
 
@@ -32,14 +32,14 @@ class Ternary(Compressor):
     def encode(self, x, seed=None):
         x = self._input(x)
         seed = self._seed(seed)
-        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        payload = self._xp(x).empty(self.payload_nbytes(), dtype=np.uint8)
         cut = self.dtype.itemsize
-        self._header(payload, 1)[0] = compress_round.ternary_encode(x, seed, payload[cut:])
+        self._header(payload, 1)[0] = self._kernels(x, "compress_round").ternary_encode(x, seed, payload[cut:])
         return payload
 
     def decode(self, payload):
         payload = self._payload(payload)
-        out = np.empty(self.d, dtype=self.dtype)
-        compress_round.ternary_decode(payload[self.dtype.itemsize:],
+        out = self._xp(payload).empty(self.d, dtype=self.dtype)
+        self._kernels(payload, "compress_round").ternary_decode(payload[self.dtype.itemsize:],
                                       self._header(payload, 1)[0], out)
         return out

@@ -1,7 +1,7 @@
 """Top-k: keep the k entries of largest magnitude (B3(d/k)); PAPERS.md s.2."""
 import numpy as np
 
-from mpitrain._native import compress_pack, compress_select
+from mpitrain._native import compress_pack
 from mpitrain.compress.base import Compressor, index_bits, resolve_k
 
 
@@ -29,7 +29,7 @@ class TopK(Compressor):
     # support protocol (used by Composition)
     def select(self, x, seed=None):
         """int64[k], ascending: the kept indices of x."""
-        return compress_select.topk_indices(x, self.k)
+        return self._kernels(x, "compress_select").topk_indices(x, self.k)
 
     def support_bits(self):
         return self.k * self.index_bits
@@ -38,10 +38,10 @@ class TopK(Compressor):
         return compress_pack.packed_nbytes(self.k, self.index_bits)
 
     def write_support(self, indices, seed, out):
-        compress_pack.pack_into(indices, self.index_bits, out)
+        self._kernels(out, "compress_pack").pack_into(indices, self.index_bits, out)
 
     def read_support(self, buf):
-        return compress_pack.unpack_bits(buf, self.k, self.index_bits)
+        return self._kernels(buf, "compress_pack").unpack_bits(buf, self.k, self.index_bits)
 
     # payload
     def payload_bits(self):
@@ -52,16 +52,17 @@ class TopK(Compressor):
 
     def encode(self, x, seed=None):
         x = self._input(x)
-        payload = np.empty(self.payload_nbytes(), dtype=np.uint8)
+        xp = self._xp(x)
+        payload = xp.empty(self.payload_nbytes(), dtype=np.uint8)
         cut = self.k * self.dtype.itemsize
         indices = self.select(x)
-        np.take(x, indices, out=payload[:cut].view(self.dtype))
+        xp.take(x, indices, out=payload[:cut].view(self.dtype))
         self.write_support(indices, None, payload[cut:])
         return payload
 
     def decode(self, payload):
         payload = self._payload(payload)
         cut = self.k * self.dtype.itemsize
-        out = np.zeros(self.d, dtype=self.dtype)
+        out = self._xp(payload).zeros(self.d, dtype=self.dtype)
         out[self.read_support(payload[cut:])] = payload[:cut].view(self.dtype)
         return out

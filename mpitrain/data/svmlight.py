@@ -7,6 +7,7 @@ decompresses the whole file and then parses only the part's byte range.
 """
 import bz2
 import gzip
+import math
 import mmap
 import os
 from contextlib import contextmanager
@@ -99,10 +100,19 @@ def part_range(buffer, part):
     return start, stop
 
 
+def finite_double(token: str) -> bool:
+    """Whether ``token`` is a finite float64: then a value the kernel found not finite
+    overflowed float32 (the kernel checks the value after the cast to the data's dtype)."""
+    try:
+        return math.isfinite(float(token))
+    except ValueError:
+        return False
+
+
 def failure_message(path, first_line, failure, n_features):
     """``"<path>:<line>: <what is wrong>"`` for a failure tuple of the kernel."""
     code, line, token, index, previous = failure
-    shown = token.decode("utf-8", errors="replace")
+    shown = whole = token.decode("utf-8", errors="replace")
     if len(shown) > TOKEN_SHOWN:
         shown = shown[:TOKEN_SHOWN] + "..."
     messages = {
@@ -112,7 +122,9 @@ def failure_message(path, first_line, failure, n_features):
         kernel.BAD_INDEX: lambda: f"bad feature index {shown!r} (expected an integer from 1 to 2147483647)",
         kernel.NOT_INCREASING: lambda: f"feature index {index} does not increase (previous index {previous})",
         kernel.BAD_VALUE: lambda: f"bad value {shown!r} for feature index {index} (expected a number)",
-        kernel.NONFINITE_VALUE: lambda: f"value {shown!r} for feature index {index} is not finite",
+        kernel.NONFINITE_VALUE: lambda: (f"value {shown!r} for feature index {index} is beyond the range of float32"
+                                         if finite_double(whole) else
+                                         f"value {shown!r} for feature index {index} is not finite"),
         kernel.INDEX_TOO_LARGE: lambda: f"feature index {index} exceeds n_features={n_features}",
     }
     return f"{path}:{first_line + line}: {messages[code]()}"

@@ -8,11 +8,13 @@ With rows a_i (CSR or dense), labels y_i and n local rows,
 where f_i depends on x only through the margin z_i = a_i . x (subclasses name f_i).
 The regulariser is added once, to the mean. This is the objective of the Local SGD
 experiment (Stich 2019, PAPERS.md section 1: logistic regression, l2 = 1/n, on w8a).
-The loops run in the Cython kernels of ``mpitrain._native.objectives``.
+The loops run in the Cython kernels of ``mpitrain._native.objectives``, or in their CuPy
+twins (``mpitrain.gpu.objectives``) when the features are on a GPU (see ``to_device``).
 """
 import numpy as np
 import scipy.sparse
 
+from mpitrain import backend
 from mpitrain._native import objectives as kernels
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -36,14 +38,24 @@ class Objective:
         if not np.isfinite(l2) or l2 < 0:
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         self.l2 = l2
-        if scipy.sparse.issparse(features):
+        self.xp = backend.array_module(features)  # numpy, or cupy for features on a GPU
+        if backend.is_device_array(features):
+            self._set_device(features)
+        elif scipy.sparse.issparse(features):
             self._set_sparse(features)
         else:
             self._set_dense(features)
-        labels = np.asarray(labels)
+        labels = self.xp.asarray(labels)
         if labels.ndim != 1 or labels.shape[0] != self.n_samples:
             raise ValueError(f"labels must have shape ({self.n_samples},), got {labels.shape}")
-        self.labels = np.ascontiguousarray(labels, dtype=self.dtype)
+        self.labels = self.xp.ascontiguousarray(labels, dtype=self.dtype)
+        if self.xp is not np:  # the CuPy kernels: one matrix object, no double work buffer
+            gpu = backend.kernels_for(features, "objectives")
+            self._work, self._matrix = None, (self.features,)
+            self._loss_kernel = gpu.csr_loss_sum if self.is_sparse else gpu.dense_loss_sum
+            self._gradient_kernel = gpu.csr_gradient if self.is_sparse else gpu.dense_gradient
+            self._squared_norm = gpu.squared_norm
+            return
         self._work = np.zeros(self.n_features, dtype=np.float64)
         name = "float" if self.dtype == np.float32 else "double"
         if self.is_sparse:
@@ -74,6 +86,23 @@ class Objective:
         self.n_samples, self.n_features = features.shape
         self.dtype = dtype
 
+    def _set_device(self, features):
+        dtype = np.dtype(features.dtype)
+        if dtype not in DTYPES:
+            raise ValueError(f"features must be float32 or float64, got {dtype}")
+        self.is_sparse = features.ndim == 2 and not isinstance(features, self.xp.ndarray)
+        if not self.is_sparse and features.ndim != 2:
+            raise ValueError(f"features must be 2-D, got shape {features.shape}")
+        self.features = features.tocsr() if self.is_sparse else self.xp.ascontiguousarray(features)
+        self.n_samples, self.n_features = features.shape
+        self.dtype = dtype
+
+    def to_device(self):
+        """The same objective with features and labels on the current GPU (CuPy / cupyx CSR)."""
+        if self.xp is not np:
+            return self
+        return type(self)(backend.to_device(self.features), backend.to_device(self.labels), self.l2)
+
     def _set_dense(self, features):
         features = np.asarray(features)
         if features.ndim != 2:
@@ -98,14 +127,14 @@ class Objective:
         return type(self)(self.features.astype(dtype), self.labels.astype(dtype), self.l2)
 
     def _check(self, v, what):
-        if not isinstance(v, np.ndarray) or v.dtype != self.dtype or v.shape != (self.n_features,):
-            got = f"{v.dtype} array of shape {v.shape}" if isinstance(v, np.ndarray) else type(v).__name__
+        if not isinstance(v, self.xp.ndarray) or v.dtype != self.dtype or v.shape != (self.n_features,):
+            got = f"{v.dtype} array of shape {v.shape}" if hasattr(v, "dtype") else type(v).__name__
             raise ValueError(f"{what} must be a {self.dtype.name} array of shape ({self.n_features},), got {got}")
         if not v.flags.c_contiguous:
             raise ValueError(f"{what} must be C-contiguous")
 
     def _check_rows(self, rows):
-        if not isinstance(rows, np.ndarray) or rows.dtype != np.int64 or rows.ndim != 1:
+        if not hasattr(rows, "ndim") or rows.dtype != np.int64 or rows.ndim != 1:
             raise ValueError("rows must be a 1-D int64 array of row indices")
         if rows.shape[0] == 0:
             raise ValueError("rows must not be empty")
@@ -158,7 +187,7 @@ class Objective:
         self._check(x, "x")
         self._check_not_empty()
         if out is None:
-            out = np.empty(self.n_features, dtype=self.dtype)
+            out = self.xp.empty(self.n_features, dtype=self.dtype)
         else:
             self._check(out, "out")
         self._gradient_kernel(self.kind, *self._matrix, self.labels, x, None,

@@ -1,0 +1,275 @@
+/* SIMD helpers of the compression kernels, chosen at run time by the CPU.
+ *
+ * Every helper has a portable scalar version and, on x86-64 with GCC or Clang, AVX2
+ * and AVX-512 versions compiled with per-function target attributes (no -march flag:
+ * the module loads and runs on any x86-64). ``mpt_simd_level()`` picks the widest
+ * version the CPU supports (__builtin_cpu_supports); ``mpt_simd_force(level)`` caps it
+ * (tests run every version and compare; all versions give identical results).
+ */
+#ifndef MPT_COMPRESS_SIMD_H
+#define MPT_COMPRESS_SIMD_H
+#include <stdint.h>
+#include <string.h>
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define MPT_X86 1
+#include <immintrin.h>
+#else
+#define MPT_X86 0
+#endif
+
+enum { MPT_SCALAR = 0, MPT_AVX2 = 1, MPT_AVX512 = 2 };
+
+static int mpt_simd_detected = -1;
+static int mpt_simd_cap = MPT_AVX512;
+
+/* The widest SIMD level this CPU runs (0 scalar, 1 AVX2, 2 AVX-512F/BW/DQ/VL). */
+static int mpt_simd_detect(void) {
+    if (mpt_simd_detected < 0) {
+        int level = MPT_SCALAR;
+#if MPT_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) level = MPT_AVX2;
+        if (level == MPT_AVX2 && __builtin_cpu_supports("avx512f")
+            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vl")) level = MPT_AVX512;
+#endif
+        mpt_simd_detected = level;
+    }
+    return mpt_simd_detected;
+}
+
+/* The level the helpers use: the detected one, capped by mpt_simd_force. */
+static int mpt_simd_level(void) {
+    int level = mpt_simd_detect();
+    return level < mpt_simd_cap ? level : mpt_simd_cap;
+}
+
+/* Cap the level (for tests); returns the level now in use. */
+static int mpt_simd_force(int cap) {
+    mpt_simd_cap = cap;
+    return mpt_simd_level();
+}
+
+/* ---- Top-k candidates: indices i in [lo, hi) with (v[i] & 0x7FFFFFFF) >= t, ascending,
+ * into idx, their masked keys into key; returns how many. idx and key need room for
+ * hi - lo + 16 entries (the vector versions store whole vectors past the count). */
+
+static int64_t mpt_collect32_scalar(const uint32_t *v, int64_t lo, int64_t hi, uint32_t t,
+                                    uint32_t *idx, uint32_t *key) {
+    int64_t n = 0;
+    for (int64_t i = lo; i < hi; i++) {
+        uint32_t k = v[i] & 0x7FFFFFFFu;
+        idx[n] = (uint32_t)i;  /* branch-free: written always, kept only if k >= t */
+        key[n] = k;
+        n += k >= t;
+    }
+    return n;
+}
+
+#if MPT_X86
+/* 8 keys a step: compare, movemask, then a permutation from a 256-entry table moves the
+ * kept lanes to the front. */
+static uint32_t mpt_compact_lut[256][8] __attribute__((aligned(32)));
+static int mpt_compact_lut_ready = 0;
+
+static void mpt_compact_lut_init(void) {
+    if (mpt_compact_lut_ready) return;
+    for (int m = 0; m < 256; m++) {
+        int j = 0;
+        for (int b = 0; b < 8; b++)
+            if (m >> b & 1) mpt_compact_lut[m][j++] = (uint32_t)b;
+        for (; j < 8; j++) mpt_compact_lut[m][j] = 0;
+    }
+    mpt_compact_lut_ready = 1;
+}
+
+__attribute__((target("avx2,popcnt")))
+static int64_t mpt_collect32_avx2(const uint32_t *v, int64_t lo, int64_t hi, uint32_t t,
+                                  uint32_t *idx, uint32_t *key) {
+    /* keys are < 2^31, so the signed test k > t - 1 equals k >= t (t = 0: t - 1 = -1) */
+    const __m256i absm = _mm256_set1_epi32(0x7FFFFFFF);
+    const __m256i tm1 = _mm256_set1_epi32((int32_t)(t - 1u));
+    const __m256i step = _mm256_set1_epi32(8);
+    __m256i iv = _mm256_add_epi32(_mm256_set1_epi32((int32_t)lo),
+                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    int64_t n = 0, i = lo;
+    for (; i + 8 <= hi; i += 8) {
+        __m256i k = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(v + i)), absm);
+        int m = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, tm1)));
+        __m256i perm = _mm256_load_si256((const __m256i *)mpt_compact_lut[m]);
+        _mm256_storeu_si256((__m256i *)(idx + n), _mm256_permutevar8x32_epi32(iv, perm));
+        _mm256_storeu_si256((__m256i *)(key + n), _mm256_permutevar8x32_epi32(k, perm));
+        n += __builtin_popcount((unsigned)m);
+        iv = _mm256_add_epi32(iv, step);
+    }
+    return n + mpt_collect32_scalar(v, i, hi, t, idx + n, key + n);
+}
+
+/* 16 keys a step: mask compare, then compress into a register and store the whole
+ * vector (a compress straight to memory is slow on some CPUs). */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
+static int64_t mpt_collect32_avx512(const uint32_t *v, int64_t lo, int64_t hi, uint32_t t,
+                                    uint32_t *idx, uint32_t *key) {
+    const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF);
+    const __m512i tv = _mm512_set1_epi32((int32_t)t);
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i iv = _mm512_add_epi32(_mm512_set1_epi32((int32_t)lo),
+                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                    12, 13, 14, 15));
+    int64_t n = 0, i = lo;
+    for (; i + 16 <= hi; i += 16) {
+        __m512i k = _mm512_and_si512(_mm512_loadu_si512((const void *)(v + i)), absm);
+        __mmask16 m = _mm512_cmpge_epu32_mask(k, tv);
+        _mm512_storeu_si512((void *)(idx + n), _mm512_maskz_compress_epi32(m, iv));
+        _mm512_storeu_si512((void *)(key + n), _mm512_maskz_compress_epi32(m, k));
+        n += __builtin_popcount((unsigned)m);
+        iv = _mm512_add_epi32(iv, step);
+    }
+    return n + mpt_collect32_scalar(v, i, hi, t, idx + n, key + n);
+}
+#endif
+
+/* Candidates of the whole vector (d < 2^32), block by block; returns their count, or -1
+ * as soon as more than cap were found. idx and key need room for cap + block + 16. */
+static int64_t mpt_collect32(const uint32_t *v, int64_t d, uint32_t t, uint32_t *idx,
+                             uint32_t *key, int64_t cap, int64_t block) {
+    int level = mpt_simd_level();
+    int64_t n = 0;
+#if MPT_X86
+    if (level == MPT_AVX2) mpt_compact_lut_init();
+#endif
+    for (int64_t lo = 0; lo < d; lo += block) {
+        int64_t hi = lo + block < d ? lo + block : d;
+#if MPT_X86
+        if (level == MPT_AVX512) n += mpt_collect32_avx512(v, lo, hi, t, idx + n, key + n);
+        else if (level == MPT_AVX2) n += mpt_collect32_avx2(v, lo, hi, t, idx + n, key + n);
+        else
+#endif
+        n += mpt_collect32_scalar(v, lo, hi, t, idx + n, key + n);
+        if (n > cap) return -1;
+    }
+    return n;
+}
+
+/* ---- Float32 quantiser blocks. Each kernel body is written once (always inlined) and
+ * compiled three times: baseline x86-64, AVX2 and x86-64-v4 (AVX-512); mpt_simd_level()
+ * picks one. Arithmetic is the scalar Cython kernels' operation for operation (the
+ * module is built with -ffp-contract=off, so no fused multiply-add changes a rounding),
+ * hence the same codes at every level. */
+#if MPT_X86
+#define MPT_AVX2_FN __attribute__((target("avx2,popcnt")))
+#define MPT_AVX512_FN __attribute__((target("arch=x86-64-v4")))
+#define MPT_MULTI(name, params, args) \
+    MPT_AVX512_FN static void name##_avx512 params { name##_body args; } \
+    MPT_AVX2_FN static void name##_avx2 params { name##_body args; } \
+    static void name##_base params { name##_body args; } \
+    static void name params { \
+        int level = mpt_simd_level(); \
+        if (level == MPT_AVX512) name##_avx512 args; \
+        else if (level == MPT_AVX2) name##_avx2 args; \
+        else name##_base args; \
+    }
+#else
+#define MPT_MULTI(name, params, args) static void name params { name##_body args; }
+#endif
+#define MPT_BODY static inline __attribute__((always_inline)) void
+
+/* u_i < p exactly for the float32 stream: r 2^-32 < p, compared in double (exact). */
+#define MPT_BELOW32(r, p) \
+    ((double)(int32_t)((r) ^ 0x80000000u) < (double)(p) * 4294967296.0 - 2147483648.0)
+
+/* Ternary codes: nz = [u_i < |x_i| * inv], code = nz | (nz & sign) << 1. */
+MPT_BODY mpt_ternary32_body(const float *x, const uint32_t *r, int64_t n, float inv,
+                            uint16_t *codes) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        float q = __builtin_fabsf(x[i]) * inv;
+        uint32_t nz = MPT_BELOW32(r[i], q);
+        codes[i] = (uint16_t)(nz | ((nz & (b >> 31)) << 1));
+    }
+}
+MPT_MULTI(mpt_ternary32, (const float *x, const uint32_t *r, int64_t n, float inv, uint16_t *codes),
+          (x, r, n, inv, codes))
+
+/* Standard dithering codes: t = |x_i| * mul, level = floor(t) + [u_i < t - floor(t)],
+ * capped at levels; code = level << 1 | (sign if level > 0). */
+MPT_BODY mpt_sdither32_body(const float *x, const uint32_t *r, int64_t n, float mul,
+                            int32_t levels, uint16_t *codes) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        float t = __builtin_fabsf(x[i]) * mul;
+        int32_t lv = (int32_t)t;  /* t >= 0 and t <= levels (+ rounding): floor */
+        float f = t - (float)lv;
+        lv += MPT_BELOW32(r[i], f);
+        lv = lv > levels ? levels : lv;
+        codes[i] = (uint16_t)(((uint32_t)lv << 1) | ((b >> 31) & (uint32_t)(lv != 0)));
+    }
+}
+MPT_MULTI(mpt_sdither32, (const float *x, const uint32_t *r, int64_t n, float mul, int32_t levels,
+                          uint16_t *codes),
+          (x, r, n, mul, levels, codes))
+
+/* Natural compression codes (9 bits): exponent + [rounds up], 256 -> 255, sign << 8;
+ * up = (r_i >> 9) < mantissa (random) or mantissa >= 2^22 (deterministic, r unused). */
+MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
+                            uint16_t *codes) {
+    if (det) {
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t b = xb[i];
+            uint32_t e = ((b >> 23) & 0xFF) + ((b & 0x7FFFFF) >= 0x400000);
+            e -= e >> 8;
+            codes[i] = (uint16_t)(((b >> 31) << 8) | e);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t b = xb[i];
+            uint32_t e = ((b >> 23) & 0xFF) + ((r[i] >> 9) < (b & 0x7FFFFF));
+            e -= e >> 8;
+            codes[i] = (uint16_t)(((b >> 31) << 8) | e);
+        }
+    }
+}
+MPT_MULTI(mpt_natural32, (const uint32_t *xb, const uint32_t *r, int64_t n, int det, uint16_t *codes),
+          (xb, r, n, det, codes))
+
+/* Largest |x_i| bit pattern over non-NaN entries (as an int32; 0 if none). */
+MPT_BODY mpt_absmax32_body(const int32_t *x, int64_t n, int32_t *out) {
+    int32_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t k = x[i] & 0x7FFFFFFF;
+        k = k > 0x7F800000 ? 0 : k;
+        m = k > m ? k : m;
+    }
+    *out = m;
+}
+MPT_MULTI(mpt_absmax32, (const int32_t *x, int64_t n, int32_t *out), (x, n, out))
+
+/* Pack n codes (n a multiple of 8) of b bits at buf, LSB first, exactly n b / 8 bytes;
+ * b in {2, 4, 9} (returns 1), other widths are left to the caller (returns 0). */
+MPT_BODY mpt_pack_fast_body(const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done) {
+    *done = 1;
+    if (b == 2) {
+        for (int64_t j = 0; j < n / 4; j++)
+            buf[j] = (uint8_t)(c[4 * j] | c[4 * j + 1] << 2 | c[4 * j + 2] << 4 | c[4 * j + 3] << 6);
+    } else if (b == 4) {
+        for (int64_t j = 0; j < n / 2; j++) buf[j] = (uint8_t)(c[2 * j] | c[2 * j + 1] << 4);
+    } else if (b == 9) {
+        for (int64_t g = 0; g < n / 8; g++) {
+            const uint16_t *q = c + 8 * g;
+            uint64_t v = (uint64_t)q[0] | (uint64_t)q[1] << 9 | (uint64_t)q[2] << 18
+                | (uint64_t)q[3] << 27 | (uint64_t)q[4] << 36 | (uint64_t)q[5] << 45
+                | (uint64_t)q[6] << 54 | (uint64_t)q[7] << 63;
+            memcpy(buf + 9 * g, &v, 8);
+            buf[9 * g + 8] = (uint8_t)(q[7] >> 1);
+        }
+    } else {
+        *done = 0;
+    }
+}
+MPT_MULTI(mpt_pack_fast, (const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done),
+          (c, n, b, buf, done))
+
+#endif
