@@ -13,7 +13,7 @@ mpiexec beside this Python, else the one on PATH), one job at a time, with a tim
   worker (async_sgd: ``max_updates`` = steps x K) on K ranks. Reports whether it completed,
   the wall time of the whole mpiexec, the start-up time (until every rank has built its
   problem and algorithm), the training time (slowest rank, evaluation excluded), and the
-  peak resident memory per rank (max and median over ranks, MB = 1e6 bytes).
+  peak resident memory per rank (max and median over ranks, MB = 2^20 bytes).
 - ``memory``: a sparse synthetic logistic regression with d features and few samples (10
   nonzeros a row), so the d-sized vectors dominate. Reports, per algorithm, the peak
   resident memory minus the same process's before the problem was built, as a multiple of
@@ -142,7 +142,7 @@ def run_ranks(args, folder: Path) -> list:
 
 def run_memory(args, folder: Path) -> list:
     d = int(float(args.d))
-    vector_mb = 8 * d / 1e6
+    vector_mb = 8 * d / 2**20
     rows = []
     for name in args.algorithms.split(","):
         overrides = [*synthetic(d, args.samples), *budget(name, args.steps, args.ranks, snapshots=False)]
@@ -203,7 +203,7 @@ def print_table(args, rows) -> None:
     elif args.mode == "memory":
         d = int(float(args.d))
         print(f"bench scale memory: synthetic logistic, d = {d}, {args.ranks} ranks, {args.steps} steps; "
-              f"peak RSS above the pre-problem baseline, in units of 8d = {8 * d / 1e6:.1f} MB (max over ranks)")
+              f"peak RSS above the pre-problem baseline, in units of 8d = {8 * d / 2**20:.1f} MB (max over ranks)")
         print(f"{'algorithm':<15} {'completed':>9} {'peak / 8d':>9} {'held / 8d':>9} {'peak MB':>9}")
         for r in rows:
             if not r["completed"]:

@@ -30,15 +30,16 @@ import time
 
 
 def current_rss_mb() -> float:
-    """Resident memory of this process now, in MB (1e6 bytes; Linux /proc/self/statm)."""
+    """Resident memory of this process now, in MB of 2^20 bytes (Linux /proc/self/statm)."""
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    """Peak resident memory of this process so far, in MB of 2^20 bytes (as summary.json's
+    ``peak_rss_mb_*``; ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def parse_args(argv):
