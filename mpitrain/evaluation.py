@@ -2,12 +2,19 @@
 
 One Allreduce of a packed [loss sum, gradient sum] buffer gives both F(x) and ||grad F(x)||.
 Evaluation traffic is not training traffic: it is not counted in the CommStats.
+
+Memory: the packed buffer (d + 1 float64) is the only d-sized array the Evaluator holds, and
+an evaluation allocates no d-sized temporary for a float64 model: the gradient sum is
+written straight into the buffer and turned into grad F(x) = sum / N + l2 x there, in place.
+(A float32 model needs a float32 gradient buffer and a float64 copy of x per evaluation.)
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from ._native.vector import scaled_update
 
 
 class Evaluator:
@@ -18,7 +25,8 @@ class Evaluator:
         self.f_star = f_star
         d = objective.n_features
         self._packed = np.zeros(d + 1, dtype=np.float64)
-        self._grad = np.empty(d, dtype=objective.dtype)
+        same = np.dtype(objective.dtype) == np.float64
+        self._grad = self._packed[1:] if same else np.empty(d, dtype=objective.dtype)
 
     def evaluate(self, x: np.ndarray) -> dict:
         """{'loss', 'suboptimality', 'grad_norm'} at x (collective)."""
@@ -28,12 +36,15 @@ class Evaluator:
         packed = self._packed
         packed[0] = obj.loss_sum(x)
         obj.gradient_sum(x, self._grad)
-        packed[1:] = self._grad
+        if self._grad.base is not packed:
+            packed[1:] = self._grad
         if self.comm.Get_size() > 1:
             self.comm.Allreduce(MPI.IN_PLACE, packed, op=MPI.SUM)
         x64 = x.astype(np.float64, copy=False)
         loss = packed[0] / self.n_global + 0.5 * obj.l2 * float(x64 @ x64)
-        grad = packed[1:] / self.n_global + obj.l2 * x64
+        grad = packed[1:]
+        grad /= self.n_global
+        scaled_update(grad, x64, obj.l2)  # grad += l2 x, rounded as grad + l2 * x
         out = {"loss": float(loss), "grad_norm": float(np.sqrt(grad @ grad))}
         out["suboptimality"] = None if self.f_star is None else float(loss - self.f_star)
         return out

@@ -16,6 +16,12 @@ Each rule is one worker's memory with three verbs, run around one compressed exc
 
 For the model change of compressed Local SGD the same rules run with v = x_k - x_anchor and
 lr = 1 (``ef`` and ``none`` only; see compressed_local_sgd).
+
+Steady memory: ``compensate`` and ``direction`` write into (d,) buffers each rule allocates
+once (the vector to compress, in the wire dtype, and the step, in the model dtype), so a
+step allocates no parameter-sized temporary here; each returned array is overwritten by the
+next call of the same method. ``compensate`` returns v itself when v already has the wire
+dtype and there is nothing to add (``none``).
 """
 from __future__ import annotations
 
@@ -32,15 +38,32 @@ class NoFeedback:
     def __init__(self, compressor, model_dtype):
         self.wire = compressor.dtype
         self.model = np.dtype(model_dtype)
+        self.d = compressor.d
+        self._compensated = None  # (d,) wire dtype, allocated on first use
+        self._direction = None  # (d,) model dtype, allocated on first use
+
+    def _wire_copy(self, v):
+        """v cast to the wire dtype, in this rule's compensation buffer."""
+        if self._compensated is None:
+            self._compensated = np.empty(self.d, dtype=self.wire)
+        self._compensated[...] = v
+        return self._compensated
+
+    def _scaled(self, v, lr):
+        """lr * v (model dtype), in this rule's direction buffer."""
+        if self._direction is None:
+            self._direction = np.empty(self.d, dtype=self.model)
+        return np.multiply(v, self.model.type(lr), out=self._direction)
 
     def compensate(self, v, lr):
-        return np.asarray(v, dtype=self.wire)
+        v = np.asarray(v)
+        return v if v.dtype == self.wire else self._wire_copy(v)
 
     def update(self, compensated, decoded):
         pass
 
     def direction(self, mean, lr):
-        return self.model.type(lr) * mean
+        return self._scaled(mean, lr)
 
     def state_dict(self) -> dict:
         return {}
@@ -64,7 +87,11 @@ class ErrorFeedbackRule(NoFeedback):
         return self.memory.error
 
     def compensate(self, v, lr):
-        return self.memory.compensate(v, lr)
+        """e + lr v in the wire dtype, rounded as ErrorFeedback.compensate (lr v, then + e)."""
+        p = self._wire_copy(v)
+        p *= self.wire.type(lr)
+        p += self.memory.error
+        return p
 
     def update(self, compensated, decoded):
         self.memory.update(compensated, decoded)
@@ -90,14 +117,16 @@ class EF21(NoFeedback):
         self.average = np.zeros(compressor.d, dtype=self.model)  # h = sum_k w_k h_k
 
     def compensate(self, v, lr):
-        return np.asarray(v, dtype=self.wire) - self.local
+        p = self._wire_copy(v)
+        p -= self.local
+        return p
 
     def update(self, compensated, decoded):
         self.local += decoded
 
     def direction(self, mean, lr):
         self.average += mean
-        return self.model.type(lr) * self.average
+        return self._scaled(self.average, lr)
 
     def state_dict(self) -> dict:
         return {"local": self.local.copy(), "average": self.average.copy()}

@@ -8,4 +8,5 @@ BENCHMARKS = {
     "allreduce": "mpitrain.bench.allreduce:main",
     "parse": "mpitrain.bench.parse:main",
     "rma": "mpitrain.bench.rma:main",
+    "scale": "mpitrain.bench.scale:main",
 }
