@@ -26,9 +26,14 @@ cdef extern from "compress_simd.h":
                        uint16_t *codes) nogil
     void mpt_sdither32(const float *x, const uint32_t *r, int64_t n, float mul,
                        int32_t levels, uint16_t *codes) nogil
+    void mpt_ndither32(const float *x, const uint32_t *r, int64_t n, float inv,
+                       int32_t levels, float lowest, float scale_small, uint16_t *codes) nogil
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                        uint16_t *codes) nogil
     void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
+    void mpt_tdecode32(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) nogil
+    void mpt_d4decode32(const uint8_t *buf, int64_t n, const uint32_t *tab, uint32_t *out) nogil
+    void mpt_ndecode32(const uint8_t *buf, int64_t n, uint32_t *out) nogil
     void mpt_pack_fast(const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done) nogil
 
 
@@ -167,6 +172,12 @@ def natural_decode(const uint8_t[::1] buf, floating[::1] out):
     cdef mpt_reader r
     if d == 0:
         return
+    if floating is float:
+        if buf.shape[0] < (9 * d + 7) // 8:
+            raise ValueError("buf is too short")
+        with nogil:  # out_i bits = code << 23, in a SIMD block (compress_simd.h)
+            mpt_ndecode32(&buf[0], d, <uint32_t *>&out[0])
+        return
     with nogil:
         mpt_reader_init(&r, &buf[0], buf.shape[0])
         for i in range(d):
@@ -231,9 +242,12 @@ cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
     cdef floating mul = (<floating>levels) / nrm if nrm != 0 else 0
     cdef floating scale_small = <floating>ldexp(1.0, levels - 1)
     if floating is float:
-        if not natural:  # the same rule in a SIMD block (compress_simd.h)
+        # the same rules in SIMD blocks (compress_simd.h)
+        if not natural:
             mpt_sdither32(x, r32, n, mul, levels, codes)
-            return
+        else:
+            mpt_ndither32(x, r32, n, inv, levels, lowest, scale_small, codes)
+        return
     for i in range(n):
         if floating is float:
             r = r32[i]
@@ -336,12 +350,16 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
                     v = (nrm * <floating>level) / fs
                 table[c] = -v if (c & 1) else v
             if L == 3 and stop - start >= 4096 and r.nacc == 0 and 2 * r.pos == start:
-                # 4-bit codes, two per byte: one table of both values per byte value
-                for c in range(256):
-                    pair[2 * c] = table[c & 15]
-                    pair[2 * c + 1] = table[c >> 4]
-                for i in range(start, stop - 1, 2):
-                    memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
+                # 4-bit codes, two per byte
+                if floating is float:  # table lookups in a SIMD block (compress_simd.h)
+                    mpt_d4decode32(&buf[start >> 1], (stop - start) & ~(<Py_ssize_t>1),
+                                   <const uint32_t *>table, <uint32_t *>&out[start])
+                else:  # one table of both values per byte value
+                    for c in range(256):
+                        pair[2 * c] = table[c & 15]
+                        pair[2 * c + 1] = table[c >> 4]
+                    for i in range(start, stop - 1, 2):
+                        memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
                 r.pos = stop // 2  # the reader resumes here (start was even)
                 if stop % 2:  # last code in a low nibble; the high one is the next bucket's
                     out[stop - 1] = table[buf[stop >> 1] & 15]
@@ -463,6 +481,14 @@ def ternary_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     table[3] = -scale
     cdef floating quad[1024]  # the 4 values of each byte value
     cdef Py_ssize_t c, nb = d // 4
+    if floating is float:
+        if d == 0:
+            return
+        if buf.shape[0] < (2 * d + 7) // 8:
+            raise ValueError("buf is too short")
+        with nogil:  # the same values from the bits of scale, in a SIMD block (compress_simd.h)
+            mpt_tdecode32(&buf[0], d, <uint32_t>bits_of(scale), <uint32_t *>&out[0])
+        return
     with nogil:
         for c in range(1024):
             quad[c] = table[((c >> 2) >> (2 * (c & 3))) & 3]

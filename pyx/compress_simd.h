@@ -170,8 +170,18 @@ static int64_t mpt_collect32(const uint32_t *v, int64_t d, uint32_t t, uint32_t 
         else if (level == MPT_AVX2) name##_avx2 args; \
         else name##_base args; \
     }
+/* The same with two versions, baseline and AVX2, the AVX2 one also serving AVX-512 CPUs:
+ * for blocks whose 512-bit build ran slower than the 256-bit one on the measured CPU. */
+#define MPT_MULTI256(name, params, args) \
+    MPT_AVX2_FN static void name##_avx2 params { name##_body args; } \
+    static void name##_base params { name##_body args; } \
+    static void name params { \
+        if (mpt_simd_level() >= MPT_AVX2) name##_avx2 args; \
+        else name##_base args; \
+    }
 #else
 #define MPT_MULTI(name, params, args) static void name params { name##_body args; }
+#define MPT_MULTI256 MPT_MULTI
 #endif
 #define MPT_BODY static inline __attribute__((always_inline)) void
 
@@ -212,6 +222,30 @@ MPT_MULTI(mpt_sdither32, (const float *x, const uint32_t *r, int64_t n, float mu
                           uint16_t *codes),
           (x, r, n, mul, levels, codes))
 
+/* Natural dithering codes of one bucket: q = |x_i| * inv; q >= lowest (= 2^(1-s)):
+ * q = 2^a (1 + m / 2^23), level = a + s + [(r_i >> 9) < m]; q < lowest:
+ * level = [u_i < q * scale_small] (scale_small = 2^(s-1)); capped at levels;
+ * code = level << 1 | (sign if level > 0). NaN q gives level 0 (both tests fail). */
+MPT_BODY mpt_ndither32_body(const float *x, const uint32_t *r, int64_t n, float inv,
+                            int32_t levels, float lowest, float scale_small,
+                            uint16_t *codes) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b, qb;
+        memcpy(&b, x + i, 4);
+        float q = __builtin_fabsf(x[i]) * inv;
+        memcpy(&qb, &q, 4);
+        int32_t big = (int32_t)(qb >> 23) - 127 + levels + ((r[i] >> 9) < (qb & 0x7FFFFFu));
+        int32_t small = MPT_BELOW32(r[i], q * scale_small);
+        int32_t ge = -(int32_t)(q >= lowest);  /* a mask, not a branch: both sides computed */
+        int32_t lv = (big & ge) | (small & ~ge);
+        lv = lv > levels ? levels : lv;
+        codes[i] = (uint16_t)(((uint32_t)lv << 1) | ((b >> 31) & (uint32_t)(lv != 0)));
+    }
+}
+MPT_MULTI(mpt_ndither32, (const float *x, const uint32_t *r, int64_t n, float inv, int32_t levels,
+                          float lowest, float scale_small, uint16_t *codes),
+          (x, r, n, inv, levels, lowest, scale_small, codes))
+
 /* Natural compression codes (9 bits): exponent + [rounds up], 256 -> 255, sign << 8;
  * up = (r_i >> 9) < mantissa (random) or mantissa >= 2^22 (deterministic, r unused). */
 MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
@@ -232,8 +266,11 @@ MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, in
         }
     }
 }
-MPT_MULTI(mpt_natural32, (const uint32_t *xb, const uint32_t *r, int64_t n, int det, uint16_t *codes),
-          (xb, r, n, det, codes))
+/* AVX2 at both vector levels: with 512-bit vectors this block ran at 11.7-12.0 GB/s
+ * (biased rounding, whole encoder) against 14.5-15.6 with 256-bit ones on an AMD EPYC. */
+MPT_MULTI256(mpt_natural32, (const uint32_t *xb, const uint32_t *r, int64_t n, int det,
+                             uint16_t *codes),
+             (xb, r, n, det, codes))
 
 /* Largest |x_i| bit pattern over non-NaN entries (as an int32; 0 if none). */
 MPT_BODY mpt_absmax32_body(const int32_t *x, int64_t n, int32_t *out) {
@@ -271,5 +308,184 @@ MPT_BODY mpt_pack_fast_body(const uint16_t *c, int64_t n, int b, uint8_t *buf, i
 }
 MPT_MULTI(mpt_pack_fast, (const uint16_t *c, int64_t n, int b, uint8_t *buf, int *done),
           (c, n, b, buf, done))
+
+/* ---- Float32 decoders of packed codes (LSB-first bit stream, code i at bits [b i, b i + b)).
+ * Each writes the bit patterns of out[0..n); the vector versions differ from the scalar
+ * one only in speed. */
+
+/* Ternary, b = 2: code 1 gives s, code 3 gives -s (sign bit flipped), codes 0 and 2 give
+ * +0.0; sb is the bit pattern of s: out_i = (sb ^ (c >> 1) << 31) & -(c & 1). */
+static void mpt_tdecode32_scalar(const uint8_t *buf, int64_t lo, int64_t n, uint32_t sb,
+                                 uint32_t *out) {
+    for (int64_t i = lo; i < n; i++) {
+        uint32_t c = (uint32_t)(buf[i >> 2] >> (2 * (i & 3))) & 3u;
+        out[i] = (sb ^ (c >> 1) << 31) & (0u - (c & 1u));
+    }
+}
+
+/* Natural compression, b = 9 (sign << 8 | biased exponent): the float is c << 23. */
+static void mpt_ndecode32_scalar(const uint8_t *buf, int64_t lo, int64_t n, uint32_t *out) {
+    for (int64_t i = lo; i < n; i++) {
+        int64_t bit = 9 * i;  /* a code spans two bytes, both inside the buffer */
+        uint32_t w = (uint32_t)buf[bit >> 3] | (uint32_t)buf[(bit >> 3) + 1] << 8;
+        out[i] = ((w >> (bit & 7)) & 0x1FFu) << 23;
+    }
+}
+
+/* Dithering with 4-bit codes (s = 4..7): out_i = tab[c_i], tab the 16 bit patterns of
+ * one bucket's values. Scalar: one table of both values per byte value. */
+static void mpt_d4decode32_tail(const uint8_t *buf, int64_t lo, int64_t n, const uint32_t *tab,
+                                uint32_t *out) {
+    for (int64_t i = lo; i < n; i++) out[i] = tab[(buf[i >> 1] >> (4 * (i & 1))) & 15];
+}
+
+static void mpt_d4decode32_scalar(const uint8_t *buf, int64_t n, const uint32_t *tab,
+                                  uint32_t *out) {
+    uint32_t pair[512];
+    for (int c = 0; c < 256; c++) {
+        pair[2 * c] = tab[c & 15];
+        pair[2 * c + 1] = tab[c >> 4];
+    }
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) memcpy(out + i, pair + 2 * buf[i >> 1], 8);
+    mpt_d4decode32_tail(buf, i, n, tab, out);
+}
+
+#if MPT_X86
+/* 8 codes a step: 16 bits broadcast, lane j shifted right by 2 j; the permutation reads
+ * the low 3 index bits and the table repeats every 4 lanes, so no mask is needed. */
+__attribute__((target("avx2")))
+static void mpt_tdecode32_avx2(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) {
+    const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const int32_t p = (int32_t)sb, m = (int32_t)(sb ^ 0x80000000u);
+    const __m256 tab = _mm256_castsi256_ps(_mm256_setr_epi32(0, p, 0, m, 0, p, 0, m));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16_t w;
+        memcpy(&w, buf + (i >> 2), 2);
+        __m256i c = _mm256_srlv_epi32(_mm256_set1_epi32(w), sh);
+        _mm256_storeu_ps((float *)(out + i), _mm256_permutevar8x32_ps(tab, c));
+    }
+    mpt_tdecode32_scalar(buf, i, n, sb, out);
+}
+
+/* 16 codes a step from one 32-bit word (the permutation reads the low 4 index bits). */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+static void mpt_tdecode32_avx512(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) {
+    const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                         28, 30);
+    const int32_t p = (int32_t)sb, m = (int32_t)(sb ^ 0x80000000u);
+    const __m512 tab = _mm512_castsi512_ps(_mm512_setr_epi32(0, p, 0, m, 0, p, 0, m, 0, p, 0,
+                                                             m, 0, p, 0, m));
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t w;
+        memcpy(&w, buf + (i >> 2), 4);
+        __m512i c = _mm512_srlv_epi32(_mm512_set1_epi32((int32_t)w), sh);
+        _mm512_storeu_ps((void *)(out + i), _mm512_permutexvar_ps(c, tab));
+    }
+    mpt_tdecode32_scalar(buf, i, n, sb, out);
+}
+
+/* 8 codes (4 bytes) a step: nibble j of the broadcast word to lane j; two 8-entry
+ * permutations, and bit 3 of the code (moved to the sign bit) picks between them. */
+__attribute__((target("avx2")))
+static void mpt_d4decode32_avx2(const uint8_t *buf, int64_t n, const uint32_t *tab,
+                                uint32_t *out) {
+    const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256 lo = _mm256_loadu_ps((const float *)tab);
+    const __m256 hi = _mm256_loadu_ps((const float *)(tab + 8));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint32_t w;
+        memcpy(&w, buf + (i >> 1), 4);
+        __m256i c = _mm256_srlv_epi32(_mm256_set1_epi32((int32_t)w), sh);
+        __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, c),
+                                    _mm256_permutevar8x32_ps(hi, c),
+                                    _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
+        _mm256_storeu_ps((float *)(out + i), v);
+    }
+    mpt_d4decode32_tail(buf, i, n, tab, out);
+}
+
+/* 16 codes (8 bytes) a step: one 16-entry permutation (it reads the low 4 index bits). */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+static void mpt_d4decode32_avx512(const uint8_t *buf, int64_t n, const uint32_t *tab,
+                                  uint32_t *out) {
+    const __m512i sh = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24,
+                                         28);
+    const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512 t = _mm512_loadu_ps((const void *)tab);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(buf + (i >> 1))));
+        __m512i c = _mm512_srlv_epi32(_mm512_permutexvar_epi32(half, w), sh);
+        _mm512_storeu_ps((void *)(out + i), _mm512_permutexvar_ps(c, t));
+    }
+    mpt_d4decode32_tail(buf, i, n, tab, out);
+}
+
+/* 8 codes (9 bytes) a step: lane j gets bytes j, j + 1 as 16 bits, shifted right by j. */
+__attribute__((target("avx2")))
+static void mpt_ndecode32_avx2(const uint8_t *buf, int64_t n, uint32_t *out) {
+    const __m128i pairs = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
+    const __m256i sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_set1_epi32(0x1FF);
+    int64_t nbytes = (9 * n + 7) / 8, i = 0;
+    for (; i + 8 <= n && 9 * (i >> 3) + 16 <= nbytes; i += 8) {  /* 16-byte loads stay inside */
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + 9 * (i >> 3)));
+        __m256i w = _mm256_cvtepu16_epi32(_mm_shuffle_epi8(v, pairs));
+        __m256i c = _mm256_and_si256(_mm256_srlv_epi32(w, sh), mask);
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_slli_epi32(c, 23));
+    }
+    mpt_ndecode32_scalar(buf, i, n, out);
+}
+
+/* 16 codes (18 bytes) a step: the AVX2 step on two groups at once. */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+static void mpt_ndecode32_avx512(const uint8_t *buf, int64_t n, uint32_t *out) {
+    const __m128i pairs = _mm_setr_epi8(0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8);
+    const __m512i sh = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i mask = _mm512_set1_epi32(0x1FF);
+    int64_t nbytes = (9 * n + 7) / 8, i = 0;
+    for (; i + 16 <= n && 9 * (i >> 3) + 25 <= nbytes; i += 16) {
+        const uint8_t *g = buf + 9 * (i >> 3);
+        __m128i lo = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)g), pairs);
+        __m128i hi = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(g + 9)), pairs);
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+        __m512i c = _mm512_and_si512(_mm512_srlv_epi32(w, sh), mask);
+        _mm512_storeu_si512((void *)(out + i), _mm512_slli_epi32(c, 23));
+    }
+    mpt_ndecode32_scalar(buf, i, n, out);
+}
+#endif
+
+/* The decoders at the level in use. */
+static void mpt_tdecode32(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_tdecode32_avx512(buf, n, sb, out); return; }
+    if (level == MPT_AVX2) { mpt_tdecode32_avx2(buf, n, sb, out); return; }
+#endif
+    mpt_tdecode32_scalar(buf, 0, n, sb, out);
+}
+
+static void mpt_ndecode32(const uint8_t *buf, int64_t n, uint32_t *out) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_ndecode32_avx512(buf, n, out); return; }
+    if (level == MPT_AVX2) { mpt_ndecode32_avx2(buf, n, out); return; }
+#endif
+    mpt_ndecode32_scalar(buf, 0, n, out);
+}
+
+static void mpt_d4decode32(const uint8_t *buf, int64_t n, const uint32_t *tab, uint32_t *out) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_d4decode32_avx512(buf, n, tab, out); return; }
+    if (level == MPT_AVX2) { mpt_d4decode32_avx2(buf, n, tab, out); return; }
+#endif
+    mpt_d4decode32_scalar(buf, n, tab, out);
+}
 
 #endif
