@@ -224,22 +224,24 @@ MPT_AVX512_FN static inline __attribute__((always_inline))
 uint32_t mpt_ternary16_avx512(__m512i z, const float *x, __m512 invv) {
     const __m512i c1 = _mm512_set1_epi64((int64_t)0xBF58476D1CE4E5B9ULL);
     const __m512i c2 = _mm512_set1_epi64((int64_t)0x94D049BB133111EBULL);
-    const __m512 two32f = _mm512_set1_ps(4294967296.0f), four = _mm512_set1_ps(4.0f);
+    const __m512 two32f = _mm512_set1_ps(4294967296.0f);
     z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), c1);
     z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
     z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));  /* r_i .. r_i+15 as 16 uint32 */
     __m512 xv = _mm512_loadu_ps(x);
     __m512 q = _mm512_mul_ps(_mm512_abs_ps(xv), invv);
     __m512 t = _mm512_mul_ps(q, two32f);
-    /* t = q 2^32 (exact). For t >= 4, q 2^32 - 2^31 is exact in double, so the test is
-     * r < t, i.e. r < ceil(t) (t < 2^32), or true (t >= 2^32); NaN: false. */
-    __mmask16 big = _mm512_cmp_ps_mask(t, two32f, _CMP_GE_OQ);
-    __mmask16 fin = _mm512_cmp_ps_mask(t, two32f, _CMP_LT_OQ);
+    /* t = q 2^32 (exact). For 4 <= t < 2^32, q 2^32 - 2^31 is exact in double, so the
+     * test is r < t, i.e. r < ceil(t); t = 0 gives c = 0, false as in the double form.
+     * Other lanes (0 < t < 4, where the double subtraction may round, t >= 2^32, NaN)
+     * are rare: then all 16 take the double test of MPT_BELOW32 as written. */
+    __m512i tb = _mm512_castps_si512(t);
     __m512i c = _mm512_cvt_roundps_epu32(t, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
-    uint32_t nz = (uint32_t)(_mm512_mask_cmplt_epu32_mask(fin, z, c) | big);
-    /* 0 < t < 4: the double subtraction of MPT_BELOW32 may round; that test as written */
-    if (__builtin_expect(_mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(t, four, _CMP_LT_OQ), t,
-                                                 _mm512_setzero_ps(), _CMP_GT_OQ) != 0, 0)) {
+    uint32_t nz = (uint32_t)_mm512_cmplt_epu32_mask(z, c);
+    __mmask16 odd = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(tb, _mm512_set1_epi32(1)),
+                                            _mm512_set1_epi32(0x40800000 - 1))  /* (0, 4) */
+        | _mm512_cmpge_epu32_mask(tb, _mm512_set1_epi32(0x4F800000));     /* >= 2^32, NaN */
+    if (__builtin_expect(odd != 0, 0)) {
         const __m512d two32 = _mm512_set1_pd(4294967296.0), two31 = _mm512_set1_pd(2147483648.0);
         __m512i rs = _mm512_xor_si512(z, _mm512_set1_epi32((int32_t)0x80000000u));
         __m512d plo = _mm512_sub_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(q)),
