@@ -1,5 +1,4 @@
 """Natural dithering (Horvath et al. 2019): levels {0, 2^(1-s), ..., 1/2, 1} on |x_i|/||x||_p."""
-import math
 
 import numpy as np
 
