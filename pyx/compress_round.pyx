@@ -31,6 +31,8 @@ cdef extern from "compress_simd.h":
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                        uint16_t *codes) nogil
     void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
+    int mpt_ternary_enc32(const float *x, int64_t d, uint64_t seed, float inv,
+                          uint8_t *out) nogil
     void mpt_tdecode32(const uint8_t *buf, int64_t n, uint32_t sb, uint32_t *out) nogil
     void mpt_d4decode32(const uint8_t *buf, int64_t n, const uint32_t *tab, uint32_t *out) nogil
     void mpt_ndecode32(const uint8_t *buf, int64_t n, uint32_t *out) nogil
@@ -437,6 +439,8 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     cdef const int64_t *xi64
     if d == 0:
         return 0.0
+    if out.shape[0] < (2 * d + 7) // 8:
+        raise ValueError("out is too short")
     with nogil:
         if floating is float:
             xi32 = <const int32_t *>&x[0]
@@ -451,6 +455,10 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
             mx = from_bits(<uint64_t>m64, mx)
         inv = (<floating>1) / mx if mx > 0 else 0
         start = 0
+        if floating is float:
+            # one pass: random words, codes and packing in registers (compress_simd.h)
+            if mpt_ternary_enc32(&x[0], d, s, inv, &out[0]):
+                start = d
         while start < d:
             n = min(<Py_ssize_t>BLK, d - start)
             random_block(s, start, n, r32, r64, floating is float)

@@ -203,6 +203,110 @@ MPT_BODY mpt_ternary32_body(const float *x, const uint32_t *r, int64_t n, float 
 MPT_MULTI(mpt_ternary32, (const float *x, const uint32_t *r, int64_t n, float inv, uint16_t *codes),
           (x, r, n, inv, codes))
 
+/* The whole float32 ternary encoder in one pass, AVX-512 only (returns 0 elsewhere, and
+ * the caller runs the block loop of random words, mpt_ternary32 and packing): for 16
+ * entries at a time the 8 SplitMix64 words of the float32 stream (compress_common.pxi:
+ * word j = splitmix64(seed, j) gives r_2j, r_2j+1) are made in registers, the codes are
+ * the test of mpt_ternary32 (the same double arithmetic, so the same bits), and the 16
+ * codes go straight to one 32-bit word of the LSB-first stream: nonzero bits at the even
+ * positions, nonzero-and-negative bits at the odd ones (BMI2 pdep). out has exactly
+ * ceil(2 d / 8) bytes; the unused high bits of the last byte are 0. */
+static inline uint64_t mpt_sm64(uint64_t seed, uint64_t j) {
+    uint64_t z = seed + (j + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+#if MPT_X86
+/* 16 codes as one 32-bit word of the stream; z: the 8 counters seed + (j + 1) golden. */
+MPT_AVX512_FN static inline __attribute__((always_inline))
+uint32_t mpt_ternary16_avx512(__m512i z, const float *x, __m512 invv) {
+    const __m512i c1 = _mm512_set1_epi64((int64_t)0xBF58476D1CE4E5B9ULL);
+    const __m512i c2 = _mm512_set1_epi64((int64_t)0x94D049BB133111EBULL);
+    const __m512 two32f = _mm512_set1_ps(4294967296.0f);
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), c1);
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
+    z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));  /* r_i .. r_i+15 as 16 uint32 */
+    __m512 xv = _mm512_loadu_ps(x);
+    __m512 q = _mm512_mul_ps(_mm512_abs_ps(xv), invv);
+    __m512 t = _mm512_mul_ps(q, two32f);
+    /* t = q 2^32 (exact). For 4 <= t < 2^32, q 2^32 - 2^31 is exact in double, so the
+     * test is r < t, i.e. r < ceil(t); t = 0 gives c = 0, false as in the double form.
+     * Other lanes (0 < t < 4, where the double subtraction may round, t >= 2^32, NaN)
+     * are rare: then all 16 take the double test of MPT_BELOW32 as written. */
+    __m512i tb = _mm512_castps_si512(t);
+    __m512i c = _mm512_cvt_roundps_epu32(t, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    uint32_t nz = (uint32_t)_mm512_cmplt_epu32_mask(z, c);
+    __mmask16 odd = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(tb, _mm512_set1_epi32(1)),
+                                            _mm512_set1_epi32(0x40800000 - 1))  /* (0, 4) */
+        | _mm512_cmpge_epu32_mask(tb, _mm512_set1_epi32(0x4F800000));     /* >= 2^32, NaN */
+    if (__builtin_expect(odd != 0, 0)) {
+        const __m512d two32 = _mm512_set1_pd(4294967296.0), two31 = _mm512_set1_pd(2147483648.0);
+        __m512i rs = _mm512_xor_si512(z, _mm512_set1_epi32((int32_t)0x80000000u));
+        __m512d plo = _mm512_sub_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(q)),
+                                                  two32), two31);
+        __m512d phi = _mm512_sub_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(q, 1)),
+                                                  two32), two31);
+        __m512d rlo = _mm512_cvtepi32_pd(_mm512_castsi512_si256(rs));
+        __m512d rhi = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(rs, 1));
+        nz = (uint32_t)_mm512_cmp_pd_mask(rlo, plo, _CMP_LT_OQ)
+            | (uint32_t)_mm512_cmp_pd_mask(rhi, phi, _CMP_LT_OQ) << 8;
+    }
+    uint32_t neg = (uint32_t)_mm512_movepi32_mask(_mm512_castps_si512(xv));
+    return _pdep_u32(nz, 0x55555555u) | _pdep_u32(nz & neg, 0xAAAAAAAAu);
+}
+
+MPT_AVX512_FN
+static void mpt_ternary_enc32_avx512(const float *x, int64_t d, uint64_t seed, float inv,
+                                     uint8_t *out) {
+    const __m512i g8 = _mm512_set1_epi64((int64_t)(8 * 0x9E3779B97F4A7C15ULL));
+    const __m512 invv = _mm512_set1_ps(inv);
+    /* counters of words 0..7: seed + (j + 1) golden */
+    __m512i z0 = _mm512_add_epi64(
+        _mm512_set1_epi64((int64_t)seed),
+        _mm512_mullo_epi64(_mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8),
+                           _mm512_set1_epi64((int64_t)0x9E3779B97F4A7C15ULL)));
+    __m512i z1 = _mm512_add_epi64(z0, g8);
+    const __m512i g16 = _mm512_add_epi64(g8, g8);
+    int64_t i = 0;
+    for (; i + 32 <= d; i += 32) {  /* two independent chains */
+        uint64_t w = (uint64_t)mpt_ternary16_avx512(z0, x + i, invv)
+            | (uint64_t)mpt_ternary16_avx512(z1, x + i + 16, invv) << 32;
+        memcpy(out + (i >> 2), &w, 8);
+        z0 = _mm512_add_epi64(z0, g16);
+        z1 = _mm512_add_epi64(z1, g16);
+    }
+    for (; i + 16 <= d; i += 16) {
+        uint32_t w = mpt_ternary16_avx512(z0, x + i, invv);
+        memcpy(out + (i >> 2), &w, 4);
+        z0 = _mm512_add_epi64(z0, g8);
+    }
+    if (i < d) {  /* fewer than 16 left: the same test one entry at a time */
+        uint32_t w = 0;
+        for (int64_t k = i; k < d; k++) {
+            uint32_t b, r = (uint32_t)(mpt_sm64(seed, (uint64_t)(k >> 1)) >> (32 * (k & 1)));
+            memcpy(&b, x + k, 4);
+            float q = __builtin_fabsf(x[k]) * inv;
+            uint32_t nz = MPT_BELOW32(r, q);
+            w |= (nz | ((nz & (b >> 31)) << 1)) << (2 * (k - i));
+        }
+        memcpy(out + (i >> 2), &w, (size_t)((2 * (d - i) + 7) / 8));
+    }
+}
+#endif
+
+/* 1 when the one-pass encoder ran (AVX-512 level), 0 when the caller must encode. */
+static int mpt_ternary_enc32(const float *x, int64_t d, uint64_t seed, float inv, uint8_t *out) {
+#if MPT_X86
+    if (mpt_simd_level() == MPT_AVX512) {
+        mpt_ternary_enc32_avx512(x, d, seed, inv, out);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
 /* Standard dithering codes: t = |x_i| * mul, level = floor(t) + [u_i < t - floor(t)],
  * capped at levels; code = level << 1 | (sign if level > 0). */
 MPT_BODY mpt_sdither32_body(const float *x, const uint32_t *r, int64_t n, float mul,
