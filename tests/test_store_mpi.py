@@ -25,14 +25,16 @@ with ParameterStore(comm, d, np.float64, layout=layout, x0=np.arange(d, dtype=fl
             versions.append(store.push(delta))
     everything = comm.gather(versions, root=0)
     comm.Barrier()
+    check = None
     if comm.rank == store.workers[0]:
         store.pull(out)
         K = len(store.workers)
         scale = sum((r + 1) * (i + 1) for r in store.workers for i in range(n))
         expected = np.arange(d) + scale * np.arange(1, d + 1)
-        print(json.dumps({"equal": bool(np.array_equal(out, expected)),
-                          "version": store.version(), "total": K * n}))
+        check = {"equal": bool(np.array_equal(out, expected)), "version": store.version(), "total": K * n}
+    check = comm.bcast(check, root=store.workers[0])  # rank 0 prints: two ranks' lines could interleave
     if comm.rank == 0:
+        print(json.dumps(check))
         print(json.dumps({"versions": everything}))
 """
 

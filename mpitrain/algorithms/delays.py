@@ -7,10 +7,10 @@ flight for tau + 1 updates and one update lands per update).
 """
 from __future__ import annotations
 
+import io
+from pathlib import Path
 
 import numpy as np
-
-from ..plot import save_figure
 
 
 def delay_metrics(taus) -> dict:
@@ -24,7 +24,13 @@ def delay_metrics(taus) -> dict:
 
 
 def plot_delays(taus_by_worker: dict, output, title: str = "") -> None:
-    """A PNG histogram of delays, one series per worker (log-scaled counts)."""
+    """A PNG histogram of delays, one series per worker (log-scaled counts), written to ``output``."""
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_bytes(delays_png(taus_by_worker, title))
+
+
+def delays_png(taus_by_worker: dict, title: str = "") -> bytes:
+    """The PNG bytes of :func:`plot_delays`' figure (rendered now, written later by the caller)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,4 +51,8 @@ def plot_delays(taus_by_worker: dict, output, title: str = "") -> None:
                           f"concurrency {stats['concurrency']:.2f}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, output)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)  # as mpitrain.plot.save_figure
+    plt.close(fig)
+    return buffer.getvalue()
