@@ -35,7 +35,10 @@ class Averager:
         if self.weight != 1.0 and not prescaled:
             buf *= buf.dtype.type(self.weight)
         start = time.perf_counter()
-        with default_buffers().inplace(buf) as mpi_buf:  # GPU arrays: sync, maybe stage
-            self.comm.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
+        if type(buf) is np.ndarray:  # host memory: straight to MPI (no per-call overhead at small d)
+            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        else:
+            with default_buffers().inplace(buf) as mpi_buf:  # GPU arrays: sync, maybe stage
+                self.comm.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
         self.stats.record(time.perf_counter() - start, buf.nbytes)
         return buf
