@@ -13,6 +13,14 @@ averaging round r (after steps H, 2H, ..., and after the last step)
 With the identity compressor this is Local SGD (up to the rounding of Delta in the wire
 dtype). The evaluated model is the anchor x_a (the same on every rank; no extra traffic).
 EF21 tracks a converging quantity (a gradient), not a model change: it is not offered here.
+
+Steady memory: a round allocates no parameter-sized temporary here. Delta_k is computed
+in place in x (bit-identical to ``x - x_a``), since x is overwritten with the new x_a at the
+end of the round anyway; the feedback rule (mpitrain.algorithms.feedback) and the averager
+(mpitrain.algorithms.compressed_exchange) reuse their own buffers. What remains per round
+is the compressor's payload and the (d,) vector its decode returns. Fresh (d,) temporaries
+every round grow a rank's resident memory under MPICH's ch4:ucx netmod (see
+CompressedAverager); tests/test_compressed_local_memory.py pins this.
 """
 from __future__ import annotations
 
@@ -67,8 +75,10 @@ class CompressedLocalSGD(CompressedSGD):
             self.synchronise()
 
     def synchronise(self) -> None:
+        """One averaging round (module doc); x holds Delta_k between the encode and the reset."""
         with self.worker.stats.compute():
-            payload = self.sender.encode(self.x - self.anchor, 1.0, self.rounds)
+            change = np.subtract(self.x, self.anchor, out=self.x)  # Delta_k in x's storage; x <- x_a below
+            payload = self.sender.encode(change, 1.0, self.rounds)
         mean = self.averager.average(payload)
         with self.worker.stats.compute():
             self.anchor += self.sender.direction(mean, 1.0)

@@ -5,13 +5,14 @@
     python -m mpitrain bench scale steady [--d 1e5] [--steps 10000] [--ranks 2] [--json]
 
 Start it without mpiexec: for every algorithm (default sync_sgd, local_sgd, compressed_sgd,
-async_sgd) it launches ``mpiexec -n K python -m mpitrain.bench.scale_worker`` (the
+async_sgd; ``--algorithms`` also takes compressed_local_sgd) it launches
+``mpiexec -n K python -m mpitrain.bench.scale_worker`` (the
 mpiexec beside this Python, else the one on PATH), one job at a time, with a time limit
 (a job that overruns is killed and reported as not completed), and prints one table.
 
-- ``ranks``:  the w8a job of ``jobs/configs/w8a_<algorithm>.toml`` for ``--steps`` steps per
-  worker (async_sgd: ``max_updates`` = steps x K) on K ranks. Reports whether it completed,
-  the wall time of the whole mpiexec, the start-up time (until every rank has built its
+- ``ranks``:  the w8a job of ``jobs/configs/w8a_<algorithm>.toml`` (else ``<algorithm>.toml``)
+  for ``--steps`` steps per worker (async_sgd: ``max_updates`` = steps x K) on K ranks.
+  Reports whether it completed, the wall time of the whole mpiexec, the start-up time (until every rank has built its
   problem and algorithm), the training time (slowest rank, evaluation excluded), and the
   peak resident memory per rank (max and median over ranks, MB = 2^20 bytes).
 - ``memory``: a sparse synthetic logistic regression with d features and few samples (10
@@ -43,6 +44,7 @@ import time
 from pathlib import Path
 
 ALGORITHMS = ("sync_sgd", "local_sgd", "compressed_sgd", "async_sgd")
+EXTRA_ALGORITHMS = ("compressed_local_sgd",)  # accepted by --algorithms, not run by default
 CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
 QUIET = ["run.progress=false", "run.save_parameters=false"]
 
@@ -67,8 +69,8 @@ def parse_args(argv):
             q.add_argument("--from-step", type=int, default=1000, help="growth is measured from this step")
     args = p.parse_args(argv)
     for name in args.algorithms.split(","):
-        if name not in ALGORITHMS:
-            p.error(f"--algorithms: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+        if name not in ALGORITHMS + EXTRA_ALGORITHMS:
+            p.error(f"--algorithms: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS + EXTRA_ALGORITHMS)}")
     if args.ranks < 1 or args.steps < 1:
         p.error("--ranks and --steps must be >= 1")
     if getattr(args, "from_step", 1) >= args.steps:
@@ -81,12 +83,18 @@ def mpiexec():
     return str(local) if local.exists() else "mpiexec"
 
 
+def config_file(name: str) -> Path:
+    """The w8a job of ``name``: ``w8a_<name>.toml``, or ``<name>.toml`` where only that exists."""
+    w8a = CONFIGS / f"w8a_{name}.toml"
+    return w8a if w8a.exists() else CONFIGS / f"{name}.toml"
+
+
 def launch(ranks: int, overrides: list, probes: list, timeout: float, folder: Path, name: str) -> dict:
     """Run one scale_worker job; return its result dict plus ``completed`` and ``wall_seconds``."""
     out = folder / f"{name}.json"
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpitrain.bench.scale_worker",
            "--out", str(out), "--probes", ",".join(map(str, probes)),
-           "--config", str(CONFIGS / f"w8a_{name}.toml")]
+           "--config", str(config_file(name))]
     for assignment in [*QUIET, f"run.output_dir={folder / name}", *overrides]:
         cmd += ["--set", assignment]
     started = time.time()
