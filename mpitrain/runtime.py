@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 
@@ -35,6 +36,10 @@ def say(comm, message: str, *, file=None):
         print(message, file=file or sys.stdout, flush=True)
 
 
+#: pause between printing an uncaught exception and calling MPI_Abort
+ABORT_GRACE_SECONDS = 1.0
+
+
 def install_abort_hook():
     """Make an uncaught exception on any rank end the whole MPI job with exit code 1."""
 
@@ -47,6 +52,9 @@ def install_abort_hook():
         text = "".join(traceback.format_exception(kind, value, tb))
         sys.stderr.write(f"mpitrain: rank {rank}: {kind.__name__}: {value}\n{text}")
         sys.stderr.flush()
+        # Give mpiexec's I/O forwarding a moment to pass the message on: Abort kills the job,
+        # and on a loaded machine text already written to the pipe was seen to be lost.
+        time.sleep(ABORT_GRACE_SECONDS)
         try:
             mpi.COMM_WORLD.Abort(1)
         finally:
