@@ -29,6 +29,22 @@ def plot_delays(taus_by_worker: dict, output, title: str = "") -> None:
     Path(output).write_bytes(delays_png(taus_by_worker, title))
 
 
+#: above this many workers the histogram pools them (a legend of 64 series is unreadable)
+MAX_SERIES = 8
+
+
+def plotted_series(taus_by_worker: dict, max_series: int = MAX_SERIES) -> list:
+    """(label, taus) per histogram: one per worker, or for many workers all of them pooled plus
+    the three with the fewest updates (the stragglers, whose delays are the story)."""
+    workers = [(w, taus) for w, taus in sorted(taus_by_worker.items()) if len(taus)]
+    if len(workers) <= max_series:
+        return [(f"worker {w} ({len(taus)} updates)", taus) for w, taus in workers]
+    pooled = [t for _, taus in workers for t in taus]
+    slowest = sorted(workers, key=lambda item: (len(item[1]), item[0]))[:3]
+    return ([(f"all {len(workers)} workers ({len(pooled)} updates)", pooled)]
+            + [(f"worker {w} ({len(taus)} updates, fewest)", taus) for w, taus in slowest])
+
+
 def delays_png(taus_by_worker: dict, title: str = "") -> bytes:
     """The PNG bytes of :func:`plot_delays`' figure (rendered now, written later by the caller)."""
     import matplotlib
@@ -40,9 +56,8 @@ def delays_png(taus_by_worker: dict, title: str = "") -> bytes:
     top = max(every, default=0)
     bins = np.arange(top + 2) - 0.5 if top < 80 else np.linspace(-0.5, top + 0.5, 81)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for worker, taus in sorted(taus_by_worker.items()):
-        if len(taus):
-            ax.hist(taus, bins=bins, histtype="step", linewidth=1.4, label=f"worker {worker} ({len(taus)} updates)")
+    for label, taus in plotted_series(taus_by_worker):
+        ax.hist(taus, bins=bins, histtype="step", linewidth=1.4, label=label)
     stats = delay_metrics(every)
     ax.set_yscale("log")
     ax.set_xlabel("delay tau (updates by others between read and apply)")
