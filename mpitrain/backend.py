@@ -95,5 +95,11 @@ def synchronize(x=None) -> None:
 def kernels_for(x, name: str):
     """The kernel module ``name`` for arrays like x: ``mpitrain._native.<name>`` (Cython) for
     host arrays, ``mpitrain.gpu.<name>`` (CuPy, same functions) for device arrays."""
-    package = "mpitrain.gpu" if is_device_array(x) else "mpitrain._native"
-    return importlib.import_module(f"{package}.{name}")
+    key = ("mpitrain.gpu" if is_device_array(x) else "mpitrain._native", name)
+    module = _KERNELS.get(key)
+    if module is None:  # imported once: this runs on every compressor call
+        module = _KERNELS[key] = importlib.import_module(f"{key[0]}.{name}")
+    return module
+
+
+_KERNELS = {}  # (package, name) -> kernel module

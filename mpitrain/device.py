@@ -13,10 +13,6 @@ from . import backend
 from .config import ConfigError
 
 
-def select_for_config(comm, config):
-    """select_device with the config's ``train.device`` and ``train.cuda_aware_mpi``."""
-    return select_device(comm, config.train.device, cuda_aware_mpi=config.train.cuda_aware_mpi)
-
 DEVICES = ("cpu", "gpu")
 
 
@@ -66,3 +62,8 @@ def select_device(comm, device: str = "cpu", count: int | None = None, activate:
     if activate:
         backend.cupy_module().cuda.Device(index).use()
     return index
+
+
+def select_for_config(comm, config):
+    """select_device with the config's ``train.device`` and ``train.cuda_aware_mpi``."""
+    return select_device(comm, config.train.device, cuda_aware_mpi=config.train.cuda_aware_mpi)

@@ -78,7 +78,7 @@ def build_problem(config, comm) -> Problem:
     from .objectives import make_objective
     from .objectives.reference import reference_optimum
 
-    if getattr(config.train, "device", "cpu") == "gpu":
+    if config.train.device == "gpu":
         from .device import select_for_config
 
         select_for_config(comm, config)  # ConfigError naming train.device without CuPy or a GPU

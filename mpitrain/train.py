@@ -28,8 +28,6 @@ largest and the median over ranks of the process's peak resident set size (getru
 """
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from .comm.accounting import CommStats
 from .divergence import DivergenceGuard
 from .evaluation import Evaluator, is_finite_record
 from .faults import fault_from_environment
+from .memory import peak_rss_mb
 from .metrics import MetricsWriter, ProgressLine, format_summary, write_json_atomic
 from .monitor import StragglerMonitor
 from .problem import build_problem
@@ -203,12 +202,6 @@ class Trainer:
                 np.save(self.out_dir / "parameters.npy", x_final)
             self.algorithm.write_outputs(self.out_dir)
         return summary
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MB of 2^20 bytes (getrusage ru_maxrss)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def peak_memory(comm) -> dict:

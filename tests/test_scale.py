@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mpi_run import ROOT, mpi_env, run_mpi_script
+from mpi_run import ROOT, mpi_env
+from step_memory import worst_step_peak
 
 
 def run_bench(args, timeout):
@@ -104,33 +105,6 @@ def test_compressed_step_allocates_only_the_decoded_vectors(tmp_path):
     """A steady compressed-SGD step (2 ranks, Top-k + natural dithering, EF) makes no (d,)
     temporary but the float32 vectors the compressor's decode returns, one at a time; the old
     exchange made 3.5 x 8d bytes of them (and its RSS grew ~300 bytes a step under ch4:ucx)."""
-    result = run_mpi_script(2, f"""
-        import tracemalloc
-        from mpi4py import MPI
-        from mpitrain.config import load_config
-        from mpitrain.train import Trainer
-
-        d = 400_000
-        config = load_config("{ROOT}/jobs/configs/w8a_compressed_sgd.toml", [
-            "data.dataset=synthetic-classification", f"data.n_features={{d}}", "data.n_samples=200",
-            "data.density=2.5e-5", "run.reference=false", "run.progress=false", "run.save_parameters=false",
-            "run.output_dir={tmp_path}/run", "step_size.value=0.5"])
-        trainer = Trainer(config, MPI.COMM_WORLD)
-        step = trainer.algorithm.step
-        for t in range(20):
-            step(t)
-        worst = 0
-        tracemalloc.start()
-        for t in range(20, 60):
-            tracemalloc.reset_peak()
-            before = tracemalloc.get_traced_memory()[0]
-            step(t)
-            worst = max(worst, tracemalloc.get_traced_memory()[1] - before)
-        tracemalloc.stop()
-        worst = MPI.COMM_WORLD.allreduce(worst, op=MPI.MAX)
-        if MPI.COMM_WORLD.Get_rank() == 0:
-            print("WORST", worst / (8 * d))
-    """, tmp_path, timeout=60)
-    assert result.returncode == 0, result.output
-    worst = float(result.stdout.split("WORST")[1])
+    worst = worst_step_peak(tmp_path, "w8a_compressed_sgd.toml", ["step_size.value=0.5"],
+                            warm_steps=20, measured_steps=40)
     assert worst < 0.6, worst  # one float32 decode is 0.5 x 8d; Top-k selects in O(k + 4096)

@@ -23,23 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import sys
 import time
 
-
-def current_rss_mb() -> float:
-    """Resident memory of this process now, in MB of 2^20 bytes (Linux /proc/self/statm)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB of 2^20 bytes (as summary.json's
-    ``peak_rss_mb_*``; ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from ..memory import current_rss_mb, peak_rss_mb
 
 
 def parse_args(argv):
