@@ -42,12 +42,17 @@ class NoFeedback:
         self._compensated = None  # (d,) wire dtype, allocated on first use
         self._direction = None  # (d,) model dtype, allocated on first use
 
-    def _wire_copy(self, v):
-        """v cast to the wire dtype, in this rule's compensation buffer."""
+    def _wire_buffer(self):
+        """This rule's compensation buffer ((d,), wire dtype)."""
         if self._compensated is None:
             self._compensated = np.empty(self.d, dtype=self.wire)
-        self._compensated[...] = v
         return self._compensated
+
+    def _wire_copy(self, v):
+        """v cast to the wire dtype, in this rule's compensation buffer."""
+        buffer = self._wire_buffer()
+        buffer[...] = v
+        return buffer
 
     def _scaled(self, v, lr):
         """lr * v (model dtype), in this rule's direction buffer."""
@@ -87,11 +92,7 @@ class ErrorFeedbackRule(NoFeedback):
         return self.memory.error
 
     def compensate(self, v, lr):
-        """e + lr v in the wire dtype, rounded as ErrorFeedback.compensate (lr v, then + e)."""
-        p = self._wire_copy(v)
-        p *= self.wire.type(lr)
-        p += self.memory.error
-        return p
+        return self.memory.compensate(v, lr, out=self._wire_buffer())
 
     def update(self, compensated, decoded):
         self.memory.update(compensated, decoded)

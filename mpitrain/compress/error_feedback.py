@@ -23,13 +23,18 @@ class ErrorFeedback:
         self.compressor = compressor
         self.error = np.zeros(compressor.d, dtype=compressor.dtype)  # e, shape (d,)
 
-    def compensate(self, gradient, lr):
-        """p = e + lr * g (dtype, shape (d,)): what gets compressed."""
+    def compensate(self, gradient, lr, out=None):
+        """p = e + lr * g (dtype, shape (d,)): what gets compressed. g is cast to the dtype
+        first; ``out``: a (d,) array of the dtype to write p into (a new array when None)."""
         xp = backend.array_module(gradient)  # the memory follows the gradient to a GPU
-        g = xp.asarray(gradient, dtype=self.compressor.dtype)
         if backend.array_module(self.error) is not xp:
             self.error = xp.asarray(self.error)
-        return self.error + self.compressor.dtype.type(lr) * g
+        dtype = self.compressor.dtype
+        if out is None:
+            return self.error + dtype.type(lr) * xp.asarray(gradient, dtype=dtype)
+        xp.multiply(gradient, dtype.type(lr), out=out, dtype=dtype)
+        out += self.error
+        return out
 
     def update(self, compensated, decoded):
         """e <- compensated - decoded."""
