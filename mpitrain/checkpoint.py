@@ -137,15 +137,16 @@ def unflatten(skeleton, arrays):
     return skeleton
 
 
-def capture(trainer, step: int) -> dict:
-    """This rank's state at a step boundary, as npz members (collective for no algorithm)."""
+def capture(trainer, step: int, state=None) -> dict:
+    """This rank's state at a step boundary, as npz members (collective for no algorithm).
+    ``state``: the algorithm's state_dict when the caller already took it."""
     arrays: dict = {}
     record = {
         "step": int(step),
         "train_seconds": trainer.train_seconds,
         "stats": trainer.stats.as_dict(),
         "sampler": trainer.worker.sampler.state(),
-        "algorithm": flatten(trainer.algorithm.state_dict(), arrays, "algorithm"),
+        "algorithm": flatten(trainer.algorithm.state_dict() if state is None else state, arrays, "algorithm"),
     }
     arrays["state.json"] = np.array(json.dumps(record))
     return arrays
@@ -192,8 +193,9 @@ class CheckpointStore:
         self.comm = comm
         self.rank = comm.Get_rank()
 
-    def save(self, trainer, step: int) -> Path:
-        """Write every rank's state at ``step``; returns the step folder once ``latest`` names it."""
+    def save(self, trainer, step: int, state=None) -> Path:
+        """Write every rank's state at ``step`` (``state``: the algorithm's state_dict, when
+        already taken); returns the step folder once ``latest`` names it."""
         folder = self.root / step_directory(step)
 
         def make_folder():
@@ -201,7 +203,7 @@ class CheckpointStore:
                 folder.mkdir(parents=True, exist_ok=True)
 
         agree(self.comm, make_folder, what="writing a checkpoint")
-        agree(self.comm, lambda: write_npz_atomic(folder / rank_file(self.rank), capture(trainer, step)),
+        agree(self.comm, lambda: write_npz_atomic(folder / rank_file(self.rank), capture(trainer, step, state)),
               what="writing a checkpoint")
 
         def publish():

@@ -168,8 +168,9 @@ class Trainer:
         every = self.config.run.checkpoint_every
         if not signum and not (every and step % every == 0):
             return
-        self.guard.check_state(self.algorithm.state_dict(), step)  # never write a NaN checkpoint
-        folder = self.checkpoints.save(self, step)
+        state = self.algorithm.state_dict()
+        self.guard.check_state(state, step)  # never write a NaN checkpoint
+        folder = self.checkpoints.save(self, step, state)
         self.guard.kept(step, folder)
         if signum and step < self.config.train.steps:
             raise checkpoint.Stopped(
