@@ -2,11 +2,19 @@
 
 Errors a rank can meet here (a missing data set, a broken LIBSVM line, NaN in the data, a
 rank with no rows) are agreed over all ranks (mpitrain.runtime.agree): rank 0 prints one
-message naming the rank and the problem, and every rank exits, no hang.
+message naming the rank and the problem, and every rank exits, no hang. So are sizes this
+machine cannot hold (a synthetic set, a mini-batch), refused before anything is allocated.
+
+Binary labels are coded once for the whole data set: every rank reports the distinct
+labels it read and the coding (-1/+1, 0/1 or 1/2 to -1/+1) is chosen from their union, so
+a partitioned read in which a rank sees one class only codes it like the others. An
+objective that cannot take the labels (logistic on labels of three classes) is refused.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +30,8 @@ class Problem:
     weight: float  # n_local / N
     f_star: float | None  # F(x*) when known or computed
     x0: np.ndarray  # starting point, zeros
+    f_star_converged: bool | None = None  # False: the reference solve stopped short of gtol
+    f_star_grad_norm: float | None = None  # ||grad F|| the reference solve reached
 
 
 def _synthetic_options(data_config) -> dict:
@@ -33,8 +43,12 @@ def _synthetic_options(data_config) -> dict:
                 density=data_config.density, seed=data_config.data_seed)
 
 
-def load_shard(data_config, comm):
-    """This rank's rows, as configured (collective on errors)."""
+def load_shard(data_config, comm, objective=None):
+    """This rank's rows, as configured, labels coded over the whole set (collective on errors).
+
+    ``objective``, the configured objective's name, when given: labels it cannot take are
+    refused (see mpitrain.data.labels.objective_refusal).
+    """
     from .data import DATASETS, locate, open_dataset, shard
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -42,20 +56,16 @@ def load_shard(data_config, comm):
         agree(comm, lambda: locate(data_config.dataset) if rank == 0 else None, what="loading data")
     dtype = np.dtype(data_config.dtype)
     synthetic = _synthetic_options(data_config) if data_config.dataset.startswith("synthetic-") else None
-
-    def load():
-        if data_config.read == "partitioned":
-            return open_dataset(data_config.dataset, dtype=dtype, part=(rank, size), synthetic=synthetic)
-        full = open_dataset(data_config.dataset, dtype=dtype, synthetic=synthetic)
-        return shard(full, rank, size, scheme=data_config.sharding, seed=data_config.data_seed,
-                     alpha=data_config.dirichlet_alpha)
-
-    local = agree(comm, load, what="loading data")
-    n_features = comm.allreduce(local.n_features, op=_max())
-    if local.n_features < n_features:  # a partitioned read saw fewer columns on this rank
-        features = local.features.copy()
-        features.resize((local.n_samples, n_features))
-        local = dataclasses.replace(local, features=features)
+    if synthetic is not None:
+        _check_synthetic_size(comm, data_config.dataset, synthetic)
+    partitioned = data_config.read == "partitioned"
+    part = (rank, size) if partitioned else None
+    read = agree(comm, lambda: open_dataset(data_config.dataset, dtype=dtype, part=part, synthetic=synthetic,
+                                            raw_labels=True), what="loading data")
+    read = _code_labels(_pad_features(read, comm, data_config.dataset), comm, data_config.dataset, objective)
+    local = read if partitioned else agree(
+        comm, lambda: shard(read, rank, size, scheme=data_config.sharding, seed=data_config.data_seed,
+                            alpha=data_config.dirichlet_alpha), what="loading data")
 
     def check_finite():
         values = local.features.data if local.is_sparse else local.features
@@ -66,6 +76,83 @@ def load_shard(data_config, comm):
 
     agree(comm, check_finite, what="checking data")
     return local
+
+
+def _pad_features(local, comm, name):
+    """All ranks' parts widened to the widest (a part may not reach the last column);
+    a data set with no feature at all is refused (a linear model needs one)."""
+    n_features = comm.allreduce(local.n_features, op=_max())
+    if n_features == 0:
+        raise JobError(f"{name}: no features (no line holds an index:value pair, only labels); "
+                       "a model needs at least one feature")
+    if local.n_features < n_features:  # a partitioned read saw fewer columns on this rank
+        features = local.features.copy()
+        features.resize((local.n_samples, n_features))
+        local = dataclasses.replace(local, features=features)
+    return local
+
+
+def _code_labels(local, comm, name, objective):
+    """Labels mapped to -1/+1 by the coding of the union of all ranks' labels; JobError
+    naming the data set and the labels when ``objective`` cannot take them."""
+    from .data import coding_of_union, distinct_labels, normalize_labels, objective_refusal
+
+    classes, values, more = coding_of_union(comm.allgather(distinct_labels(local.labels)))
+    refusal = objective_refusal(objective, values, more) if objective is not None else None
+    if refusal is not None:
+        raise JobError(f"{name}: {refusal}")
+    if classes is None:
+        return local
+    return dataclasses.replace(local, labels=normalize_labels(local.labels, classes))
+
+
+def _check_synthetic_size(comm, name, options):
+    """Refuse a synthetic set this machine cannot generate, naming the larger of the config
+    fields 'data.n_samples' and 'data.n_features'."""
+    from .data.sizes import synthetic_bytes
+
+    shape = f"{options['n_samples']} samples x {options['n_features']} features"
+    if "density" in options:
+        shape += f" (density {options['density']:g})"
+    field = "data.n_samples" if options["n_samples"] >= options["n_features"] else "data.n_features"
+    _refuse_beyond_memory(comm, field, f"{name} with {shape}", synthetic_bytes(name, options))
+
+
+def _check_batch_size(comm, batch_size):
+    """Refuse (config field 'train.batch_size') a mini-batch whose sampler cannot be allocated.
+
+    A batch larger than a rank's rows is fine otherwise: rows are drawn with replacement.
+    """
+    from .data.sizes import SAMPLER_BYTES_PER_ROW, sampler_bytes
+
+    what = (f"a mini-batch of {float(batch_size):.3g} rows ({SAMPLER_BYTES_PER_ROW} bytes each for the "
+            "drawn row indices)")
+    _refuse_beyond_memory(comm, "train.batch_size", what, sampler_bytes(batch_size))
+
+
+def _refuse_beyond_memory(comm, field, what, per_rank):
+    """JobError ``config field '<field>': <what> needs about ...`` on every rank when
+    ``per_rank`` bytes on each rank sharing this machine exceed its memory (any rank's
+    machine: they may differ)."""
+    from .data.sizes import beyond_memory
+
+    reasons = comm.allgather(beyond_memory(per_rank, _ranks_on_this_machine(comm)))
+    reason = next((r for r in reasons if r is not None), None)
+    if reason is not None:
+        raise JobError(f"config field {field!r}: {what} {reason}")
+
+
+def _ranks_on_this_machine(comm):
+    """How many ranks of ``comm`` share this rank's machine (and so its memory)."""
+    if comm.Get_size() == 1:
+        return 1
+    from mpi4py import MPI
+
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return local.Get_size()
+    finally:
+        local.Free()
 
 
 def _max():
@@ -86,16 +173,23 @@ def build_problem(config, comm) -> Problem:
                        "algorithms allocate NumPy arrays); the CuPy kernels run through the library "
                        "API (Objective.to_device, compressors and clipping on CuPy arrays) and "
                        "'mpitrain bench compress --device gpu'")
-    local = load_shard(config.data, comm)
+    _check_batch_size(comm, config.train.batch_size)
+    local = load_shard(config.data, comm, objective=config.objective.name)
     n_global = comm.allreduce(local.n_samples)
     l2 = config.objective.l2_value(n_global)
     objective = agree(comm, lambda: make_objective(config.objective.name, local.features, local.labels, l2),
                       what="building the objective")
-    f_star = None
+    f_star = converged = grad_norm = None
     if config.run.reference:
-        solution = reference_optimum(objective, comm, fingerprint=local.fingerprint)
-        f_star = float(solution.f_star)
+        solution = reference_optimum(objective, comm, fingerprint=local.fingerprint, warn=_warn)
+        f_star = float(solution.f_star) if math.isfinite(solution.f_star) else None
+        converged, grad_norm = solution.converged, float(solution.grad_norm)
     x0 = np.zeros(objective.n_features, dtype=objective.dtype)
     if n_global < comm.Get_size():
         raise JobError(f"{n_global} samples cannot be split over {comm.Get_size()} ranks")
-    return Problem(objective, local, n_global, local.n_samples / n_global, f_star, x0)
+    return Problem(objective, local, n_global, local.n_samples / n_global, f_star, x0, converged, grad_norm)
+
+
+def _warn(text):
+    """Print ``mpitrain: warning: <text>`` (reference_optimum calls it on rank 0 only)."""
+    print(f"mpitrain: warning: {text}", file=sys.stderr, flush=True)

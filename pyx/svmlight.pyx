@@ -10,7 +10,8 @@ produce no row). Spaces, tabs and a CR before the LF are whitespace. ``qid:`` to
 ignored. Labels and values must be finite decimal numbers.
 
 Numbers are parsed to float64 with correct rounding (the Clinger fast path for short
-decimals, ``strtod`` otherwise), so a value equals Python's ``float(token)``; float32
+decimals, ``strtod`` otherwise, for tokens of any length), so a value equals Python's
+``float(token)``; float32
 output is that float64 rounded to float32, as ``np.float32(float(token))``.
 
 The parsing loop runs ``with nogil`` over a read-only byte buffer (bytes or an mmap) and
@@ -22,7 +23,7 @@ import numpy as np
 
 from cython cimport floating
 from libc.math cimport isfinite
-from libc.stdlib cimport strtod
+from libc.stdlib cimport free, malloc, strtod
 from libc.string cimport memchr, memcpy
 
 # Failure codes; the Python wrapper maps each to a message.
@@ -65,7 +66,7 @@ cdef enum:
     UPPER_X = 88
 
 cdef enum:
-    NUMBER_BUFFER = 256       # longest number token handed to strtod, plus one
+    NUMBER_BUFFER = 256       # number tokens shorter than this are copied on the stack for strtod
     MAX_INDEX = 2147483647    # largest 1-based index whose 0-based column fits in int32
 
 cdef double[23] POWERS_OF_TEN = [
@@ -97,15 +98,17 @@ cdef bint parse_double(const unsigned char* buf, Py_ssize_t start, Py_ssize_t st
 
     Fast path (Clinger 1990): at most 15 significant digits and a power of ten up to 22
     are exact doubles, so one multiplication or division rounds correctly. Anything
-    else goes through strtod on a NUL-terminated copy. Hexadecimal is refused, as
-    Python's float() refuses it.
+    else goes through strtod on a NUL-terminated copy: on the stack when shorter than
+    NUMBER_BUFFER, else on the heap (a valid decimal may have any number of digits, e.g.
+    "0." and 300 zeros and "1"). Hexadecimal is refused, as Python's float() refuses it.
     """
     cdef Py_ssize_t pos = start, digits = 0, exponent = 0, exp_value = 0
     cdef unsigned long long mantissa = 0
     cdef bint negative = False, exp_negative = False, seen_digit = False
     cdef unsigned char c
     cdef char[NUMBER_BUFFER] text
-    cdef char* end
+    cdef char* heap
+    cdef bint parsed
     cdef Py_ssize_t length = stop - start
     if length <= 0:
         return False
@@ -151,12 +154,25 @@ cdef bint parse_double(const unsigned char* buf, Py_ssize_t start, Py_ssize_t st
             out[0] = -out[0]
         return True
     # Slow path: long mantissas, large exponents, inf and nan.
-    if length >= NUMBER_BUFFER:
-        return False
     for pos in range(start, stop):
         if buf[pos] == LOWER_X or buf[pos] == UPPER_X:
             return False
-    memcpy(text, buf + start, length)
+    if length < NUMBER_BUFFER:
+        return strtod_copy(buf + start, length, text, out)
+    heap = <char*>malloc(length + 1)
+    if heap == NULL:
+        return False                    # no memory for one token's copy: reported as not a number
+    parsed = strtod_copy(buf + start, length, heap, out)
+    free(heap)
+    return parsed
+
+
+cdef inline bint strtod_copy(const unsigned char* token, Py_ssize_t length, char* text,
+                             double* out) noexcept nogil:
+    """strtod on ``token[:length]`` copied NUL-terminated into ``text`` (length + 1 bytes);
+    False unless strtod consumed the whole token."""
+    cdef char* end
+    memcpy(text, token, length)
     text[length] = 0
     out[0] = strtod(text, &end)
     return end == text + length

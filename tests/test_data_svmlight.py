@@ -235,3 +235,54 @@ def test_bad_arguments(tmp_path):
         read_svmlight(path, part=(3, 3))
     with pytest.raises(ValueError, match="n_features"):
         read_svmlight(path, n_features=0)
+
+
+LONG_VALUE = "0." + "0" * 300 + "1"      # 303 characters: 1e-301, too long for the old 256-byte copy
+LONG_LABEL = "1." + "0" * 400            # a label of 402 characters: exactly 1
+LONG_ROUNDING = "1." + "0" * 300 + "1"   # rounds to 1.0 only when every digit is read, as strtod does
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_number_tokens_of_any_length_parse_like_strtod(tmp_path, dtype):
+    """Tokens of 256 characters and more are valid numbers, parsed exactly like float()."""
+    text = (f"{LONG_LABEL} 1:{LONG_VALUE} 2:{LONG_ROUNDING}\n"
+            f"-{LONG_LABEL} 3:-{LONG_VALUE}e300 4:{'9' * 30}.{'9' * 300}\n")
+    data = read_svmlight(write(tmp_path, text), dtype=dtype)
+    assert_matches_reference(data, text, dtype)
+    assert data.labels.tolist() == [1.0, -1.0]
+
+
+def test_long_invalid_token_still_refused(tmp_path):
+    path = write(tmp_path, "1 2:" + "1" * 300 + "x\n")
+    with pytest.raises(DataError, match=r":1: bad value '1{40}\.\.\.' for feature index 2 \(expected a number\)"):
+        read_svmlight(path)
+    path = write(tmp_path, "0x" + "1" * 300 + " 1:1\n")
+    with pytest.raises(DataError, match=r":1: bad label '0x1{38}\.\.\.' \(expected a number\)"):
+        read_svmlight(path)
+
+
+def truncated_or_corrupt(tmp_path, opener, suffix):
+    """Compressed copies of a valid file: cut in half, and with bytes overwritten inside."""
+    text = random_file(np.random.default_rng(4), 400).encode()
+    whole = tmp_path / f"whole.svm{suffix}"
+    with opener(whole, "wb") as out:
+        out.write(text)
+    packed = whole.read_bytes()
+    truncated = write(tmp_path, packed[: len(packed) // 2], f"truncated.svm{suffix}")
+    middle = len(packed) // 2
+    corrupt = write(tmp_path, packed[:middle] + bytes(64) + packed[middle + 64:], f"corrupt.svm{suffix}")
+    return truncated, corrupt
+
+
+@pytest.mark.parametrize("opener, suffix, kind", [(bz2.open, ".bz2", "bzip2"), (gzip.open, ".gz", "gzip")])
+def test_truncated_or_corrupt_compressed_file_names_the_file(tmp_path, opener, suffix, kind):
+    truncated, corrupt = truncated_or_corrupt(tmp_path, opener, suffix)
+    with pytest.raises(DataError) as caught:
+        read_svmlight(truncated)
+    assert str(caught.value).startswith(f"{truncated}: the {kind} file is truncated")
+    with pytest.raises(DataError) as caught:
+        read_svmlight(corrupt, part=(1, 2))
+    assert str(caught.value).startswith(f"{corrupt}: the {kind} file is ")
+    not_compressed = write(tmp_path, "1 1:1\n", f"plain.svm{suffix}")
+    with pytest.raises(DataError, match=f"plain.svm{suffix}: the {kind} file is corrupt"):
+        read_svmlight(not_compressed)

@@ -7,6 +7,7 @@ the in-process COMM_SELF solve to 1e-12 relative.
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,53 @@ def test_corrupt_or_mismatched_cache_is_ignored_and_rewritten(tmp_path):
         assert again.f_star == pytest.approx(first.f_star, rel=1e-13)
         assert json.loads(path.read_text())["f_star"] == again.f_star
     assert reference_optimum(objective, MPI.COMM_SELF, fingerprint="fp", cache_dir=tmp_path).iterations == 0
+
+
+def huge_label_objective():
+    """Least squares on labels of order 1e30: |grad F| cannot come near gtol = 1e-10 in float64."""
+    features, labels = synthetic("least_squares")
+    return make_objective("least_squares", features, labels * 1e30, l2=1.0 / 400)
+
+
+def test_unconverged_solve_is_not_cached_and_is_solved_again(tmp_path):
+    objective = huge_label_objective()
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with np.errstate(all="warn"):
+            first = reference_optimum(objective, MPI.COMM_SELF, fingerprint="huge", cache_dir=tmp_path,
+                                      warn=notes.append)
+            second = reference_optimum(objective, MPI.COMM_SELF, fingerprint="huge", cache_dir=tmp_path,
+                                       warn=notes.append)
+    assert [str(w.message) for w in caught] == []  # no Python or NumPy warning escapes
+    assert not first.converged and first.grad_norm > 1e-10 and np.isfinite(first.f_star)
+    assert not (tmp_path / "reference").exists() or not any((tmp_path / "reference").iterdir())
+    assert second.iterations > 0 and not second.converged  # solved again, not read back
+    assert len(notes) == 2
+    assert notes[0].startswith(f"f* is approximate (L-BFGS stopped at |grad F| = {first.grad_norm:.3g} > gtol = 1e-10 ")
+    assert notes[0].endswith("suboptimality is relative to it (not cached, the next run solves again)")
+
+
+def test_converged_solve_says_so_and_reports_nothing(tmp_path):
+    features, labels = synthetic("logistic")
+    objective = make_objective("logistic", features, labels, l2=1.0 / 400)
+    notes = []
+    solved = reference_optimum(objective, MPI.COMM_SELF, fingerprint="fp", cache_dir=tmp_path, warn=notes.append)
+    cached = reference_optimum(objective, MPI.COMM_SELF, fingerprint="fp", cache_dir=tmp_path, warn=notes.append)
+    assert solved.converged and cached.converged and cached.iterations == 0 and notes == []
+
+
+def test_cached_record_short_of_its_gtol_is_solved_again(tmp_path):
+    """Older versions wrote unconverged solves with the gtol they missed; such a record is ignored."""
+    features, labels = synthetic("logistic")
+    objective = make_objective("logistic", features, labels, l2=1.0 / 400)
+    first = reference_optimum(objective, MPI.COMM_SELF, fingerprint="fp", cache_dir=tmp_path)
+    path = cache_path(cache_key("fp", "logistic", 1.0 / 400, 12, 400), tmp_path)
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "f_star": first.f_star + 1.0, "grad_norm": 1e-3}))
+    assert record["gtol"] == 1e-10
+    again = reference_optimum(objective, MPI.COMM_SELF, fingerprint="fp", cache_dir=tmp_path)
+    assert again.iterations > 0 and again.f_star == pytest.approx(first.f_star, rel=1e-13)
 
 
 def test_cache_dir_defaults_to_environment(tmp_path, monkeypatch):

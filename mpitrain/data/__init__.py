@@ -14,7 +14,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import DataError
-from .labels import normalize_labels
+from .labels import coding_of_union, distinct_labels, normalize_labels, objective_refusal
 from .registry import DATASETS, RemoteDataset, cache_dir, data_dir, locate
 from .sharding import SCHEMES, assignment, shard, shard_rows, shard_sizes
 from .svmlight import read_svmlight
@@ -22,14 +22,14 @@ from .synthetic import GENERATORS, synthetic_classification, synthetic_least_squ
 
 __all__ = [
     "DATASETS", "DataError", "Dataset", "GENERATORS", "RemoteDataset", "SCHEMES",
-    "assignment", "cache_dir", "data_dir", "locate", "normalize_labels", "open_dataset",
-    "read_svmlight", "shard", "shard_rows", "shard_sizes", "synthetic_classification",
-    "synthetic_least_squares",
+    "assignment", "cache_dir", "coding_of_union", "data_dir", "distinct_labels", "locate",
+    "normalize_labels", "objective_refusal", "open_dataset", "read_svmlight", "shard", "shard_rows",
+    "shard_sizes", "synthetic_classification", "synthetic_least_squares",
 ]
 
 
 def open_dataset(name, *, dtype=np.float64, part=None, synthetic=None, n_features=None,
-                 classes=None) -> Dataset:
+                 classes=None, raw_labels=False) -> Dataset:
     """Open a data set by registry name, file path or generator name.
 
     name        a registry name (``DATASETS``: "w8a", "a9a", "rcv1.binary", "real-sim",
@@ -46,6 +46,9 @@ def open_dataset(name, *, dtype=np.float64, part=None, synthetic=None, n_feature
                 padded to it); pass it with ``part`` so that all parts agree.
     classes     (negative, positive) label coding of a file path; by default found
                 from the labels read (see ``mpitrain.data.labels``).
+    raw_labels  True: a file path's labels come back as written, no coding applied, for a
+                caller that decides the coding over all parts of the file (a part can hold
+                one class only). Registry sets and generators are coded as usual.
 
     Binary-classification labels come back as -1.0 / +1.0. Raises DataError when the
     data cannot be found or a line is broken.
@@ -61,6 +64,8 @@ def open_dataset(name, *, dtype=np.float64, part=None, synthetic=None, n_feature
         raise DataError(f"{name!r} is neither a file nor a known data set; registry names: "
                         f"{', '.join(sorted(DATASETS))}; generators: {', '.join(sorted(GENERATORS))}")
     data = read_svmlight(path, dtype=dtype, n_features=n_features, part=part)
+    if raw_labels:
+        return data
     try:
         labels = normalize_labels(data.labels, classes)
     except ValueError as error:

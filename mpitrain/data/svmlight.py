@@ -10,6 +10,7 @@ import gzip
 import math
 import mmap
 import os
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .dataset import FLOAT_DTYPES, Dataset
 from .errors import DataError
 
 DECOMPRESSORS = {".bz2": bz2.open, ".gz": gzip.open}  # suffix -> opener of a byte stream
+FORMATS = {".bz2": "bzip2", ".gz": "gzip"}  # suffix -> the format's name in messages
 
 TOKEN_SHOWN = 40  # characters of an offending token quoted in an error message
 
@@ -74,8 +76,7 @@ def file_bytes(path):
     """The file's (decompressed) bytes as a read-only buffer: an mmap for plain files."""
     opener = DECOMPRESSORS.get(path.suffix)
     if opener is not None:
-        with opener(path, "rb") as stream:
-            yield stream.read()
+        yield decompressed(path, opener)
         return
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
@@ -87,6 +88,22 @@ def file_bytes(path):
             yield mapped
         finally:
             mapped.close()
+
+
+def decompressed(path, opener):
+    """The whole decompressed content of ``path``; DataError naming the file when the
+    stream is truncated (a partial copy or download) or corrupt, instead of EOFError,
+    zlib.error or OSError from deep inside the decompressor."""
+    kind = FORMATS[path.suffix]
+    with opener(path, "rb") as stream:  # opening errors (missing, no permission) name the file already
+        try:
+            return stream.read()
+        except EOFError:
+            raise DataError(f"{path}: the {kind} file is truncated (it ends before the end of its "
+                            "compressed stream); copy or download it again") from None
+        except (OSError, zlib.error) as error:
+            raise DataError(f"{path}: the {kind} file is corrupt ({error}); copy or download it "
+                            "again") from None
 
 
 def part_range(buffer, part):
