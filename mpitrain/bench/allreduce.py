@@ -29,14 +29,16 @@ import time
 
 import numpy as np
 
+from ..argparsing import ArgumentParser, size_list
+
 DEFAULT_SIZES = "1e3,1e4,1e5,1e6,1e7"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m mpitrain bench allreduce", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m mpitrain bench allreduce", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma-separated d values (default {DEFAULT_SIZES})")
+    p.add_argument("--sizes", type=size_list, default=DEFAULT_SIZES, help=f"comma-separated d values (default {DEFAULT_SIZES})")
     p.add_argument("--repeats", type=int, default=0, help="timings per operation and d (default: by size)")
     return p.parse_args(argv)
 
@@ -115,7 +117,7 @@ def main(argv) -> int:
 
     args = parse_args(argv)
     comm = MPI.COMM_WORLD
-    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    sizes = args.sizes
     rows = [measure(comm, d, args.repeats or default_repeats(d)) for d in sizes]
     if comm.Get_rank() != 0:
         return 0

@@ -8,13 +8,13 @@ time instead of wall time, for shared machines), as a speed-up over NumPy and as
 fraction of copy bandwidth. The NumPy formulations produce the same information (codes
 as small integers, not bit-packed unless NumPy has a packer: ``np.packbits`` for signs).
 """
-import argparse
 import json
 import sys
 import time
 
 import numpy as np
 
+from mpitrain.argparsing import ArgumentParser
 from mpitrain.compress import make_compressor
 
 
@@ -210,7 +210,7 @@ def format_table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="mpitrain bench compress", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="mpitrain bench compress", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=10_000_000, help="d, entries of x (float32)")
     parser.add_argument("--repeat", type=int, default=5, help="best of R runs")
     parser.add_argument("--ratio", type=float, default=0.01, help="k / d for Top-k and Rand-k")

@@ -6,11 +6,12 @@ Both parsers read the same file in the same run, float64 output; each is timed
 ``--repeat`` times and the best time is kept. The ratio is sklearn's best time over
 ours (above 1: ours is faster). Without scikit-learn only ours is timed.
 """
-import argparse
 import json
 import time
 
 import numpy as np
+
+from ..argparsing import ArgumentParser
 
 
 def best_time(function, repeat):
@@ -26,7 +27,7 @@ def best_time(function, repeat):
 def main(argv=None) -> int:
     from mpitrain.data import locate, read_svmlight
 
-    parser = argparse.ArgumentParser(prog="mpitrain bench parse", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="mpitrain bench parse", description=__doc__.splitlines()[0])
     parser.add_argument("--path", help="LIBSVM file (default: the w8a data set, located by name)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of each parser (best kept)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")

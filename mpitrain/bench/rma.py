@@ -13,7 +13,6 @@ bare lock/unlock epoch. Between nodes (or with ``MPIR_CVAR_NOLOCAL=1`` on one no
 needs the target's progress; inside a node its shared-memory path does not.
 Rank 0 prints a table or, with ``--json``, one JSON object; other ranks print nothing.
 """
-import argparse
 import json
 import os
 import sys
@@ -22,15 +21,16 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from mpitrain.argparsing import ArgumentParser, size_list
 from mpitrain.comm.store import ParameterStore
 
 SIZES = "1000,10000,100000,1000000,10000000"
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="mpitrain bench rma", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="mpitrain bench rma", description=__doc__.split("\n")[0])
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--sizes", default=SIZES, help="comma-separated d values")
+    p.add_argument("--sizes", type=size_list, default=SIZES, help="comma-separated d values")
     p.add_argument("--layouts", default="sharded,server", help="store layouts to measure")
     p.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
     p.add_argument("--compute", type=float, default=0.5, help="host compute time (s)")
@@ -157,7 +157,7 @@ def main(argv=None):
         if comm.rank == 0:
             print("bench rma needs at least 2 ranks (mpiexec -n 4 ...)", file=sys.stderr)
         return 2
-    sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    sizes = args.sizes
     layouts = [s for s in args.layouts.split(",") if s]
     report = {
         "nprocs": comm.size,

@@ -43,6 +43,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..argparsing import ArgumentParser
+
+
 ALGORITHMS = ("sync_sgd", "local_sgd", "compressed_sgd", "async_sgd")
 EXTRA_ALGORITHMS = ("compressed_local_sgd",)  # accepted by --algorithms, not run by default
 CONFIGS = Path(__file__).resolve().parents[2] / "jobs" / "configs"
@@ -50,7 +53,7 @@ QUIET = ["run.progress=false", "run.save_parameters=false"]
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m mpitrain bench scale", description=__doc__,
+    p = ArgumentParser(prog="python -m mpitrain bench scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True)
     defaults = {"ranks": dict(ranks=64, steps=200, d=None), "memory": dict(ranks=2, steps=300, d="1e7"),

@@ -21,16 +21,16 @@ Rank 0 gathers them and writes one JSON object to ``--out``; other ranks stay qu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
+from ..argparsing import ArgumentParser
 from ..memory import current_rss_mb, peak_rss_mb
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m mpitrain.bench.scale_worker")
+    p = ArgumentParser(prog="python -m mpitrain.bench.scale_worker")
     p.add_argument("--out", required=True, help="JSON file rank 0 writes")
     p.add_argument("--launched", type=float, default=None, help="launcher's time.time() before mpiexec")
     p.add_argument("--probes", default="", help="comma-separated step counts after which RSS is read")

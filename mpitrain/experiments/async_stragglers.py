@@ -32,6 +32,7 @@ import numpy as np
 from ..algorithms.async_rule import UpdateRule
 from ..algorithms.async_simulation import Simulation
 from ..algorithms.delays import delay_metrics, plot_delays
+from ..argparsing import ArgumentParser
 
 SLOWDOWNS = (1, 4, 16, 64)
 METHODS = ("asgd", "clipped asgd", "sync sgd")
@@ -40,7 +41,7 @@ REAL_CONFIG = ROOT / "jobs" / "configs" / "async_sgd_stragglers.toml"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m mpitrain experiment async-stragglers", description=__doc__,
+    p = ArgumentParser(prog="python -m mpitrain experiment async-stragglers", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer seeds, shorter horizon, iid only, no MPI runs")
     p.add_argument("--seeds", type=int, help="seeds per cell (default 10, quick 5)")

@@ -41,6 +41,7 @@ from ..algorithms.compressed_sgd import CompressedSGDOptions
 from ..algorithms.simulated_compressed_sgd import SimulatedCompressedSGD
 from ..config import build_section
 from ..schedules import Constant
+from ..argparsing import ArgumentParser, positive_float_list
 
 K_KEPT = 15  # k of the sparsifiers: 5% of d = 300
 LEVELS = 4  # s of the ditherings
@@ -65,14 +66,14 @@ DEFAULTS = dict(target=0.01, gamma=4.0, workers=4, batch_size=32, check=50, peri
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m mpitrain experiment compression-bits", description=__doc__,
+    p = ArgumentParser(prog="python -m mpitrain experiment compression-bits", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer steps, gamma* only, no tuning (under 3 minutes)")
     p.add_argument("--out", default="runs/compression-bits", help="output folder")
     p.add_argument("--dataset", default="w8a")
     p.add_argument("--target", type=float, default=DEFAULTS["target"], help="target suboptimality")
     p.add_argument("--gamma", type=float, default=DEFAULTS["gamma"], help="gamma* when not tuned")
-    p.add_argument("--tune-grid", default="1,2,4,8,16", help="gamma grid for the identity baseline (full run)")
+    p.add_argument("--tune-grid", type=positive_float_list, default="1,2,4,8,16", help="gamma grid for the identity baseline (full run)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--check", type=int, default=DEFAULTS["check"], help="evaluate every this many steps")
     p.add_argument("--period", type=int, default=DEFAULTS["period"], help="H of the Local SGD comparison")
@@ -215,7 +216,7 @@ def main(argv) -> int:
           f"K = 4 workers simulated in one process, target {args.target:g}", flush=True)
     gamma_star, tuning = args.gamma, []
     if preset["tune"]:
-        for gamma in [float(g) for g in args.tune_grid.split(",")]:
+        for gamma in args.tune_grid:
             run = Run(problem, "identity", "none", gamma, args)
             tuning.append((gamma, run.rounds_to_target if run.bits_to_target is not None else "not reached"))
             print(f"  tune identity gamma = {gamma:g}: steps to target {tuning[-1][1]}", flush=True)

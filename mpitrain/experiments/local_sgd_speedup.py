@@ -34,13 +34,14 @@ import numpy as np
 from ..algorithms.periods import ConstantPeriod
 from ..algorithms.simulated_local_sgd import SimulatedLocalSGD
 from ..schedules import InverseTime
+from ..argparsing import ArgumentParser, size_list
 
 FULL = dict(workers=(1, 2, 4, 8, 16), periods=(1, 2, 4, 8, 16, 32, 64), seeds=3)
 QUICK = dict(workers=(1, 2, 4, 8, 16), periods=(1, 4, 16, 64), seeds=1)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m mpitrain experiment local-sgd-speedup", description=__doc__,
+    p = ArgumentParser(prog="python -m mpitrain experiment local-sgd-speedup", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer periods and one seed (about 3 minutes)")
     p.add_argument("--out", default="runs/local-sgd-speedup", help="output folder")
@@ -52,8 +53,8 @@ def parse_args(argv):
     p.add_argument("--max-steps", type=int, default=None, help="give up on a point after this many steps")
     p.add_argument("--check", type=int, default=None, help="evaluate the average model every this many steps")
     p.add_argument("--seeds", type=int, default=None, help="sampling seeds to average T over")
-    p.add_argument("--workers", default=None, help="comma-separated K values")
-    p.add_argument("--periods", default=None, help="comma-separated H values")
+    p.add_argument("--workers", type=size_list, default=None, help="comma-separated K values")
+    p.add_argument("--periods", type=size_list, default=None, help="comma-separated H values")
     return p.parse_args(argv)
 
 
@@ -151,8 +152,8 @@ def plot(workers, periods, speedup, path):
 def main(argv) -> int:
     args = parse_args(argv)
     preset = QUICK if args.quick else FULL
-    workers = [int(k) for k in args.workers.split(",")] if args.workers else list(preset["workers"])
-    periods = [int(h) for h in args.periods.split(",")] if args.periods else list(preset["periods"])
+    workers = args.workers or list(preset["workers"])
+    periods = args.periods or list(preset["periods"])
     seeds = args.seeds or preset["seeds"]
     for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
