@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from .argparsing import ArgumentParser, user_error
 
 
 def _load_entry(spec: str):
@@ -50,33 +53,46 @@ def check_same_config(comm, config) -> None:
 
 
 def cmd_train(args) -> int:
-    from .checkpoint import Stopped
     from .config import ConfigError, load_config
     from .runtime import JobError, agree, world
     from .slurm import check_world_size
-    from .train import train
+    from .stopping import EXIT_INTERRUPTED
+    from .train import error_line, train
 
     comm = world()
     overrides = list(args.set)
     if args.checkpoint_every is not None:
         overrides.append(f"run.checkpoint_every={args.checkpoint_every}")
+    if args.resume is not None and args.overwrite:
+        if comm.Get_rank() == 0:
+            print("mpitrain: error: --resume and --overwrite exclude each other", file=sys.stderr, flush=True)
+        return 2
     try:
         check_world_size(comm)
         config = agree(comm, lambda: load_config(args.config, overrides), what="invalid configuration")
         check_same_config(comm, config)
-        train(config, comm, resume=args.resume)
+        train(config, comm, resume=args.resume, overwrite=args.overwrite)
     except (JobError, ConfigError) as exc:
         if comm.Get_rank() == 0:
-            kind = "" if isinstance(exc, Stopped) else "error: "
-            print(f"mpitrain: {kind}{exc}", file=sys.stderr, flush=True)
+            print(error_line(exc) if isinstance(exc, JobError) else f"mpitrain: error: {exc}",
+                  file=sys.stderr, flush=True)
         return getattr(exc, "code", 2)
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
+        if comm.Get_rank() == 0:
+            print("mpitrain: interrupted (SIGINT) before training started; nothing new was written",
+                  file=sys.stderr, flush=True)
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)  # the ranks may be in different collectives: no MPI_Finalize
     return 0
 
 
 def cmd_plot(args) -> int:
     from .plot import plot_metrics
 
-    plot_metrics(args.metrics, args.output)
+    try:
+        plot_metrics(args.metrics, args.output)
+    except (OSError, ValueError) as exc:
+        return user_error(describe_os_error(exc))
     print(f"wrote {args.output}")
     return 0
 
@@ -87,10 +103,16 @@ def cmd_compare(args) -> int:
     try:
         print(compare_runs(args.metrics, args.output))
     except (OSError, ValueError) as exc:
-        print(f"mpitrain: error: {exc}", file=sys.stderr)
-        return 2
+        return user_error(describe_os_error(exc))
     print(f"wrote {args.output}")
     return 0
+
+
+def describe_os_error(exc: Exception) -> str:
+    """``cannot read x.jsonl: No such file or directory`` rather than ``[Errno 2] ...``."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
 
 
 def cmd_job(args) -> int:
@@ -124,7 +146,7 @@ def cmd_experiment(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mpitrain", description=__doc__,
+    parser = ArgumentParser(prog="python -m mpitrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -137,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="PATH",
                    help="continue from a checkpoint: a checkpoints folder, one of its step-* folders, or 'auto' "
                         "(this run's own checkpoints if there are any, else start afresh)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run in run.output_dir (without it such a folder is "
+                        "refused)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("plot", help="plot loss and suboptimality from metrics JSONL files")

@@ -105,12 +105,15 @@ class StepSizeConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    output_dir: str = "runs/{algorithm}-{dataset}-K{size}"  # {algorithm}, {dataset}, {size}, {seed} expand
+    # the run's folder: ~ and $VAR expand; so do {algorithm} {dataset} {size} {seed} {config} (see mpitrain.rundir)
+    output_dir: str = "runs/{algorithm}-{dataset}-K{size}-{config}"
     log_every: int = bounded(100, min=1)  # evaluate and log every this many steps
     progress: bool = True  # rank 0 prints a progress line
     reference: bool = True  # compute (or read the cached) f* so suboptimality is reported
     save_parameters: bool = True  # rank 0 writes the final parameters as parameters.npy
+    stall_timeout: float = bounded(300.0, min=0.0)  # seconds without progress before rank 0 names who it waits for; 0: off
     checkpoint_every: int = bounded(0, min=0)  # steps between checkpoints; 0: none
+    keep_checkpoints: int = bounded(2, min=1)  # newest checkpoints kept on disk; older step folders are removed
 
 
 CORE_SECTIONS = {

@@ -11,25 +11,43 @@ from pathlib import Path
 
 
 class MetricsWriter:
-    """Append one JSON object per line to ``path``; flushed after every record."""
+    """Append one JSON object per line to ``path``.
+
+    Each record goes to the file descriptor in one ``write`` (no Python buffer: a record is in
+    the file when :meth:`write` returns). A write that fails (full disk, quota, file size
+    limit) raises OSError after cutting the file back to its last complete record, so the file
+    stays valid JSONL with every record written before the failure.
+    """
 
     def __init__(self, path, enabled: bool = True, append: bool = False):
         self.enabled = enabled
         self.path = Path(path)
-        self._file = None
+        self._fd = -1
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a" if append else "w")
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            self._fd = os.open(self.path, flags, 0o644)
 
     def write(self, record: dict):
-        if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
+        if self._fd < 0:
+            return
+        data = (json.dumps(record) + "\n").encode()
+        good = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError:
+            try:
+                os.ftruncate(self._fd, good)  # no half record
+            except OSError:
+                pass
+            raise
 
     def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class ProgressLine:
@@ -67,26 +85,33 @@ class ProgressLine:
 
 
 def write_json_atomic(path, payload: dict):
-    """Write JSON to ``path`` via a temporary file, fsync and rename."""
+    """Write JSON to ``path`` via a temporary file, fsync and rename (no temporary is left
+    behind when a write fails)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(payload, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def format_summary(summary: dict) -> str:
     sub = summary.get("final_suboptimality")
     lines = [
         f"mpitrain: {summary['algorithm']} on {summary['dataset']} with {summary['ranks']} ranks, "
-        f"{summary['steps']} steps in {summary['train_seconds']:.2f} s ({summary['steps_per_second']:.0f} steps/s)",
+        f"{summary['steps']} steps in {summary['train_seconds']:.2f} s ({summary['steps_per_second']:.0f} steps/s)"
+        + (f"; wall {summary['wall_seconds']:.2f} s: set-up {summary['setup_seconds']:.2f} s, "
+           f"evaluation {summary['eval_seconds']:.2f} s" if "wall_seconds" in summary else ""),
         f"  final loss {summary['final_loss']:.8f}"
-        + (f", suboptimality {sub:.3e} (f* = {summary['f_star']:.10f})" if sub is not None else ""),
+        + (f", suboptimality {sub:.3e} (f* = {summary['f_star']:.10f}"
+           + (", approximate" if summary.get("f_star_converged") is False else "") + ")" if sub is not None else ""),
         f"  per rank: {summary['bytes_sent'] / 1e6:.3f} MB sent in {summary['comm_rounds']} rounds; "
         f"compute {summary['compute_seconds']:.2f} s, communication {summary['comm_seconds']:.2f} s",
-        f"  written: {summary['output_dir']}/metrics.jsonl, summary.json",
+        f"  written: {summary['output_dir']}/metrics.jsonl, summary.json, train.log",
     ]
     return "\n".join(lines)

@@ -22,18 +22,30 @@ Stragglers (mpitrain.monitor): at every evaluation of a lock-step algorithm the 
 their busy time (training time less communication time); rank 0 warns about a rank 10x slower
 than the others. An injected fault (mpitrain.faults) fires inside the timed part of a step.
 
+The run's folder (mpitrain.rundir) is claimed before any long work: created, locked, and
+refused when it holds another run's results; rank 0's output is kept in its ``train.log``
+(mpitrain.runlog). A write that fails (full disk, quota) stops every rank with one line naming
+the file and what was kept. The summary records provenance (mpitrain.provenance) and where the
+wall time went: set-up (data, f*), training, evaluation.
+
+Stopping: SIGTERM / SIGUSR1 / SIGINT (mpitrain.stopping) make lock-step algorithms write a
+checkpoint and stop; asynchronous ones stop pushing, evaluate what they have and write their
+results.
+
 The summary adds each run's peak memory: ``peak_rss_mb_max`` and ``peak_rss_mb_median``, the
 largest and the median over ranks of the process's peak resident set size (getrusage
 ``ru_maxrss``) in MB of 2^20 bytes.
 """
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, stopping
 from .algorithms import ALGORITHMS
 from .algorithms.base import Worker
 from .comm.accounting import CommStats
@@ -44,30 +56,44 @@ from .memory import peak_rss_mb
 from .metrics import MetricsWriter, ProgressLine, format_summary, write_json_atomic
 from .monitor import StragglerMonitor
 from .problem import build_problem
+from .provenance import provenance
+from .rundir import LOG, RunFolder, folder_name, now_text, write_run_record
+from .runlog import RunLog
 from .runtime import JobError, agree
 from .sampling import BatchSampler
+from .watchdog import StallWatchdog
 from .schedules import make_schedule
 
 
-def output_dir(config, size: int) -> Path:
-    template = config.run.output_dir
-    dataset = Path(config.data.dataset).name
-    try:
-        return Path(template.format(algorithm=config.train.algorithm, dataset=dataset, size=size,
-                                    seed=config.train.seed))
-    except (KeyError, IndexError) as exc:
-        raise JobError(f"config field 'run.output_dir': unknown placeholder {exc} in {template!r}")
+def claim_run_folder(config, comm, *, resume: bool, overwrite: bool):
+    """Rank 0 creates, locks and checks the run's folder before any long work (collective);
+    returns (absolute path on every rank, the RunFolder on rank 0 or None)."""
+    folder, error = None, None
+    if comm.Get_rank() == 0:
+        try:
+            folder = RunFolder.claim(folder_name(config, comm.Get_size()), config, resume=resume, overwrite=overwrite)
+        except JobError as exc:
+            error = str(exc)
+    path, error = comm.bcast((folder.path if folder is not None else None, error), root=0)
+    if error is not None:
+        raise JobError(error)
+    return path, folder
 
 
 class Trainer:
-    """Runs one configured job on ``comm``; rank 0 writes ``out_dir``."""
+    """Runs one configured job on ``comm``; rank 0 writes ``out_dir`` (claimed by the caller,
+    see :func:`claim_run_folder`; ``log``: rank 0's RunLog, checked after every write)."""
 
-    def __init__(self, config, comm, resume=None):
+    def __init__(self, config, comm, out_dir=None, resume=None, log=None):
         self.config = config
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self.out_dir = output_dir(config, self.size)
+        # out_dir None: the configured folder, unclaimed (for tests and tools that build a trainer)
+        self.out_dir = Path(out_dir) if out_dir is not None else folder_name(config, self.size)
+        self.log = log
+        self.started_at = now_text()
+        self.wall_started = time.perf_counter()
         self.problem = build_problem(config, comm)
         p = self.problem
         self.stats = CommStats()
@@ -81,6 +107,9 @@ class Trainer:
         self.evaluator = Evaluator(comm, p.objective, p.n_global, p.f_star)
         self.start_step = 0
         self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.setup_seconds = 0.0
+        self.last_written_step = None  # the last metrics record on disk (for error messages)
         self.fault = agree(comm, fault_from_environment, what="MPITRAIN_FAULT")
         self.checkpoints = checkpoint.CheckpointStore(self.out_dir / "checkpoints", comm)
         self.guard = DivergenceGuard(comm, self.checkpoints.root)
@@ -88,14 +117,29 @@ class Trainer:
         if resume == "auto":  # continue from this run's own checkpoints when there are any (rank 0 looks)
             found = checkpoint.has_checkpoint(self.checkpoints.root) if self.rank == 0 else None
             resume = self.checkpoints.root if comm.bcast(found, root=0) else None
+            if resume is None:
+                agree(comm, self.restart_without_checkpoint, what="--resume auto")
         self.resume = resume
         if not self.algorithm.evaluates_in_loop and (resume is not None or config.run.checkpoint_every):
             raise JobError(f"config field 'run.checkpoint_every': {config.train.algorithm} does not write or "
                            "resume checkpoints (its workers are not in lock step)")
 
+    def restart_without_checkpoint(self) -> None:
+        """``--resume auto`` found no checkpoint: start afresh, unless the folder holds a finished
+        run (its results would be lost); partial results of an attempt that never
+        checkpointed are removed (rank 0)."""
+        if self.rank != 0:
+            return
+        if (self.out_dir / "summary.json").exists():
+            raise JobError(f"{self.out_dir} holds a finished run and no checkpoint to continue it from; "
+                           "pass --overwrite to run it again, or choose another run.output_dir")
+        for name in ("metrics.jsonl", "parameters.npy"):
+            (self.out_dir / name).unlink(missing_ok=True)
+
     def evaluate(self, step: int, x=None, seconds=None, extras: bool = True) -> dict:
         """Evaluate (collectively) ``x`` (default: the algorithm's evaluation point) as the
         record of ``step`` at training time ``seconds`` (default: now)."""
+        started = time.perf_counter()
         seconds = self.train_seconds if seconds is None else seconds
         record = {"step": step, "time": seconds}
         record.update(self.evaluator.evaluate(self.algorithm.evaluation_point() if x is None else x))
@@ -107,7 +151,36 @@ class Trainer:
             raise self.guard.error(f"loss or gradient is not finite at step {step} (loss {record['loss']}, "
                                    f"|grad| {record['grad_norm']})")
         self.guard.passed(step)
+        self.eval_seconds += time.perf_counter() - started
         return record
+
+    def kept(self) -> str:
+        """What a run stopped by a write error leaves behind, in words."""
+        parts = [f"metrics up to step {self.last_written_step}" if self.last_written_step is not None
+                 else "no metrics"]
+        if self.guard.checkpoint is not None:
+            step, folder = self.guard.checkpoint
+            parts.append(f"the checkpoint of step {step} ({folder})")
+        return "kept: " + " and ".join(parts)
+
+    def write(self, path, action) -> None:
+        """Run rank 0's write ``action`` of ``path``; on an OSError (or a failed log write) stop
+        every rank with one line naming the file and what was kept (collective)."""
+        def guarded():
+            if self.rank != 0:
+                return
+            try:
+                action()
+            except OSError as exc:
+                raise JobError(f"cannot write {path}: {exc.strerror or exc}; {self.kept()}") from None
+            if self.log is not None and self.log.error is not None:
+                raise JobError(f"{self.log.error}; {self.kept()}")
+
+        agree(self.comm, guarded, what="writing results")
+
+    def write_record(self, writer, record: dict) -> None:
+        self.write(writer.path, lambda: writer.write(record))
+        self.last_written_step = record["step"]
 
     def run(self) -> dict:
         cfg = self.config
@@ -117,50 +190,91 @@ class Trainer:
             self.guard.kept(self.start_step, checkpoint.resolve(self.resume))
         if self.monitor is not None:
             self.monitor.start(self.start_step, self.train_seconds, self.stats.comm_seconds)
-        if speaker:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path = self.out_dir / "metrics.jsonl"
+
+        def write_records():
+            self.out_dir.mkdir(parents=True, exist_ok=True)  # claimed already, unless built directly
+            write_run_record(self.out_dir, cfg, checkpoint.config_digest(cfg), self.started_at,
+                             resumed=self.resume is not None)
             write_json_atomic(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
             if self.resume is not None:
-                checkpoint.truncate_metrics(self.out_dir / "metrics.jsonl", self.start_step)
-        writer = MetricsWriter(self.out_dir / "metrics.jsonl", enabled=speaker, append=self.resume is not None)
+                source = self.resumed_metrics()
+                if source is not None and not metrics_path.exists():
+                    shutil.copyfile(source, metrics_path)  # the records before the checkpoint
+                checkpoint.truncate_metrics(metrics_path, self.start_step)
+
+        self.write(self.out_dir / "run.json", write_records)
+        self.setup_seconds = time.perf_counter() - self.wall_started
+        writer = MetricsWriter(metrics_path, enabled=False)
+
+        def open_metrics():  # rank 0 only
+            nonlocal writer
+            writer = MetricsWriter(metrics_path, append=self.resume is not None)
+
+        self.write(metrics_path, open_metrics)
         algorithm = self.algorithm
         progress = ProgressLine(algorithm.planned_steps(), enabled=speaker and cfg.run.progress)
         log_every = cfg.run.log_every
-        stop = checkpoint.StopRequest(self.comm).install()
+        stop = stopping.StopRequest(self.comm).install()
+        interrupted = 0
+        watchdog = StallWatchdog(self.comm, cfg.run.stall_timeout if algorithm.evaluates_in_loop else 0)
         try:
             # NaN / Inf: the divergence guard reports it once, from rank 0, not numpy on every rank
             with np.errstate(over="ignore", invalid="ignore"):
                 record = self.evaluate(self.start_step)
                 if self.resume is None:  # a resumed run's metrics already hold this record
-                    writer.write(record)
+                    self.write_record(writer, record)
+                else:
+                    self.last_written_step = self.start_step
                 progress.update(record)
                 t = self.start_step
+                watchdog.start(t)
                 while not algorithm.done(t):
+                    if not algorithm.evaluates_in_loop and stop.received:
+                        interrupted = stop.received  # asynchronous: stop pushing, keep what was done
+                        break
                     started = time.perf_counter()
                     if self.fault is not None:  # inside the timed part: a slowed rank shows as busy
                         self.fault.maybe_fire(self.rank, t, algorithm)
                     algorithm.step(t)
                     self.train_seconds += time.perf_counter() - started
                     t += 1
+                    watchdog.step = t
                     if algorithm.evaluates_in_loop and (t % log_every == 0 or algorithm.done(t)):
                         record = self.evaluate(t)
-                        writer.write(record)
+                        self.write_record(writer, record)
                         progress.update(record)
                         if self.monitor is not None:
                             self.monitor.check(t, self.train_seconds, self.stats.comm_seconds)
                     if algorithm.evaluates_in_loop:  # lock-step algorithms: every rank is at step t
                         self.maybe_checkpoint(t, stop)
+                watchdog.close()
                 algorithm.finish()
                 points = algorithm.trajectory()
                 for i, point in enumerate(points):
                     record = self.evaluate(point["step"], point["x"], point["time"], extras=i + 1 == len(points))
-                    writer.write(record)
+                    self.write_record(writer, record)
                     progress.update(record)
         finally:
+            watchdog.close()
             stop.restore()
             progress.close()
             writer.close()
-        return self.finish(record)
+        summary = self.finish(record)
+        if interrupted:
+            raise stopping.Stopped(
+                f"stopped by {stopping.signal_name(interrupted)} after {record['step']} updates; the results so far "
+                f"are in {self.out_dir} ({self.config.train.algorithm} writes no checkpoints)", interrupted)
+        return summary
+
+    def resumed_metrics(self):
+        """The metrics file of the run a checkpoint came from, when it is not this folder's
+        (a checkpoint used from elsewhere): its records up to the step continue here."""
+        folder = Path(self.resume).absolute()
+        for candidate in (folder.parent / "metrics.jsonl", folder.parent.parent / "metrics.jsonl"):
+            if candidate.parent.name != "checkpoints" and candidate.is_file():
+                return None if candidate.parent == self.out_dir else candidate
+        return None
 
     def maybe_checkpoint(self, step: int, stop) -> None:
         """At a step boundary: write a checkpoint when due or asked for; stop if asked (collective)."""
@@ -173,9 +287,9 @@ class Trainer:
         folder = self.checkpoints.save(self, step, state)
         self.guard.kept(step, folder)
         if signum and step < self.config.train.steps:
-            raise checkpoint.Stopped(
-                f"stopped by {checkpoint.signal_name(signum)} after step {step} of {self.config.train.steps}; "
-                f"checkpoint written to {folder}; continue with --resume {self.checkpoints.root}")
+            raise stopping.Stopped(
+                f"stopped by {stopping.signal_name(signum)} after step {step} of {self.config.train.steps}; "
+                f"checkpoint written to {folder}; continue with --resume {self.checkpoints.root}", signum)
 
     def finish(self, last: dict) -> dict:
         p = self.problem
@@ -191,17 +305,28 @@ class Trainer:
             "final_suboptimality": last["suboptimality"],
             "final_grad_norm": last["grad_norm"],
             "f_star": p.f_star,
+            "f_star_converged": p.f_star_converged,
+            "f_star_grad_norm": p.f_star_grad_norm,
             "train_seconds": self.train_seconds,
             "steps_per_second": last["steps_per_second"],
             **self.stats.as_dict(),
             **peak_memory(self.comm),
             "output_dir": str(self.out_dir),
+            **provenance(self.comm),
+            "started": self.started_at,
+            "ended": now_text(),
+            "wall_seconds": time.perf_counter() - self.wall_started,
+            "setup_seconds": self.setup_seconds,
+            "eval_seconds": self.eval_seconds,
         }
-        if self.rank == 0:
-            write_json_atomic(self.out_dir / "summary.json", summary)
+
+        def write_outputs():
             if self.config.run.save_parameters:
                 np.save(self.out_dir / "parameters.npy", x_final)
             self.algorithm.write_outputs(self.out_dir)
+            write_json_atomic(self.out_dir / "summary.json", summary)  # last: a summary means complete
+
+        self.write(self.out_dir / "summary.json", write_outputs)
         return summary
 
 
@@ -211,9 +336,33 @@ def peak_memory(comm) -> dict:
     return {"peak_rss_mb_max": float(max(peaks)), "peak_rss_mb_median": float(np.median(peaks))}
 
 
-def train(config, comm, resume=None) -> dict:
-    trainer = Trainer(config, comm, resume=resume)
-    summary = trainer.run()
-    if comm.Get_rank() == 0:
-        print(format_summary(summary), flush=True)
-    return summary
+def train(config, comm, resume=None, overwrite=False) -> dict:
+    """Claim the folder, run the job, release the folder (collective). Errors are JobErrors;
+    rank 0's output, the final error line included, is kept in the folder's ``train.log``."""
+    out_dir, folder = claim_run_folder(config, comm, resume=resume is not None, overwrite=overwrite)
+    log = None
+    try:
+        if folder is not None:
+            log = RunLog(out_dir / LOG, append=resume is not None).start()
+            for note in folder.notes:
+                print(note, file=sys.stderr, flush=True)
+        trainer = Trainer(config, comm, out_dir, resume=resume, log=log)
+        summary = trainer.run()
+        if comm.Get_rank() == 0:
+            print(format_summary(summary), flush=True)
+        return summary
+    except JobError as exc:
+        if log is not None:
+            log.write_text(error_line(exc) + "\n")
+        raise
+    finally:
+        if log is not None:
+            log.close()
+        if folder is not None:
+            folder.release()
+
+
+def error_line(exc: JobError) -> str:
+    """The one line that reports ``exc`` (a stop is not an error)."""
+    kind = "" if isinstance(exc, stopping.Stopped) else "error: "
+    return f"mpitrain: {kind}{exc}"

@@ -137,7 +137,7 @@ def test_checkpoint_from_another_run_is_a_clear_error(tmp_path):
                     timeout=60)
     assert first.returncode == 0, first.output
     ckpt = str(out / "checkpoints")
-    other = run_mpi(2, train_args(out, "train.steps=40", "run.reference=false", "step_size.value=0.4")
+    other = run_mpi(2, train_args(tmp_path / "other", "train.steps=40", "run.reference=false", "step_size.value=0.4")
                     + ["--resume", ckpt], timeout=60)
     assert other.returncode == 2
     assert "mpitrain: error: resuming: all ranks: checkpoint" in other.stderr

@@ -19,7 +19,8 @@ SMALL = ["data.n_samples=2000", "data.n_features=50", "train.steps=60", "train.b
          "step_size.value=0.5", "run.log_every=10", "run.reference=false", "run.progress=false"]
 #: fields that measure time (or memory) and so differ between two runs of the same job
 WALL_TIME = {"time", "compute_seconds", "comm_seconds", "steps_per_second", "train_seconds",
-             "peak_rss_mb_max", "peak_rss_mb_median", "output_dir"}
+             "peak_rss_mb_max", "peak_rss_mb_median", "output_dir", "started", "ended", "wall_seconds",
+             "setup_seconds", "eval_seconds"}
 ALGORITHMS = {
     "sync_sgd": [],
     "local_sgd": ["local_sgd.period=4"],

@@ -1,0 +1,115 @@
+"""Stopping a run on a signal: every rank stops after the same step, a checkpoint is written,
+and the run exits with a code that says why.
+
+- SIGTERM / SIGUSR1 (Slurm's warning before the time limit, ``scancel``): checkpoint, exit
+  :data:`EXIT_CHECKPOINTED` (75, sysexits' EX_TEMPFAIL: "try again", what a requeue wants).
+- SIGINT (Ctrl-C; ``mpiexec`` and ``srun`` pass it to every rank): the same, but exit
+  :data:`EXIT_INTERRUPTED` (130 = 128 + SIGINT, what a shell reports for Ctrl-C). A second
+  SIGINT kills the process at once (the first one puts the default action back), even while
+  the rank waits inside an MPI call where no Python code runs; ``mpiexec`` then ends the job.
+  A SIGINT before training starts (data loading, the f* solve) ends the run with one line and
+  exit 130; nothing is written but the folder's lock is released.
+
+The handler only sets a flag (it may run between any two bytecodes). :meth:`StopRequest.agreed`
+compares flags with one small Allreduce, not at every step (with d = 300 a step of sync SGD is
+itself one latency-bound Allreduce, so a second one per step would add about as much latency
+again) but about every ``period`` seconds: each check also agrees on the longest time any rank
+took since the last one, and every rank derives the same next check step from it.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from .runtime import JobError
+
+#: exit code of a run that wrote a checkpoint and stopped on SIGTERM / SIGUSR1
+EXIT_CHECKPOINTED = 75
+#: exit code of a run stopped by Ctrl-C (SIGINT)
+EXIT_INTERRUPTED = 130
+#: signals that ask a run to checkpoint and stop
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def exit_code(signum: int) -> int:
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_CHECKPOINTED
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+class Stopped(JobError):
+    """The run stopped on a signal (after writing a checkpoint where the algorithm has them)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(message, code=exit_code(signum))
+
+
+class StopRequest:
+    """Remembers a stop signal; :meth:`agreed` tells every rank whether any rank got one.
+
+    ``install()`` before the training loop, ``restore()`` after it puts the previous handlers back.
+    """
+
+    def __init__(self, comm, period: float = 0.5, max_interval: int = 10000):
+        self.comm = comm
+        self.period = period  # seconds between checks, roughly
+        self.max_interval = max_interval  # never more steps than this between checks
+        self.received = 0  # the signal number, 0 while none arrived
+        self.interval = 1  # steps between checks (the same on every rank)
+        self.next_check = 0  # the step boundary of the next check
+        self._last = time.monotonic()
+        self._buffer = np.zeros(2)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends the process at once
+            self.received = signum
+        elif self.received != signal.SIGINT:
+            self.received = signum
+
+    def install(self) -> "StopRequest":
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        self._last = time.monotonic()
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            if sig != signal.SIGINT or signal.getsignal(sig) == self._handle:
+                signal.signal(sig, handler)
+        self._previous.clear()
+
+    def agreed(self, step: int) -> int:
+        """At step boundary ``step``: the signal any rank received (SIGINT first), 0 if none or
+        if this is not a check step (collective on check steps)."""
+        if self.comm.Get_size() == 1:
+            return self.received
+        if step < self.next_check:
+            return 0
+        now = time.monotonic()
+        # SIGINT (2) outranks SIGTERM (15) and SIGUSR1 (10): a Ctrl-C anywhere means "interrupted"
+        self._buffer[:] = (priority(self.received), now - self._last)
+        self.comm.Allreduce(MPI.IN_PLACE, self._buffer, op=MPI.MAX)
+        self._last = now
+        received, elapsed = from_priority(int(self._buffer[0])), float(self._buffer[1])
+        scaled = int(self.interval * self.period / max(elapsed, 1e-9))
+        self.interval = max(1, min(scaled, 2 * self.interval, self.max_interval))
+        self.next_check = step + self.interval
+        return received
+
+
+def priority(signum: int) -> int:
+    """A number that orders signals by what they mean: none < SIGTERM/SIGUSR1 < SIGINT."""
+    if signum == 0:
+        return 0
+    return 1000 if signum == signal.SIGINT else signum
+
+
+def from_priority(value: int) -> int:
+    return int(signal.SIGINT) if value == 1000 else value
