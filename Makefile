@@ -34,7 +34,7 @@ $(VENV)/.built: $(VENV)/.deps setup.py $(wildcard pyx/*.pyx pyx/*.pxd pyx/*.pxi 
 build: $(VENV)/.built
 
 demo: build
-	$(MPIEXEC) -n $(NP) $(PY) -m mpitrain train --config jobs/configs/demo.toml --set run.output_dir=$(DEMO_OUT)
+	$(MPIEXEC) -n $(NP) $(PY) -m mpitrain train --config jobs/configs/demo.toml --set run.output_dir=$(DEMO_OUT) --overwrite
 	$(PY) -m mpitrain plot $(DEMO_OUT)/metrics.jsonl -o $(DEMO_OUT)/metrics.png
 
 test: build

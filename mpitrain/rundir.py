@@ -19,8 +19,9 @@ from being lost or mixed with another's:
   (host, pid, Slurm job, start time); rank 0 refreshes its time stamp every
   :data:`HEARTBEAT_SECONDS` from a background thread and removes it at the end. A second run
   is refused with a line naming the holder. A lock is stale, and taken over with a note, when
-  its process is gone (same host) or it has not been refreshed for :data:`STALE_SECONDS`
-  (a crashed job on another node, or a requeued one).
+  its process is gone (same host), it has not been refreshed for :data:`STALE_SECONDS` (a
+  crashed job on another node), or it is an earlier attempt of the same Slurm job (a requeued
+  job keeps ``SLURM_JOB_ID`` and counts up ``SLURM_RESTART_COUNT``).
 - **Never overwritten silently.** A folder that holds results (``run.json``, ``metrics.jsonl``,
   ``summary.json`` or ``checkpoints/``) is refused unless the user asks to continue it
   (``--resume``: the results must be of a run with the same config digest) or to replace it
@@ -129,8 +130,13 @@ def process_alive(pid: int) -> bool:
 
 
 def lock_is_stale(holder: dict, age: float) -> bool:
-    """Its process is gone (same host) or it has not been refreshed for STALE_SECONDS."""
+    """Its process is gone (same host), it has not been refreshed for STALE_SECONDS, or it is
+    an earlier attempt of this same Slurm job (requeued: same job id, another restart count)."""
     if age > STALE_SECONDS:
+        return True
+    job = os.environ.get("SLURM_JOB_ID")
+    if job is not None and holder.get("slurm_job") == job \
+            and holder.get("slurm_restart") != os.environ.get("SLURM_RESTART_COUNT"):
         return True
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         return not process_alive(holder["pid"])
@@ -174,7 +180,7 @@ class RunFolder:
     def _lock(self) -> None:
         lock = self.path / LOCK
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": now_text(),
-                  "slurm_job": os.environ.get("SLURM_JOB_ID")}
+                  "slurm_job": os.environ.get("SLURM_JOB_ID"), "slurm_restart": os.environ.get("SLURM_RESTART_COUNT")}
         for _ in range(2):
             try:
                 fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -80,7 +80,7 @@ def dead_pid():
     return proc.pid
 
 
-def test_stale_locks_are_taken_over_with_a_note_and_live_ones_are_not(tmp_path):
+def test_stale_locks_are_taken_over_with_a_note_and_live_ones_are_not(tmp_path, monkeypatch):
     here = socket.gethostname()
     write_lock(tmp_path / "dead", {"host": here, "pid": dead_pid()}, age=1)
     folder = claim(tmp_path / "dead")
@@ -89,6 +89,13 @@ def test_stale_locks_are_taken_over_with_a_note_and_live_ones_are_not(tmp_path):
 
     write_lock(tmp_path / "silent", {"host": "node-elsewhere", "pid": 1}, age=rundir.STALE_SECONDS + 5)
     claim(tmp_path / "silent").release()
+
+    write_lock(tmp_path / "requeued", {"host": "node-elsewhere", "pid": 1, "slurm_job": "77"}, age=3)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    claim(tmp_path / "requeued").release()  # the same job, requeued: its earlier attempt is over
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.delenv("SLURM_RESTART_COUNT")
 
     write_lock(tmp_path / "fresh", {"host": "node-elsewhere", "pid": 1, "slurm_job": "77"}, age=3)
     with pytest.raises(JobError, match="in use by another run .*host node-elsewhere, pid 1, Slurm job 77"):
