@@ -142,6 +142,23 @@ def test_ctrl_c_checkpoints_exits_130_and_resumes_to_the_unbroken_metrics(tmp_pa
     assert "stopped by SIGINT" in log and "mpitrain: sync_sgd on" in log  # both attempts, appended
 
 
+def test_ctrl_c_during_set_up_is_one_line_and_exit_130_and_frees_the_folder(tmp_path):
+    out = tmp_path / "setup"
+    # about 9 s of set-up here (a 1e6-sample data set and its f* solve, cache empty)
+    proc = start(2, train_args(out, "data.n_samples=1000000", "run.reference=true", "train.steps=10"),
+                 env=mpi_env({"MPITRAIN_CACHE": str(tmp_path / "cache")}))
+    wait_for(lambda: (out / ".lock").exists(), proc, "the folder being claimed")
+    time.sleep(1.0)
+    assert not (out / "run.json").exists(), "set-up ended before the signal: the test needs a longer one"
+    proc.send_signal(signal.SIGINT)
+    _, err = finish(proc)
+    assert proc.returncode == 130, err
+    ours = [line for line in err.splitlines() if line.startswith("mpitrain")]
+    assert ours == ["mpitrain: interrupted (SIGINT) before training started; nothing new was written"], err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not (out / ".lock").exists()
+
+
 def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
     script = tmp_path / "twice.py"
     script.write_text(textwrap.dedent("""
