@@ -120,13 +120,18 @@ def describe_holder(holder: dict, age: float) -> str:
 
 
 def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs on this host (a zombie, exited but not yet reaped, is dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def lock_is_stale(holder: dict, age: float) -> bool:

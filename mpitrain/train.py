@@ -186,8 +186,8 @@ class Trainer:
         cfg = self.config
         speaker = self.rank == 0
         if self.resume is not None:
-            self.start_step = checkpoint.load(self, self.resume)
-            self.guard.kept(self.start_step, checkpoint.resolve(self.resume))
+            self.start_step, folder = checkpoint.resume_from(self, self.resume)
+            self.guard.kept(self.start_step, folder)
         if self.monitor is not None:
             self.monitor.start(self.start_step, self.train_seconds, self.stats.comm_seconds)
         metrics_path = self.out_dir / "metrics.jsonl"
@@ -284,7 +284,10 @@ class Trainer:
             return
         state = self.algorithm.state_dict()
         self.guard.check_state(state, step)  # never write a NaN checkpoint
-        folder = self.checkpoints.save(self, step, state)
+        try:
+            folder = self.checkpoints.save(self, step, state)
+        except JobError as exc:  # the previous checkpoint is intact: say so
+            raise JobError(f"{exc}; {self.kept()}") from None
         self.guard.kept(step, folder)
         if signum and step < self.config.train.steps:
             raise stopping.Stopped(

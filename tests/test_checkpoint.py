@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from mpi_run import ROOT, mpi_env, mpiexec_path, run_mpi
-from mpitrain import checkpoint
+from mpitrain import checkpoint, stopping
 from mpitrain.config import load_config
+from mpitrain.runtime import JobError
 
 WALL_TIME = {"time", "compute_seconds", "comm_seconds", "steps_per_second"}
 SMALL = ["data.n_samples=2000", "data.n_features=50", "train.batch_size=8", "step_size.value=0.5",
@@ -68,12 +69,12 @@ def test_interrupted_write_leaves_previous_checkpoint_readable(trainer, monkeypa
 
     trainer.algorithm.x[:] = 2.0
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoint.np, "savez", crash_mid_write)
-        with pytest.raises(checkpoint.JobError, match="No space left on device"):
+        patch.setattr(np, "savez", crash_mid_write)
+        with pytest.raises(JobError, match="No space left on device"):
             store.save(trainer, 20)
     with monkeypatch.context() as patch:  # rank files written, manifest not: still incomplete
-        patch.setattr(checkpoint, "write_json_durable", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
-        with pytest.raises(checkpoint.JobError, match="I/O error"):
+        patch.setattr(checkpoint.store, "write_json_durable", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
+        with pytest.raises(JobError, match="I/O error"):
             store.save(trainer, 30)
     assert checkpoint.resolve(store.root).name == "step-00000010"
     assert not list(store.root.glob("step-00000020/.*tmp*"))  # no temporary file left behind
@@ -82,7 +83,7 @@ def test_interrupted_write_leaves_previous_checkpoint_readable(trainer, monkeypa
     assert checkpoint.load(trainer, store.root) == 10
     np.testing.assert_array_equal(trainer.algorithm.x, saved_x)
     assert trainer.worker.sampler.state() == saved_sampler
-    with pytest.raises(checkpoint.JobError, match="not a complete checkpoint"):
+    with pytest.raises(JobError, match="not a complete checkpoint"):
         checkpoint.load(trainer, store.root / "step-00000030")
 
 
@@ -119,7 +120,7 @@ def test_run_stopped_by_sigterm_resumes_to_the_same_metrics(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == checkpoint.EXIT_CHECKPOINTED, err
+    assert proc.returncode == stopping.EXIT_CHECKPOINTED, err
     assert "mpitrain: stopped by SIGTERM after step" in err
     stopped_at = json.loads((out / "checkpoints" / "latest").read_text())["step"]
     assert 40 <= stopped_at < 100

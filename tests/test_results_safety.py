@@ -296,3 +296,15 @@ def test_a_stopped_rank_is_named_by_rank_0_and_the_run_goes_on_when_it_resumes(t
     warning = [line for line in err.splitlines() if "no step completed" in line]
     assert len(warning) == 1, err
     assert "rank 2 has not reported" in warning[0] and "ranks 0" not in warning[0]
+
+
+def test_a_full_disk_during_a_checkpoint_names_the_file_and_the_checkpoint_kept(small_disk):
+    out = small_disk / "run"
+    result = run_mpi(2, train_args(out, "train.steps=4000", "run.log_every=10", "run.checkpoint_every=500",
+                                   "run.save_parameters=false"), timeout=60)
+    line = one_error(result)
+    assert line.startswith("mpitrain: error: writing a checkpoint: ")
+    assert "cannot write " in line and "No space left on device" in line
+    kept = json.loads((out / "checkpoints" / "latest").read_text())
+    assert f"the checkpoint of step {kept['step']} ({out / 'checkpoints' / 'step-00000500'})" in line
+    assert kept["step"] == 500

@@ -1,0 +1,82 @@
+"""What a resumed run may change, and the config digest that says two runs compute the same.
+
+The rule is stated in mpitrain.checkpoint's docstring; :data:`MAY_CHANGE` is the list.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..config import CORE_SECTIONS
+
+#: Config fields a resumed run may change ("*": every field of the section): where the run
+#: writes, how it reports, how long it runs and on which device, never what it computes. The
+#: option sections of algorithms other than ``train.algorithm`` may change too. Everything
+#: else must match the checkpoint's (see the package doc, and :func:`steps_set_the_period`).
+MAY_CHANGE = {"run": "*", "train": ("steps", "device", "cuda_aware_mpi")}
+
+
+def steps_set_the_period(tree: dict) -> bool:
+    """Whether ``train.steps`` changes the iterates of the config ``tree`` (not only where the
+    run ends): Local SGD with ``schedule = "auto"`` derives its period H from it."""
+    train = tree.get("train", {})
+    return train.get("algorithm") == "local_sgd" and tree.get("local_sgd", {}).get("schedule") == "auto"
+
+
+def comparable_tree(tree: dict) -> dict:
+    """A config as a dict (``Config.to_dict()``), less the fields a resumed run may change
+    (:data:`MAY_CHANGE`) and the option sections of the algorithms it does not run."""
+    algorithm = tree.get("train", {}).get("algorithm")
+    out = {name: dict(fields) for name, fields in tree.items() if name in CORE_SECTIONS or name == algorithm}
+    for section, names in MAY_CHANGE.items():
+        if names == "*":
+            out.pop(section, None)
+        else:
+            for name in names:
+                out.get(section, {}).pop(name, None)
+    if steps_set_the_period(tree):  # the one exception: train.steps sets Local SGD's period
+        out["train"]["steps"] = tree["train"]["steps"]
+    return out
+
+
+def comparable_config(config) -> dict:
+    """The config as a dict, less the fields a resumed run may change."""
+    return comparable_tree(config.to_dict())
+
+
+def config_digest(config) -> str:
+    """sha256 of the comparable config in canonical JSON: equal for runs that compute the same."""
+    text = json.dumps(comparable_config(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def differences(theirs: dict, ours: dict) -> list:
+    """``section.field`` names (or a whole ``section``) where two comparable trees differ."""
+    names = []
+    for section in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(section), ours.get(section)
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            names += [section] if a != b else []
+            continue
+        names += [f"{section}.{name}" for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+    return names
+
+
+def final_round_at(step: int, steps: int, period: int) -> bool:
+    """Whether compressed_local_sgd's state at ``step`` holds the extra average of a run of
+    ``steps`` steps after its last step (one not also due every ``period`` steps)."""
+    return step == steps and step % period != 0
+
+
+def steps_refusal(manifest: dict, config) -> str | None:
+    """Why this run's ``train.steps`` cannot continue the checkpoint, or None."""
+    step, new = manifest["step"], config.train.steps
+    old = manifest["config"].get("train", {}).get("steps", new)
+    if new < step:
+        return f"it is at step {step}, after the end of this run (train.steps = {new})"
+    if config.train.algorithm == "compressed_local_sgd" and old != new:
+        period = config.section("compressed_local_sgd").period
+        if final_round_at(step, old, period) != final_round_at(step, new, period):
+            return (f"compressed_local_sgd averages after its last step, so its state at step {step} depends "
+                    f"on train.steps (written with {old}, this run has {new}); resume with train.steps = {old}")
+    return None
