@@ -1,0 +1,45 @@
+"""Bad arguments to the tools (plot, compare, bench, experiment, train's own flags): one line on
+stderr, exit 2, never a traceback; under mpiexec only rank 0 speaks."""
+import subprocess
+import sys
+
+import pytest
+
+from mpi_run import mpi_env, run_mpi
+
+CASES = [
+    (["plot", "no-such.jsonl", "-o", "x.png"], "mpitrain: error: no-such.jsonl: No such file or directory"),
+    (["plot", "{bad}", "-o", "x.png"], "mpitrain: error: {bad}:1: not a JSON record"),
+    (["compare", "no-such.jsonl", "-o", "x.png"], "mpitrain: error: no-such.jsonl: No such file or directory"),
+    (["bench", "compress", "--repeat", "x"], "mpitrain bench compress: error: argument --repeat: invalid int value"),
+    (["bench", "allreduce", "--sizes", "abc"],
+     "bench allreduce: error: argument --sizes: expected a comma-separated list of integers >= 1, got 'abc'"),
+    (["bench", "rma", "--sizes", "0"], "bench rma: error: argument --sizes: expected a comma-separated list"),
+    (["bench", "nope"], "mpitrain: error: unknown benchmark 'nope'; known: allreduce"),
+    (["experiment", "local-sgd-speedup", "--workers", "1,x"],
+     "experiment local-sgd-speedup: error: argument --workers: expected a comma-separated list of integers >= 1"),
+    (["experiment", "compression-bits", "--tune-grid", "1,-2"],
+     "experiment compression-bits: error: argument --tune-grid: expected a comma-separated list of numbers > 0"),
+    (["train", "--bogus"], "python -m mpitrain: error: unrecognized arguments: --bogus"),
+    (["train", "--resume", "auto", "--overwrite"], "mpitrain: error: --resume and --overwrite exclude each other"),
+]
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[" ".join(c[0][:2]) + f"-{i}" for i, c in enumerate(CASES)])
+def test_bad_tool_arguments_are_one_line_and_exit_2(tmp_path, args, message):
+    args = [str(tmp_path / "bad.jsonl") if a == "{bad}" else a for a in args]
+    (tmp_path / "bad.jsonl").write_text("{bad\n")
+    message = message.replace("{bad}", str(tmp_path / "bad.jsonl"))
+    proc = subprocess.run([sys.executable, "-m", "mpitrain", *args], capture_output=True, text=True, timeout=120,
+                          env=mpi_env(), cwd=tmp_path)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in lines[0]
+
+
+def test_a_bad_bench_argument_under_mpiexec_is_said_once():
+    result = run_mpi(2, ["-m", "mpitrain", "bench", "allreduce", "--sizes", "1e3,x"], timeout=60)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0
+    assert len(lines) == 1 and "expected a comma-separated list" in lines[0], result.stderr
