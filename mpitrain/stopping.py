@@ -3,6 +3,9 @@ and the run exits with a code that says why.
 
 - SIGTERM / SIGUSR1 (Slurm's warning before the time limit, ``scancel``): checkpoint, exit
   :data:`EXIT_CHECKPOINTED` (75, sysexits' EX_TEMPFAIL: "try again", what a requeue wants).
+- An algorithm that writes no checkpoints (asynchronous SGD) stops pushing, writes the results
+  it has and exits 128 + the signal's number (143 for SIGTERM), so a requeueing template does
+  not start it over as if it could continue.
 - SIGINT (Ctrl-C; ``mpiexec`` and ``srun`` pass it to every rank): the same, but exit
   :data:`EXIT_INTERRUPTED` (130 = 128 + SIGINT, what a shell reports for Ctrl-C). A second
   SIGINT kills the process at once (the first one puts the default action back), even while
@@ -34,8 +37,13 @@ EXIT_INTERRUPTED = 130
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
-def exit_code(signum: int) -> int:
-    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_CHECKPOINTED
+def exit_code(signum: int, checkpointed: bool = True) -> int:
+    """130 for Ctrl-C; 75 for SIGTERM / SIGUSR1 with a checkpoint written (a requeued job
+    continues); 128 + the signal's number without one (asynchronous SGD: a requeue would start
+    over, so the templates do not requeue it)."""
+    if signum == signal.SIGINT:
+        return EXIT_INTERRUPTED
+    return EXIT_CHECKPOINTED if checkpointed else 128 + int(signum)
 
 
 def signal_name(signum: int) -> str:
@@ -45,8 +53,8 @@ def signal_name(signum: int) -> str:
 class Stopped(JobError):
     """The run stopped on a signal (after writing a checkpoint where the algorithm has them)."""
 
-    def __init__(self, message: str, signum: int = signal.SIGTERM):
-        super().__init__(message, code=exit_code(signum))
+    def __init__(self, message: str, signum: int = signal.SIGTERM, checkpointed: bool = True):
+        super().__init__(message, code=exit_code(signum, checkpointed))
 
 
 class StopRequest:

@@ -264,7 +264,8 @@ class Trainer:
         if interrupted:
             raise stopping.Stopped(
                 f"stopped by {stopping.signal_name(interrupted)} after {record['step']} updates; the results so far "
-                f"are in {self.out_dir} ({self.config.train.algorithm} writes no checkpoints)", interrupted)
+                f"are in {self.out_dir} ({self.config.train.algorithm} writes no checkpoints)", interrupted,
+                checkpointed=False)
         return summary
 
     def resumed_metrics(self):

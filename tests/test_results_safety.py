@@ -180,16 +180,17 @@ def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
     assert proc.returncode == -signal.SIGINT
 
 
-def test_ctrl_c_stops_an_asynchronous_run_with_its_results(tmp_path):
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_ends_an_asynchronous_run_with_its_results(tmp_path, signum, code):
     out = tmp_path / "async"
     proc = start(2, train_args(out, "train.algorithm=async_sgd", "async_sgd.max_seconds=60", "train.steps=100000000",
                                "run.log_every=1000"))
     wait_for(lambda: (out / "run.json").exists(), proc, "the run starting")
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = finish(proc)
-    assert proc.returncode == 130, err
-    assert "stopped by SIGINT after" in err and "writes no checkpoints" in err, err
+    assert proc.returncode == code, err  # 143: no checkpoint, so no requeue either
+    assert f"stopped by {signal.Signals(signum).name} after" in err and "writes no checkpoints" in err, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["algorithm"] == "async_sgd" and summary["steps"] > 0
 
