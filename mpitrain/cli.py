@@ -56,10 +56,11 @@ def cmd_train(args) -> int:
     from .config import ConfigError, load_config
     from .runtime import JobError, agree, world
     from .slurm import check_world_size
-    from .stopping import EXIT_INTERRUPTED
+    from .stopping import EARLY_SIGNALS, EXIT_INTERRUPTED, StopRequest
     from .train import error_line, train
 
     comm = world()
+    stop = StopRequest(comm).install(EARLY_SIGNALS)  # Slurm's SIGUSR1 may come during set-up
     overrides = list(args.set)
     if args.checkpoint_every is not None:
         overrides.append(f"run.checkpoint_every={args.checkpoint_every}")
@@ -71,7 +72,7 @@ def cmd_train(args) -> int:
         check_world_size(comm)
         config = agree(comm, lambda: load_config(args.config, overrides), what="invalid configuration")
         check_same_config(comm, config)
-        train(config, comm, resume=args.resume, overwrite=args.overwrite)
+        train(config, comm, resume=args.resume, overwrite=args.overwrite, stop=stop)
     except (JobError, ConfigError) as exc:
         if comm.Get_rank() == 0:
             print(error_line(exc) if isinstance(exc, JobError) else f"mpitrain: error: {exc}",

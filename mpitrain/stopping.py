@@ -35,6 +35,8 @@ EXIT_CHECKPOINTED = 75
 EXIT_INTERRUPTED = 130
 #: signals that ask a run to checkpoint and stop
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+#: those caught from the moment ``train`` starts, before any set-up
+EARLY_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 def exit_code(signum: int, checkpointed: bool = True) -> int:
@@ -61,6 +63,10 @@ class StopRequest:
     """Remembers a stop signal; :meth:`agreed` tells every rank whether any rank got one.
 
     ``install()`` before the training loop, ``restore()`` after it puts the previous handlers back.
+    The command line installs SIGTERM and SIGUSR1 first thing (:data:`EARLY_SIGNALS`: Slurm
+    may send its warning while the data load), so a signal during set-up stops the run at its
+    first step boundary with a checkpoint; SIGINT is caught from the training loop on (during
+    set-up Ctrl-C ends the run at once, see mpitrain.cli).
     """
 
     def __init__(self, comm, period: float = 0.5, max_interval: int = 10000):
@@ -81,9 +87,11 @@ class StopRequest:
         elif self.received != signal.SIGINT:
             self.received = signum
 
-    def install(self) -> "StopRequest":
-        for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+    def install(self, signals=STOP_SIGNALS) -> "StopRequest":
+        """Catch ``signals`` from now on (again: a no-op for those already caught)."""
+        for sig in signals:
+            if sig not in self._previous:
+                self._previous[sig] = signal.signal(sig, self._handle)
         self._last = time.monotonic()
         return self
 

@@ -84,7 +84,7 @@ class Trainer:
     """Runs one configured job on ``comm``; rank 0 writes ``out_dir`` (claimed by the caller,
     see :func:`claim_run_folder`; ``log``: rank 0's RunLog, checked after every write)."""
 
-    def __init__(self, config, comm, out_dir=None, resume=None, log=None):
+    def __init__(self, config, comm, out_dir=None, resume=None, log=None, stop=None):
         self.config = config
         self.comm = comm
         self.rank = comm.Get_rank()
@@ -92,6 +92,7 @@ class Trainer:
         # out_dir None: the configured folder, unclaimed (for tests and tools that build a trainer)
         self.out_dir = Path(out_dir) if out_dir is not None else folder_name(config, self.size)
         self.log = log
+        self.stop = stop  # a StopRequest installed early by the caller, or None
         self.started_at = now_text()
         self.wall_started = time.perf_counter()
         self.problem = build_problem(config, comm)
@@ -215,7 +216,7 @@ class Trainer:
         algorithm = self.algorithm
         progress = ProgressLine(algorithm.planned_steps(), enabled=speaker and cfg.run.progress)
         log_every = cfg.run.log_every
-        stop = stopping.StopRequest(self.comm).install()
+        stop = (self.stop or stopping.StopRequest(self.comm)).install()
         interrupted = 0
         watchdog = StallWatchdog(self.comm, cfg.run.stall_timeout if algorithm.evaluates_in_loop else 0)
         try:
@@ -340,7 +341,7 @@ def peak_memory(comm) -> dict:
     return {"peak_rss_mb_max": float(max(peaks)), "peak_rss_mb_median": float(np.median(peaks))}
 
 
-def train(config, comm, resume=None, overwrite=False) -> dict:
+def train(config, comm, resume=None, overwrite=False, stop=None) -> dict:
     """Claim the folder, run the job, release the folder (collective). Errors are JobErrors;
     rank 0's output, the final error line included, is kept in the folder's ``train.log``."""
     out_dir, folder = claim_run_folder(config, comm, resume=resume is not None, overwrite=overwrite)
@@ -350,7 +351,7 @@ def train(config, comm, resume=None, overwrite=False) -> dict:
             log = RunLog(out_dir / LOG, append=resume is not None).start()
             for note in folder.notes:
                 print(note, file=sys.stderr, flush=True)
-        trainer = Trainer(config, comm, out_dir, resume=resume, log=log)
+        trainer = Trainer(config, comm, out_dir, resume=resume, log=log, stop=stop)
         summary = trainer.run()
         if comm.Get_rank() == 0:
             print(format_summary(summary), flush=True)

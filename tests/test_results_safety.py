@@ -159,6 +159,22 @@ def test_ctrl_c_during_set_up_is_one_line_and_exit_130_and_frees_the_folder(tmp_
     assert not (out / ".lock").exists()
 
 
+def test_slurms_early_sigusr1_during_set_up_stops_at_the_first_step_with_a_checkpoint(tmp_path):
+    out = tmp_path / "early"
+    steps = ["data.n_samples=2000000", "train.steps=30", "run.log_every=10"]
+    proc = start(2, train_args(out, *steps))  # about 5 s of data generation here
+    wait_for(lambda: (out / ".lock").exists(), proc, "the folder being claimed")
+    time.sleep(0.5)
+    assert not (out / "run.json").exists(), "set-up ended before the signal: the test needs a longer one"
+    proc.send_signal(signal.SIGUSR1)  # mpiexec passes it on to every rank
+    _, err = finish(proc, timeout=120)
+    assert proc.returncode == 75, err
+    assert "mpitrain: stopped by SIGUSR1 after step 1 of 30" in err, err
+    resumed = run_mpi(2, train_args(out, *steps, flags=["--resume", "auto"]), timeout=120)
+    assert resumed.returncode == 0, resumed.output
+    assert [r["step"] for r in records(out)] == [0, 10, 20, 30]
+
+
 def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
     script = tmp_path / "twice.py"
     script.write_text(textwrap.dedent("""
