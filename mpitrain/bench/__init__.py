@@ -9,4 +9,5 @@ BENCHMARKS = {
     "parse": "mpitrain.bench.parse:main",
     "rma": "mpitrain.bench.rma:main",
     "scale": "mpitrain.bench.scale:main",
+    "steps": "mpitrain.bench.steps:main",
 }

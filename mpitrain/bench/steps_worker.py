@@ -1,0 +1,281 @@
+"""One K-rank run of ``bench steps``, started under mpiexec by mpitrain.bench.steps (not a user command).
+
+    mpiexec -n K python -m mpitrain.bench.steps_worker --out result.json --seconds 1.5 --rounds 3
+        --output-dir DIR
+
+Every rank builds, for each training method of :data:`METHODS`, a
+:class:`mpitrain.train.Trainer` on w8a (logistic regression, l2 = 1/n, b = 32, float64,
+constant step size, no evaluation, no f*), and the references of :data:`REFERENCES` on its
+own shard of the same rows. Then each item is timed:
+
+1. warm-up: ``WARMUP`` steps, untimed (first touch, MPI buffers);
+2. calibration: ``CALIBRATION`` steps timed; the slowest rank's time per step sets the step
+   count of a round, ``seconds / rounds`` worth, rounded up to a multiple of ``UNIT`` (64:
+   every period below divides it, so a round holds whole periods). Every rank computes the
+   same count from the same Allreduce (lock-step methods need the same count on all ranks);
+3. ``rounds`` rounds, the items interleaved within each round (so machine noise hits them
+   alike): Barrier, run the count, keep the slowest rank's time.
+
+The rate kept is the median over rounds of count / slowest time. For methods with local
+steps, each step is also timed on its own (one clock read per step, ~0.1 us) and the steps
+that do not communicate (decided by the algorithm's own period rule) give the local-step
+rate: local steps / slowest rank's time in them. Rank 0 writes one JSON object to ``--out``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..argparsing import ArgumentParser
+
+BATCH = 32
+STEP_SIZE = 4.0  # constant eta, the value of jobs/configs/w8a_sync_sgd.toml
+WARMUP = 64
+CALIBRATION = 128
+UNIT = 64
+STEPS = 1_000_000_000  # train.steps: never reached, so no method's last-step rule fires
+COMMON = ["data.dataset=w8a", "data.dtype=float64", "objective.name=logistic", 'objective.l2="1/n"',
+          f"train.batch_size={BATCH}", f"train.steps={STEPS}", "step_size.schedule=constant",
+          f"step_size.value={STEP_SIZE}", "run.reference=false", "run.progress=false",
+          "run.save_parameters=false"]
+
+
+def _every_step(algorithm, t):  # a synchronous method: every step communicates
+    return True
+
+
+def _local_sgd_syncs(algorithm, t):
+    return algorithm.period.syncs_after(t)
+
+
+def _compressed_local_syncs(algorithm, t):
+    from ..algorithms.compressed_local_sgd import averages_after
+
+    return averages_after(t, algorithm.opts.period, STEPS)
+
+
+def _hierarchical_syncs(algorithm, t):  # node or global average: both communicate
+    return (t + 1) % algorithm.opts.node_period == 0
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # the row's label
+    algorithm: str  # a key of mpitrain.algorithms.ALGORITHMS
+    overrides: tuple = ()  # --set assignments on top of COMMON
+    syncs: Callable = _every_step  # syncs(algorithm, t): whether step t communicates
+    local: bool = False  # whether it has local (non-communicating) steps
+
+
+METHODS = (
+    Method("sync_sgd", "sync_sgd"),
+    Method("local_sgd H=8", "local_sgd", ("local_sgd.period=8",), _local_sgd_syncs, True),
+    Method("local_sgd H=64", "local_sgd", ("local_sgd.period=64",), _local_sgd_syncs, True),
+    Method("compressed_sgd top_k k=30 ef", "compressed_sgd",
+           ('compressed_sgd.compressor="top_k"', "compressed_sgd.k=30", 'compressed_sgd.error_feedback="ef"')),
+    Method("compressed_sgd top_k+nat.dith. k=15 s=4 ef", "compressed_sgd",  # the w8a job's compressor
+           ('compressed_sgd.compressor="top_k_natural_dithering"', "compressed_sgd.k=15", "compressed_sgd.levels=4",
+            'compressed_sgd.error_feedback="ef"')),
+    Method("compressed_local_sgd H=8 top_k k=30", "compressed_local_sgd",
+           ("compressed_local_sgd.period=8", 'compressed_local_sgd.compressor="top_k"', "compressed_local_sgd.k=30",
+            'compressed_local_sgd.error_feedback="ef"'), _compressed_local_syncs, True),
+    Method("hierarchical_local_sgd H1=4 H2=16", "hierarchical_local_sgd",
+           ("hierarchical_local_sgd.node_period=4", "hierarchical_local_sgd.global_period=16"),
+           _hierarchical_syncs, True),
+)
+
+
+@dataclass
+class Item:
+    """One thing to time: ``run(count)`` does count steps from where the last call stopped and
+    returns (this rank's seconds, seconds in local steps, local steps)."""
+
+    name: str
+    kind: str  # "reference", "sync" or "local"
+    run: Callable
+    comm_fraction: float = 1.0  # share of steps that communicate (0 for the C loops)
+    algorithm: object = None  # the method's Algorithm (None for the references)
+    rates: list = field(default_factory=list)
+    local_rates: list = field(default_factory=list)
+    count: Optional[int] = None
+
+
+def parse_args(argv):
+    p = ArgumentParser(prog="python -m mpitrain.bench.steps_worker")
+    p.add_argument("--out", required=True, help="JSON file rank 0 writes")
+    p.add_argument("--seconds", type=float, required=True, help="time budget per measurement (all rounds)")
+    p.add_argument("--rounds", type=int, required=True, help="interleaved rounds; the median is kept")
+    p.add_argument("--output-dir", required=True, help="run.output_dir of the trainers (nothing is written)")
+    return p.parse_args(argv)
+
+
+def algorithm_item(comm, method: Method, output_dir: str) -> Item:
+    """A Trainer for ``method`` (collective); its item steps ``algorithm.step(t)``."""
+    from ..config import load_config
+    from ..runtime import agree
+    from ..train import Trainer
+
+    assignments = [*COMMON, f"train.algorithm={method.algorithm}", *method.overrides,
+                   f"run.output_dir={output_dir}/{method.algorithm}"]
+    config = agree(comm, lambda: load_config(None, assignments), what="invalid configuration")
+    trainer = Trainer(config, comm)
+    algorithm = trainer.algorithm
+    step = algorithm.step
+    clock = time.perf_counter
+    state = {"t": 0}
+
+    def run_sync(count):
+        t0 = state["t"]
+        start = clock()
+        for t in range(t0, t0 + count):
+            step(t)
+        state["t"] = t0 + count
+        return clock() - start, 0.0, 0
+
+    def run_local(count):
+        t0 = state["t"]
+        local = [not method.syncs(algorithm, t) for t in range(t0, t0 + count)]  # before the clock
+        local_seconds = 0.0
+        start = previous = clock()
+        for t, is_local in zip(range(t0, t0 + count), local):
+            step(t)
+            now = clock()
+            if is_local:
+                local_seconds += now - previous
+            previous = now
+        state["t"] = t0 + count
+        return clock() - start, local_seconds, sum(local)
+
+    item = Item(method.name, "local" if method.local else "sync", run_local if method.local else run_sync,
+                algorithm=algorithm)
+    if method.local:
+        item.comm_fraction = sum(method.syncs(algorithm, t) for t in range(UNIT)) / UNIT
+    return item
+
+
+def reference_items(comm, objective, size: int) -> list:
+    """The C loop on this rank's rows, one C step per Python call, the bare Allreduce, and
+    (K > 1) a C step followed by the bare Allreduce, from Python, per step."""
+    from mpi4py import MPI
+
+    from .._native.reference_loop import reference_loop
+
+    a = objective.features
+    csr = (a.data, a.indices, a.indptr, objective.labels)
+    lam = objective.l2
+    seed = (0x5EED + comm.Get_rank()) << 32  # a different row stream per rank
+    calls = {"n": 0}
+    x_loop, x_step, x_both = (np.zeros(objective.n_features) for _ in range(3))
+    g = np.zeros(objective.n_features)
+    buf = np.zeros(objective.n_features)
+    allreduce = comm.Allreduce
+    clock = time.perf_counter
+
+    def c_loop(count):
+        calls["n"] += 1
+        start = clock()
+        reference_loop(*csr, x_loop, count, BATCH, STEP_SIZE, lam, seed + calls["n"])
+        return clock() - start, 0.0, 0
+
+    def c_steps(count):
+        base = seed + (calls["n"] << 24)
+        calls["n"] += 1
+        start = clock()
+        for t in range(count):
+            reference_loop(*csr, x_step, 1, BATCH, STEP_SIZE, lam, base + t, g=g)
+        return clock() - start, 0.0, 0
+
+    def bare(count):
+        start = clock()
+        for _ in range(count):
+            allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        return clock() - start, 0.0, 0
+
+    def c_steps_bare(count):
+        base = seed + (calls["n"] << 24)
+        calls["n"] += 1
+        start = clock()
+        for t in range(count):
+            reference_loop(*csr, x_both, 1, BATCH, STEP_SIZE, lam, base + t, g=g)
+            allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
+        return clock() - start, 0.0, 0
+
+    items = [Item("C reference", "reference", c_loop, 0.0),
+             Item("C step, one Python call a step", "reference", c_steps, 0.0)]
+    if size > 1:
+        items += [Item("bare Allreduce", "reference", bare, 1.0),
+                  Item("C step + bare Allreduce", "reference", c_steps_bare, 1.0)]
+    return items
+
+
+def slowest(comm, seconds: float) -> float:
+    from mpi4py import MPI
+
+    return comm.allreduce(seconds, op=MPI.MAX)
+
+
+def calibrate(comm, item: Item, per_round: float) -> None:
+    """Warm up, then set ``item.count``: per_round seconds of steps, a multiple of UNIT."""
+    item.run(WARMUP)
+    comm.Barrier()
+    per_step = max(slowest(comm, item.run(CALIBRATION)[0]) / CALIBRATION, 1e-9)
+    item.count = UNIT * max(1, math.ceil(per_round / per_step / UNIT))
+
+
+def time_round(comm, item: Item) -> None:
+    comm.Barrier()
+    seconds, local_seconds, local_steps = item.run(item.count)
+    item.rates.append(item.count / slowest(comm, seconds))
+    if item.kind == "local":
+        item.local_rates.append(local_steps / max(slowest(comm, local_seconds), 1e-12))
+
+
+def result_row(item: Item) -> dict:
+    return {"name": item.name, "kind": item.kind, "count_per_round": item.count,
+            "comm_fraction": item.comm_fraction,
+            "steps_per_second": statistics.median(item.rates),
+            "local_steps_per_second": statistics.median(item.local_rates) if item.local_rates else None,
+            "round_rates": item.rates}
+
+
+def main(argv) -> int:
+    from mpi4py import MPI
+
+    from ..runtime import JobError
+
+    args = parse_args(argv)
+    comm = MPI.COMM_WORLD
+    try:
+        methods = [algorithm_item(comm, method, args.output_dir) for method in METHODS]
+    except JobError as exc:
+        if comm.Get_rank() == 0:
+            print(f"mpitrain: error: {exc}", file=sys.stderr, flush=True)
+        return getattr(exc, "code", 2)
+    objective = methods[0].algorithm.worker.objective
+    items = reference_items(comm, objective, comm.Get_size()) + methods
+    per_round = args.seconds / args.rounds
+    for item in items:
+        calibrate(comm, item, per_round)
+    for _ in range(args.rounds):
+        for item in items:
+            time_round(comm, item)
+    for item in methods:
+        item.algorithm.finish()  # collective (the hierarchy frees its communicators)
+    if comm.Get_rank() == 0:
+        result = {"ranks": comm.Get_size(), "n_features": objective.n_features,
+                  "n_local_rows_rank0": objective.n_samples, "l2": objective.l2,
+                  "rows": [result_row(item) for item in items]}
+        with open(args.out, "w") as f:
+            json.dump(result, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
