@@ -24,21 +24,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; ``field`` is ``section.name`` (or the file)."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"config field '{field_name}': {message}")
-        self.field = field_name
-
-
-def choice(default, choices, doc=""):
-    return field(default=default, metadata={"choices": tuple(choices), "doc": doc})
-
-
-def bounded(default, *, min=None, max=None, exclusive_min=None, doc=""):
-    return field(default=default, metadata={"min": min, "max": max, "exclusive_min": exclusive_min, "doc": doc})
+from .algorithms import ALGORITHMS, option_sections
+from .fields import ConfigError, bounded, choice
 
 
 @dataclass(frozen=True)
@@ -200,8 +187,10 @@ def build_section(cls, values: dict, section: str):
         _check_bounds(kwargs[key], known[key].metadata, name)
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        if "." in exc.field or exc.field == section:
+            raise
+        raise ConfigError(f"{section}.{exc.field}", exc.detail) from None  # a section's own check
     except (TypeError, ValueError) as exc:
         raise ConfigError(section, str(exc)) from exc
 
@@ -231,13 +220,6 @@ class Config:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
-def option_sections() -> dict:
-    """Option sections declared by the algorithms (imported lazily to avoid cycles)."""
-    from .algorithms import option_sections as sections
-
-    return sections()
-
-
 def _apply_override(tree: dict, assignment: str):
     if "=" not in assignment:
         raise ConfigError(assignment, "--set expects section.field=value")
@@ -255,7 +237,7 @@ def _apply_override(tree: dict, assignment: str):
 
 def config_from_dict(tree: dict) -> Config:
     """Validate a nested mapping (sections -> fields) into a Config."""
-    extra = option_sections()
+    extra = option_sections()  # the algorithms' own sections
     sections = {}
     for name in tree:
         if name not in CORE_SECTIONS and name not in extra:
@@ -265,8 +247,6 @@ def config_from_dict(tree: dict) -> Config:
         sections[name] = build_section(cls, tree.get(name, {}), name)
     options = {name: build_section(cls, tree.get(name, {}), name) for name, cls in extra.items()}
     config = Config(**sections, options=options)
-    from .algorithms import ALGORITHMS
-
     if config.train.algorithm not in ALGORITHMS:
         raise ConfigError("train.algorithm", f"unknown algorithm {config.train.algorithm!r}; known: {', '.join(ALGORITHMS)}")
     ALGORITHMS[config.train.algorithm].validate(config)

@@ -9,8 +9,10 @@ takes index 0).
 """
 from __future__ import annotations
 
+from mpi4py import MPI
+
 from . import backend
-from .config import ConfigError
+from .fields import ConfigError
 
 
 DEVICES = ("cpu", "gpu")
@@ -18,8 +20,6 @@ DEVICES = ("cpu", "gpu")
 
 def local_rank(comm) -> int:
     """This rank's index among the ranks of its node (shared-memory communicator)."""
-    from mpi4py import MPI
-
     node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
     try:
         return node.Get_rank()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from mpi4py import MPI
 
 from ._native.vector import scaled_update
 
@@ -30,8 +31,6 @@ class Evaluator:
 
     def evaluate(self, x: np.ndarray) -> dict:
         """{'loss', 'suboptimality', 'grad_norm'} at x (collective)."""
-        from mpi4py import MPI
-
         obj = self.objective
         packed = self._packed
         packed[0] = obj.loss_sum(x)

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from mpi4py import MPI
 
 from .runtime import JobError, agree
 
@@ -81,7 +82,7 @@ def load_shard(data_config, comm, objective=None):
 def _pad_features(local, comm, name):
     """All ranks' parts widened to the widest (a part may not reach the last column);
     a data set with no feature at all is refused (a linear model needs one)."""
-    n_features = comm.allreduce(local.n_features, op=_max())
+    n_features = comm.allreduce(local.n_features, op=MPI.MAX)
     if n_features == 0:
         raise JobError(f"{name}: no features (no line holds an index:value pair, only labels); "
                        "a model needs at least one feature")
@@ -146,19 +147,12 @@ def _ranks_on_this_machine(comm):
     """How many ranks of ``comm`` share this rank's machine (and so its memory)."""
     if comm.Get_size() == 1:
         return 1
-    from mpi4py import MPI
-
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         return local.Get_size()
     finally:
         local.Free()
 
-
-def _max():
-    from mpi4py import MPI
-
-    return MPI.MAX
 
 
 def build_problem(config, comm) -> Problem:

@@ -48,6 +48,7 @@ import numpy as np
 from . import checkpoint, stopping
 from .algorithms import ALGORITHMS
 from .algorithms.base import Worker
+from .algorithms.local_sgd import LocalModelAlgorithm
 from .comm.accounting import CommStats
 from .divergence import DivergenceGuard
 from .evaluation import Evaluator, is_finite_record
@@ -101,10 +102,11 @@ class Trainer:
         sampler = BatchSampler(p.dataset.n_samples, config.train.batch_size, config.train.seed, self.rank)
         self.worker = Worker(
             comm=comm, objective=p.objective, n_global=p.n_global, weight=p.weight, sampler=sampler,
-            step_size=make_schedule(config.step_size, p.objective.l2), stats=self.stats, config=config,
-            x0=p.x0,
+            step_size=make_schedule(config.step_size, p.objective.l2), stats=self.stats, x0=p.x0,
+            steps=config.train.steps, seed=config.train.seed, batch_size=config.train.batch_size,
+            eval_every=config.run.log_every,
         )
-        self.algorithm = ALGORITHMS[config.train.algorithm](self.worker)
+        self.algorithm = build_algorithm(config, self.worker)
         self.evaluator = Evaluator(comm, p.objective, p.n_global, p.f_star)
         self.start_step = 0
         self.train_seconds = 0.0
@@ -124,6 +126,23 @@ class Trainer:
         if not self.algorithm.evaluates_in_loop and (resume is not None or config.run.checkpoint_every):
             raise JobError(f"config field 'run.checkpoint_every': {config.train.algorithm} does not write or "
                            "resume checkpoints (its workers are not in lock step)")
+
+    def state_dict(self, algorithm_state=None) -> dict:
+        """What a checkpoint holds of this rank (nested dicts, arrays inside): the algorithm's
+        state (``algorithm_state`` when already taken), the sampler, the accounting and the
+        training time so far."""
+        return {
+            "train_seconds": self.train_seconds,
+            "stats": self.stats.as_dict(),
+            "sampler": self.worker.sampler.state(),
+            "algorithm": self.algorithm.state_dict() if algorithm_state is None else algorithm_state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.worker.sampler.load(state["sampler"])
+        self.stats.load(state["stats"])
+        self.train_seconds = float(state["train_seconds"])
 
     def restart_without_checkpoint(self) -> None:
         """``--resume auto`` found no checkpoint: start afresh, unless the folder holds a finished
@@ -333,6 +352,15 @@ class Trainer:
 
         self.write(self.out_dir / "summary.json", write_outputs)
         return summary
+
+
+def build_algorithm(config, worker):
+    """The configured algorithm, built from ``worker`` and its option section."""
+    cls = ALGORITHMS[config.train.algorithm]
+    options = config.section(cls.name) if cls.options is not None else None
+    if issubclass(cls, LocalModelAlgorithm):
+        return cls(worker, options, step_size_shift=config.step_size.a)
+    return cls(worker, options)
 
 
 def peak_memory(comm) -> dict:

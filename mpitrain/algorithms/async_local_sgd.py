@@ -29,8 +29,9 @@ import typing
 from dataclasses import dataclass
 
 import numpy as np
+from mpi4py import MPI
 
-from ..config import bounded, choice
+from ..fields import ConfigError, bounded, choice
 from .local_sgd import OUTPUTS, LocalModelAlgorithm, check_weight_shift
 
 
@@ -42,19 +43,17 @@ class AsyncLocalSGDOptions:
     weight_shift: typing.Optional[float] = None  # a in w_t = (a + t)^2; default step_size.a
 
     def __post_init__(self):
-        from ..config import ConfigError
-
         if self.max_delay is not None and self.max_delay < 0:
-            raise ConfigError("async_local_sgd.max_delay", f"must be >= 0, got {self.max_delay}")
-        check_weight_shift("async_local_sgd", self.weight_shift)
+            raise ConfigError("max_delay", f"must be >= 0, got {self.max_delay}")
+        check_weight_shift(self.weight_shift)
 
 
 class AsyncLocalSGD(LocalModelAlgorithm):
+    name = "async_local_sgd"
     options = AsyncLocalSGDOptions
-    section = "async_local_sgd"
 
-    def __init__(self, worker):
-        super().__init__(worker)
+    def __init__(self, worker, options=None, step_size_shift: float = 1.0):
+        super().__init__(worker, options, step_size_shift)
         self.comm = worker.comm.Dup()
         self.period = self.opts.period
         self.max_delay = self.opts.max_delay if self.opts.max_delay is not None else self.period
@@ -82,8 +81,6 @@ class AsyncLocalSGD(LocalModelAlgorithm):
                 self.wait(t)
 
     def start(self, t: int) -> None:
-        from mpi4py import MPI
-
         self.snapshot[...] = self.x
         self.started_at = t
         self.syncs += 1

@@ -30,10 +30,11 @@ import typing
 from dataclasses import dataclass, field
 
 import numpy as np
+from mpi4py import MPI
 
 from ..comm.quiet import quiet_barrier
 from ..comm.store import ParameterStore
-from ..config import ConfigError, bounded, choice
+from ..fields import ConfigError, bounded, choice
 from ..runtime import JobError
 from .async_rule import STEP_RULES, UpdateRule
 from .base import Algorithm
@@ -71,30 +72,28 @@ class AsyncSGDOptions:
 
 
 class AsyncSGD(Algorithm):
+    name = "async_sgd"
     options = AsyncSGDOptions
     evaluates_in_loop = False
 
-    def __init__(self, worker):
-        super().__init__(worker)
-        cfg, size, rank = worker.config, worker.size, worker.rank
-        opts = cfg.section("async_sgd")
+    def __init__(self, worker, options=None):
+        super().__init__(worker, options)
+        size, rank, opts = worker.size, worker.rank, self.opts
         missing = sorted(r for r in set(opts.straggler_ranks) if r >= size)
         if missing:
             raise JobError(f"config field 'async_sgd.straggler_ranks': rank(s) {missing} do not exist "
                            f"in a job of {size} ranks (0..{size - 1})")
         progress = None if opts.progress == "auto" else opts.progress
         if progress == "thread":
-            from mpi4py import MPI
-
             if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
                 raise JobError("config field 'async_sgd.progress': \"thread\" needs MPI.THREAD_MULTIPLE, "
                                f"this MPI gives level {MPI.Query_thread()}")
-        self.max_updates = opts.max_updates or cfg.train.steps * size
+        self.max_updates = opts.max_updates or worker.steps * size
         self.max_seconds = opts.max_seconds
-        self.log_every = cfg.run.log_every
+        self.log_every = worker.eval_every
         self.rule = UpdateRule(opts.clip, opts.step_rule, opts.max_delay, size)
-        self.straggler = make_straggler(opts, cfg.train.seed, rank)
-        self.noise = SubWeibullNoise(opts.noise_sigma, opts.noise_theta, cfg.train.seed, rank) if opts.noise_sigma > 0 else None
+        self.straggler = make_straggler(opts, worker.seed, rank)
+        self.noise = SubWeibullNoise(opts.noise_sigma, opts.noise_theta, worker.seed, rank) if opts.noise_sigma > 0 else None
         self.store = ParameterStore(worker.comm, self.x.shape[0], self.x.dtype, layout="sharded",
                                     x0=worker.x0, progress=progress)
         self.threaded = self.store._thread is not None
@@ -163,7 +162,7 @@ class AsyncSGD(Algorithm):
         self.store.free()
         taus = comm.gather(np.asarray(self.store.delays, dtype=np.int64), root=0)
         counts = comm.allgather({**self.rule.counts(), "pushes": self.pushes})
-        seconds = comm.allreduce(self.clock(), op=_max())
+        seconds = comm.allreduce(self.clock(), op=MPI.MAX)
         summary = {"updates": final, "wall_seconds": seconds,
                    "updates_per_second": final / seconds if seconds > 0 else 0.0,
                    "updates_per_worker": [c["pushes"] for c in counts],
@@ -204,8 +203,3 @@ class AsyncSGD(Algorithm):
         with open(f"{out_dir}/delays.png", "wb") as f:
             f.write(self._delays_png)
 
-
-def _max():
-    from mpi4py import MPI
-
-    return MPI.MAX

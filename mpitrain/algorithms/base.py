@@ -1,7 +1,22 @@
 """What every algorithm sees (:class:`Worker`) and must provide (:class:`Algorithm`).
 
 The training loop (mpitrain.train) owns timing, evaluation, metrics and checkpoints; an
-algorithm owns only its math and its communication. One ``step(t)`` is one iteration of one
+algorithm owns only its math and its communication. An algorithm is built from parts, not
+from a config: ``ALGORITHMS[name](worker, options)``, where the :class:`Worker` carries the
+communicator, the objective, the sampler, the step-size schedule, the step budget and the
+seed, and ``options`` is the algorithm's option section (a frozen dataclass; None for an
+algorithm without options). mpitrain.train is the one place that reads a ``Config`` and builds
+these; from Python (or an experiment) any algorithm is built and stepped in a few lines::
+
+    worker = Worker(comm=MPI.COMM_WORLD, objective=objective, n_global=n, weight=n_local / n,
+                    sampler=BatchSampler(n_local, 32, seed, rank), step_size=Constant(0.5),
+                    stats=CommStats(), x0=np.zeros(d), steps=1000, seed=0)
+    algorithm = LocalSGD(worker, LocalSGDOptions(period=8))
+    for t in range(1000):
+        algorithm.step(t)
+
+Every algorithm has a ``name``: the key of mpitrain.algorithms.ALGORITHMS, the name of its
+config section and the prefix of its config errors. One ``step(t)`` is one iteration of one
 worker; ``done(t)`` says whether this worker stops before step ``t`` (synchronous methods:
 after ``train.steps`` steps; asynchronous ones on a budget of total updates or wall time);
 ``evaluation_point()`` is the model the loop evaluates (for Local SGD the weighted
@@ -36,8 +51,11 @@ class Worker:
     sampler: BatchSampler  # draws local mini-batches, seeded from (seed, rank)
     step_size: Callable[[int], float]  # eta_t
     stats: CommStats  # compute/communication accounting
-    config: Any  # the whole mpitrain.config.Config
     x0: np.ndarray  # starting point (same on every rank)
+    steps: int  # T, the step budget of a synchronous method (steps per worker)
+    seed: int  # the run's seed (streams of compressors, noise, stragglers derive from it)
+    batch_size: int = 1  # b, the mini-batch per step (Local SGD's automatic period uses it)
+    eval_every: int = 100  # steps between evaluations (an asynchronous method snapshots x this often)
 
     @property
     def rank(self) -> int:
@@ -54,13 +72,16 @@ class Worker:
 class Algorithm:
     """Base class: holds ``x`` and a gradient buffer; subclasses implement ``step``."""
 
+    #: the algorithm's name: its registry key, config section and error prefix
+    name = ""
     #: option section class (a frozen dataclass) of this algorithm, or None
     options = None
     #: whether the loop may evaluate (collectively) between steps; see the module doc
     evaluates_in_loop = True
 
-    def __init__(self, worker: Worker):
+    def __init__(self, worker: Worker, options=None):
         self.worker = worker
+        self.opts = options if options is not None or self.options is None else self.options()
         self.x = worker.x0.copy()
         self.grad = np.empty_like(self.x)
 
@@ -73,11 +94,11 @@ class Algorithm:
 
     def done(self, t: int) -> bool:
         """Whether this worker stops before step ``t`` (here: after ``train.steps`` steps)."""
-        return t >= self.worker.config.train.steps
+        return t >= self.worker.steps
 
     def planned_steps(self) -> int:
         """The step count the progress line shows as its total."""
-        return self.worker.config.train.steps
+        return self.worker.steps
 
     def trajectory(self) -> list:
         """After ``finish()``, when ``evaluates_in_loop`` is False: the points to evaluate,

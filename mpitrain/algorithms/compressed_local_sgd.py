@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ConfigError, bounded
+from ..fields import ConfigError, bounded
 from .compressed_sgd import CompressedSGD
 from .compression_options import CompressionOptions, check_compression_options
 
@@ -36,10 +36,6 @@ from .compression_options import CompressionOptions, check_compression_options
 @dataclass(frozen=True)
 class CompressedLocalSGDOptions(CompressionOptions):
     period: int = bounded(8, min=1)  # H: local steps between averaging rounds
-
-    @classmethod
-    def section_name(cls) -> str:
-        return "compressed_local_sgd"
 
 
 def averages_after(t: int, period: int, steps: int) -> bool:
@@ -50,28 +46,28 @@ def averages_after(t: int, period: int, steps: int) -> bool:
 class CompressedLocalSGD(CompressedSGD):
     """H local steps, then a compressed average of the model changes."""
 
+    name = "compressed_local_sgd"
     options = CompressedLocalSGDOptions
-    section = "compressed_local_sgd"
 
-    def __init__(self, worker):
-        super().__init__(worker)
+    def __init__(self, worker, options=None):
+        super().__init__(worker, options)
         self.anchor = self.x.copy()  # x_a, the last average
         self.rounds = 0
 
     @classmethod
     def validate(cls, config):
-        opts = config.section(cls.section)
+        opts = config.section(cls.name)
         if opts.error_feedback == "ef21":
-            raise ConfigError(f"{cls.section}.error_feedback", "'ef21' is for gradients; use 'ef' or 'none' "
+            raise ConfigError(f"{cls.name}.error_feedback", "'ef21' is for gradients; use 'ef' or 'none' "
                               "for compressed Local SGD")
-        check_compression_options(opts, cls.section)
+        check_compression_options(opts, cls.name)
 
     def step(self, t: int) -> None:
         g = self.gradient()
         with self.worker.stats.compute():
             g *= self.x.dtype.type(self.worker.step_size(t))
             self.x -= g
-        if averages_after(t, self.opts.period, self.worker.config.train.steps):
+        if averages_after(t, self.opts.period, self.worker.steps):
             self.synchronise()
 
     def synchronise(self) -> None:

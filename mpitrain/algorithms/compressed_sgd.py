@@ -50,21 +50,19 @@ def warn_if_biased_without_feedback(worker, section: str, opts, compressor) -> N
 class CompressedSGD(Algorithm):
     """Compressed synchronous SGD; ``state_dict`` holds x and the feedback memory."""
 
+    name = "compressed_sgd"
     options = CompressedSGDOptions
-    section = "compressed_sgd"
 
-    def __init__(self, worker):
-        super().__init__(worker)
-        self.opts = worker.config.section(self.section)
-        self.compressor = build_compressor(self.opts, self.x.size, self.section)
-        self.sender = CompressedSender(self.compressor, self.opts.error_feedback, self.x.dtype,
-                                       worker.config.train.seed, worker.rank)
+    def __init__(self, worker, options=None):
+        super().__init__(worker, options)
+        self.compressor = build_compressor(self.opts, self.x.size, self.name)
+        self.sender = CompressedSender(self.compressor, self.opts.error_feedback, self.x.dtype, worker.seed, worker.rank)
         self.averager = CompressedAverager(worker.comm, worker.stats, worker.weight, self.compressor, self.x.dtype)
-        warn_if_biased_without_feedback(worker, self.section, self.opts, self.compressor)
+        warn_if_biased_without_feedback(worker, self.name, self.opts, self.compressor)
 
     @classmethod
     def validate(cls, config):
-        check_compression_options(config.section(cls.section), cls.section)
+        check_compression_options(config.section(cls.name), cls.name)
 
     def gradient(self) -> np.ndarray:
         """A fresh mini-batch gradient at x, clipped when ``clip`` > 0."""

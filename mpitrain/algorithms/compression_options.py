@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..compress import COMPRESSORS, make_compressor
-from ..config import ConfigError, bounded, choice
+from ..fields import ConfigError, bounded, choice
 from ..runtime import JobError
 from .contractive_scaling import ContractiveScaling
 
@@ -50,14 +50,10 @@ class CompressionOptions:
         if isinstance(feedback, bool):
             feedback = "ef" if feedback else "none"
         if feedback not in FEEDBACK_NAMES:
-            raise ConfigError(f"{self.section_name()}.error_feedback",
+            raise ConfigError("error_feedback",
                               f"must be true, false or one of {', '.join(map(repr, FEEDBACK_NAMES))}; "
                               f"got {self.error_feedback!r}")
         object.__setattr__(self, "error_feedback", feedback)
-
-    @classmethod
-    def section_name(cls) -> str:
-        return "compressed_sgd"
 
 
 def _accepted(factory) -> set:

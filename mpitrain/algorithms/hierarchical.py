@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass
 
 from ..comm.hierarchy import HierarchicalAverager, NodeHierarchy
-from ..config import ConfigError, bounded, choice
+from ..fields import ConfigError, bounded, choice
 from .local_sgd import OUTPUTS, LocalModelAlgorithm, check_weight_shift
 
 
@@ -33,19 +33,19 @@ class HierarchicalOptions:
 
     def __post_init__(self):
         if self.global_period % self.node_period != 0:
-            raise ConfigError("hierarchical_local_sgd.global_period",
+            raise ConfigError("global_period",
                               f"must be a multiple of node_period ({self.node_period}), got {self.global_period}")
-        check_weight_shift("hierarchical_local_sgd", self.weight_shift)
+        check_weight_shift(self.weight_shift)
 
 
 class HierarchicalLocalSGD(LocalModelAlgorithm):
+    name = "hierarchical_local_sgd"
     options = HierarchicalOptions
-    section = "hierarchical_local_sgd"
 
-    def __init__(self, worker):
-        super().__init__(worker)
+    def __init__(self, worker, options=None, step_size_shift: float = 1.0):
+        super().__init__(worker, options, step_size_shift)
         self.hierarchy = NodeHierarchy(worker.comm, self.opts.ranks_per_node,
-                                       field="hierarchical_local_sgd.ranks_per_node")
+                                       field=f"{self.name}.ranks_per_node")
         self.averager = HierarchicalAverager(self.hierarchy, worker.weight, worker.stats)
         self.node_syncs = 0
 

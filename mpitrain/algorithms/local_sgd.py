@@ -27,7 +27,7 @@ import numpy as np
 from ..comm.accounting import CommStats
 from .._native.vector import scaled_update
 from ..comm.averaging import Averager
-from ..config import ConfigError, bounded, choice
+from ..fields import ConfigError, bounded, choice
 from .base import Algorithm
 from .iterate_average import WeightedIterateAverage
 from .periods import PERIOD_SCHEDULES, make_period
@@ -35,9 +35,9 @@ from .periods import PERIOD_SCHEDULES, make_period
 OUTPUTS = ("average", "weighted")
 
 
-def check_weight_shift(section: str, value):
+def check_weight_shift(value):
     if value is not None and not value > 0:
-        raise ConfigError(f"{section}.weight_shift", f"must be > 0, got {value!r}")
+        raise ConfigError("weight_shift", f"must be > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -51,27 +51,25 @@ class LocalSGDOptions:
     weight_shift: typing.Optional[float] = None  # a in w_t = (a + t)^2; default step_size.a
 
     def __post_init__(self):
-        check_weight_shift("local_sgd", self.weight_shift)
+        check_weight_shift(self.weight_shift)
 
 
 class LocalModelAlgorithm(Algorithm):
     """What every Local SGD variant shares: local steps, the output, evaluation, metrics.
 
     Subclasses implement ``synchronise(t)`` (called after the local step of step t when the
-    variant averages) and may override ``step``.
+    variant averages) and may override ``step``. ``step_size_shift``: the ``a`` of the step-size
+    schedule, the default shift of Stich's weights w_t = (a + t)^2.
     """
 
-    section = "local_sgd"
-
-    def __init__(self, worker):
-        super().__init__(worker)
-        self.opts = worker.config.section(self.section)
+    def __init__(self, worker, options=None, step_size_shift: float = 1.0):
+        super().__init__(worker, options)
         self.eval_stats = CommStats()
         self.eval_averager = Averager(worker.comm, worker.weight, self.eval_stats)
         self.syncs = 0
         self.output = None
         if self.opts.output == "weighted":
-            shift = self.opts.weight_shift if self.opts.weight_shift is not None else worker.config.step_size.a
+            shift = self.opts.weight_shift if self.opts.weight_shift is not None else step_size_shift
             self.output = WeightedIterateAverage(self.x.size, shift)
 
     def local_step(self, t: int, weight: float = 1.0) -> None:
@@ -113,18 +111,18 @@ class LocalModelAlgorithm(Algorithm):
 class LocalSGD(LocalModelAlgorithm):
     """H local steps, then one weighted in-place Allreduce of the parameters."""
 
+    name = "local_sgd"
     options = LocalSGDOptions
 
-    def __init__(self, worker):
-        super().__init__(worker)
-        cfg = worker.config
-        self.period = make_period(self.opts, cfg.train.steps, worker.size, cfg.train.batch_size)
+    def __init__(self, worker, options=None, step_size_shift: float = 1.0):
+        super().__init__(worker, options, step_size_shift)
+        self.period = make_period(self.opts, worker.steps, worker.size, worker.batch_size)
         self.averager = worker.averager()
         self.steps_done = 0
 
     @classmethod
     def validate(cls, config):
-        opts = config.section("local_sgd")
+        opts = config.section(cls.name)
         if opts.schedule == "post_local" and opts.warmup_steps >= config.train.steps:
             raise ConfigError("local_sgd.warmup_steps", f"the warm-up ({opts.warmup_steps} steps) must be shorter "
                               f"than the run (train.steps = {config.train.steps})")

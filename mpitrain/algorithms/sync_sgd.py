@@ -15,8 +15,10 @@ from .base import Algorithm
 
 
 class SyncSGD(Algorithm):
-    def __init__(self, worker):
-        super().__init__(worker)
+    name = "sync_sgd"
+
+    def __init__(self, worker, options=None):
+        super().__init__(worker, options)
         self.averager = worker.averager()
 
     def step(self, t: int) -> None:

@@ -28,6 +28,7 @@ import statistics
 import time
 
 import numpy as np
+from mpi4py import MPI
 
 from ..argparsing import ArgumentParser, size_list
 
@@ -49,8 +50,6 @@ def default_repeats(d: int) -> int:
 
 def timed(comm, buf, fill, op) -> float:
     """Slowest rank's seconds for ``op(buf)`` after refilling ``buf`` (not timed) and a Barrier."""
-    from mpi4py import MPI
-
     buf[...] = fill
     comm.Barrier()
     start = time.perf_counter()
@@ -60,8 +59,6 @@ def timed(comm, buf, fill, op) -> float:
 
 
 def measure(comm, d: int, repeats: int) -> dict:
-    from mpi4py import MPI
-
     from .._native.vector import scaled_update
     from ..comm.averaging import Averager
     from ..comm.hierarchy import HierarchicalAverager, NodeHierarchy
@@ -113,8 +110,6 @@ def measure(comm, d: int, repeats: int) -> dict:
 
 
 def main(argv) -> int:
-    from mpi4py import MPI
-
     args = parse_args(argv)
     comm = MPI.COMM_WORLD
     sizes = args.sizes

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from mpitrain import backend
+from mpitrain.bench.compress_cases import cases
 
 
 def gpu_timer(cp, repeat):
@@ -48,8 +49,6 @@ def library_topk(cp, x, k):
 
 
 def measure_kernels(cp, d, ratio, levels, repeat, seed=12345):
-    from mpitrain.bench.compress import cases
-
     best_of = gpu_timer(cp, repeat)
     x = cp.asarray(np.random.default_rng(0).standard_normal(d).astype(np.float32))
     y = cp.empty_like(x)

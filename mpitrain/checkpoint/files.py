@@ -77,7 +77,7 @@ def flatten(tree: dict, arrays: dict, prefix: str):
     """Split a nested state dict into ``arrays`` (name -> ndarray) and a JSON-able skeleton."""
     out = {}
     for key, value in tree.items():
-        name = f"{prefix}/{key}"
+        name = f"{prefix}/{key}" if prefix else key
         if isinstance(value, dict):
             out[key] = flatten(value, arrays, name)
         elif isinstance(value, np.ndarray):

@@ -26,25 +26,17 @@ def capture(trainer, step: int, state=None) -> dict:
     ``state``: the algorithm's state_dict when the caller already took it. The record names
     the rank and step, so a file put in the wrong place is caught on load."""
     arrays: dict = {}
-    record = {
-        "rank": trainer.rank,
-        "step": int(step),
-        "train_seconds": trainer.train_seconds,
-        "stats": trainer.stats.as_dict(),
-        "sampler": trainer.worker.sampler.state(),
-        "algorithm": flatten(trainer.algorithm.state_dict() if state is None else state, arrays, "algorithm"),
-    }
+    tree = trainer.state_dict(state)  # the trainer says what its state is (nested; arrays inside)
+    record = {"rank": trainer.rank, "step": int(step), **flatten(tree, arrays, "")}
     arrays["state.json"] = np.array(json.dumps(record))
     return arrays
 
 
 def restore(trainer, arrays) -> int:
-    """Load a rank's state captured by :func:`capture`; returns its step."""
+    """Load a rank's state captured by :func:`capture` into the trainer; returns its step."""
     record = json.loads(str(arrays["state.json"]))
-    trainer.algorithm.load_state_dict(unflatten(record["algorithm"], arrays))
-    trainer.worker.sampler.load(record["sampler"])
-    trainer.stats.load(record["stats"])
-    trainer.train_seconds = float(record["train_seconds"])
+    tree = {key: unflatten(value, arrays) for key, value in record.items() if key not in ("rank", "step")}
+    trainer.load_state_dict(tree)
     return int(record["step"])
 
 

@@ -15,6 +15,7 @@ the rank contributes (the Bcast root contributes the buffer, the others nothing)
 from __future__ import annotations
 
 import numpy as np
+from mpi4py import MPI
 
 from ..runtime import JobError
 from .accounting import CommStats
@@ -24,8 +25,6 @@ class NodeHierarchy:
     """The node and leader communicators of ``comm`` (collective to build; ``free()`` after use)."""
 
     def __init__(self, comm, ranks_per_node: int = 0, field: str = "ranks_per_node"):
-        from mpi4py import MPI
-
         rank, size = comm.Get_rank(), comm.Get_size()
         if ranks_per_node > 0:
             if size % ranks_per_node != 0:
@@ -40,8 +39,6 @@ class NodeHierarchy:
         self.n_nodes = comm.allreduce(1 if is_leader else 0)
 
     def free(self):
-        from mpi4py import MPI
-
         for c in (self.node, self.leaders):
             if c != MPI.COMM_NULL:
                 c.Free()
@@ -58,8 +55,6 @@ class HierarchicalAverager:
 
     def average_node(self, buf: np.ndarray) -> np.ndarray:
         """buf <- sum_{j in node} (w_j / W_node) buf_j."""
-        from mpi4py import MPI
-
         node = self.hierarchy.node
         if node.Get_size() == 1:
             return buf
@@ -70,8 +65,6 @@ class HierarchicalAverager:
 
     def average_global(self, buf: np.ndarray) -> np.ndarray:
         """buf <- sum_k w_k buf_k over all ranks: node Reduce, leader Allreduce, node Bcast."""
-        from mpi4py import MPI
-
         h = self.hierarchy
         if self.weight != 1.0:
             buf *= buf.dtype.type(self.weight)

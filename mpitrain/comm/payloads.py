@@ -9,6 +9,7 @@ Bytes are counted as this rank's contribution (mpitrain.comm.accounting).
 from __future__ import annotations
 
 import numpy as np
+from mpi4py import MPI
 
 from .. import backend
 from .accounting import CommStats
@@ -29,8 +30,6 @@ class PayloadExchange:
         ``counts``: the payload length of every rank when all ranks know them (one round);
         None exchanges the lengths first (an Allgather of one int, a second round).
         """
-        from mpi4py import MPI
-
         xp = backend.array_module(payload)  # NumPy, or CuPy for payloads on a GPU
         payload = xp.ascontiguousarray(payload, dtype=np.uint8)
         if counts is None:
@@ -51,8 +50,6 @@ class PayloadExchange:
 
     def allreduce(self, values: np.ndarray) -> np.ndarray:
         """values <- sum over ranks (in place, one Allreduce)."""
-        from mpi4py import MPI
-
         with self.stats.communicate(values.nbytes), default_buffers().inplace(values) as mpi_values:
             self.comm.Allreduce(MPI.IN_PLACE, mpi_values, op=MPI.SUM)
         return values
