@@ -12,10 +12,35 @@ Code layouts (b-bit codes, LSB-first bit stream of ``compress_common.pxi``):
   code = level << 1 | sign, level in 0..s (sign is 0 when level is 0).
 - sign: b = 1, bit = 1 for x_i < 0 (and -0.0).
 - ternary: b = 2, code = nonzero | negative << 1.
+
+Range (Beznosikov et al., "On biased compression for distributed learning": the classes
+U(omega) and B3(delta) are statements about exact reals, which floats only keep in range).
+The ordinary-range arithmetic above is the wire format and its bits are pinned
+(tests/test_compress_golden.py); outside that range a kernel switches to an order that
+cannot overflow or lose the precision of a probability, detected once per vector or bucket
+(one comparison), never per element:
+
+- norms (``bucket_norm``): the plain double sum, unless it overflowed or fell below
+  n * DBL_MIN (squares that underflowed, float64 entries beyond ~1e154 or below ~1e-154);
+  then the sum again with every entry scaled by a power of two 2^-e first, 2^e ~ max|x_i|
+  (exact), and the result scaled back: the "big/small accumulator" idea of LAPACK's dnrm2.
+- probabilities |x_i| / norm of dithering and ternary: |x_i| * (s / norm) as before when
+  s / norm (or 1 / norm) is a normal number of the dtype, else |x_i| / norm (then * s):
+  a subnormal norm made 1 / norm overflow (float32 vectors of subnormals were 0.7-6.3
+  ||x|| off), a huge one made it subnormal (probabilities off by up to 2^-21 relative).
+- standard dithering's decoded value (norm * level) / s, unless that overflows (norms
+  near the dtype's maximum decoded to inf); then norm * (level / s).
+- scaled sign's ||x||_1 / d: the plain double sum, unless it overflowed (float64 near
+  its maximum); then the sum of |x_i| 2^-64 and the mean scaled back.
+- natural compression has no header that could carry a scale, so ``natural_encode``
+  returns the largest finite |x_i| and whether a nonzero subnormal was seen; the
+  compressor refuses the inputs whose rounding would overflow or break U(1/8)
+  (mpitrain/compress/natural_compression.py).
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport fabs, sqrt, pow, floor, ldexp, INFINITY
+from libc.float cimport FLT_MIN, FLT_MAX, DBL_MIN, DBL_MAX
+from libc.math cimport fabs, sqrt, pow, floor, ldexp, frexp, INFINITY
 from libc.string cimport memcpy
 include "compress_common.pxi"
 
@@ -29,7 +54,9 @@ cdef extern from "compress_simd.h":
     void mpt_ndither32(const float *x, const uint32_t *r, int64_t n, float inv,
                        int32_t levels, float lowest, float scale_small, uint16_t *codes) nogil
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
-                       uint16_t *codes) nogil
+                       uint16_t *codes, uint32_t *mx, uint32_t *mn) nogil
+    void mpt_natural64(const uint64_t *xb, const uint64_t *r, int64_t n, int det,
+                       uint16_t *codes, int64_t *mx, int64_t *mn) nogil
     void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
     int mpt_ternary_enc32(const float *x, int64_t d, uint64_t seed, float inv,
                           uint8_t *out) nogil
@@ -75,6 +102,18 @@ cdef inline floating from_bits(uint64_t b, floating like) noexcept nogil:
         return g
 
 
+cdef inline bint divides(floating nrm, floating f) noexcept nogil:
+    """Whether codes divide, |x_i| / nrm, instead of multiplying, |x_i| * f with
+    f = num / nrm (num = s or 1) rounded to the dtype: nrm finite and > 0 but f not a
+    normal number (f overflowed: nrm tiny or subnormal; f subnormal and imprecise: nrm
+    huge). Otherwise (f normal; nrm 0, inf or NaN) the multiplication, which is the
+    pinned wire format of ordinary inputs. One test per bucket, not per entry."""
+    if floating is float:
+        return 0 < nrm <= FLT_MAX and not (FLT_MIN <= f <= FLT_MAX)
+    else:
+        return 0 < nrm <= DBL_MAX and not (DBL_MIN <= f <= DBL_MAX)
+
+
 cdef enum:
     BLK = 2048  # elements per block: random words, codes and inputs of a block stay in L1
 
@@ -117,14 +156,20 @@ def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1]
     the integer test (r_i >> 9) < m for float32, (r_i >> 12) < m for float64, stream of
     ``compress_common.pxi``) or iff m >= 2^(M-1) (deterministic). Subnormals follow the
     same rule between 0 and the smallest normal; inf stays inf, NaN becomes inf.
-    Blocks of BLK entries: random words, then branch-free codes, then packing."""
+    Blocks of BLK entries: random words, then branch-free codes, then packing.
+
+    Returns (largest finite |x_i| as a float, whether some x_i is a nonzero subnormal):
+    the 9-bit (12-bit) code has neither a power
+    of two above the largest finite one nor subnormal powers of two, so the compressor
+    checks its input range from these two numbers (natural_compression.py). They are
+    computed in the code loop itself (two vectorised reductions), not in a second pass;
+    the largest finite |x_i| is rescanned only for inputs holding inf or NaN."""
     cdef Py_ssize_t d = x.shape[0], i, start, n
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int E = 8 if floating is float else 11
-    cdef int M = 23 if floating is float else 52
-    cdef uint64_t emax = (1ULL << E) - 1ULL, mmask = (1ULL << M) - 1ULL, half = 1ULL << (M - 1)
-    cdef uint32_t b32, e32, up32
-    cdef uint64_t b, e, m, up
+    cdef uint32_t mx32 = 0, mn32 = 0xFFFFFFFFU, k32
+    cdef int64_t mx64 = 0, mn64 = 0x7FFFFFFFFFFFFFFFLL, k64
+    cdef floating like = 0
     cdef int64_t pos = 0, cap = out.shape[0]
     cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
     cdef uint32_t *r32 = <uint32_t *>r32w
@@ -135,7 +180,7 @@ def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1]
     if out.shape[0] != (d * (1 + E) + 7) // 8:
         raise ValueError("out has the wrong size")
     if d == 0:
-        return
+        return 0.0, False
     with nogil:
         start = 0
         while start < d:
@@ -144,25 +189,38 @@ def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1]
                 xb32 = <const uint32_t *>&x[start]
                 if not deterministic:
                     mpt_random32(s, start, n, r32)
-                # e = exponent + up, 256 (overflow) -> 255 (inf); compress_simd.h
-                mpt_natural32(xb32, r32, n, deterministic, codes)
+                # e = exponent + up, 256 (overflow) -> 255 (inf), and the range
+                # statistics in the same loop; compress_simd.h
+                mpt_natural32(xb32, r32, n, deterministic, codes, &mx32, &mn32)
             else:
                 xb64 = <const uint64_t *>&x[start]
                 if not deterministic:
                     mpt_random64(s, start, n, r64)
-                for i in range(n):
-                    b = xb64[i]
-                    e = (b >> 52) & 0x7FF
-                    m = b & mmask
-                    if deterministic:
-                        up = m >= half
-                    else:
-                        up = (r64[i] >> 12) < m
-                    e = e + up
-                    e -= e >> 11
-                    codes[i] = <uint16_t>(((b >> 63) << 11) | e)
+                # e = exponent + up, 2048 -> 2047, and the range statistics; compress_simd.h
+                mpt_natural64(xb64, r64, n, deterministic, codes, &mx64, &mn64)
             pos = put_codes(codes, n, 1 + E, &out[0], pos, cap)
             start += n
+        # inf or NaN seen: rescan for the largest finite |x_i| (rare)
+        if floating is float:
+            if mx32 >= 0x7F800000U:
+                xb32 = <const uint32_t *>&x[0]
+                mx32 = 0
+                for i in range(d):
+                    k32 = xb32[i] & 0x7FFFFFFFU
+                    if k32 < 0x7F800000U and k32 > mx32:
+                        mx32 = k32
+        else:
+            if mx64 >= 0x7FF0000000000000LL:
+                xb64 = <const uint64_t *>&x[0]
+                mx64 = 0
+                for i in range(d):
+                    k64 = <int64_t>(xb64[i] & 0x7FFFFFFFFFFFFFFFULL)
+                    if k64 < 0x7FF0000000000000LL and k64 > mx64:
+                        mx64 = k64
+    if floating is float:
+        return float(from_bits(mx32, like)), mn32 < 0x7FFFFFU
+    return (float(from_bits(<uint64_t>mx64, like)),
+            mn64 < <int64_t>(0x000FFFFFFFFFFFFFULL ^ 0x8000000000000000ULL))
 
 
 def natural_decode(const uint8_t[::1] buf, floating[::1] out):
@@ -187,8 +245,52 @@ def natural_decode(const uint8_t[::1] buf, floating[::1] out):
             out[i] = from_bits(((c >> E) << (M + E)) | ((c & ((1ULL << E) - 1ULL)) << M), out[0])
 
 
+cdef double scaled_norm(const floating *x, Py_ssize_t n, double p) noexcept nogil:
+    """||x[0:n]||_p (p = 1, 2 or finite) with every |x_i| scaled by 2^-e first, where
+    max|x_i| = f 2^e, f in [0.5, 1): the scaled entries are <= 1, so no power overflows
+    and the largest ones do not underflow (those that do are below 2^-1022 max|x_i|,
+    far under the sum's rounding); then the result is scaled back by 2^e (ldexp: one
+    rounding, inf when the norm itself exceeds the dtype's range). 2^-e is applied as
+    two factors, each a normal double, as e may be as small as -1073. The accumulator
+    idea of LAPACK's dnrm2; only ``bucket_norm``'s fallback, so entries are not NaN
+    here (a NaN makes the plain sum NaN, which is returned as it is)."""
+    cdef Py_ssize_t i
+    cdef double amax = 0.0, a, v, s1, s2, acc = 0.0
+    cdef int e, k
+    for i in range(n):
+        a = fabs(<double>x[i])
+        if a > amax:
+            amax = a
+    if amax == 0.0 or amax > DBL_MAX:
+        return amax  # zero bucket, or an infinite entry: the norm is 0 or inf
+    frexp(amax, &e)
+    k = -e
+    s1 = ldexp(1.0, k // 2)
+    s2 = ldexp(1.0, k - k // 2)
+    if p == 2.0:
+        for i in range(n):
+            v = (fabs(<double>x[i]) * s1) * s2
+            acc += v * v
+        return ldexp(sqrt(acc), e)
+    if p == 1.0:
+        for i in range(n):
+            acc += (fabs(<double>x[i]) * s1) * s2
+        return ldexp(acc, e)
+    for i in range(n):
+        acc += pow((fabs(<double>x[i]) * s1) * s2, p)
+    return ldexp(pow(acc, 1.0 / p), e)
+
+
 cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogil:
-    """||x[0:n]||_p accumulated in double (four partial sums for p = 1, 2)."""
+    """||x[0:n]||_p accumulated in double (four partial sums for p = 1, 2).
+
+    The plain sum is the wire format of ordinary inputs (its bits are pinned). It is
+    recomputed by ``scaled_norm`` only when it is wrong: it overflowed (float64 entries
+    above ~1e154 for p = 2; any sum past DBL_MAX), or, for p != 1, it is below
+    n * DBL_MIN, where powers that underflowed could hold more than one rounding's worth
+    of it (each loses < 2^-1075; float64 entries below ~1e-154 for p = 2, zero buckets).
+    Float32 entries never need it for p = 1, 2 (their squares stay normal doubles), except
+    a zero bucket, whose fallback returns 0 as well."""
     cdef Py_ssize_t i, n4 = n & ~(<Py_ssize_t>3)
     cdef double acc = 0.0, a, a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
     if p == 2.0:
@@ -199,7 +301,10 @@ cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogi
             a3 += <double>x[i + 3] * <double>x[i + 3]
         for i in range(n4, n):
             a0 += <double>x[i] * <double>x[i]
-        return sqrt((a0 + a1) + (a2 + a3))
+        acc = (a0 + a1) + (a2 + a3)
+        if acc > DBL_MAX or acc < n * DBL_MIN:
+            return scaled_norm(x, n, p)
+        return sqrt(acc)
     if p == 1.0:
         for i in range(0, n4, 4):
             a0 += fabs(<double>x[i])
@@ -208,7 +313,10 @@ cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogi
             a3 += fabs(<double>x[i + 3])
         for i in range(n4, n):
             a0 += fabs(<double>x[i])
-        return (a0 + a1) + (a2 + a3)
+        acc = (a0 + a1) + (a2 + a3)
+        if acc > DBL_MAX:  # sums of small entries are exact: only overflow is wrong
+            return scaled_norm(x, n, p)
+        return acc
     if p == INFINITY:
         for i in range(n):
             a = fabs(<double>x[i])
@@ -217,6 +325,8 @@ cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogi
         return acc
     for i in range(n):
         acc += pow(fabs(<double>x[i]), p)
+    if acc > DBL_MAX or acc < n * DBL_MIN:
+        return scaled_norm(x, n, p)
     return pow(acc, 1.0 / p)
 
 
@@ -228,64 +338,88 @@ cdef inline bint below(uint32_t r, uint64_t r64, floating p) noexcept nogil:
         return <double>(r64 >> 11) * 1.1102230246251565e-16 < p
 
 
-cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
-                       const uint64_t *r64, int levels, bint natural, floating nrm,
-                       uint16_t *codes) noexcept nogil:
-    """Codes of n entries of one bucket with header norm nrm (rules in dither_encode)."""
-    cdef Py_ssize_t i
+cdef inline uint16_t dither_code(floating xi, uint32_t r, uint64_t rr, int levels, bint natural,
+                                 floating nrm, floating mul, floating inv, floating lowest,
+                                 floating scale_small, bint div) noexcept nogil:
+    """The code of one entry (rules in dither_encode); ``div``: |x_i| / nrm instead of the
+    multiplication by mul (s / nrm) or inv (1 / nrm). Inlined into two loops with ``div``
+    a constant, so the ordinary loop has no division and no branch on it."""
     cdef int M = 23 if floating is float else 52
     cdef int SB = 31 if floating is float else 63
     cdef int64_t bias = 127 if floating is float else 1023, a, lv, big, small
-    cdef uint64_t mmask = (1ULL << M) - 1ULL, b, sign
-    cdef uint32_t r = 0
-    cdef uint64_t rr = 0
-    cdef floating t, f, q, lowest = <floating>ldexp(1.0, 1 - levels)
+    cdef uint64_t mmask = (1ULL << M) - 1ULL, b
+    cdef uint64_t sign = bits_of(xi) >> SB
+    cdef floating t, f, q
+    cdef floating ax = <floating>fabs(xi)  # exact
+    if not natural:
+        t = (ax / nrm) * (<floating>levels) if div else ax * mul
+        lv = <int64_t>t  # t >= 0: truncation is floor
+        f = t - <floating>lv
+        lv += below(r, rr, f)
+    else:
+        q = ax / nrm if div else ax * inv
+        b = bits_of(q)
+        a = <int64_t>(b >> M) - bias
+        if floating is float:
+            big = a + levels + ((r >> 9) < (b & mmask))
+        else:
+            big = a + levels + ((rr >> 12) < (b & mmask))
+        small = below(r, rr, q * scale_small)
+        lv = big if q >= lowest else small
+    lv = levels if lv > levels else lv
+    return <uint16_t>((lv << 1) | (sign & (lv != 0)))
+
+
+cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
+                       const uint64_t *r64, int levels, bint natural, floating nrm,
+                       uint16_t *codes) noexcept nogil:
+    """Codes of n entries of one bucket with header norm nrm (rules in dither_encode).
+    Ordinary norms: the SIMD blocks for float32, the first loop for float64. When s / nrm
+    (standard) or 1 / nrm (natural) is not a normal number (``divides``), the second loop,
+    |x_i| / nrm in place of the multiplication, for both dtypes."""
+    cdef Py_ssize_t i
+    cdef floating lowest = <floating>ldexp(1.0, 1 - levels)
     cdef floating inv = (<floating>1) / nrm if nrm != 0 else 0
     cdef floating mul = (<floating>levels) / nrm if nrm != 0 else 0
     cdef floating scale_small = <floating>ldexp(1.0, levels - 1)
-    if floating is float:
-        # the same rules in SIMD blocks (compress_simd.h)
-        if not natural:
-            mpt_sdither32(x, r32, n, mul, levels, codes)
+    cdef bint div = divides(nrm, inv if natural else mul)
+    if not div:
+        if floating is float:  # the same rules in SIMD blocks (compress_simd.h)
+            if not natural:
+                mpt_sdither32(x, r32, n, mul, levels, codes)
+            else:
+                mpt_ndither32(x, r32, n, inv, levels, lowest, scale_small, codes)
         else:
-            mpt_ndither32(x, r32, n, inv, levels, lowest, scale_small, codes)
+            for i in range(n):
+                codes[i] = dither_code(x[i], 0, r64[i], levels, natural, nrm, mul, inv,
+                                       lowest, scale_small, False)
         return
     for i in range(n):
         if floating is float:
-            r = r32[i]
+            codes[i] = dither_code(x[i], r32[i], 0, levels, natural, nrm, mul, inv, lowest,
+                                   scale_small, True)
         else:
-            rr = r64[i]
-        sign = bits_of(x[i]) >> SB
-        if not natural:
-            t = fabs(x[i]) * mul
-            lv = <int64_t>t  # t >= 0: truncation is floor
-            f = t - <floating>lv
-            lv += below(r, rr, f)
-        else:
-            q = fabs(x[i]) * inv
-            b = bits_of(q)
-            a = <int64_t>(b >> M) - bias
-            if floating is float:
-                big = a + levels + ((r >> 9) < (b & mmask))
-            else:
-                big = a + levels + ((rr >> 12) < (b & mmask))
-            small = below(r, rr, q * scale_small)
-            lv = big if q >= lowest else small
-        lv = levels if lv > levels else lv
-        codes[i] = <uint16_t>((lv << 1) | (sign & (lv != 0)))
+            codes[i] = dither_code(x[i], 0, r64[i], levels, natural, nrm, mul, inv, lowest,
+                                   scale_small, True)
 
 
 def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bint natural,
                   double p, floating[::1] norms, uint8_t[::1] out):
     """Standard (QSGD) or natural dithering of x, bucket by bucket (PAPERS.md s.2).
 
-    norms[j] = ||x_bucket_j||_p rounded to the dtype; all arithmetic below in the dtype.
+    norms[j] = ||x_bucket_j||_p rounded to the dtype (``bucket_norm``: scaled when the
+    plain double sum over- or underflows; inf when the norm exceeds the dtype, which the
+    compressor refuses, dithering.py); all arithmetic below in the dtype.
     standard: t = |x_i| * (s / norm), level = floor(t) + [u_i < t - floor(t)], capped at s;
     natural: r = |x_i| * (1 / norm); r >= 2^(1-s): r = 2^a (1 + m / 2^M),
     level = a + s + [u_i < m / 2^M]; r < 2^(1-s): level = [u_i < r * 2^(s-1)];
-    levels above s are capped to s. u_i: stream of ``compress_common.pxi`` (exact
-    comparisons). One pass for the norms, then blocks of BLK entries: random words,
-    branch-free codes, packing.
+    levels above s are capped to s. When s / norm (standard) or 1 / norm (natural) is not
+    a normal number of the dtype (norm subnormal or tiny, or huge: ``divides``),
+    t = (|x_i| / norm) * s and r = |x_i| / norm instead, so that the probabilities are
+    unbiased for every representable norm (Beznosikov et al., "On biased compression for
+    distributed learning": E C(x) = x needs E level = s |x_i| / norm exactly).
+    u_i: stream of ``compress_common.pxi`` (exact comparisons). One pass for the norms,
+    then blocks of BLK entries: random words, branch-free codes, packing.
     """
     cdef Py_ssize_t d = x.shape[0], i, j, start, stop, n, seg
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
@@ -322,9 +456,11 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
 
 def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint natural,
                   const floating[::1] norms, floating[::1] out):
-    """Inverse of ``dither_encode``: standard: sign * (norm * level) / s;
-    natural: sign * norm * 2^(level - s) (0 for level 0). One table of the 2^(1+L)
-    code values per bucket, then a branch-free lookup per entry."""
+    """Inverse of ``dither_encode``: standard: sign * (norm * level) / s, or
+    sign * norm * (level / s) when norm * level overflows (norms near the dtype's
+    maximum: the value itself is <= norm, representable); natural:
+    sign * norm * 2^(level - s) (0 for level 0; never overflows, level <= s). One table
+    of the 2^(1+L) code values per bucket, then a branch-free lookup per entry."""
     cdef Py_ssize_t d = out.shape[0], i, start, stop, j = 0
     cdef int L = levels.bit_length(), c, ncodes = 1 << (1 + L)
     cdef uint64_t level
@@ -350,6 +486,12 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
                     v = nrm * <floating>ldexp(1.0, <int>level - levels)
                 else:
                     v = (nrm * <floating>level) / fs
+                    if floating is float:
+                        if v > FLT_MAX and nrm <= FLT_MAX:
+                            v = nrm * (<floating>level / fs)
+                    else:
+                        if v > DBL_MAX and nrm <= DBL_MAX:
+                            v = nrm * (<floating>level / fs)
                 table[c] = -v if (c & 1) else v
             if L == 3 and stop - start >= 4096 and r.nacc == 0 and 2 * r.pos == start:
                 # 4-bit codes, two per byte
@@ -377,9 +519,13 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
 
 def sign_encode(const floating[::1] x, uint8_t[::1] out):
     """Scaled sign (PAPERS.md s.2, B3(d)): pack sign bits of x into out; returns
-    ||x||_1 / d rounded to the dtype (accumulated in double)."""
+    ||x||_1 / d rounded to the dtype (accumulated in double). If that sum overflows
+    (float64 entries near DBL_MAX; the mean itself is <= max|x_i|, representable), the
+    sum of |x_i| 2^-64 instead, and the mean scaled back by 2^64: exact scalings, so the
+    header is the mean, not inf (Beznosikov et al., "On biased compression for
+    distributed learning": the scale ||x||_1 / d makes C(x) contractive, B3(d))."""
     cdef Py_ssize_t d = x.shape[0], i, j, nfull = d // 32
-    cdef double acc = 0.0
+    cdef double acc = 0.0, mean
     cdef uint32_t word
     cdef int M = 31 if floating is float else 63
     cdef mpt_writer w
@@ -397,7 +543,16 @@ def sign_encode(const floating[::1] x, uint8_t[::1] out):
             acc += fabs(<double>x[i])
             mpt_put(&w, bits_of(x[i]) >> M, 1)
         mpt_flush(&w)
-    return <floating>(acc / d)
+        if acc > DBL_MAX:  # overflowed (or an entry is inf: then inf again below)
+            acc = 0.0
+            for i in range(d):
+                acc += fabs(<double>x[i]) * 5.421010862427522e-20  # 2^-64
+            mean = (acc / d) * 18446744073709551616.0  # 2^64
+            if mean > DBL_MAX and acc <= DBL_MAX:
+                mean = DBL_MAX  # finite entries: the mean is <= max|x_i|, off by rounding
+        else:
+            mean = acc / d
+    return <floating>mean
 
 
 def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
@@ -420,11 +575,17 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
 def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     """TernGrad (Wen et al. 2017; PAPERS.md s.2): returns m = ||x||_inf and packs
     2-bit codes: nonzero iff u_i < |x_i| * (1 / m) (dtype), bit 1 = sign. The maximum is
-    taken on the magnitude bits as integers (NaN entries ignored)."""
+    taken on the magnitude bits as integers (NaN entries ignored). When 1 / m is not a
+    normal number of the dtype (m subnormal or tiny: 1 / m overflowed and every entry was
+    sent; m huge: 1 / m subnormal and imprecise; ``divides``) the probability is
+    |x_i| / m instead, a correctly rounded quotient for every finite m > 0, so that
+    E C(x) = x holds over the whole range (Beznosikov et al., "On biased compression for
+    distributed learning", class U(omega)); that case runs the scalar loop."""
     cdef Py_ssize_t d = x.shape[0], i, start, n
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int SB = 31 if floating is float else 63
-    cdef floating mx = 0, inv, q
+    cdef floating mx = 0, inv, q, ax
+    cdef bint div
     cdef int32_t k32, m32 = 0
     cdef int64_t k64, m64 = 0
     cdef uint64_t nz
@@ -454,25 +615,27 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
                 m64 = k64 if k64 > m64 else m64
             mx = from_bits(<uint64_t>m64, mx)
         inv = (<floating>1) / mx if mx > 0 else 0
+        div = divides(mx, inv)
         start = 0
         if floating is float:
             # one pass: random words, codes and packing in registers (compress_simd.h)
-            if mpt_ternary_enc32(&x[0], d, s, inv, &out[0]):
+            if not div and mpt_ternary_enc32(&x[0], d, s, inv, &out[0]):
                 start = d
         while start < d:
             n = min(<Py_ssize_t>BLK, d - start)
             random_block(s, start, n, r32, r64, floating is float)
-            if floating is float:
+            if floating is float and not div:
                 mpt_ternary32(&x[start], r32, n, inv, codes)
-            for i in range(n):
-                if floating is float:
-                    break
-                    r = r32[i]
-                else:
-                    rr = r64[i]
-                q = fabs(x[start + i]) * inv  # in the dtype
-                nz = below(r, rr, q)
-                codes[i] = <uint16_t>(nz | ((nz & (bits_of(x[start + i]) >> SB)) << 1))
+            else:
+                for i in range(n):
+                    if floating is float:
+                        r = r32[i]
+                    else:
+                        rr = r64[i]
+                    ax = <floating>fabs(x[start + i])  # exact
+                    q = ax / mx if div else ax * inv  # in the dtype
+                    nz = below(r, rr, q)
+                    codes[i] = <uint16_t>(nz | ((nz & (bits_of(x[start + i]) >> SB)) << 1))
             pos = put_codes(codes, n, 2, &out[0], pos, cap)
             start += n
     return mx

@@ -351,15 +351,30 @@ MPT_MULTI(mpt_ndither32, (const float *x, const uint32_t *r, int64_t n, float in
           (x, r, n, inv, levels, lowest, scale_small, codes))
 
 /* Natural compression codes (9 bits): exponent + [rounds up], 256 -> 255, sign << 8;
- * up = (r_i >> 9) < mantissa (random) or mantissa >= 2^22 (deterministic, r unused). */
+ * up = (r_i >> 9) < mantissa (random) or mantissa >= 2^22 (deterministic, r unused).
+ * In the same loop, two plain reductions for natural compression's input range
+ * (compress_round.pyx ``natural_encode``; Beznosikov et al., "On biased compression for
+ * distributed learning", C_nat in U(1/8)): *mx = max(*mx, |x_i| bits) (inf and NaN
+ * included: the caller rescans for the largest finite one only when *mx is inf or NaN) and
+ * *mn = min(*mn, |x_i| bits - 1) unsigned (< 0x7FFFFF iff some x_i is a nonzero subnormal;
+ * 0 wraps to the maximum). vpmaxud / vpminud: +0.01 ns per entry random, +0.06 ns
+ * deterministic, measured in L1; masking inf out inside the loop cost 0.11-0.15 ns (and a
+ * ?: on the condition made GCC emit a scalar cmov chain, 2x the encoder's time). */
+#define MPT_FRANGE_STEP(b) do { \
+        uint32_t k_ = (b) & 0x7FFFFFFFu, km_ = k_ - 1u; \
+        m = m > k_ ? m : k_; \
+        s = s < km_ ? s : km_; \
+    } while (0)
 MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
-                            uint16_t *codes) {
+                            uint16_t *codes, uint32_t *mx, uint32_t *mn) {
+    uint32_t m = *mx, s = *mn;
     if (det) {
         for (int64_t i = 0; i < n; i++) {
             uint32_t b = xb[i];
             uint32_t e = ((b >> 23) & 0xFF) + ((b & 0x7FFFFF) >= 0x400000);
             e -= e >> 8;
             codes[i] = (uint16_t)(((b >> 31) << 8) | e);
+            MPT_FRANGE_STEP(b);
         }
     } else {
         for (int64_t i = 0; i < n; i++) {
@@ -367,14 +382,57 @@ MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, in
             uint32_t e = ((b >> 23) & 0xFF) + ((r[i] >> 9) < (b & 0x7FFFFF));
             e -= e >> 8;
             codes[i] = (uint16_t)(((b >> 31) << 8) | e);
+            MPT_FRANGE_STEP(b);
         }
     }
+    *mx = m;
+    *mn = s;
 }
 /* AVX2 at both vector levels: with 512-bit vectors this block ran at 11.7-12.0 GB/s
  * (biased rounding, whole encoder) against 14.5-15.6 with 256-bit ones on an AMD EPYC. */
 MPT_MULTI256(mpt_natural32, (const uint32_t *xb, const uint32_t *r, int64_t n, int det,
-                             uint16_t *codes),
-             (xb, r, n, det, codes))
+                             uint16_t *codes, uint32_t *mx, uint32_t *mn),
+             (xb, r, n, det, codes, mx, mn))
+
+/* The same for float64 (12-bit codes: sign << 11 | exponent + [rounds up], 2048 -> 2047):
+ * up = (r_i >> 12) < mantissa (random) or mantissa >= 2^51 (deterministic). Both sides of
+ * each comparison are < 2^52, so they are compared as signed int64 (AVX2 has no unsigned
+ * 64-bit compare): the same results, vectorised. Statistics as in mpt_natural32, on signed
+ * keys: *mx = max(|x_i| bits) (< 2^63), *mn = min((|x_i| bits - 1) ^ 2^63) (the unsigned
+ * order as a signed one: < 0x000FFFFFFFFFFFFF ^ 2^63 iff some x_i is a nonzero subnormal). */
+#define MPT_FRANGE64_STEP(b) do { \
+        int64_t k_ = (int64_t)((b) & 0x7FFFFFFFFFFFFFFFULL); \
+        int64_t km_ = (int64_t)(((uint64_t)k_ - 1u) ^ 0x8000000000000000ULL); \
+        m = m > k_ ? m : k_; \
+        s = s < km_ ? s : km_; \
+    } while (0)
+MPT_BODY mpt_natural64_body(const uint64_t *xb, const uint64_t *r, int64_t n, int det,
+                            uint16_t *codes, int64_t *mx, int64_t *mn) {
+    const uint64_t mmask = (1ULL << 52) - 1ULL;
+    int64_t m = *mx, s = *mn;
+    if (det) {
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t b = xb[i];
+            uint64_t e = ((b >> 52) & 0x7FF) + (uint64_t)((int64_t)(b & mmask) >= (1LL << 51));
+            e -= e >> 11;
+            codes[i] = (uint16_t)(((b >> 63) << 11) | e);
+            MPT_FRANGE64_STEP(b);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t b = xb[i];
+            uint64_t e = ((b >> 52) & 0x7FF) + (uint64_t)((int64_t)(r[i] >> 12) < (int64_t)(b & mmask));
+            e -= e >> 11;
+            codes[i] = (uint16_t)(((b >> 63) << 11) | e);
+            MPT_FRANGE64_STEP(b);
+        }
+    }
+    *mx = m;
+    *mn = s;
+}
+MPT_MULTI(mpt_natural64, (const uint64_t *xb, const uint64_t *r, int64_t n, int det,
+                          uint16_t *codes, int64_t *mx, int64_t *mn),
+          (xb, r, n, det, codes, mx, mn))
 
 /* Largest |x_i| bit pattern over non-NaN entries (as an int32; 0 if none). */
 MPT_BODY mpt_absmax32_body(const int32_t *x, int64_t n, int32_t *out) {

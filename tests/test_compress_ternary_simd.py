@@ -29,12 +29,16 @@ def stream32(seed, d):
 
 def reference(x, seed):
     """(m, packed codes): nz = (double)(int32)(r ^ 2^31) < (double)q 2^32 - 2^31 with
-    q = |x| * (1 / m) in float32, code = nz | (nz & sign) << 1, 2 bits LSB first."""
+    q = |x| * (1 / m) in float32, or q = |x| / m when 0 < m <= max and 1 / m is not a
+    normal float32 (m subnormal, tiny or huge: compress_round.pyx ``divides``),
+    code = nz | (nz & sign) << 1, 2 bits LSB first."""
     mag = x.view(np.int32) & 0x7FFFFFFF
     m = np.where(mag > 0x7F800000, 0, mag).max().astype(np.int32).view(np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):
+    info = np.finfo(np.float32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         inv = np.float32(1) / m if m > 0 else np.float32(0)
-        q = np.abs(x) * inv
+        divide = 0 < m <= info.max and not info.smallest_normal <= inv <= info.max
+        q = np.abs(x) / m if divide else np.abs(x) * inv
         r = (stream32(seed, x.size) ^ np.uint32(0x80000000)).view(np.int32)
         nz = r.astype(np.float64) < q.astype(np.float64) * 4294967296.0 - 2147483648.0
     codes = nz.astype(np.uint8) | ((nz & np.signbit(x)).astype(np.uint8) << 1)
@@ -82,8 +86,13 @@ def test_ternary_encode_special_values(level):
     rng = np.random.default_rng(3)
     x = rng.standard_normal(1003).astype(np.float32)
     x[10], x[20], x[30] = np.inf, -np.inf, np.nan
+    # m subnormal (1 / m overflowed: every entry was sent), tiny (1 / m near the top) and
+    # huge (1 / m subnormal: probabilities off by up to 2^-21): q = |x| / m there
+    unit = rng.standard_normal(1003) * np.exp(rng.uniform(-3, 3, 1003))
+    unit /= np.abs(unit).max()
+    extremes = [(unit * m).astype(np.float32) for m in (1e-42, 1e-40, 3e-39, 1e38, 3.4e38)]
     for y in (x, np.zeros(99, np.float32), np.full(65, np.nan, np.float32),
-              np.full(40, 1e-40, np.float32)):
+              np.full(40, 1e-40, np.float32), *extremes):
         m_ref, ref = reference(y, SEED)
         m, out = encode(y, SEED)
         assert m.view(np.uint32) == m_ref.view(np.uint32)

@@ -143,7 +143,9 @@ def test_compositions_match_reference(dtype):
     y = natural_ref(x, None, deterministic=True)
     m = np.abs(y).max()
     nz = stream(sub, D, dtype) < np.abs(y) * (t(1) / m)
-    ref = np.where(nz, np.where(np.signbit(y), -m, m), t(0)) * t(1 / math.sqrt(D))
+    # scale 1 / (1 + omega) with ternary's tight omega = (sqrt(d) - 1) / 2 (it was
+    # 1 / sqrt(d) with the former constant sqrt(d) - 1, twice the worst case)
+    ref = np.where(nz, np.where(np.signbit(y), -m, m), t(0)) * t(1.0 / (1.0 + (math.sqrt(D) - 1.0) / 2.0))
     assert np.array_equal(c(x, SEED), ref)
 
 

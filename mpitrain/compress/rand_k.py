@@ -17,6 +17,13 @@ class RandK(Compressor):
     endian) then the k kept values (dtype): 64 + 32 k bits for float32. The scale d/k is
     applied at decode, so payloads with the same seed are summable: ``values(payload)``
     is the section an Allreduce may sum.
+
+    Range (scaled): the decoded (d/k) x_i must be a finite number of the dtype, so
+    |x_i| <= max / (d/k) (float32: 3.4e38 k / d); otherwise E C(x) = x (Beznosikov et al.,
+    "On biased compression for distributed learning", U(d/k - 1)) cannot hold. ``encode``
+    raises ValueError when a kept finite value is beyond that (a check over the k kept
+    values: O(k), as the rest of encode; a kept inf stays inf). Sums of several payloads
+    are not checked: their decoded sum may overflow like any sum of floats.
     """
 
     random = True
@@ -79,7 +86,32 @@ class RandK(Compressor):
         payload = xp.empty(self.payload_nbytes(), dtype=np.uint8)
         self.write_support(None, seed, payload[:SEED_BYTES])
         xp.take(x, self.select(x, seed), out=self.values(payload))
+        if self.scaled and self.d > self.k:
+            self._check_range(self.values(payload))
         return payload
+
+    def _check_range(self, values):
+        """ValueError when a finite kept value times d/k overflows the dtype (the largest
+        magnitude decides: rounding is monotone). Max and min, no temporary."""
+        xp = self._xp(values)
+        big = xp.maximum(values.max(), -values.min())  # NaN propagates: then no error
+        with np.errstate(over="ignore", invalid="ignore"):
+            over = xp.isinf(big * self.scale)
+        if not bool(over):  # one host read on a GPU
+            return
+        if not bool(xp.isfinite(big)):  # a kept inf: look at the finite ones only
+            finite = values[xp.isfinite(values)]
+            if finite.size == 0:
+                return
+            big = xp.abs(finite).max()
+            with np.errstate(over="ignore"):
+                if not bool(xp.isinf(big * self.scale)):
+                    return
+        raise ValueError(
+            f"rand_k ({self.dtype.name}, d/k = {self.d / self.k:g}): a kept |x_i| = {float(big):g} "
+            f"times d/k exceeds the largest {self.dtype.name} {float(np.finfo(self.dtype).max):g}; "
+            f"scaled Rand-k needs |x_i| <= {float(np.finfo(self.dtype).max) * self.k / self.d:g} "
+            "(scale x down by a power of two 2^k and the result back up, or use float64)")
 
     def decode(self, payload):
         payload = self._payload(payload)

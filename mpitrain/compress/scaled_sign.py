@@ -9,6 +9,10 @@ class ScaledSign(Compressor):
     """C(x) = (||x||_1 / d) sign(x), with sign(0) = +1 (one bit per entry; -0.0 is -1).
     Biased, delta = d: ||C(x) - x||^2 = ||x||^2 - ||x||_1^2 / d <= (1 - 1/d) ||x||^2.
     Payload: the scale (dtype) then d sign bits (1 = negative): 32 + d bits (float32).
+    The scale is the mean of |x_i| accumulated in double, with the entries scaled by 2^-64
+    when that sum overflows (float64 near its maximum; compress_round.pyx), so it is finite
+    for every finite x (Beznosikov et al., "On biased compression for distributed
+    learning": the contraction needs the exact scale ||x||_1 / d, not inf).
     """
 
     @property

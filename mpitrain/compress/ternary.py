@@ -9,10 +9,22 @@ from mpitrain.compress.base import Compressor
 
 class Ternary(Compressor):
     """C(x)_i = ||x||_inf sign(x_i) b_i, b_i ~ Bernoulli(|x_i| / ||x||_inf) (the ratio is
-    computed as |x_i| * (1 / ||x||_inf) in the dtype).
+    computed as |x_i| * (1 / ||x||_inf) in the dtype, or as |x_i| / ||x||_inf when
+    1 / ||x||_inf is not a normal number: subnormal or huge ||x||_inf, compress_round.pyx).
 
-    Unbiased. omega = sqrt(d) - 1 (derived here, PAPERS.md gives no constant):
-    E||C(x) - x||^2 = ||x||_1 ||x||_inf - ||x||^2 <= (sqrt(d) - 1) ||x||^2.
+    Unbiased, omega = (sqrt(d) - 1) / 2, the exact worst case (derived here; PAPERS.md,
+    Beznosikov et al., "On biased compression for distributed learning", gives no
+    constant for ternary quantisation). With m = ||x||_inf, E C(x)_i^2 = m |x_i|, so
+    E||C(x) - x||^2 = ||x||_1 ||x||_inf - ||x||^2. The ratio to ||x||^2 is invariant under
+    scaling and sign flips; with x = (1, y), y in [0, 1]^(d-1), it is
+    (1 + S) / (1 + ||y||^2) - 1 with S = sum y, and ||y||^2 >= S^2 / (d - 1) (equality for
+    equal entries), so the maximum is over y = (t, ..., t):
+    (1 + n t) / (1 + n t^2) - 1, n = d - 1, maximised where n t^2 + 2 t - 1 = 0, i.e.
+    t = 1 / (sqrt(d) + 1): n t = sqrt(d) - 1, n t^2 = (sqrt(d) - 1) / (sqrt(d) + 1), and the
+    ratio is (sqrt(d) + 1) / 2 - 1 = (sqrt(d) - 1) / 2. (The earlier constant sqrt(d) - 1
+    bounded ||x||_1 ||x||_inf by sqrt(d) ||x||^2 and dropped the -||x||^2 coupling: twice
+    the worst case.) omega enters error feedback as C / (1 + omega)
+    (mpitrain/algorithms/contractive_scaling.py) and compositions (composition.py).
     Payload: ||x||_inf (dtype) then 2 bits per entry: 32 + 2 d bits (float32).
     """
 
@@ -21,7 +33,7 @@ class Ternary(Compressor):
 
     @property
     def omega(self):
-        return math.sqrt(self.d) - 1.0
+        return (math.sqrt(self.d) - 1.0) / 2.0
 
     def payload_bits(self):
         return self.width + 2 * self.d

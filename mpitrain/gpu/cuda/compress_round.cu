@@ -65,9 +65,9 @@ __device__ void ternary_encode(const T *x, mpt_i64 n, mpt_u64 seed, const T *max
                                mpt_u8 *out, mpt_i64 nbytes) {
     const T mx = maximum[0];
     const T inv = mx > (T)0 ? ((T)1) / mx : (T)0;
-    MPT_GRID_LOOP(g, (n + 7) / 8) {
+    MPT_GRID_LOOP(g, (n + 7) / 8) {  // |x_i| / mx where 1 / mx is not normal (mpt_common.cuh)
         mpt_pack_group(g, n, 2, out, nbytes,
-                       [&](mpt_i64 j) { return mpt_ternary_code(x[j], seed, j, inv); });
+                       [&](mpt_i64 j) { return mpt_ternary_code(x[j], seed, j, inv, mx); });
     }
 }
 

@@ -75,13 +75,27 @@ template <> struct mpt_traits<float> {
     enum { E = 8, M = 23, SB = 31, BIAS = 127 };
     static MPT_HD mpt_u64 bits(float v) { return mpt_bits32(v); }
     static MPT_HD float from(mpt_u64 b) { return mpt_float32((mpt_u32)b); }
+    static MPT_HD float min_normal() { return mpt_float32(0x00800000U); }  // FLT_MIN
+    static MPT_HD float max_finite() { return mpt_float32(0x7F7FFFFFU); }  // FLT_MAX
 };
 template <> struct mpt_traits<double> {
     typedef mpt_u64 bits_t;
     enum { E = 11, M = 52, SB = 63, BIAS = 1023 };
     static MPT_HD mpt_u64 bits(double v) { return mpt_bits64(v); }
     static MPT_HD double from(mpt_u64 b) { return mpt_float64(b); }
+    static MPT_HD double min_normal() { return mpt_float64(0x0010000000000000ULL); }  // DBL_MIN
+    static MPT_HD double max_finite() { return mpt_float64(0x7FEFFFFFFFFFFFFFULL); }  // DBL_MAX
 };
+
+// Whether the codes divide, |x_i| / nrm, instead of multiplying, |x_i| * f with f = num / nrm
+// (compress_round.pyx ``divides``): nrm finite and > 0 but f not a normal number (a tiny or
+// subnormal nrm overflows f, a huge one makes it subnormal and imprecise). Elsewhere the
+// multiplication, the pinned wire format of ordinary inputs (Beznosikov et al., "On biased
+// compression for distributed learning": the probabilities must be |x_i| / nrm for E C(x) = x).
+template <typename T> MPT_HD bool mpt_divides(T nrm, T f) {
+    const T lo = mpt_traits<T>::min_normal(), hi = mpt_traits<T>::max_finite();
+    return nrm > (T)0 && nrm <= hi && !(f >= lo && f <= hi);
+}
 
 // |x| by clearing the sign bit (fabs)
 template <typename T> MPT_HD T mpt_abs(T x) {
@@ -128,7 +142,9 @@ MPT_HD void mpt_stream(double, mpt_u64 seed, mpt_i64 i, mpt_u32 *r, mpt_u64 *r64
     *r = 0; *r64 = mpt_random64(seed, i);
 }
 
-// dithering (standard or natural) of element i with its bucket's norm nrm (in the dtype)
+// dithering (standard or natural) of element i with its bucket's norm nrm (in the dtype);
+// t = |x_i| * (s / nrm), q = |x_i| * (1 / nrm), or (|x_i| / nrm) * s and |x_i| / nrm when
+// that factor is not a normal number (mpt_divides; the same branch for the whole bucket)
 template <typename T>
 MPT_HD mpt_u32 mpt_dither_code(T x, mpt_u64 seed, mpt_i64 i, int levels, int natural, T nrm) {
     const int M = mpt_traits<T>::M, SB = mpt_traits<T>::SB;
@@ -141,7 +157,7 @@ MPT_HD mpt_u32 mpt_dither_code(T x, mpt_u64 seed, mpt_i64 i, int levels, int nat
     mpt_i64 lv;
     if (!natural) {
         T mul = nrm != (T)0 ? ((T)levels) / nrm : (T)0;
-        T t = ax * mul;
+        T t = mpt_divides(nrm, mul) ? (ax / nrm) * (T)levels : ax * mul;
         lv = (mpt_i64)t;
         T f = t - (T)lv;
         lv += mpt_below(r, r64, f);
@@ -149,7 +165,7 @@ MPT_HD mpt_u32 mpt_dither_code(T x, mpt_u64 seed, mpt_i64 i, int levels, int nat
         T inv = nrm != (T)0 ? ((T)1) / nrm : (T)0;
         T lowest = mpt_traits<T>::from((mpt_u64)(bias + 1 - levels) << M);  // 2^(1-s)
         T scale_small = mpt_traits<T>::from((mpt_u64)(bias + levels - 1) << M);  // 2^(s-1)
-        T q = ax * inv;
+        T q = mpt_divides(nrm, inv) ? ax / nrm : ax * inv;
         mpt_u64 b = mpt_traits<T>::bits(q);
         mpt_i64 a = (mpt_i64)(b >> M) - bias;
         mpt_u64 rr = (sizeof(T) == 4) ? (mpt_u64)(r >> 9) : (r64 >> 12);
@@ -161,7 +177,8 @@ MPT_HD mpt_u32 mpt_dither_code(T x, mpt_u64 seed, mpt_i64 i, int levels, int nat
     return (mpt_u32)((lv << 1) | (mpt_i64)(sign & (mpt_u64)(lv != 0)));
 }
 
-// value of a dithering code c (level << 1 | sign) with the bucket norm nrm
+// value of a dithering code c (level << 1 | sign) with the bucket norm nrm; standard:
+// (nrm * level) / s, or nrm * (level / s) where nrm * level overflows (nrm near the maximum)
 template <typename T>
 MPT_HD T mpt_dither_value(mpt_u64 c, int levels, int natural, T nrm) {
     mpt_u64 level = c >> 1;
@@ -173,17 +190,30 @@ MPT_HD T mpt_dither_value(mpt_u64 c, int levels, int natural, T nrm) {
                                       << mpt_traits<T>::M);
     } else {
         v = (nrm * (T)level) / (T)levels;
+        if (v > mpt_traits<T>::max_finite() && nrm <= mpt_traits<T>::max_finite())
+            v = nrm * ((T)level / (T)levels);
     }
     return (c & 1) ? -v : v;
 }
 
-// ternary: nonzero iff u_i < |x_i| inv, bit 1 = sign of a nonzero
+// ternary: nonzero iff u_i < |x_i| inv, bit 1 = sign of a nonzero (the rule where inv = 1 / m
+// is a normal number; tests/gpu_host_rules.cpp calls this form)
 template <typename T>
 MPT_HD mpt_u32 mpt_ternary_code(T x, mpt_u64 seed, mpt_i64 i, T inv) {
     mpt_u32 r; mpt_u64 r64;
     mpt_stream(x, seed, i, &r, &r64);
     T ax = mpt_abs(x);
     mpt_u64 nz = mpt_below(r, r64, ax * inv);
+    return (mpt_u32)(nz | ((nz & (mpt_traits<T>::bits(x) >> mpt_traits<T>::SB)) << 1));
+}
+// the whole rule (compress_round.pyx ternary_encode), m = ||x||_inf, inv = m > 0 ? 1 / m : 0:
+// u_i < |x_i| / m where 1 / m is not a normal number (mpt_divides), else the form above
+template <typename T>
+MPT_HD mpt_u32 mpt_ternary_code(T x, mpt_u64 seed, mpt_i64 i, T inv, T m) {
+    if (!mpt_divides(m, inv)) return mpt_ternary_code(x, seed, i, inv);
+    mpt_u32 r; mpt_u64 r64;
+    mpt_stream(x, seed, i, &r, &r64);
+    mpt_u64 nz = mpt_below(r, r64, mpt_abs(x) / m);
     return (mpt_u32)(nz | ((nz & (mpt_traits<T>::bits(x) >> mpt_traits<T>::SB)) << 1));
 }
 
