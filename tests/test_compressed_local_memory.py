@@ -16,5 +16,5 @@ def test_compressed_local_step_allocates_only_the_decoded_vector(tmp_path, feedb
         ["step_size.value=0.5", "train.steps=1000", "compressed_local_sgd.period=2",
          f"compressed_local_sgd.error_feedback={feedback}"],
         warm_steps=10, measured_steps=20,
-        check="assert trainer.algorithm.rounds == 15, trainer.algorithm.rounds\n")
+        check="assert trainer.algorithm.syncs == 15, trainer.algorithm.syncs\n")
     assert worst < 0.6, worst  # one float32 decode is 0.5 x 8d; Top-k selects in O(k + 4096)

@@ -33,6 +33,7 @@ from mpi4py import MPI
 
 from ..fields import ConfigError, bounded, choice
 from .local_sgd import OUTPUTS, LocalModelAlgorithm, check_weight_shift
+from .periods import ConstantPeriod
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class AsyncLocalSGD(LocalModelAlgorithm):
     def __init__(self, worker, options=None, step_size_shift: float = 1.0):
         super().__init__(worker, options, step_size_shift)
         self.comm = worker.comm.Dup()
-        self.period = self.opts.period
-        self.max_delay = self.opts.max_delay if self.opts.max_delay is not None else self.period
+        self.period = ConstantPeriod(self.opts.period)
+        self.max_delay = self.opts.max_delay if self.opts.max_delay is not None else self.opts.period
         self.weight = self.x.dtype.type(worker.weight)
         self.snapshot = np.empty_like(self.x)  # x_s
         self.send = np.empty_like(self.x)  # w_k x_s
@@ -69,7 +70,7 @@ class AsyncLocalSGD(LocalModelAlgorithm):
 
     def step(self, t: int) -> None:
         self.local_step(t)
-        sync = (t + 1) % self.period == 0
+        sync = self.period.syncs_after(t)
         if self.request is not None:
             if sync or t - self.started_at >= self.max_delay:
                 self.wait(t)

@@ -1,9 +1,12 @@
 """Compressed Local SGD: Local SGD (Stich 2019, PAPERS.md s.1) whose averages send compressed
 model changes, with error feedback on the change (Beznosikov et al. 2020, PAPERS.md s.2).
 
-All workers share the anchor x_a (the last average; x_0 at the start). Worker k takes H
-local steps x_k <- x_k - eta_t g_k(x_k) (g_k clipped to ``clip`` when set), then at an
-averaging round r (after steps H, 2H, ..., and after the last step)
+Built from the Local SGD parts (mpitrain.algorithms.local_sgd): the same local step, any period
+schedule of mpitrain.algorithms.periods (constant, post_local, auto, growing; plus an average
+after the last step), the same outputs; only the exchange differs. All workers share the
+anchor x_a (the last average; x_0 at the start). Worker k takes local steps
+x_k <- x_k - eta_t g_k(x_k) (g_k clipped to ``clip`` when set), and at an averaging round r
+(when the period says so, and after the last step)
 
     Delta_k = x_k - x_a                                (the model change since the average)
     none:  x_a <- x_a + sum_k w_k C(Delta_k)
@@ -11,8 +14,10 @@ averaging round r (after steps H, 2H, ..., and after the last step)
     x_k <- x_a                                         (every worker restarts from the average)
 
 With the identity compressor this is Local SGD (up to the rounding of Delta in the wire
-dtype). The evaluated model is the anchor x_a (the same on every rank; no extra traffic).
-EF21 tracks a converging quantity (a gradient), not a model change: it is not offered here.
+dtype). The evaluated model (``output = "average"``) is the anchor x_a, the same on every
+rank (no extra traffic); ``output = "weighted"`` is Stich's x_hat_T over the local iterates,
+averaged over the ranks like Local SGD's. EF21 tracks a converging quantity (a gradient),
+not a model change: it is not offered here.
 
 Steady memory: a round allocates no parameter-sized temporary here. Delta_k is computed
 in place in x (bit-identical to ``x - x_a``), since x is overwritten with the new x_a at the
@@ -24,35 +29,56 @@ CompressedAverager); tests/test_compressed_local_memory.py pins this.
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..fields import ConfigError, bounded
-from .compressed_sgd import CompressedSGD
-from .compression_options import CompressionOptions, check_compression_options
+from ..clip import clip_by_norm
+from ..fields import ConfigError, bounded, choice
+from .compressed_exchange import CompressedAverager, CompressedSender
+from .compressed_sgd import warn_if_biased_without_feedback
+from .compression_options import CompressionOptions, build_compressor, check_compression_options
+from .local_sgd import OUTPUTS, LocalModelAlgorithm, check_period_options, check_weight_shift
+from .periods import PERIOD_SCHEDULES, AndLast, make_period
 
 
 @dataclass(frozen=True)
 class CompressedLocalSGDOptions(CompressionOptions):
-    period: int = bounded(8, min=1)  # H: local steps between averaging rounds
+    period: int = bounded(8, min=1)  # H: local steps between averaging rounds (first period for "growing")
+    schedule: str = choice("constant", PERIOD_SCHEDULES)  # constant | post_local | auto | growing
+    warmup_steps: int = bounded(0, min=0)  # post_local: synchronous steps before the local ones
+    growth: float = bounded(2.0, min=1.0)  # growing: each period is this times the previous one
+    max_period: int = bounded(0, min=0)  # growing: cap on H; 0 for none
+    output: str = choice("average", OUTPUTS)  # evaluated model: the anchor x_a, or Stich's x_hat
+    weight_shift: typing.Optional[float] = None  # a in w_t = (a + t)^2; default step_size.a
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_weight_shift(self.weight_shift)
 
 
 def averages_after(t: int, period: int, steps: int) -> bool:
-    """Whether step t (0-based) ends with an averaging round: every H steps, and the last."""
+    """Whether step t (0-based) ends with an averaging round under a constant period H: every
+    H steps, and the last (the schedule-free form of ``AndLast(ConstantPeriod(H), steps)``)."""
     return (t + 1) % period == 0 or t + 1 == steps
 
 
-class CompressedLocalSGD(CompressedSGD):
-    """H local steps, then a compressed average of the model changes."""
+class CompressedLocalSGD(LocalModelAlgorithm):
+    """Local steps, then a compressed average of the model changes when the period says so."""
 
     name = "compressed_local_sgd"
     options = CompressedLocalSGDOptions
 
-    def __init__(self, worker, options=None):
-        super().__init__(worker, options)
+    def __init__(self, worker, options=None, step_size_shift: float = 1.0):
+        super().__init__(worker, options, step_size_shift)
+        self.period = AndLast(make_period(self.opts, worker.steps, worker.size, worker.batch_size), worker.steps)
+        self.compressor = build_compressor(self.opts, self.x.size, self.name)
+        self.sender = CompressedSender(self.compressor, self.opts.error_feedback, self.x.dtype, worker.seed, worker.rank)
+        self.averager = CompressedAverager(worker.comm, worker.stats, worker.weight, self.compressor, self.x.dtype)
+        warn_if_biased_without_feedback(worker, self.name, self.opts, self.compressor)
         self.anchor = self.x.copy()  # x_a, the last average
-        self.rounds = 0
+        self.steps_done = 0
 
     @classmethod
     def validate(cls, config):
@@ -61,36 +87,48 @@ class CompressedLocalSGD(CompressedSGD):
             raise ConfigError(f"{cls.name}.error_feedback", "'ef21' is for gradients; use 'ef' or 'none' "
                               "for compressed Local SGD")
         check_compression_options(opts, cls.name)
+        check_period_options(opts, config.train.steps, cls.name)
+
+    def stochastic_gradient(self) -> np.ndarray:
+        """A fresh mini-batch gradient at x, clipped when ``clip`` > 0."""
+        g = super().stochastic_gradient()
+        if self.opts.clip > 0:
+            with self.worker.stats.compute():
+                clip_by_norm(g, self.opts.clip, out=g)
+        return g
 
     def step(self, t: int) -> None:
-        g = self.gradient()
-        with self.worker.stats.compute():
-            g *= self.x.dtype.type(self.worker.step_size(t))
-            self.x -= g
-        if averages_after(t, self.opts.period, self.worker.steps):
-            self.synchronise()
+        self.local_step(t)
+        self.steps_done = t + 1
+        if self.period.syncs_after(t):
+            self.synchronise(t)
 
-    def synchronise(self) -> None:
+    def synchronise(self, t: int) -> None:
         """One averaging round (module doc); x holds Delta_k between the encode and the reset."""
         with self.worker.stats.compute():
             change = np.subtract(self.x, self.anchor, out=self.x)  # Delta_k in x's storage; x <- x_a below
-            payload = self.sender.encode(change, 1.0, self.rounds)
+            payload = self.sender.encode(change, 1.0, self.syncs)
         mean = self.averager.average(payload)
         with self.worker.stats.compute():
             self.anchor += self.sender.direction(mean, 1.0)
             self.x[...] = self.anchor
-        self.rounds += 1
+        self.syncs += 1
 
     def evaluation_point(self) -> np.ndarray:
-        return self.anchor
+        """The anchor x_a (the same on every rank), or Stich's x_hat averaged over the ranks."""
+        if self.output is None:
+            return self.anchor
+        return super().evaluation_point()
 
     def metrics(self) -> dict:
-        return {**super().metrics(), "syncs": self.rounds}
+        return {**super().metrics(), "bits_sent": self.averager.bits_sent, "period": self.period.current(self.steps_done)}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "anchor": self.anchor, "rounds": self.rounds}
+        return {**super().state_dict(), "feedback": self.sender.rule.state_dict(), "bits_sent": self.averager.bits_sent,
+                "anchor": self.anchor}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        self.sender.rule.load_state_dict(state["feedback"])
+        self.averager.bits_sent = int(state["bits_sent"])
         self.anchor[...] = state["anchor"]
-        self.rounds = int(state["rounds"])

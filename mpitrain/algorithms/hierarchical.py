@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ..comm.hierarchy import HierarchicalAverager, NodeHierarchy
 from ..fields import ConfigError, bounded, choice
 from .local_sgd import OUTPUTS, LocalModelAlgorithm, check_weight_shift
+from .periods import ConstantPeriod
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,15 @@ class HierarchicalLocalSGD(LocalModelAlgorithm):
                                        field=f"{self.name}.ranks_per_node")
         self.averager = HierarchicalAverager(self.hierarchy, worker.weight, worker.stats)
         self.node_syncs = 0
+        self.global_period = ConstantPeriod(self.opts.global_period)
+        self.node_period = ConstantPeriod(self.opts.node_period)
 
     def step(self, t: int) -> None:
         self.local_step(t)
-        if (t + 1) % self.opts.global_period == 0:
+        if self.global_period.syncs_after(t):
             self.averager.average_global(self.x)
             self.syncs += 1
-        elif (t + 1) % self.opts.node_period == 0:
+        elif self.node_period.syncs_after(t):
             self.averager.average_node(self.x)
             self.node_syncs += 1
 

@@ -54,6 +54,15 @@ class LocalSGDOptions:
         check_weight_shift(self.weight_shift)
 
 
+def check_period_options(opts, steps: int, section: str) -> None:
+    """The period schedule's fields against the run: a post-local warm-up shorter than it."""
+    if opts.schedule == "post_local" and opts.warmup_steps >= steps:
+        raise ConfigError(f"{section}.warmup_steps", f"the warm-up ({opts.warmup_steps} steps) must be shorter "
+                          f"than the run (train.steps = {steps})")
+    if opts.schedule != "post_local" and opts.warmup_steps != 0:
+        raise ConfigError(f"{section}.warmup_steps", f"is used only with {section}.schedule = 'post_local'")
+
+
 class LocalModelAlgorithm(Algorithm):
     """What every Local SGD variant shares: local steps, the output, evaluation, metrics.
 
@@ -122,12 +131,7 @@ class LocalSGD(LocalModelAlgorithm):
 
     @classmethod
     def validate(cls, config):
-        opts = config.section(cls.name)
-        if opts.schedule == "post_local" and opts.warmup_steps >= config.train.steps:
-            raise ConfigError("local_sgd.warmup_steps", f"the warm-up ({opts.warmup_steps} steps) must be shorter "
-                              f"than the run (train.steps = {config.train.steps})")
-        if opts.schedule != "post_local" and opts.warmup_steps != 0:
-            raise ConfigError("local_sgd.warmup_steps", "is used only with local_sgd.schedule = 'post_local'")
+        check_period_options(config.section(cls.name), config.train.steps, cls.name)
 
     def step(self, t: int) -> None:
         syncs = self.period.syncs_after(t)

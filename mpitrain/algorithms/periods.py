@@ -13,7 +13,10 @@ is in the set I_T of synchronisation steps; these classes are ways to choose I_T
 - growing:     the j-th period is min(max_period, ceil(H growth^j)): frequent averages while the
                iterates move fast, rare ones near the optimum.
 
-All are stateless functions of ``t`` (a resumed run needs no period state).
+All are stateless functions of ``t`` (a resumed run needs no period state). ``AndLast``
+wraps any of them to average after the last step as well (compressed Local SGD ends on an
+average, so its anchor is the model it returns). Every Local SGD variant asks a period object
+when to average: this module is the one place that decides it.
 """
 from __future__ import annotations
 
@@ -72,6 +75,20 @@ class GrowingPeriod:
     def current(self, t: int) -> int:
         self._extend(t)
         return self._length(bisect.bisect_left(self._ends, t + 1))
+
+
+@dataclass(frozen=True)
+class AndLast:
+    """``inner``'s synchronisation steps, and the last step of a run of ``steps`` steps."""
+
+    inner: object
+    steps: int
+
+    def syncs_after(self, t: int) -> bool:
+        return self.inner.syncs_after(t) or t + 1 == self.steps
+
+    def current(self, t: int) -> int:
+        return self.inner.current(t)
 
 
 def auto_period(steps: int, workers: int, batch_size: int) -> int:

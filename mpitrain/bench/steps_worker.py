@@ -55,12 +55,6 @@ def _local_sgd_syncs(algorithm, t):
     return algorithm.period.syncs_after(t)
 
 
-def _compressed_local_syncs(algorithm, t):
-    from ..algorithms.compressed_local_sgd import averages_after
-
-    return averages_after(t, algorithm.opts.period, STEPS)
-
-
 def _hierarchical_syncs(algorithm, t):  # node or global average: both communicate
     return (t + 1) % algorithm.opts.node_period == 0
 
@@ -85,7 +79,7 @@ METHODS = (
             'compressed_sgd.error_feedback="ef"')),
     Method("compressed_local_sgd H=8 top_k k=30", "compressed_local_sgd",
            ("compressed_local_sgd.period=8", 'compressed_local_sgd.compressor="top_k"', "compressed_local_sgd.k=30",
-            'compressed_local_sgd.error_feedback="ef"'), _compressed_local_syncs, True),
+            'compressed_local_sgd.error_feedback="ef"'), _local_sgd_syncs, True),
     Method("hierarchical_local_sgd H1=4 H2=16", "hierarchical_local_sgd",
            ("hierarchical_local_sgd.node_period=4", "hierarchical_local_sgd.global_period=16"),
            _hierarchical_syncs, True),

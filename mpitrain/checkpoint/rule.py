@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from ..algorithms.periods import make_period
 from ..config import CORE_SECTIONS
 
 #: Config fields a resumed run may change ("*": every field of the section): where the run
@@ -18,9 +19,9 @@ MAY_CHANGE = {"run": "*", "train": ("steps", "device", "cuda_aware_mpi")}
 
 def steps_set_the_period(tree: dict) -> bool:
     """Whether ``train.steps`` changes the iterates of the config ``tree`` (not only where the
-    run ends): Local SGD with ``schedule = "auto"`` derives its period H from it."""
-    train = tree.get("train", {})
-    return train.get("algorithm") == "local_sgd" and tree.get("local_sgd", {}).get("schedule") == "auto"
+    run ends): Local SGD (compressed or not) with ``schedule = "auto"`` derives its period H from it."""
+    algorithm = tree.get("train", {}).get("algorithm")
+    return algorithm in ("local_sgd", "compressed_local_sgd") and tree.get(algorithm, {}).get("schedule") == "auto"
 
 
 def comparable_tree(tree: dict) -> dict:
@@ -62,10 +63,10 @@ def differences(theirs: dict, ours: dict) -> list:
     return names
 
 
-def final_round_at(step: int, steps: int, period: int) -> bool:
+def final_round_at(step: int, steps: int, period) -> bool:
     """Whether compressed_local_sgd's state at ``step`` holds the extra average of a run of
-    ``steps`` steps after its last step (one not also due every ``period`` steps)."""
-    return step == steps and step % period != 0
+    ``steps`` steps after its last step (one its ``period`` object would not have made)."""
+    return step == steps and step > 0 and not period.syncs_after(step - 1)
 
 
 def steps_refusal(manifest: dict, config) -> str | None:
@@ -75,7 +76,8 @@ def steps_refusal(manifest: dict, config) -> str | None:
     if new < step:
         return f"it is at step {step}, after the end of this run (train.steps = {new})"
     if config.train.algorithm == "compressed_local_sgd" and old != new:
-        period = config.section("compressed_local_sgd").period
+        opts = config.section("compressed_local_sgd")
+        period = make_period(opts, new, manifest["ranks"], config.train.batch_size)
         if final_round_at(step, old, period) != final_round_at(step, new, period):
             return (f"compressed_local_sgd averages after its last step, so its state at step {step} depends "
                     f"on train.steps (written with {old}, this run has {new}); resume with train.steps = {old}")
