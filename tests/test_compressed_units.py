@@ -12,11 +12,9 @@ BASE = ["data.n_samples=600", "data.n_features=20", "train.steps=30", "train.bat
 @pytest.mark.parametrize("overrides, field, words", [
     (["compressed_sgd.compressor=topk"], "compressed_sgd.compressor", "top_k_natural_dithering"),
     (["compressed_sgd.compressor=top_k", "compressed_sgd.k=0"], "compressed_sgd.k", "must be >= 1"),
-    (["compressed_sgd.compressor=top_k"], "compressed_sgd.k", "exactly one of k or ratio"),
     (["compressed_sgd.compressor=top_k", "compressed_sgd.k=3", "compressed_sgd.ratio=0.1"], "compressed_sgd.k",
      "exactly one"),
     (["compressed_sgd.compressor=natural_dithering", "compressed_sgd.levels=0"], "compressed_sgd.levels", ">= 1"),
-    (["compressed_sgd.compressor=natural_dithering"], "compressed_sgd.levels", "needs it"),
     (["compressed_sgd.compressor=natural_dithering", "compressed_sgd.levels=200"], "compressed_sgd.levels", "<= 126"),
     (["compressed_sgd.compressor=top_k", "compressed_sgd.k=3", "compressed_sgd.levels=2"], "compressed_sgd.levels",
      "takes no levels"),
@@ -31,6 +29,16 @@ def test_bad_options_name_the_field(overrides, field, words):
         load_config(None, [*BASE, "train.algorithm=compressed_sgd", *overrides])
     assert info.value.field == field, str(info.value)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("algorithm", ["compressed_sgd", "compressed_local_sgd"])
+def test_every_compressor_validates_with_its_defaults(algorithm):
+    """k and levels have defaults (5% of d, s = 4): naming a compressor is enough."""
+    from mpitrain.compress import COMPRESSORS
+
+    load_config(None, [*BASE, f"train.algorithm={algorithm}"])
+    for name in COMPRESSORS:
+        load_config(None, [*BASE, f"train.algorithm={algorithm}", f"{algorithm}.compressor={name}"])
 
 
 def test_ef21_is_refused_for_compressed_local_sgd():

@@ -28,14 +28,19 @@ PARAMETERS = ("k", "ratio", "levels", "bucket_size", "p")  # compressor paramete
 BIASED_PARAMETERS = ("k", "ratio")  # of a composition: these go to its biased part
 WIRE_DTYPES = ("float32", "float64")
 STAND_IN_D = 1 << 12  # dimension used to check the parameters before d is known
+#: k = round(DEFAULT_RATIO d) for a compressor that keeps k entries when neither k nor ratio is given
+#: (5%: k = 15 of w8a's d = 300, the paper experiments' choice)
+DEFAULT_RATIO = 0.05
+#: s for a dithering compressor when ``levels`` is not given (the paper experiments' s = 4)
+DEFAULT_LEVELS = 4
 
 
 @dataclass(frozen=True)
 class CompressionOptions:
     compressor: str = choice("top_k_natural_dithering", sorted(COMPRESSORS))  # a name of mpitrain.compress.COMPRESSORS
-    k: typing.Optional[int] = bounded(None, min=1)  # entries kept (Top-k, Rand-k); 1 <= k <= d
+    k: typing.Optional[int] = bounded(None, min=1)  # entries kept (Top-k, Rand-k); 1 <= k <= d; neither k nor ratio: ratio 0.05
     ratio: typing.Optional[float] = bounded(None, exclusive_min=0.0, max=1.0)  # k = round(ratio d), instead of k
-    levels: typing.Optional[int] = bounded(None, min=1)  # s, quantisation levels (dithering)
+    levels: typing.Optional[int] = bounded(None, min=1)  # s, quantisation levels (dithering); default 4
     bucket_size: typing.Optional[int] = bounded(None, min=1)  # dithering: entries per norm; default d
     p: typing.Optional[float] = bounded(None, min=1.0)  # natural dithering: the norm ||.||_p (default 2)
     biased: str = choice("top_k", sorted(COMPRESSORS))  # composition: the biased compressor
@@ -64,10 +69,22 @@ def _accepted(factory) -> set:
     return set(parameters) - {"d", "dtype"}
 
 
+def _requires(factory, name: str) -> bool:
+    """Whether the factory has a parameter ``name`` without a default."""
+    parameter = inspect.signature(factory).parameters.get(name)
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
 def compressor_parameters(opts, section: str) -> tuple[str, dict]:
     """(name, keyword arguments) for make_compressor; ConfigError naming a parameter the
     compressor does not take."""
     given = {name: getattr(opts, name) for name in PARAMETERS if getattr(opts, name) is not None}
+    keeps = opts.biased if opts.compressor == "composition" else opts.compressor
+    if "k" not in given and "ratio" not in given and {"k", "ratio"} <= _accepted(COMPRESSORS[keeps]):
+        given["ratio"] = DEFAULT_RATIO  # the default size of a compressor that keeps k entries
+    quantiser = opts.unbiased if opts.compressor == "composition" else opts.compressor
+    if "levels" not in given and _requires(COMPRESSORS[quantiser], "levels"):
+        given["levels"] = DEFAULT_LEVELS  # the default s of a dithering compressor
     if opts.compressor != "composition":
         accepted = _accepted(COMPRESSORS[opts.compressor])
         for name in given:
