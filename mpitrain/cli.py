@@ -4,16 +4,19 @@
     plot        draw metrics files as PNG
     compare     plot runs against steps, time and bits sent; print a table
     job         render a Slurm batch script from jobs/*.sbatch, or submit it
-    bench       micro-benchmarks (see mpitrain.bench)
-    experiment  the papers' experiments (see mpitrain.experiments)
+    list        what there is: algorithms, compressors, datasets, objectives, benches, experiments, fields
+    bench       micro-benchmarks (python -m mpitrain bench --help lists them)
+    experiment  the papers' experiments (python -m mpitrain experiment --help lists them)
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 
+from . import __version__
 from .argparsing import ArgumentParser, user_error
 
 
@@ -72,6 +75,17 @@ def cmd_train(args) -> int:
         check_world_size(comm)
         config = agree(comm, lambda: load_config(args.config, overrides), what="invalid configuration")
         check_same_config(comm, config)
+        if args.print_config:
+            if comm.Get_rank() == 0:
+                print_config(config)
+            return 0
+        if comm.Get_rank() == 0:
+            for name in config.unused_sections():
+                print(f"mpitrain: warning: [{name}] is given but train.algorithm = {config.train.algorithm!r} "
+                      "does not read it", file=sys.stderr, flush=True)
+        if args.dry_run:
+            dry_run(config, comm)
+            return 0
         train(config, comm, resume=args.resume, overwrite=args.overwrite, stop=stop)
     except (JobError, ConfigError) as exc:
         if comm.Get_rank() == 0:
@@ -85,6 +99,72 @@ def cmd_train(args) -> int:
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)  # the ranks may be in different collectives: no MPI_Finalize
     return 0
+
+
+def cmd_list(args) -> int:
+    from .catalogue import config_reference, format_listing, listing
+
+    if args.markdown:
+        if args.kind != "fields":
+            return user_error("--markdown is for `list fields` (the config reference)")
+        print(config_reference(), end="")
+        return 0
+    print(format_listing(listing(args.kind)))
+    return 0
+
+
+def print_config(config) -> None:
+    """The resolved config as TOML, every default shown (unset optional fields as comments)."""
+    print(config_toml(config), end="")
+
+
+def config_toml(config) -> str:
+    lines = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        for name, value in values.items():
+            lines.append(f"# {name} = (unset)" if value is None else f"{name} = {toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def dry_run(config, comm) -> None:
+    """Validate, load the data, build the problem and the algorithm, report sizes; write nothing."""
+    import dataclasses
+
+    import numpy as np
+
+    from .memory import peak_rss_mb
+    from .rundir import folder_name
+    from .train import Trainer
+
+    quick = dataclasses.replace(config, run=dataclasses.replace(config.run, reference=False))
+    trainer = Trainer(quick, comm)  # builds data, objective and algorithm; claims no folder
+    p = trainer.problem
+    rows = comm.gather(p.dataset.n_samples, root=0)
+    peaks = comm.gather(peak_rss_mb(), root=0)
+    if comm.Get_rank() == 0:
+        d = p.objective.n_features
+        itemsize = np.dtype(p.objective.dtype).itemsize
+        print(f"dry run: {config.train.algorithm} on {config.data.dataset} with {comm.Get_size()} ranks")
+        print(f"  data: {p.n_global} samples x {d} features ({config.data.dtype}), "
+              f"rows per rank {min(rows)}..{max(rows)}")
+        print(f"  parameters: d = {d} ({d * itemsize / 2**20:.3f} MB per copy)")
+        print(f"  memory after set-up: {max(peaks):.0f} MB peak per rank (largest), {sum(peaks):.0f} MB in all")
+        print(f"  output folder: {folder_name(config, comm.Get_size())} (not created)")
+        print("  f*: not solved in a dry run" if config.run.reference else "  f*: off (run.reference = false)")
 
 
 def cmd_plot(args) -> int:
@@ -148,7 +228,8 @@ def cmd_experiment(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m mpitrain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mpitrain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="run a configured training job (start it with mpiexec)")
@@ -163,7 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results of an earlier run in run.output_dir (without it such a folder is "
                         "refused)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the full resolved config as TOML (every default shown) and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, load the data, build the problem, report sizes and memory, and exit (writes nothing)")
     p.set_defaults(func=cmd_train)
+
+    from .catalogue import KINDS
+
+    p = sub.add_parser("list", help="list what mpitrain offers: " + ", ".join(KINDS))
+    p.add_argument("kind", choices=KINDS, help="what to list")
+    p.add_argument("--markdown", action="store_true", help="fields: the config reference as Markdown (docs/config.md)")
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("plot", help="plot loss and suboptimality from metrics JSONL files")
     p.add_argument("metrics", nargs="+", help="metrics.jsonl files")
@@ -181,10 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.choices["job"]
     p.set_defaults(func=cmd_job)
 
-    for name, func, what in (("bench", cmd_bench, "a benchmark"), ("experiment", cmd_experiment, "an experiment")):
-        p = sub.add_parser(name, help=f"run {what}; see mpitrain.{name}")
-        p.add_argument("name")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+    from .bench import DESCRIPTIONS as BENCHES
+    from .experiments import DESCRIPTIONS as EXPERIMENTS
+
+    for name, func, what, choices in (("bench", cmd_bench, "a benchmark", BENCHES),
+                                      ("experiment", cmd_experiment, "an experiment", EXPERIMENTS)):
+        width = max(map(len, choices))
+        epilog = "choices:\n" + "\n".join(f"  {key:<{width}}  {text}" for key, text in sorted(choices.items()))
+        epilog += f"\n\n`python -m mpitrain {name} NAME --help` describes one"
+        p = sub.add_parser(name, help=f"run {what}: {', '.join(sorted(choices))}", epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("name", metavar="NAME", help=f"{what[2:] if what.startswith('a ') else what[3:]} to run")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="its own options")
         p.set_defaults(func=func)
     return parser
 

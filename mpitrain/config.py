@@ -17,8 +17,10 @@ falling back to a bare string).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -49,7 +51,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    name: str = choice("logistic", ("logistic", "least_squares"))
+    name: str = choice("logistic", ("logistic", "least_squares"))  # the loss: logistic (labels -1/+1) or least squares
     l2: typing.Union[float, str] = "1/n"  # L2 weight lambda: a number >= 0, or "1/n" (n = total samples)
 
     def __post_init__(self):
@@ -79,7 +81,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class StepSizeConfig:
-    schedule: str = choice("constant", ("constant", "inverse_time", "stich"))
+    schedule: str = choice("constant", ("constant", "inverse_time", "stich"))  # eta_t: constant, c / (a + t), or 4 / (mu (a + t))
     value: float = bounded(0.1, exclusive_min=0.0)  # constant: eta_t = value
     c: float = bounded(1.0, exclusive_min=0.0)  # inverse_time: eta_t = c / (a + t)
     a: float = bounded(1.0, exclusive_min=0.0)  # shift a of inverse_time and stich
@@ -132,7 +134,7 @@ def _coerce(value, tp, name):
                 if isinstance(value, arg) and not isinstance(value, bool):
                     raise  # right type, bad value (e.g. NaN): that error is the useful one
         names = " or ".join(_type_name(a) for a in args if a is not type(None))
-        raise ConfigError(name, f"expected {names}, got {value!r}")
+        raise ConfigError(name, f"expected {names}, got {value!r}{toml_hint(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -154,13 +156,37 @@ def _coerce(value, tp, name):
             return value
     else:
         return value
-    raise ConfigError(name, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(name, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__}){toml_hint(value)}")
+
+
+def toml_hint(value) -> str:
+    """A hint for what TOML reads as a string but the user meant as a number or a boolean."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if text in ("True", "False", "TRUE", "FALSE", "yes", "no", "on", "off"):
+        return f"; TOML booleans are lowercase: {'true' if text.lower() in ('true', 'yes', 'on') else 'false'}"
+    try:
+        number = float(text)
+    except ValueError:
+        return ""
+    if text.startswith((".", "-.", "+.")) or text.endswith("."):
+        fixed = text.replace(".", "0.", 1) if "." == text.lstrip("+-")[:1] else text + "0"
+        return f"; TOML numbers need digits on both sides of the point: {fixed}"
+    return f"; {text} is quoted, so it is a string: drop the quotes" if math.isfinite(number) else ""
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean "x"?)' for the closest of ``choices``, or ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_bounds(value, meta, name):
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise ConfigError(name, f"must be one of {', '.join(map(repr, choices))}; got {value!r}"
+                          f"{did_you_mean(value, choices)}")
     if value is None or isinstance(value, (str, bool)):
         return
     lo, hi, xlo = meta.get("min"), meta.get("max"), meta.get("exclusive_min")
@@ -182,7 +208,8 @@ def build_section(cls, values: dict, section: str):
     for key, value in values.items():
         name = f"{section}.{key}"
         if key not in known:
-            raise ConfigError(name, f"unknown field; known fields of [{section}]: {', '.join(known)}")
+            raise ConfigError(name, f"unknown field{did_you_mean(key, known)}; known fields of [{section}]: "
+                              f"{', '.join(known)}")
         kwargs[key] = _coerce(value, hints[key], name)
         _check_bounds(kwargs[key], known[key].metadata, name)
     try:
@@ -205,6 +232,7 @@ class Config:
     step_size: StepSizeConfig = StepSizeConfig()
     run: RunConfig = RunConfig()
     options: dict = field(default_factory=dict)  # algorithm option sections by name
+    given: tuple = ()  # the sections the file and --set named (for the unused-section warning)
 
     def section(self, name):
         """The option section ``name`` (defaults when the file has none)."""
@@ -218,6 +246,10 @@ class Config:
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def unused_sections(self) -> list:
+        """Option sections given but not read by ``train.algorithm`` (a likely mistake)."""
+        return [name for name in self.given if name in self.options and name != self.train.algorithm]
 
 
 def _apply_override(tree: dict, assignment: str):
@@ -241,16 +273,28 @@ def config_from_dict(tree: dict) -> Config:
     sections = {}
     for name in tree:
         if name not in CORE_SECTIONS and name not in extra:
-            known = ", ".join([*CORE_SECTIONS, *extra])
-            raise ConfigError(name, f"unknown section [{name}]; known sections: {known}")
+            known = [*CORE_SECTIONS, *extra]
+            raise ConfigError(name, f"unknown section [{name}]{did_you_mean(name, known)}; known sections: "
+                              f"{', '.join(known)}")
     for name, cls in CORE_SECTIONS.items():
         sections[name] = build_section(cls, tree.get(name, {}), name)
     options = {name: build_section(cls, tree.get(name, {}), name) for name, cls in extra.items()}
-    config = Config(**sections, options=options)
+    config = Config(**sections, options=options, given=tuple(tree))
     if config.train.algorithm not in ALGORITHMS:
-        raise ConfigError("train.algorithm", f"unknown algorithm {config.train.algorithm!r}; known: {', '.join(ALGORITHMS)}")
+        raise ConfigError("train.algorithm", f"unknown algorithm {config.train.algorithm!r}"
+                          f"{did_you_mean(config.train.algorithm, ALGORITHMS)}; known: {', '.join(ALGORITHMS)}")
     ALGORITHMS[config.train.algorithm].validate(config)
     return config
+
+
+def toml_file_hint(text: str, exc) -> str:
+    """What a TOML error on a line like ``value = .5`` or ``progress = False`` usually means."""
+    found = re.search(r"at line (\d+)", str(exc))
+    line = int(found.group(1)) if found else 0
+    if not 0 < line <= len(text.splitlines()):
+        return ""
+    _, _, value = text.splitlines()[line - 1].partition("=")
+    return toml_hint(value.split("#")[0].strip())
 
 
 def load_config(path=None, overrides=()) -> Config:
@@ -265,7 +309,7 @@ def load_config(path=None, overrides=()) -> Config:
         try:
             tree = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+            raise ConfigError(str(path), f"not valid TOML: {exc}{toml_file_hint(text, exc)}") from None
     for assignment in overrides:
         _apply_override(tree, assignment)
     return config_from_dict(tree)

@@ -11,3 +11,12 @@ BENCHMARKS = {
     "scale": "mpitrain.bench.scale:main",
     "steps": "mpitrain.bench.steps:main",
 }
+#: one line each, for ``--help`` and ``python -m mpitrain list benches``
+DESCRIPTIONS = {
+    "compress": "encode/decode GB/s of every compressor beside its NumPy formulation and a copy",
+    "allreduce": "an averaging round against a bare in-place Allreduce of the same buffer (run under mpiexec)",
+    "parse": "the LIBSVM reader against scikit-learn's load_svmlight_file",
+    "rma": "pulls and pushes of the RMA parameter store (run under mpiexec)",
+    "scale": "64 ranks on one node, memory at d = 1e7, steady memory over many steps",
+    "steps": "steps/s of every lock-step method beside a plain C loop and a bare Allreduce",
+}
