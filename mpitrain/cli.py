@@ -182,10 +182,12 @@ def cmd_compare(args) -> int:
     from .compare import compare_runs
 
     try:
-        print(compare_runs(args.metrics, args.output))
+        print(compare_runs(args.metrics, args.output, args.csv))
     except (OSError, ValueError) as exc:
         return user_error(describe_os_error(exc))
-    print(f"wrote {args.output}")
+    for path in (args.output, args.csv):
+        if path is not None:
+            print(f"wrote {path}")
     return 0
 
 
@@ -262,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("compare", help="compare runs: suboptimality against steps, wall time and bits sent")
+    p = sub.add_parser("compare", help="compare runs: a table, and suboptimality against gradients, wall time "
+                                       "and bits sent")
     p.add_argument("metrics", nargs="+", help="metrics.jsonl files")
-    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("-o", "--output", help="PNG file to draw the runs into (without it: the table only)")
+    p.add_argument("--csv", help="also write the table to this CSV file")
     p.set_defaults(func=cmd_compare)
 
     from .jobs import add_job_parser

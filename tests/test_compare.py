@@ -1,8 +1,8 @@
-"""`python -m mpitrain compare`: a PNG and a table of final loss, time, bits and steps/s."""
+"""`python -m mpitrain compare`: a table of final loss, gradients, time, bits and steps/s; a PNG with -o, CSV with --csv."""
+import csv
 import json
 import subprocess
 import sys
-
 
 
 def write_run(path, bytes_per_step, loss_scale):
@@ -31,9 +31,25 @@ def test_compare_draws_png_and_prints_table(tmp_path):
     lines = result.stdout.splitlines()
     dense = next(line for line in lines if line.lstrip().startswith("dense"))
     topk = next(line for line in lines if line.lstrip().startswith("topk"))
-    # columns: run, steps, final loss, suboptimality, time, bits (8 x bytes), steps/s
-    assert dense.split()[1:] == ["100", "0.50990099", "9.901e-03", "2.00", "1.920e+06", "50.0"]
-    assert topk.split()[1:] == ["100", "0.51980198", "1.980e-02", "2.00", "9.600e+04", "50.0"]
+    # columns: run, steps, gradients (no config.json: one a step), final loss, suboptimality, time,
+    # bits (8 x bytes), steps/s
+    assert dense.split()[1:] == ["100", "100", "0.50990099", "9.901e-03", "2.00", "1.920e+06", "50.0"]
+    assert topk.split()[1:] == ["100", "100", "0.51980198", "1.980e-02", "2.00", "9.600e+04", "50.0"]
+
+
+def test_compare_without_a_plot_prints_the_table_and_writes_csv(tmp_path):
+    write_run(tmp_path / "sync" / "metrics.jsonl", 2400, 1.0)
+    (tmp_path / "sync" / "config.json").write_text(json.dumps({"ranks": 4, "train": {"algorithm": "sync_sgd"}}))
+    write_run(tmp_path / "async" / "metrics.jsonl", 2400, 1.0)
+    (tmp_path / "async" / "config.json").write_text(json.dumps({"ranks": 4, "train": {"algorithm": "async_sgd"}}))
+    table = tmp_path / "table.csv"
+    result = run_compare(tmp_path / "sync" / "metrics.jsonl", tmp_path / "async" / "metrics.jsonl", "--csv", table)
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.glob("*.png"))
+    rows = list(csv.DictReader(table.open()))
+    # a synchronous step is K gradients; an asynchronous version is one
+    assert [(r["run"], r["gradients"]) for r in rows] == [("sync", "400"), ("async", "100")]
+    assert "sync" in result.stdout and f"wrote {table}" in result.stdout
 
 
 def test_compare_reports_a_broken_metrics_line(tmp_path):
