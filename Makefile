@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python >= 3.10 and a C compiler):
 #   make demo   set up .venv (mpich + mpi4py from PyPI), build the kernels, train with 4 MPI ranks
 #   make test   the same set-up, then the test suite (MPI tests start mpiexec themselves)
+#   make test-fast  the unit tests only (pytest markers: mpi, gpu, slow; see tests/conftest.py)
 # Both reuse .venv when run again; kernels are rebuilt when a file in pyx/ changes.
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ DEMO_OUT ?= runs/demo
 export OMP_NUM_THREADS ?= 1
 export MPITRAIN_DATA ?= $(abspath ../shared/data)
 
-.PHONY: all venv build demo test clean
+.PHONY: all venv build demo test test-fast clean
 
 all: build
 
@@ -39,6 +40,10 @@ demo: build
 
 test: build
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the unit tests alone (no mpiexec, no GPU, nothing slow): well under a minute
+test-fast: build
+	$(PY) -m pytest -q -m "not mpi and not gpu and not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info mpitrain/_native/*.so mpitrain/_native/*.c pyx/*.c $(VENV)
