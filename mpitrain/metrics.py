@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -51,14 +52,19 @@ class MetricsWriter:
 
 
 class ProgressLine:
-    """One progress line on rank 0: rewritten in place on a terminal, one line per update otherwise."""
+    """One progress line on rank 0: rewritten in place on a terminal, one line per update otherwise.
 
-    def __init__(self, total_steps: int, enabled: bool = True, stream=None):
+    Besides the record's numbers it shows the wall time since the line was made and an estimate
+    of the time left, from the steps done so far at the pace so far (evaluations included)."""
+
+    def __init__(self, total_steps: int, enabled: bool = True, stream=None, start_step: int = 0):
         self.total = total_steps
         self.enabled = enabled
         self.stream = stream or sys.stdout
         self.interactive = enabled and self.stream.isatty()
         self._width = len(str(total_steps))
+        self._started = time.monotonic()
+        self._start_step = start_step
 
     def update(self, record: dict):
         if not self.enabled:
@@ -70,6 +76,7 @@ class ProgressLine:
             f"subopt {sub:.3e}" if sub is not None else "subopt n/a",
             f"|grad| {record['grad_norm']:.2e}",
             f"{record['steps_per_second']:.0f} steps/s",
+            self.timing(record["step"]),
         ]
         line = "  ".join(parts)
         if self.interactive:
@@ -78,10 +85,29 @@ class ProgressLine:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def timing(self, step: int) -> str:
+        """``elapsed 12 s, ETA 30 s`` (no ETA before the first step or after the last)."""
+        elapsed = time.monotonic() - self._started
+        done, left = step - self._start_step, self.total - step
+        if done <= 0 or left <= 0:
+            return f"elapsed {format_seconds(elapsed)}"
+        return f"elapsed {format_seconds(elapsed)}, ETA {format_seconds(elapsed / done * left)}"
+
     def close(self):
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def format_seconds(seconds: float) -> str:
+    """``4.2 s``, ``73 s``, ``12 min``, ``3.1 h``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 600:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def write_json_atomic(path, payload: dict):

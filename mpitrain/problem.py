@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
+from .progress import phase
 from .runtime import JobError, agree
 
 
@@ -168,14 +169,18 @@ def build_problem(config, comm) -> Problem:
                        "API (Objective.to_device, compressors and clipping on CuPy arrays) and "
                        "'mpitrain bench compress --device gpu'")
     _check_batch_size(comm, config.train.batch_size)
-    local = load_shard(config.data, comm, objective=config.objective.name)
+    speaker = comm.Get_rank() == 0 and config.run.progress
+    with phase(f"loading {config.data.dataset}", speaker):
+        local = load_shard(config.data, comm, objective=config.objective.name)
     n_global = comm.allreduce(local.n_samples)
     l2 = config.objective.l2_value(n_global)
     objective = agree(comm, lambda: make_objective(config.objective.name, local.features, local.labels, l2),
                       what="building the objective")
     f_star = converged = grad_norm = None
     if config.run.reference:
-        solution = reference_optimum(objective, comm, fingerprint=local.fingerprint, warn=_warn)
+        with phase("solving for f*", speaker) as solving:
+            solution = reference_optimum(objective, comm, fingerprint=local.fingerprint, warn=_warn,
+                                         progress=solving)
         f_star = float(solution.f_star) if math.isfinite(solution.f_star) else None
         converged, grad_norm = solution.converged, float(solution.grad_norm)
     x0 = np.zeros(objective.n_features, dtype=objective.dtype)

@@ -212,7 +212,7 @@ def quiet():
         yield
 
 
-def solve_on_root(evaluator, gtol, max_iterations):
+def solve_on_root(evaluator, gtol, max_iterations, progress=None):
     """L-BFGS-B from x = 0, then Newton polish; the ReferenceSolution, converged or not.
 
     Warnings raised on the way (SciPy's line search, NumPy overflow on huge labels) are
@@ -220,9 +220,17 @@ def solve_on_root(evaluator, gtol, max_iterations):
     the caller reports that in one line.
     """
     x0 = np.zeros(evaluator.d, dtype=np.float64)
+    iterations = 0
+
+    def report(intermediate_result):  # ``progress.note`` is what a long solve shows on rank 0
+        nonlocal iterations
+        iterations += 1
+        if progress is not None:
+            progress.note = f"L-BFGS iteration {iterations}, F = {intermediate_result.fun:.10g}"
+
     with quiet():
         result = minimize(
-            evaluator.value_and_gradient, x0, jac=True, method="L-BFGS-B",
+            evaluator.value_and_gradient, x0, jac=True, method="L-BFGS-B", callback=report,
             options=dict(gtol=gtol, ftol=0.0, maxiter=max_iterations, maxfun=2 * max_iterations, maxcor=20),
         )
         x = np.asarray(result.x, dtype=np.float64)
@@ -247,7 +255,7 @@ def approximate_note(solution, gtol):
 
 
 def reference_optimum(objective, comm, *, fingerprint, cache_dir=None, gtol=1e-10, max_iterations=10000,
-                      warn=None):
+                      warn=None, progress=None):
     """f* = min_x F(x) over all ranks' rows, solved in float64 and cached; collective over comm.
 
     L-BFGS-B (scipy, ftol=0, gtol on the largest gradient entry) runs on rank 0 while the
@@ -284,7 +292,7 @@ def reference_optimum(objective, comm, *, fingerprint, cache_dir=None, gtol=1e-1
         return comm.bcast(None, root=ROOT)
     started = time.perf_counter()
     try:
-        solution = solve_on_root(evaluator, gtol, max_iterations)
+        solution = solve_on_root(evaluator, gtol, max_iterations, progress)
     except BaseException:
         evaluator.stop(failed=True)
         raise

@@ -1,0 +1,61 @@
+"""Progress of long work: the training line shows elapsed time and an ETA; a long set-up phase
+(data, the f* solve) reports while it runs and when it is done; a short one says nothing."""
+import io
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from mpitrain.metrics import ProgressLine, format_seconds
+from mpitrain.progress import phase
+
+
+def test_the_training_line_has_elapsed_time_and_an_eta():
+    out = io.StringIO()
+    line = ProgressLine(100, stream=out)
+    line._started -= 10.0  # ten seconds ago
+    line.update({"step": 25, "loss": 0.5, "suboptimality": None, "grad_norm": 0.1, "steps_per_second": 2.5})
+    text = out.getvalue()
+    assert "step  25/100" in text and "elapsed 10 s" in text and "ETA 30 s" in text  # 25 steps in 10 s, 75 left
+    assert format_seconds(4.21) == "4.2 s" and format_seconds(720) == "12 min" and format_seconds(4 * 3600) == "4.0 h"
+
+
+def test_a_resumed_runs_eta_counts_only_this_attempts_steps():
+    out = io.StringIO()
+    line = ProgressLine(100, stream=out, start_step=50)
+    line._started -= 10.0
+    line.update({"step": 75, "loss": 0.5, "suboptimality": None, "grad_norm": 0.1, "steps_per_second": 2.5})
+    assert "ETA 10 s" in out.getvalue()
+
+
+def test_a_long_phase_reports_while_it_runs_and_when_done():
+    out = io.StringIO()
+    with phase("solving for f*", stream=out, quiet=0.05, every=0.05) as running:
+        running.note = "L-BFGS iteration 7"
+        time.sleep(0.3)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("mpitrain: solving for f*... 0 s (L-BFGS iteration 7)")
+    assert lines[-1].startswith("mpitrain: solving for f*: done in 0.")
+    assert len(lines) >= 3
+
+
+def test_a_short_phase_says_nothing():
+    out = io.StringIO()
+    with phase("loading w8a", stream=out, quiet=5.0):
+        pass
+    assert out.getvalue() == ""
+
+
+def test_the_f_star_solve_reports_its_iterations(tmp_path):
+    from mpitrain.data.synthetic import synthetic_classification
+    from mpitrain.objectives import make_objective
+    from mpitrain.objectives.reference import reference_optimum
+    from mpitrain.progress import Phase
+
+    data = synthetic_classification(n_samples=400, n_features=20, density=0.3, seed=3)
+    objective = make_objective("logistic", data.features, data.labels, 1e-3)
+    running = Phase("solving for f*")
+    solution = reference_optimum(objective, MPI.COMM_SELF, fingerprint="progress-test", cache_dir=tmp_path,
+                                 progress=running)
+    assert np.isfinite(solution.f_star)
+    assert running.note.startswith("L-BFGS iteration ")
