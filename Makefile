@@ -2,6 +2,9 @@
 #   make demo   set up .venv (mpich + mpi4py from PyPI), build the kernels, train with 4 MPI ranks
 #   make test   the same set-up, then the test suite (MPI tests start mpiexec themselves)
 #   make test-fast  the unit tests only (pytest markers: mpi, gpu, slow; see tests/conftest.py)
+#   make test-slurm the job templates on a real Slurm: starts a one-node one here first
+#               (scripts/slurm-local.sh; as root it installs Debian's packages when missing;
+#               `bash scripts/slurm-local.sh stop` stops it), then tests/test_slurm_real.py
 # Both reuse .venv when run again; kernels are rebuilt when a file in pyx/ changes.
 
 PYTHON ?= python3
@@ -15,7 +18,9 @@ DEMO_OUT ?= runs/demo
 export OMP_NUM_THREADS ?= 1
 export MPITRAIN_DATA ?= $(abspath ../shared/data)
 
-.PHONY: all venv build demo test test-fast clean
+SLURM_DIR ?= /tmp/mpitrain-slurm
+
+.PHONY: all venv build demo test test-fast test-slurm clean
 
 all: build
 
@@ -44,6 +49,12 @@ test: build
 # the unit tests alone (no mpiexec, no GPU, nothing slow): well under a minute
 test-fast: build
 	$(PY) -m pytest -q -m "not mpi and not gpu and not slow" $(PYTEST_ARGS)
+
+test-slurm: build
+	bash scripts/slurm-local.sh start $(SLURM_DIR)
+	status=0; SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf MPITRAIN_SLURM_TESTS=1 \
+	    $(PY) -m pytest -q -rs $(PYTEST_ARGS) tests/test_slurm_real.py || status=$$?; \
+	    bash scripts/slurm-local.sh stop $(SLURM_DIR); exit $$status
 
 clean:
 	rm -rf build dist *.egg-info mpitrain/_native/*.so mpitrain/_native/*.c pyx/*.c $(VENV)

@@ -5,14 +5,21 @@ script's own ``${SLURM_NTASKS}`` and ``$(...)`` pass through untouched. Every va
 and shell-quoted before it is put in; a placeholder alone on its line whose value is empty
 removes the line. Templates:
 
-    single_node   one node, ``mpirun -n $SLURM_NTASKS`` (one rank per core)
+    single_node   one node, ``mpirun -n $SLURM_NTASKS`` (one rank per core), the mpirun
+                  beside ``--python``
     multi_node    several nodes, ``srun`` with ``--ntasks-per-node``
     gpu           GPU nodes, one rank per GPU (``--gpus-per-task=1``)
-    sweep         a job array: one array task per ``--config`` given
+    sweep         a job array: one array task per ``--config`` given, each in its own folder
 
 Each runs ``python -m mpitrain train --config ... --resume auto``: asked to stop by Slurm's
 signal before the time limit, the run writes a checkpoint and exits 75; submitted again (or
-requeued with ``--requeue``) it continues from that checkpoint.
+requeued with ``--requeue``) it continues from that checkpoint, its log appended to the same
+``%x-%j.out``. The srun templates pass ``--srun-mpi`` to ``srun --mpi``; ``auto`` (the default)
+is decided in the job, on the compute node, by ``python -m mpitrain.slurm srun-mpi``: there the
+job's modules are loaded and ``--python`` is the interpreter the ranks run, which need not be
+true where the script is rendered (a login node, a laptop). ``job submit`` asks
+``sbatch --test-only`` first, so a request the cluster can never satisfy is refused at once,
+then prints the job id alone on stdout.
 """
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ PLACEHOLDER = re.compile(r"@@([A-Z][A-Z0-9_]*)@@")
 TIME = re.compile(r"^(?:(\d+)-)?(\d+):([0-5]\d):([0-5]\d)$")
 SLURM_NAME = re.compile(r"^[A-Za-z0-9_.,+-]+$")
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_./+-]+$")
+SRUN_MPI_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # a plugin name of `srun --mpi=list`
+#: ``--srun-mpi`` values that are not a plugin: decide in the job / leave srun's default
+SRUN_MPI_CHOICES = {"auto": "auto", "default": "''"}
 TEMPLATES = ("single_node", "multi_node", "gpu", "sweep")
 
 
@@ -90,6 +100,7 @@ class JobSpec:
     overrides: list = field(default_factory=list)
     signal_seconds: int = 120
     requeue: bool = False
+    srun_mpi: str | None = None  # None: "auto" for the srun templates
 
     def validate(self) -> None:
         for name in ("nodes", "cpus_per_task"):
@@ -109,6 +120,17 @@ class JobSpec:
         for module in self.modules:
             if not MODULE_NAME.match(module):
                 raise JobSpecError(f"--module: not a module name: {module!r}")
+        if self.srun_mpi is not None:
+            if self.template == "single_node":
+                raise JobSpecError("--srun-mpi: the single_node template starts the ranks with mpirun, not srun")
+            if self.srun_mpi not in SRUN_MPI_CHOICES and not SRUN_MPI_NAME.match(self.srun_mpi):
+                raise JobSpecError(f"--srun-mpi: auto, default or a plugin of `srun --mpi=list` "
+                                   f"(pmi2, pmix, ...), got {self.srun_mpi!r}")
+        if self.template == "sweep":
+            for override in self.overrides:
+                if override.split("=", 1)[0].strip() == "run.output_dir":
+                    raise JobSpecError(f"--set {override}: the sweep writes each config's run to "
+                                       "runs/<job name>/<config name>; drop it (--job-name names the folder)")
         if self.template == "single_node" and self.nodes != 1:
             raise JobSpecError(f"--nodes: the single_node template runs on 1 node, got {self.nodes} "
                                "(use multi_node)")
@@ -157,6 +179,7 @@ class JobSpec:
         if self.requeue:
             extra.append("#SBATCH --requeue")
         train_args = " ".join(f"--set {q(o)}" for o in self.overrides)
+        srun_mpi = self.srun_mpi or "auto"
         return {
             "JOB_NAME": self.job_name,
             "NODES": str(self.nodes),
@@ -172,6 +195,7 @@ class JobSpec:
             "CONFIGS": " ".join(q(c) for c in self.configs),
             "LAST_TASK": str(len(self.configs) - 1),
             "TRAIN_ARGS": train_args,
+            "SRUN_MPI": SRUN_MPI_CHOICES.get(srun_mpi) or q(srun_mpi),
             "REQUEUE": 'scontrol requeue "${SLURM_JOB_ID}"' if self.requeue else "",
         }
 
@@ -209,7 +233,7 @@ def spec_from_args(args) -> JobSpec:
         ntasks_per_node=args.ntasks_per_node, gpus_per_node=args.gpus_per_node,
         cpus_per_task=args.cpus_per_task, job_name=args.job_name, partition=args.partition,
         account=args.account, python=args.python, modules=args.module, overrides=args.set,
-        signal_seconds=args.signal_seconds, requeue=args.requeue,
+        signal_seconds=args.signal_seconds, requeue=args.requeue, srun_mpi=args.srun_mpi,
     )
 
 
@@ -221,13 +245,29 @@ def write_script(text: str, output) -> Path:
     return path
 
 
-def submit(script: Path, sbatch: str | None = None) -> int:
-    """Hand ``script`` to sbatch; returns sbatch's exit code."""
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def submit(script: Path, sbatch: str | None = None) -> str:
+    """Hand ``script`` to sbatch; returns the job id. First ``sbatch --test-only``: a request the
+    cluster can never run (more tasks than the partition has) is a JobSpecError with Slurm's
+    reason now, instead of a job that pends for ever."""
     sbatch = sbatch or shutil.which("sbatch")
     if sbatch is None:
         raise JobSpecError(f"sbatch not found on PATH: this is not a Slurm login node. The script is "
                            f"ready at {script}; run `sbatch {script}` where Slurm is")
-    return subprocess.run([sbatch, str(script)]).returncode
+    test = subprocess.run([sbatch, "--test-only", str(script)], capture_output=True, text=True)
+    if test.returncode != 0:
+        raise JobSpecError(f"sbatch --test-only refused {script}: {last_line(test.stderr + test.stdout)}")
+    done = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True)
+    job_id = done.stdout.strip().split(";")[0]  # --parsable: "id" or "id;cluster"
+    if done.returncode != 0 or not job_id.isdigit():
+        raise JobSpecError(f"sbatch did not submit {script} (exit {done.returncode}): "
+                           f"{last_line(done.stderr + done.stdout)}")
+    sys.stderr.write(done.stderr)  # warnings, if any
+    return job_id
 
 
 def job_command(args) -> int:
@@ -241,7 +281,8 @@ def job_command(args) -> int:
         return 0
     script = write_script(text, args.output or Path("runs") / "jobs" / f"{spec.job_name}-{spec.template}.sbatch")
     print(f"wrote {script}", file=sys.stderr)
-    return submit(script)
+    print(submit(script), flush=True)  # the job id alone, for a script: id=$(mpitrain job submit ...)
+    return 0
 
 
 def add_job_parser(sub) -> None:
@@ -270,4 +311,8 @@ def add_job_parser(sub) -> None:
                        help="Slurm sends SIGUSR1 this long before the time limit (default 120)")
         p.add_argument("--requeue", action="store_true",
                        help="requeue the job after a checkpoint at the time limit (it resumes by itself)")
+        p.add_argument("--srun-mpi", metavar="PLUGIN",
+                       help="srun --mpi=PLUGIN for the srun templates: pmi2 (MPICH, the mpich wheel), pmix "
+                            "(Open MPI), another plugin of `srun --mpi=list`, default (srun's own), or auto "
+                            "(the default: pmi2/pmix/default from the MPI mpi4py loads, decided in the job)")
         p.add_argument("-o", "--output", help="where to write the script")
