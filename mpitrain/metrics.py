@@ -85,6 +85,17 @@ class ProgressLine:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def running(self, step: int, seconds: float) -> None:
+        """A line while an asynchronous run is under way (its records are evaluated after the
+        run): the version reached, its rate and the times; loss and gradient come later."""
+        if not self.enabled:
+            return
+        rate = step / seconds if seconds > 0 else 0.0
+        line = f"step {step:>{self._width}}/{self.total}  (running: evaluated after the run)  {rate:.0f} steps/s  " \
+               + self.timing(step)
+        self.stream.write(("\r" + line + "\033[K") if self.interactive else line + "\n")
+        self.stream.flush()
+
     def timing(self, step: int) -> str:
         """``elapsed 12 s, ETA 30 s`` (no ETA before the first step or after the last)."""
         elapsed = time.monotonic() - self._started

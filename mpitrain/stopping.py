@@ -27,6 +27,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from . import early
 from .runtime import JobError
 
 #: exit code of a run that wrote a checkpoint and stopped on SIGTERM / SIGUSR1
@@ -92,6 +93,8 @@ class StopRequest:
         for sig in signals:
             if sig not in self._previous:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        if early.received and not self.received:  # a signal from before MPI started
+            self.received = early.received
         self._last = time.monotonic()
         return self
 

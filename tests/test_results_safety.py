@@ -325,3 +325,30 @@ def test_a_full_disk_during_a_checkpoint_names_the_file_and_the_checkpoint_kept(
     kept = json.loads((out / "checkpoints" / "latest").read_text())
     assert f"the checkpoint of step {kept['step']} ({out / 'checkpoints' / 'step-00000500'})" in line
     assert kept["step"] == 500
+
+
+def catches(pid, signum) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = open(f"/proc/{pid}/status").read()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(mask >> (signum - 1) & 1)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the signal mask from /proc")
+def test_a_sigusr1_before_mpi_starts_is_kept_and_stops_the_run_at_its_first_step(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, *train_args(out, "train.steps=200", "run.log_every=50")], env=mpi_env(),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not catches(proc.pid, signal.SIGUSR1):  # the first thing `train` does, before importing mpi4py
+        assert proc.poll() is None and time.monotonic() < deadline, "the handler never appeared"
+        time.sleep(0.001)
+    mpi_started = "mpi4py" in open(f"/proc/{proc.pid}/maps").read()
+    proc.send_signal(signal.SIGUSR1)
+    _, err = finish(proc)
+    assert proc.returncode == 75, err
+    assert "mpitrain: stopped by SIGUSR1 after step 1 of 200" in err, err
+    assert not mpi_started  # the signal came before MPI was loaded, and was not lost

@@ -106,6 +106,7 @@ class AsyncSGD(Algorithm):
         self._summary = {}
         self._taus = {}
         self._delays_png = None   # rank 0: the delays plot, rendered in finish()
+        self.on_snapshot = None   # rank 0: called with (version, seconds) at each snapshot (progress)
 
     # -- the loop's interface ----------------------------------------------------------
     def clock(self) -> float:
@@ -132,6 +133,8 @@ class AsyncSGD(Algorithm):
         if w.rank == 0 and v0 >= self._next_point:
             self._points.append((v0, self.clock(), self.x.copy()))
             self._next_point = (v0 // self.log_every + 1) * self.log_every
+            if self.on_snapshot is not None:
+                self.on_snapshot(v0, self.clock())
         g = self.stochastic_gradient()
         if self.noise is not None:
             self.noise.perturb(g)
