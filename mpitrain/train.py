@@ -8,6 +8,13 @@ algorithm is evaluated (collectively) every ``run.log_every`` steps and after th
 asynchronous one (``evaluates_in_loop = False``) is evaluated at the start, before any
 update, and after ``finish()`` at the points of its ``trajectory()``.
 
+Steps in blocks: a lock-step algorithm is handed all the steps up to the next boundary where
+the loop has something to do (an evaluation, a checkpoint, a stop-signal check, the end) in
+one ``run_steps(t, count)`` call, which may fuse them (Local SGD runs its local steps in C);
+the metrics are those of one step per call. One step per call remains for asynchronous
+algorithms, under an injected fault (it fires per step), and with ``MPITRAIN_BLOCKS=0`` (for
+tests and benchmarks that compare the two).
+
 Checkpoints (mpitrain.checkpoint): every ``run.checkpoint_every`` steps, and when any rank got
 SIGTERM / SIGUSR1 (then the run stops after writing one). A resumed run restores parameters,
 algorithm state, samplers, CommStats and ``train_seconds``, keeps the metrics records up to the
@@ -38,6 +45,7 @@ largest and the median over ranks of the process's peak resident set size (getru
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -114,6 +122,7 @@ class Trainer:
         self.setup_seconds = 0.0
         self.last_written_step = None  # the last metrics record on disk (for error messages)
         self.fault = agree(comm, fault_from_environment, what="MPITRAIN_FAULT")
+        self.blocks = os.environ.get("MPITRAIN_BLOCKS", "1") != "0"  # 0: one step per call (tests, benches)
         self.checkpoints = checkpoint.CheckpointStore(self.out_dir / "checkpoints", comm)
         self.guard = DivergenceGuard(comm, self.checkpoints.root)
         self.monitor = StragglerMonitor(comm) if self.algorithm.evaluates_in_loop else None
@@ -249,17 +258,27 @@ class Trainer:
                 progress.update(record)
                 t = self.start_step
                 watchdog.start(t)
+                blocks = self.blocks and algorithm.evaluates_in_loop and self.fault is None
+                solo_steps = 1  # one rank: steps between stop checks (see block_end)
                 while not algorithm.done(t):
                     if not algorithm.evaluates_in_loop and stop.received:
                         interrupted = stop.received  # asynchronous: stop pushing, keep what was done
                         break
                     started = time.perf_counter()
-                    if self.fault is not None:  # inside the timed part: a slowed rank shows as busy
-                        self.fault.maybe_fire(self.rank, t, algorithm)
-                    algorithm.step(t)
-                    self.train_seconds += time.perf_counter() - started
-                    t += 1
+                    if blocks:
+                        taken = algorithm.run_steps(t, self.block_end(t, stop, solo_steps) - t)
+                    else:
+                        if self.fault is not None:  # inside the timed part: a slowed rank shows as busy
+                            self.fault.maybe_fire(self.rank, t, algorithm)
+                        algorithm.step(t)
+                        taken = 1
+                    seconds = time.perf_counter() - started
+                    self.train_seconds += seconds
+                    t += taken
                     watchdog.step = t
+                    if blocks and self.size == 1:  # blocks of about stop.period seconds, grown as StopRequest does
+                        solo_steps = max(1, min(2 * solo_steps, int(stop.period * taken / max(seconds, 1e-9)),
+                                                stop.max_interval))
                     if algorithm.evaluates_in_loop and (t % log_every == 0 or algorithm.done(t)):
                         record = self.evaluate(t)
                         self.write_record(writer, record)
@@ -287,6 +306,19 @@ class Trainer:
                 f"are in {self.out_dir} ({self.config.train.algorithm} writes no checkpoints)", interrupted,
                 checkpointed=False)
         return summary
+
+    def block_end(self, t: int, stop, solo_steps: int) -> int:
+        """The first step boundary after ``t`` where the loop must act: the next evaluation
+        (a multiple of run.log_every), checkpoint (of run.checkpoint_every), stop-signal check,
+        or the end of the run. With several ranks a stop check communicates only at
+        ``stop.next_check``; with one rank it is free at every boundary, so the block ends
+        ``solo_steps`` after t (the loop keeps that to about ``stop.period`` seconds)."""
+        run = self.config.run
+        ends = [(t // run.log_every + 1) * run.log_every, self.worker.steps,
+                stop.next_check if self.size > 1 else t + solo_steps]
+        if run.checkpoint_every:
+            ends.append((t // run.checkpoint_every + 1) * run.checkpoint_every)
+        return max(min(ends), t + 1)
 
     def resumed_metrics(self):
         """The metrics file of the run a checkpoint came from, when it is not this folder's

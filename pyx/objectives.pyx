@@ -15,10 +15,20 @@ accumulates in double: margins, loss sums and gradient sums (in the caller's dou
 Rows are an int64 array (repeats allowed, as in sampling with replacement) or None for
 all rows. A row index outside [0, n) raises IndexError before anything is written.
 Loss kinds are the integers in ``LOSS_KINDS``.
+
+Steps in blocks: :class:`SGDSteps` runs many plain SGD steps in one call without the GIL
+(draw a mini-batch, gradient, update; Local SGD's local steps, Stich 2019, Algorithm 1), with
+the gradient math above and the row stream of ``numpy.random.Generator.integers``
+(:func:`bounded_integers`), so a block of steps gives the iterates of the same steps taken
+one Python call at a time, bit for bit.
 """
+import numpy as np
+
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cython cimport floating
 from libc.math cimport exp, log1p
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport UINT32_MAX, UINT64_MAX, int32_t, int64_t, uint32_t, uint64_t
+from numpy.random cimport bitgen_t
 
 cdef enum:
     LOGISTIC = 0
@@ -104,6 +114,39 @@ cdef inline void finish_gradient(const double* work, double scale, double l2, co
         out[j] = <floating>(scale * work[j] + l2 * <double>x[j])
 
 
+cdef inline void csr_slope_sum(int kind, const floating* data, const int32_t* indices, const int32_t* indptr,
+                               const floating* labels, const floating* x, const int64_t* rows,
+                               Py_ssize_t count, double* work, Py_ssize_t d) noexcept nogil:
+    """work = sum over rows (all rows if NULL) of (df_i/dz) a_i, in double, CSR rows in range."""
+    cdef Py_ssize_t i, r, k
+    cdef double c
+    for k in range(d):
+        work[k] = 0.0
+    for i in range(count):
+        r = row_at(rows, i)
+        c = row_slope(kind, csr_dot(data, indices, indptr[r], indptr[r + 1], x), <double>labels[r])
+        for k in range(indptr[r], indptr[r + 1]):
+            work[indices[k]] += c * <double>data[k]
+
+
+cdef inline void dense_slope_sum(int kind, const floating* features, Py_ssize_t row_stride,
+                                 const floating* labels, const floating* x, const int64_t* rows,
+                                 Py_ssize_t count, double* work, Py_ssize_t d) noexcept nogil:
+    """work = sum over rows (all rows if NULL) of (df_i/dz) a_i, in double; dense rows in range,
+    row r at ``features + r * row_stride``."""
+    cdef const floating* a
+    cdef Py_ssize_t i, k, r
+    cdef double c
+    for k in range(d):
+        work[k] = 0.0
+    for i in range(count):
+        r = row_at(rows, i)
+        a = features + r * row_stride
+        c = row_slope(kind, dense_dot(a, x, d), <double>labels[r])
+        for k in range(d):
+            work[k] += c * <double>a[k]
+
+
 cdef Py_ssize_t row_count(object rows, Py_ssize_t n):
     return n if rows is None else len(rows)
 
@@ -144,8 +187,6 @@ def csr_gradient(int kind, const floating[::1] data, const int32_t[::1] indices,
     cdef Py_ssize_t d = x.shape[0]
     cdef Py_ssize_t count = row_count(rows, n)
     cdef const int64_t* rp = NULL if rows is None else &rows[0] if count > 0 else NULL
-    cdef Py_ssize_t i, r, k
-    cdef double c
     cdef bint ok
     if work.shape[0] < d or out.shape[0] != d:
         raise ValueError("work and out must have length d")
@@ -154,14 +195,7 @@ def csr_gradient(int kind, const floating[::1] data, const int32_t[::1] indices,
     with nogil:
         ok = rows_in_range(rp, count, n)
         if ok:
-            for k in range(d):
-                work[k] = 0.0
-            for i in range(count):
-                r = row_at(rp, i)
-                c = row_slope(kind, csr_dot(&data[0], &indices[0], indptr[r], indptr[r + 1], &x[0]),
-                              <double>labels[r])
-                for k in range(indptr[r], indptr[r + 1]):
-                    work[indices[k]] += c * <double>data[k]
+            csr_slope_sum(kind, &data[0], &indices[0], &indptr[0], &labels[0], &x[0], rp, count, &work[0], d)
             finish_gradient(&work[0], scale, l2, &x[0], &out[0], d)
     if not ok:
         raise IndexError(f"a row index is outside [0, {n})")
@@ -200,9 +234,6 @@ def dense_gradient(int kind, const floating[:, ::1] features, const floating[::1
     cdef Py_ssize_t d = features.shape[1]
     cdef Py_ssize_t count = row_count(rows, n)
     cdef const int64_t* rp = NULL if rows is None else &rows[0] if count > 0 else NULL
-    cdef const floating* a
-    cdef Py_ssize_t i, r, k
-    cdef double c
     cdef bint ok
     if work.shape[0] < d or out.shape[0] != d or x.shape[0] != d:
         raise ValueError("x, work and out must have length d")
@@ -211,14 +242,8 @@ def dense_gradient(int kind, const floating[:, ::1] features, const floating[::1
     with nogil:
         ok = rows_in_range(rp, count, n)
         if ok:
-            for k in range(d):
-                work[k] = 0.0
-            for i in range(count):
-                r = row_at(rp, i)
-                a = &features[r, 0]
-                c = row_slope(kind, dense_dot(a, &x[0], d), <double>labels[r])
-                for k in range(d):
-                    work[k] += c * <double>a[k]
+            dense_slope_sum(kind, &features[0, 0], features.strides[0] // sizeof(floating), &labels[0], &x[0],
+                            rp, count, &work[0], d)
             finish_gradient(&work[0], scale, l2, &x[0], &out[0], d)
     if not ok:
         raise IndexError(f"a row index is outside [0, {n})")
@@ -232,3 +257,300 @@ def squared_norm(const floating[::1] x):
         for j in range(x.shape[0]):
             total += <double>x[j] * <double>x[j]
     return total
+
+
+# --- Row draws: the stream of numpy.random.Generator.integers(0, n, size, dtype=int64) ---------------
+#
+# Generator.integers(0, n, size=b) (int64) calls numpy's random_bounded_uint64_fill(bitgen, off=0,
+# rng=n - 1, b, use_masked=False, out) (numpy/random/src/distributions/distributions.c): rng = 0 gives
+# zeros and draws nothing; rng = 2^32 - 1 takes next_uint32; a smaller rng takes Lemire's method on
+# 32-bit draws, a larger one Lemire's method on 64-bit draws (arXiv 1805.10941). The functions below
+# are those of numpy, step for step, on the BitGenerator's own bitgen_t (its state, and PCG64's
+# buffered half word, advance exactly as they do in numpy). rng = 2^64 - 1 cannot occur: n <= 2^63 - 1.
+
+cdef extern from *:
+    """
+    static inline uint64_t mpitrain_mul_hi_lo(uint64_t a, uint64_t b, uint64_t *lo) {
+        __uint128_t m = (__uint128_t)a * b;
+        *lo = (uint64_t)m;
+        return (uint64_t)(m >> 64);
+    }
+    """
+    uint64_t mul_hi_lo "mpitrain_mul_hi_lo"(uint64_t a, uint64_t b, uint64_t* lo) noexcept nogil
+
+
+cdef inline uint32_t lemire_uint32(bitgen_t* bitgen, uint32_t rng) noexcept nogil:
+    """Uniform on [0, rng], rng < 2^32 - 1: numpy's buffered_bounded_lemire_uint32."""
+    cdef uint32_t rng_excl = rng + 1
+    cdef uint64_t m = <uint64_t>bitgen.next_uint32(bitgen.state) * rng_excl
+    cdef uint32_t leftover = <uint32_t>m
+    cdef uint32_t threshold
+    if leftover < rng_excl:
+        threshold = (UINT32_MAX - rng) % rng_excl
+        while leftover < threshold:
+            m = <uint64_t>bitgen.next_uint32(bitgen.state) * rng_excl
+            leftover = <uint32_t>m
+    return <uint32_t>(m >> 32)
+
+
+cdef inline uint64_t lemire_uint64(bitgen_t* bitgen, uint64_t rng) noexcept nogil:
+    """Uniform on [0, rng], 2^32 - 1 < rng < 2^64 - 1: numpy's bounded_lemire_uint64."""
+    cdef uint64_t rng_excl = rng + 1
+    cdef uint64_t leftover, threshold
+    cdef uint64_t high = mul_hi_lo(bitgen.next_uint64(bitgen.state), rng_excl, &leftover)
+    if leftover < rng_excl:
+        threshold = (UINT64_MAX - rng) % rng_excl
+        while leftover < threshold:
+            high = mul_hi_lo(bitgen.next_uint64(bitgen.state), rng_excl, &leftover)
+    return high
+
+
+cdef inline void draw_rows(bitgen_t* bitgen, uint64_t rng, Py_ssize_t count, int64_t* out) noexcept nogil:
+    """out[0 .. count) uniform on [0, rng]: numpy's random_bounded_uint64_fill with off = 0."""
+    cdef Py_ssize_t i
+    if rng == 0:
+        for i in range(count):
+            out[i] = 0
+    elif rng == UINT32_MAX:
+        for i in range(count):
+            out[i] = <int64_t>bitgen.next_uint32(bitgen.state)
+    elif rng < UINT32_MAX:
+        for i in range(count):
+            out[i] = <int64_t>lemire_uint32(bitgen, <uint32_t>rng)
+    else:
+        for i in range(count):
+            out[i] = <int64_t>lemire_uint64(bitgen, rng)
+
+
+cdef bitgen_t* bitgen_of(object bit_generator) except NULL:
+    """The bitgen_t of a numpy BitGenerator (its "BitGenerator" capsule)."""
+    capsule = bit_generator.capsule
+    if not PyCapsule_IsValid(capsule, b"BitGenerator"):
+        raise ValueError("bit_generator must be a numpy.random.BitGenerator")
+    return <bitgen_t*>PyCapsule_GetPointer(capsule, b"BitGenerator")
+
+
+def bounded_integers(object bit_generator, int64_t n, int64_t[::1] out):
+    """out[:] = integers uniform on [0, n) drawn from ``bit_generator`` (a numpy BitGenerator, under
+    its lock): the numbers of ``numpy.random.Generator(bit_generator).integers(0, n, size=len(out))``,
+    which leave the generator in the same state; returns None."""
+    cdef bitgen_t* bitgen = bitgen_of(bit_generator)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if out.shape[0] == 0:
+        return
+    with bit_generator.lock, nogil:
+        draw_rows(bitgen, <uint64_t>(n - 1), out.shape[0], &out[0])
+
+
+# --- Plain SGD steps in blocks ---------------------------------------------------------------------
+
+ctypedef struct StepData:
+    int kind  # a value of LOSS_KINDS
+    bint sparse  # CSR rows (values, indices, indptr) or dense rows (values, row_stride)
+    const void* values  # CSR data (nnz,) or the dense (n, d) matrix; the objective's dtype
+    const int32_t* indices
+    const int32_t* indptr
+    Py_ssize_t row_stride  # dense: elements from one row to the next
+    const void* labels  # (n,)
+    void* x  # (d,) the parameters, updated in place
+    void* grad  # (d,) receives each step's gradient (the last one stays)
+    double* work  # (d,) double sums of a gradient
+    int64_t* rows  # (b,) each step's mini-batch
+    const double* step_sizes  # (capacity,) eta of the block's steps
+    const double* output_weights  # (capacity,) w_t of the block's steps, or NULL: no weighted sum
+    double* output_total  # (d,) sum_t w_t x_t, or NULL
+    Py_ssize_t d
+    Py_ssize_t batch  # b
+    double scale  # 1 / b
+    double l2
+    bitgen_t* bitgen  # the sampler's generator
+    uint64_t rng  # rows are uniform on [0, rng]: rng = n_rows - 1
+
+
+cdef inline void scaled_step(floating* x, const floating* g, double eta, double beta,
+                             Py_ssize_t d) noexcept nogil:
+    """x <- beta (x - eta g): the arithmetic of mpitrain._native.vector.scaled_update(x, g, -eta, beta)."""
+    cdef floating a = <floating>eta
+    cdef floating b = <floating>beta
+    cdef Py_ssize_t j
+    if beta == 1.0:
+        for j in range(d):
+            x[j] = x[j] - a * g[j]
+    else:
+        for j in range(d):
+            x[j] = b * (x[j] - a * g[j])
+
+
+cdef double sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
+                      floating* g, Py_ssize_t count, double beta, double weight_sum) noexcept nogil:
+    """``count`` steps on s (see SGDSteps.run); returns weight_sum plus the block's output weights."""
+    cdef Py_ssize_t t, j
+    cdef floating w
+    for t in range(count):
+        if s.output_weights != NULL:  # total += w_t x_t, as NumPy does it (the product in x's dtype)
+            w = <floating>s.output_weights[t]
+            for j in range(s.d):
+                s.output_total[j] = s.output_total[j] + <double>(w * x[j])
+            weight_sum += s.output_weights[t]
+        draw_rows(s.bitgen, s.rng, s.batch, s.rows)
+        if s.sparse:
+            csr_slope_sum(s.kind, values, s.indices, s.indptr, labels, x, s.rows, s.batch, s.work, s.d)
+        else:
+            dense_slope_sum(s.kind, values, s.row_stride, labels, x, s.rows, s.batch, s.work, s.d)
+        finish_gradient(s.work, s.scale, s.l2, x, g, s.d)
+        scaled_step(x, g, s.step_sizes[t], beta if t + 1 == count else 1.0, s.d)
+    return weight_sum
+
+
+cdef const void* vector_address(object array, bint single, Py_ssize_t length, str what) except NULL:
+    """The data of a C-contiguous 1-D float32 (single) or float64 array of ``length`` entries."""
+    cdef const float[::1] f
+    cdef const double[::1] g
+    cdef Py_ssize_t got
+    try:
+        if single:
+            f = array
+            got = f.shape[0]
+        else:
+            g = array
+            got = g.shape[0]
+    except (ValueError, TypeError, BufferError):
+        raise ValueError(f"{what} must be a C-contiguous 1-D {'float32' if single else 'float64'} array") from None
+    if got != length:
+        raise ValueError(f"{what} must have {length} entries, got {got}")
+    if length == 0:
+        return <const void*>1  # never read; NULL would mean an error
+    return <const void*>&f[0] if single else <const void*>&g[0]
+
+
+cdef int check_writable(object array, str what) except -1:
+    """Raise unless ``array`` (whose address vector_address took) may be written."""
+    if not array.flags.writeable:
+        raise ValueError(f"{what} must be writable")
+    return 0
+
+
+cdef class SGDSteps:
+    """Plain SGD steps on an L2-regularised linear model, many in one call without the GIL.
+
+    Step t of a block (Stich 2019, Algorithm 1, the local step; mpitrain.objectives.base):
+
+        rows = b draws of Generator(bit_generator).integers(0, n_rows)    (the sampler's stream)
+        g    = (1/b) sum_{i in rows} grad f_i(x) + l2 x                   (into grad, x's dtype)
+        x   <- x - eta_t g,  and on the last step of a block  x <- beta (x - eta_t g)
+
+    with the arithmetic of ``batch_gradient`` and ``mpitrain._native.vector.scaled_update``, so a
+    block equals its steps taken one by one, bit for bit. With ``output_weights`` and
+    ``output_total`` (float64), each step first adds w_t x (the product in x's dtype, as NumPy's
+    ``total += w * x``) to ``output_total``: Stich's weighted iterate sum.
+
+    Built once (every array checked here; the kernel picked by dtype and layout): ``kind``, a
+    value of LOSS_KINDS; ``matrix``, (data, indices, indptr) of a CSR matrix (int32 indices) or
+    (features,), a C-contiguous (n, d) array; labels (n,); x and grad (d,) in the matrix's
+    dtype (float32 or float64); work (d,) float64; rows (b,) int64, b >= 1, receiving each
+    step's mini-batch; bit_generator, the sampler's numpy BitGenerator (its lock is held during
+    a call); 1 <= n_rows <= n; step_sizes (capacity,) float64, filled by the caller before each
+    call. The object keeps every array alive and writes into x, grad, work, rows and
+    output_total.
+    """
+
+    cdef StepData s
+    cdef bint single
+    cdef readonly Py_ssize_t capacity  # the most steps one call takes: len(step_sizes)
+    cdef readonly object step_sizes  # (capacity,) float64: eta of the next call's steps, filled by the caller
+    cdef readonly object output_weights  # (capacity,) float64 w_t of the next call's steps, or None
+    cdef object arrays  # what the pointers in s point into
+    cdef object lock
+
+    def __init__(self, int kind, tuple matrix, labels, double l2, x, grad, work, rows, bit_generator,
+                 int64_t n_rows, step_sizes, output_weights=None, output_total=None):
+        cdef const float[:, ::1] dense32
+        cdef const double[:, ::1] dense64
+        cdef const int32_t[::1] indices
+        cdef const int32_t[::1] indptr
+        cdef int64_t[::1] row_view
+        cdef Py_ssize_t n, d
+        if kind not in LOSS_KINDS.values():
+            raise ValueError(f"kind must be one of {sorted(LOSS_KINDS.values())}, got {kind}")
+        if len(matrix) not in (1, 3):
+            raise ValueError("matrix must be (data, indices, indptr) or (features,)")
+        dtype = np.dtype(getattr(x, "dtype", None))
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"x must be float32 or float64, got {dtype}")
+        self.single = dtype == np.float32
+        self.s.kind = kind
+        self.s.sparse = len(matrix) == 3
+        d = len(x)
+        if self.s.sparse:
+            indices, indptr = matrix[1], matrix[2]
+            n = indptr.shape[0] - 1
+            if n < 0 or indptr[0] != 0 or indptr[n] != indices.shape[0]:
+                raise ValueError("indptr must start at 0 and end at len(indices)")
+            self.s.values = vector_address(matrix[0], self.single, indices.shape[0], "data")
+            self.s.indices = &indices[0] if indices.shape[0] > 0 else NULL
+            self.s.indptr = &indptr[0]
+            self.s.row_stride = 0
+        else:
+            if getattr(matrix[0], "dtype", None) != dtype:
+                raise ValueError(f"features must be {dtype}")
+            if self.single:
+                dense32 = matrix[0]
+                n, d_features = dense32.shape[0], dense32.shape[1]
+                self.s.values, self.s.row_stride = &dense32[0, 0], dense32.strides[0] // sizeof(float)
+            else:
+                dense64 = matrix[0]
+                n, d_features = dense64.shape[0], dense64.shape[1]
+                self.s.values, self.s.row_stride = &dense64[0, 0], dense64.strides[0] // sizeof(double)
+            if d_features != d:
+                raise ValueError(f"x must have {d_features} entries (the features' columns), got {d}")
+        if d == 0:
+            raise ValueError("x must not be empty")
+        if not 1 <= n_rows <= n:
+            raise ValueError(f"n_rows must be in [1, {n}] (the matrix's rows), got {n_rows}")
+        self.s.labels = vector_address(labels, self.single, n, "labels")
+        self.s.x = <void*>vector_address(x, self.single, d, "x")
+        self.s.grad = <void*>vector_address(grad, self.single, d, "grad")
+        self.s.work = <double*>vector_address(work, False, d, "work")
+        for array, what in ((x, "x"), (grad, "grad"), (work, "work")):
+            check_writable(array, what)
+        row_view = rows
+        if row_view.shape[0] < 1:
+            raise ValueError("rows must hold the batch: at least one entry")
+        self.s.rows = &row_view[0]
+        self.s.batch = row_view.shape[0]
+        self.capacity = len(step_sizes)
+        self.s.step_sizes = <const double*>vector_address(step_sizes, False, self.capacity, "step_sizes")
+        if (output_weights is None) != (output_total is None):
+            raise ValueError("pass both output_weights and output_total, or neither")
+        self.s.output_weights = NULL
+        self.s.output_total = NULL
+        if output_weights is not None:
+            self.s.output_weights = <const double*>vector_address(output_weights, False, self.capacity,
+                                                                  "output_weights")
+            self.s.output_total = <double*>vector_address(output_total, False, d, "output_total")
+            check_writable(output_total, "output_total")
+        self.s.d = d
+        self.s.scale = 1.0 / self.s.batch
+        self.s.l2 = l2
+        self.s.bitgen = bitgen_of(bit_generator)
+        self.s.rng = <uint64_t>(n_rows - 1)
+        self.lock = bit_generator.lock
+        self.step_sizes, self.output_weights = step_sizes, output_weights
+        self.arrays = (matrix, labels, x, grad, work, rows, bit_generator, bit_generator.capsule, step_sizes,
+                       output_weights, output_total)
+
+    def run(self, Py_ssize_t count, double beta=1.0, double weight_sum=0.0):
+        """Take ``count`` steps (0 <= count <= capacity) with eta = step_sizes[:count] (and output
+        weights output_weights[:count]); the last one is scaled by ``beta``. Returns weight_sum plus
+        the block's output weights, added in order (weight_sum when there is no output)."""
+        if count < 0 or count > self.capacity:
+            raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
+        with self.lock, nogil:
+            if self.single:
+                weight_sum = sgd_steps(&self.s, <const float*>self.s.values, <const float*>self.s.labels,
+                                       <float*>self.s.x, <float*>self.s.grad, count, beta, weight_sum)
+            else:
+                weight_sum = sgd_steps(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
+                                       <double*>self.s.x, <double*>self.s.grad, count, beta, weight_sum)
+        return weight_sum

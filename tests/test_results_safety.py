@@ -297,7 +297,9 @@ def test_a_stopped_rank_is_named_by_rank_0_and_the_run_goes_on_when_it_resumes(t
     out = tmp_path / "stall"
     proc = start(3, train_args(out, "train.steps=100000000", "run.log_every=5000", "run.stall_timeout=2"))
     try:
-        wait_for(lambda: (out / "metrics.jsonl").exists(), proc, "training")
+        # the second record: the loop (and the watchdog, started before it) is running
+        wait_for(lambda: (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 2,
+                 proc, "training")
         pid = rank_pid(str(out), 2)
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)

@@ -17,8 +17,11 @@ these; from Python (or an experiment) any algorithm is built and stepped in a fe
 
 Every algorithm has a ``name``: the key of mpitrain.algorithms.ALGORITHMS, the name of its
 config section and the prefix of its config errors. One ``step(t)`` is one iteration of one
-worker; ``done(t)`` says whether this worker stops before step ``t`` (synchronous methods:
-after ``train.steps`` steps; asynchronous ones on a budget of total updates or wall time);
+worker; ``run_steps(t, count)`` takes ``count`` of them in one call (the loop calls it with the
+steps up to its next evaluation, checkpoint or stop check; an algorithm may fuse them, as Local
+SGD runs its local steps in C; the default steps one at a time); ``done(t)`` says whether this
+worker stops before step ``t`` (synchronous methods: after ``train.steps`` steps; asynchronous
+ones on a budget of total updates or wall time);
 ``evaluation_point()`` is the model the loop evaluates (for Local SGD the weighted
 average, for example); ``state_dict()`` / ``load_state_dict()`` hold everything a resumed
 run needs beyond the parameters and the sampler.
@@ -30,6 +33,7 @@ its peers for that: it sets ``evaluates_in_loop = False`` and hands the loop, af
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -38,6 +42,9 @@ import numpy as np
 from ..comm.accounting import CommStats
 from ..comm.averaging import Averager
 from ..sampling import BatchSampler
+from ..schedules import Constant, InverseTime
+
+EXACT_INTEGERS = 2 ** 53  # integers below this are exact doubles
 
 
 @dataclass
@@ -92,6 +99,15 @@ class Algorithm:
     def step(self, t: int) -> None:
         raise NotImplementedError
 
+    def run_steps(self, t: int, count: int) -> int:
+        """Steps t, t + 1, ..., t + count - 1, or fewer if ``done`` first; returns how many were
+        taken. The iterates, draws and metrics are those of ``step`` called for each."""
+        for i in range(count):
+            if self.done(t + i):
+                return i
+            self.step(t + i)
+        return count
+
     def done(self, t: int) -> bool:
         """Whether this worker stops before step ``t`` (here: after ``train.steps`` steps)."""
         return t >= self.worker.steps
@@ -112,8 +128,9 @@ class Algorithm:
     def stochastic_gradient(self) -> np.ndarray:
         """grad on a fresh local mini-batch at self.x, into self.grad (timed as compute)."""
         w = self.worker
-        with w.stats.compute():
-            w.objective.batch_gradient(self.x, w.sampler.draw(), self.grad)
+        started = time.perf_counter()
+        w.objective.batch_gradient(self.x, w.sampler.draw(), self.grad)
+        w.stats.compute_seconds += time.perf_counter() - started
         return self.grad
 
     def evaluation_point(self) -> np.ndarray:
@@ -132,3 +149,31 @@ class Algorithm:
 
     def finish(self) -> None:
         """Called once after the last step (collective)."""
+
+
+def _exact(value) -> bool:
+    """Whether ``value`` converts to a double exactly (a float, or an integer below 2^53)."""
+    return isinstance(value, float) or (isinstance(value, int) and abs(value) < EXACT_INTEGERS)
+
+
+def step_size_filler(schedule: Callable[[int], float]) -> Callable[[int, np.ndarray], None]:
+    """``fill(t, out)``: out[i] = schedule(t + i) for every i, bit for bit (float64 ``out``).
+
+    Vectorised for Constant (value) and InverseTime (c / (a + t): NumPy's correctly rounded
+    division and addition of the same doubles as Python's, while a + t stays below 2^53); any
+    other schedule is called once per step.
+    """
+    if type(schedule) is Constant and _exact(schedule.value):
+        return lambda t, out: out.fill(schedule.value)
+    if type(schedule) is InverseTime and _exact(schedule.c) and _exact(schedule.a):
+        def inverse_time(t, out):
+            if abs(schedule.a) + t + len(out) >= EXACT_INTEGERS:
+                out[:] = [schedule(t + i) for i in range(len(out))]
+                return
+            np.add(schedule.a, np.arange(t, t + len(out), dtype=np.float64), out=out)
+            np.divide(schedule.c, out, out=out)
+        return inverse_time
+
+    def each_step(t, out):
+        out[:] = [schedule(t + i) for i in range(len(out))]
+    return each_step

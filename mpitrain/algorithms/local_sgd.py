@@ -16,9 +16,17 @@ traffic is evaluation, not training: it is counted apart, as ``eval_comm_rounds`
 
 Step size: any ``[step_size]`` schedule; Stich's eta_t = 4 / (mu (a + t)) is
 ``schedule = "stich"``.
+
+Steps in blocks: ``run_steps`` takes the local steps up to the next average (and the step the
+average follows, scaled by the rank's weight) in one C call without the GIL
+(``Objective.sgd_steps``: draw, gradient, update, and Stich's weighted sum when that is the
+output), then averages; the iterates, the row stream and the metrics are those of ``step``
+called for each step, bit for bit. Features on a GPU have no such kernel: ``run_steps`` then
+calls ``step``.
 """
 from __future__ import annotations
 
+import time
 import typing
 from dataclasses import dataclass
 
@@ -28,9 +36,9 @@ from ..comm.accounting import CommStats
 from .._native.vector import scaled_update
 from ..comm.averaging import Averager
 from ..fields import ConfigError, bounded, choice
-from .base import Algorithm
+from .base import Algorithm, step_size_filler
 from .iterate_average import WeightedIterateAverage
-from .periods import PERIOD_SCHEDULES, make_period
+from .periods import PERIOD_SCHEDULES, ConstantPeriod, PostLocalPeriod, make_period
 
 OUTPUTS = ("average", "weighted")
 
@@ -87,12 +95,15 @@ class LocalModelAlgorithm(Algorithm):
         ``weight`` is 1, or the rank's averaging weight when an average follows (one pass,
         bit-identical to stepping and then scaling; the Allreduce then has nothing to add).
         """
+        stats = self.worker.stats
         if self.output is not None:
-            with self.worker.stats.compute():
-                self.output.add(t, self.x)
+            started = time.perf_counter()
+            self.output.add(t, self.x)
+            stats.compute_seconds += time.perf_counter() - started
         g = self.stochastic_gradient()
-        with self.worker.stats.compute():
-            scaled_update(self.x, g, -self.worker.step_size(t), weight)
+        started = time.perf_counter()
+        scaled_update(self.x, g, -self.worker.step_size(t), weight)
+        stats.compute_seconds += time.perf_counter() - started
 
     def evaluation_point(self) -> np.ndarray:
         """sum_k w_k x^k, or Stich's x_hat (collective; counted as evaluation traffic)."""
@@ -128,6 +139,9 @@ class LocalSGD(LocalModelAlgorithm):
         self.period = make_period(self.opts, worker.steps, worker.size, worker.batch_size)
         self.averager = worker.averager()
         self.steps_done = 0
+        total = self.output.total if self.output is not None else None
+        self.sgd_steps = worker.objective.sgd_steps(self.x, self.grad, worker.sampler, output_total=total)
+        self.fill_step_sizes = step_size_filler(worker.step_size)
 
     @classmethod
     def validate(cls, config):
@@ -140,9 +154,65 @@ class LocalSGD(LocalModelAlgorithm):
         if syncs:
             self.synchronise(t)
 
+    def run_steps(self, t: int, count: int) -> int:
+        """Steps t .. t + count - 1 (within the step budget): each stretch of local steps up to an
+        average, and the step before the average, in one C call; then the average."""
+        if self.sgd_steps is None:
+            return super().run_steps(t, count)
+        end = min(t + count, max(t, self.worker.steps))
+        first = t
+        while t < end:
+            stop = next_average(self.period, t, min(end, t + self.sgd_steps.capacity))
+            syncs = self.period.syncs_after(stop - 1)
+            self.local_steps(t, stop - t, self.worker.weight if syncs else 1.0)
+            self.steps_done = stop
+            if syncs:
+                self.synchronise(stop - 1)
+            t = stop
+        return t - first
+
+    def local_steps(self, t: int, count: int, weight: float) -> None:
+        """``local_step`` for steps t .. t + count - 1 in one kernel call (the last one scaled by
+        ``weight``), timed as compute once."""
+        kernel = self.sgd_steps
+        started = time.perf_counter()
+        self.fill_step_sizes(t, kernel.step_sizes[:count])
+        if self.output is None:
+            kernel.run(count, weight)
+        else:
+            kernel.output_weights[:count] = [self.output.weight(t + i) for i in range(count)]
+            self.output.weight_sum = kernel.run(count, weight, self.output.weight_sum)
+        self.worker.stats.compute_seconds += time.perf_counter() - started
+
     def synchronise(self, t: int) -> None:
         self.averager.average(self.x, prescaled=True)
         self.syncs += 1
 
     def metrics(self) -> dict:
         return {**super().metrics(), "period": self.period.current(self.steps_done)}
+
+
+def _constant_next(period: ConstantPeriod, t: int) -> int:
+    return (t // period.period + 1) * period.period
+
+
+def _post_local_next(period: PostLocalPeriod, t: int) -> int:
+    if t < period.warmup_steps:
+        return t + 1
+    return period.warmup_steps + ((t - period.warmup_steps) // period.period + 1) * period.period
+
+
+#: first boundary s > t with syncs_after(s - 1), in closed form, for the period kinds that have one
+NEXT_AVERAGE = {ConstantPeriod: _constant_next, PostLocalPeriod: _post_local_next}
+
+
+def next_average(period, t: int, limit: int) -> int:
+    """The first step boundary s in (t, limit] after which ``period`` averages (its
+    ``syncs_after(s - 1)``), or ``limit`` when there is none before it."""
+    closed_form = NEXT_AVERAGE.get(type(period))
+    if closed_form is not None:
+        return min(closed_form(period, t), limit)
+    for s in range(t + 1, limit):
+        if period.syncs_after(s - 1):
+            return s
+    return limit

@@ -16,10 +16,12 @@ own shard of the same rows. Then each item is timed:
 3. ``rounds`` rounds, the items interleaved within each round (so machine noise hits them
    alike): Barrier, run the count, keep the slowest rank's time.
 
-The rate kept is the median over rounds of count / slowest time. For methods with local
-steps, each step is also timed on its own (one clock read per step, ~0.1 us) and the steps
-that do not communicate (decided by the algorithm's own period rule) give the local-step
-rate: local steps / slowest rank's time in them. Rank 0 writes one JSON object to ``--out``.
+Steps are taken as the training loop takes them, through ``algorithm.run_steps(t, count)``
+(Local SGD runs a stretch of local steps in one C call). The rate kept is the median over
+rounds of count / slowest time; a synchronous method's round is one call. A method with local
+steps gets one call per stretch of steps that do not communicate (decided by the algorithm's
+own period rule), timed on its own, and one per communicating step; the local-step rate is
+local steps / slowest rank's time in those calls. Rank 0 writes one JSON object to ``--out``.
 """
 from __future__ import annotations
 
@@ -121,29 +123,28 @@ def algorithm_item(comm, method: Method, output_dir: str) -> Item:
     config = agree(comm, lambda: load_config(None, assignments), what="invalid configuration")
     trainer = Trainer(config, comm)
     algorithm = trainer.algorithm
-    step = algorithm.step
+    run_steps = algorithm.run_steps
     clock = time.perf_counter
     state = {"t": 0}
 
     def run_sync(count):
         t0 = state["t"]
         start = clock()
-        for t in range(t0, t0 + count):
-            step(t)
+        run_steps(t0, count)
         state["t"] = t0 + count
         return clock() - start, 0.0, 0
 
     def run_local(count):
         t0 = state["t"]
         local = [not method.syncs(algorithm, t) for t in range(t0, t0 + count)]  # before the clock
+        stretches = local_stretches(t0, local)
         local_seconds = 0.0
-        start = previous = clock()
-        for t, is_local in zip(range(t0, t0 + count), local):
-            step(t)
-            now = clock()
+        start = clock()
+        for t, length, is_local in stretches:
+            before = clock()
+            run_steps(t, length)
             if is_local:
-                local_seconds += now - previous
-            previous = now
+                local_seconds += clock() - before
         state["t"] = t0 + count
         return clock() - start, local_seconds, sum(local)
 
@@ -152,6 +153,19 @@ def algorithm_item(comm, method: Method, output_dir: str) -> Item:
     if method.local:
         item.comm_fraction = sum(method.syncs(algorithm, t) for t in range(UNIT)) / UNIT
     return item
+
+
+def local_stretches(t0: int, local: list) -> list:
+    """(first step, length, local?) of the maximal runs of local steps and of each communicating
+    step in t0, t0 + 1, ... (``local[i]``: step t0 + i does not communicate)."""
+    stretches = []
+    for i, is_local in enumerate(local):
+        if is_local and stretches and stretches[-1][2]:
+            t, length, _ = stretches[-1]
+            stretches[-1] = (t, length + 1, True)
+        else:
+            stretches.append((t0 + i, 1, is_local))
+    return stretches
 
 
 def reference_items(comm, objective, size: int) -> list:

@@ -19,6 +19,7 @@ from mpitrain._native import objectives as kernels
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INT32_MAX = np.iinfo(np.int32).max
+STEP_BLOCK = 1024  # the most steps one call of an sgd_steps kernel takes (its buffers' length)
 
 
 class Objective:
@@ -169,6 +170,31 @@ class Objective:
         self._gradient_kernel(self.kind, *self._matrix, self.labels, x, rows,
                               weight / rows.shape[0], weight * self.l2, self._work, out)
         return out
+
+    def sgd_steps(self, x, grad, sampler, capacity=STEP_BLOCK, output_total=None):
+        """The kernel that takes many SGD steps ``x <- x - eta_t batch_gradient(x, sampler.draw())``
+        in one call (``mpitrain._native.objectives.SGDSteps``), or None when the features are on a
+        GPU (no such kernel there).
+
+        x, grad: the parameters and the gradient buffer it updates (this objective's dtype and
+        shape); sampler: a ``mpitrain.sampling.BatchSampler`` over these rows, whose stream the
+        kernel draws from (the same rows as ``sampler.draw()``); capacity: the most steps of one
+        call. ``output_total`` (float64, shape (d,)): also add w_t x_t before each step, with w_t
+        from the kernel's ``output_weights`` (Stich's weighted iterate sum). Every array is checked
+        here, once; a call checks nothing but its step count.
+        """
+        if self.xp is not np:
+            return None
+        self._check(x, "x")
+        self._check(grad, "grad")
+        if not 1 <= sampler.n_rows <= self.n_samples:
+            raise ValueError(f"sampler draws from {sampler.n_rows} rows; this objective has {self.n_samples}")
+        step_sizes = np.zeros(capacity, dtype=np.float64)
+        output_weights = None if output_total is None else np.zeros(capacity, dtype=np.float64)
+        rows = np.zeros(sampler.batch_size, dtype=np.int64)
+        work = np.zeros(self.n_features, dtype=np.float64)
+        return kernels.SGDSteps(self.kind, self._matrix, self.labels, self.l2, x, grad, work, rows,
+                                sampler.bit_generator, sampler.n_rows, step_sizes, output_weights, output_total)
 
     def batch_loss(self, x, rows):
         """(1/b) sum_{i in rows} f_i(x) + (l2/2)||x||^2 over a mini-batch; a float."""
