@@ -65,6 +65,7 @@ class ProgressLine:
         self._width = len(str(total_steps))
         self._started = time.monotonic()
         self._start_step = start_step
+        self.replaying = False  # after an asynchronous run: its recorded points, evaluated now
 
     def update(self, record: dict):
         if not self.enabled:
@@ -97,7 +98,10 @@ class ProgressLine:
         self.stream.flush()
 
     def timing(self, step: int) -> str:
-        """``elapsed 12 s, ETA 30 s`` (no ETA before the first step or after the last)."""
+        """``elapsed 12 s, ETA 30 s`` (no ETA before the first step or after the last; nothing
+        while an asynchronous run's points are evaluated after it)."""
+        if self.replaying:
+            return "(evaluated after the run)"
         elapsed = time.monotonic() - self._started
         done, left = step - self._start_step, self.total - step
         if done <= 0 or left <= 0:

@@ -242,7 +242,10 @@ class Trainer:
 
         self.write(metrics_path, open_metrics)
         algorithm = self.algorithm
-        progress = ProgressLine(algorithm.planned_steps(), enabled=speaker and cfg.run.progress)
+        progress = ProgressLine(algorithm.planned_steps(), enabled=speaker and cfg.run.progress,
+                                start_step=self.start_step)
+        if speaker and cfg.run.progress and hasattr(algorithm, "on_snapshot"):
+            algorithm.on_snapshot = progress.running  # an asynchronous run reports while it runs
         log_every = cfg.run.log_every
         stop = (self.stop or stopping.StopRequest(self.comm)).install()
         interrupted = 0
@@ -289,6 +292,7 @@ class Trainer:
                         self.maybe_checkpoint(t, stop)
                 watchdog.close()
                 algorithm.finish()
+                progress.replaying = not algorithm.evaluates_in_loop
                 points = algorithm.trajectory()
                 for i, point in enumerate(points):
                     record = self.evaluate(point["step"], point["x"], point["time"], extras=i + 1 == len(points))
@@ -296,7 +300,8 @@ class Trainer:
                     progress.update(record)
         finally:
             watchdog.close()
-            stop.restore()
+            if self.stop is None:  # the command line's handlers stay: a late signal must not kill
+                stop.restore()     # the ranks while they write the results
             progress.close()
             writer.close()
         summary = self.finish(record)

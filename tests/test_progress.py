@@ -59,3 +59,18 @@ def test_the_f_star_solve_reports_its_iterations(tmp_path):
                                  progress=running)
     assert np.isfinite(solution.f_star)
     assert running.note.startswith("L-BFGS iteration ")
+
+
+def test_an_asynchronous_run_reports_while_it_runs(tmp_path):
+    from mpi_run import run_mpi
+
+    args = ["-m", "mpitrain", "train", "--set", f"run.output_dir={tmp_path / 'run'}"] + [
+        a for o in ("train.algorithm=async_sgd", "train.steps=4000", "run.log_every=1000", "run.reference=false",
+                    "data.n_samples=2000", "data.n_features=50") for a in ("--set", o)]
+    result = run_mpi(2, args, timeout=90)
+    assert result.returncode == 0, result.output
+    lines = result.stdout.splitlines()
+    running = [line for line in lines if "(running: evaluated after the run)" in line]
+    replayed = [line for line in lines if line.endswith("(evaluated after the run)") and "loss" in line]
+    assert running and replayed
+    assert lines.index(running[-1]) < lines.index(replayed[0])  # the running lines come first, while it runs
