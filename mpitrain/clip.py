@@ -1,4 +1,4 @@
-"""Gradient clipping as small pure functions (Erickson and Johansson 2026, PAPERS.md section 3).
+"""Gradient clipping as small pure functions (Erickson and Johansson 2026, docs/papers.md s.3).
 
     clip_lambda(g) = min(1, lambda / ||g||_2) g
 
@@ -32,7 +32,7 @@ def global_norm(g):
 def clip_by_norm(g, max_norm, out=None):
     """(clip_lambda(g), ||g||_2) with lambda = max_norm: clip_lambda(g) = min(1, max_norm / ||g||_2) g.
 
-    Erickson and Johansson 2026 (PAPERS.md section 3). A g inside the ball
+    Erickson and Johansson 2026 (docs/papers.md s.3). A g inside the ball
     (||g||_2 <= max_norm, including g = 0) is returned unchanged (copied into out,
     or the same values when out is g). When g is scaled, the result's norm (in double)
     is guaranteed <= max_norm: the factor is nudged down by a few ulps if rounding to

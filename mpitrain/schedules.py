@@ -3,7 +3,7 @@
 - constant:      eta_t = value
 - inverse_time:  eta_t = c / (a + t)
 - stich:         eta_t = 4 / (mu (a + t)), Stich 2019 (arXiv 1805.09767), Theorem 2.2; the
-                 theory asks a > max(16 kappa, H) (PAPERS.md marks the constant "check").
+                 theory asks a > max(16 kappa, H) (docs/papers.md marks the constant as not verified).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Kernels of gradient clipping: the Euclidean norm and a scaled copy.
 
-clip_lambda(g) = min(1, lambda / ||g||_2) g (Erickson and Johansson 2026, PAPERS.md
+clip_lambda(g) = min(1, lambda / ||g||_2) g (Erickson and Johansson 2026, docs/papers.md
 section 3) needs ||g||_2 and g times a factor. Both kernels take float32 or float64
 (fused ``floating``), run without the GIL and accumulate in double.
 """

@@ -6,7 +6,7 @@ For a row a_i with label y_i and margin z_i = a_i . x the data terms are
     least squares  f_i(x) = 0.5 (z_i - y_i)^2            df_i/dz = z_i - y_i
 
 and grad f_i(x) = (df_i/dz) a_i. This is the objective of the Local SGD experiment
-(Stich 2019, PAPERS.md section 1): f = (1/n) sum_i f_i + (l2/2)||x||^2, l2 = 1/n.
+(Stich 2019, docs/papers.md s.1): f = (1/n) sum_i f_i + (l2/2)||x||^2, l2 = 1/n.
 
 Every kernel has one source for float32 and float64 (fused ``floating``: the matrix
 values, labels, x and out share one dtype), runs its loop without the GIL and

@@ -1,4 +1,4 @@
-"""Clipping (Erickson and Johansson 2026, PAPERS.md section 3): clip_lambda(g) = min(1, lambda/||g||) g.
+"""Clipping (Erickson and Johansson 2026, docs/papers.md s.3): clip_lambda(g) = min(1, lambda/||g||) g.
 
 Properties over many random vectors and scales: the clipped norm is <= lambda (measured
 in float64), vectors inside the ball are unchanged, clipped vectors keep their direction

@@ -1,4 +1,4 @@
-"""Class constants over many seeds (PAPERS.md s.2): unbiasedness and variance <= omega
+"""Class constants over many seeds (docs/papers.md s.2): unbiasedness and variance <= omega
 ||x||^2 for U(omega); E||C(x) - x||^2 <= (1 - 1/delta) ||x||^2 for B3(delta); error
 feedback's invariant."""
 import numpy as np

@@ -1,6 +1,6 @@
 """The quantisers over the whole floating-point range, and ternary's tight omega.
 
-Beznosikov et al., "On biased compression for distributed learning" (PAPERS.md s.2) state
+Beznosikov et al., "On biased compression for distributed learning" (docs/papers.md s.2) state
 U(omega) (E C(x) = x, E||C(x) - x||^2 <= omega ||x||^2) and B3(delta)
 (E||C(x) - x||^2 <= (1 - 1/delta) ||x||^2) for real vectors. In floats they held only in a
 middle range: norms computed as sqrt(sum x^2) under- and overflowed (float64 entries beyond

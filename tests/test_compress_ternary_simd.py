@@ -1,4 +1,4 @@
-"""The float32 ternary encoder (TernGrad, PAPERS.md s.2) against a NumPy statement of its
+"""The float32 ternary encoder (TernGrad, docs/papers.md s.2) against a NumPy statement of its
 rule, at every SIMD level: the one-pass AVX-512 version (compress_simd.h) decides
 u_i < q_i by an integer test and falls back to the double test of MPT_BELOW32 where that
 could round (0 < q_i 2^32 < 4); both must give the bytes of the rule as written."""

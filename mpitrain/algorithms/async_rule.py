@@ -1,6 +1,6 @@
 """What a stale gradient becomes before it is applied, in asynchronous SGD.
 
-Erickson and Johansson 2026 (PAPERS.md section 3): the server step is
+Erickson and Johansson 2026 (docs/papers.md s.3): the server step is
 x <- x - gamma * clip_lambda(g), clip_lambda(g) = min(1, lambda / ||g||_2) g. Two optional
 variants of the baselines named there:
 

@@ -1,6 +1,6 @@
 """Asynchronous SGD on the RMA parameter store, with optional clipping.
 
-Erickson and Johansson 2026 (PAPERS.md section 3). Every rank is a worker; x and the
+Erickson and Johansson 2026 (docs/papers.md s.3). Every rank is a worker; x and the
 version counter live in the :class:`mpitrain.comm.store.ParameterStore` (``"sharded"``
 layout: x split over all ranks' windows). Each worker, independently of the others::
 

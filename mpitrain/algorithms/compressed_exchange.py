@@ -1,6 +1,6 @@
 """One compressed average: each worker encodes, payloads travel, every worker decodes the mean.
 
-Beznosikov et al. 2020 (PAPERS.md s.2). The roles, in the GRACE split:
+Beznosikov et al. 2020 (docs/papers.md s.2). The roles, in the GRACE split:
 
 - :class:`CompressedSender` (one per worker): seed -> compensate -> encode -> update memory
   (the feedback rules of mpitrain.algorithms.feedback).

@@ -1,5 +1,5 @@
-"""Compressed Local SGD: Local SGD (Stich 2019, PAPERS.md s.1) whose averages send compressed
-model changes, with error feedback on the change (Beznosikov et al. 2020, PAPERS.md s.2).
+"""Compressed Local SGD: Local SGD (Stich 2019, docs/papers.md s.1) whose averages send compressed
+model changes, with error feedback on the change (Beznosikov et al. 2020, docs/papers.md s.2).
 
 Built from the Local SGD parts (mpitrain.algorithms.local_sgd): the same local step, any period
 schedule of mpitrain.algorithms.periods (constant, post_local, auto, growing; plus an average

@@ -1,5 +1,5 @@
 """Distributed compressed SGD (Beznosikov, Horvath, Richtarik, Safaryan 2020, arXiv 2002.12410;
-PAPERS.md s.2), with error feedback (EF) or EF21 (Richtarik et al. 2021, arXiv 2106.05203).
+docs/papers.md s.2), with error feedback (EF) or EF21 (Richtarik et al. 2021, arXiv 2106.05203).
 
 Every step, worker k draws a mini-batch gradient g_k at the shared x (clipped to
 ``clip`` first when set: clip_lambda(g) = min(1, lambda / ||g||) g, mpitrain.clip), then

@@ -1,6 +1,6 @@
 """The config section shared by the compressed algorithms, and the compressor it describes.
 
-Beznosikov et al. 2020 (PAPERS.md s.2). ``[compressed_sgd]`` (and ``[compressed_local_sgd]``)
+Beznosikov et al. 2020 (docs/papers.md s.2). ``[compressed_sgd]`` (and ``[compressed_local_sgd]``)
 name a compressor of :data:`mpitrain.compress.COMPRESSORS` and its parameters; a parameter
 the compressor does not take is an error naming the field. ``biased`` / ``unbiased`` name
 the two parts of ``compressor = "composition"``: ``k`` / ``ratio`` go to the biased part,

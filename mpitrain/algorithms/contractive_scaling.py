@@ -1,6 +1,6 @@
 """An unbiased compressor scaled into a contractive one: C / (1 + omega) in B3(1 + omega).
 
-Beznosikov et al. 2020 (PAPERS.md s.2): for C in U(omega), C / (1 + omega) satisfies
+Beznosikov et al. 2020 (docs/papers.md s.2): for C in U(omega), C / (1 + omega) satisfies
 E||C(x)/(1+omega) - x||^2 <= (1 - 1/(1 + omega)) ||x||^2. Error feedback (EF, EF21) needs a
 contractive compressor: with an unbiased C of omega >= 1 the error memory grows without
 bound, so the compressed algorithms wrap such a C in :class:`ContractiveScaling` when they

@@ -1,7 +1,7 @@
 """Delay metrics of asynchronous SGD: tau per update, tau_max, mean tau, concurrency, histogram.
 
 tau = (version when applied) - (version when x was read) counts the updates by others in
-between (Erickson and Johansson 2026, PAPERS.md section 3). The concurrency tau_C, the
+between (Erickson and Johansson 2026, docs/papers.md s.3). The concurrency tau_C, the
 mean number of gradients in flight, is mean(tau) + 1 by Little's law (each gradient is in
 flight for tau + 1 updates and one update lands per update).
 """

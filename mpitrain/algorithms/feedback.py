@@ -6,9 +6,9 @@ Each rule is one worker's memory with three verbs, run around one compressed exc
     rule.update(p, decoded)           # after encoding: decoded = C(p), this worker's own part
     s = rule.direction(mean, lr)      # mean = sum_k w_k C(p_k) (model dtype); x <- x - s
 
-- ``none``:  x <- x - lr sum_k w_k C(v_k)                                   (PAPERS.md s.2)
+- ``none``:  x <- x - lr sum_k w_k C(v_k)                                   (docs/papers.md s.2)
 - ``ef``:    v_k = C(e_k + lr g_k); e_k <- e_k + lr g_k - v_k; x <- x - sum_k w_k v_k
-             (Beznosikov et al. 2020, PAPERS.md s.2; mpitrain.compress.ErrorFeedback)
+             (Beznosikov et al. 2020, docs/papers.md s.2; mpitrain.compress.ErrorFeedback)
 - ``ef21``:  Richtarik, Sokolov, Fatkhullin 2021 (arXiv 2106.05203), Algorithm 1:
              c_k = C(g_k(x^t) - h_k); h_k <- h_k + c_k; h <- h + sum_k w_k c_k; x <- x - lr h.
              With h_k = h = 0 at the start, step 0 sets h_k^0 = C(g_k(x^0)) (the paper's

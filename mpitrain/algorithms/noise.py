@@ -1,8 +1,8 @@
-"""Sub-Weibull gradient noise for experiments (Erickson and Johansson 2026, PAPERS.md section 3).
+"""Sub-Weibull gradient noise for experiments (Erickson and Johansson 2026, docs/papers.md s.3).
 
 A noise vector with tail parameter theta has P(||xi|| >= t) <= 2 exp(-(t / sigma)^(1 / theta)):
 theta = 1/2 is sub-Gaussian, theta = 1 sub-exponential, theta > 1 heavier tails. It is
-sampled as PAPERS.md says: direction u uniform on the unit sphere of R^d, length
+sampled as docs/papers.md says: direction u uniform on the unit sphere of R^d, length
 sigma * E^theta with E ~ Exp(1), so P(||xi|| >= t) = exp(-(t / sigma)^(1 / theta)) exactly.
 """
 from __future__ import annotations

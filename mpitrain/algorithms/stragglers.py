@@ -2,7 +2,7 @@
 
 With one worker slowed so that its gradients arrive rarely, the largest delay tau_max grows
 with the slowdown while the concurrency tau_C (gradients in flight, about the number of
-workers) does not: the regime of Erickson and Johansson 2026 (PAPERS.md section 3).
+workers) does not: the regime of Erickson and Johansson 2026 (docs/papers.md s.3).
 
 A :class:`Straggler` returns the extra seconds to wait after a step's own work took
 ``elapsed`` seconds. ``SLOWDOWNS`` maps the config names to the classes:

@@ -2,7 +2,7 @@
 
 A payload (mpitrain.compress) is a 1-D ``numpy.uint8`` array. Payloads that cannot be summed
 (Top-k values + indices, dithering codes) travel by one Allgatherv and every rank decodes
-all of them (Beznosikov et al. 2020, PAPERS.md s.2); payloads that can (Rand-k with a shared
+all of them (Beznosikov et al. 2020, docs/papers.md s.2); payloads that can (Rand-k with a shared
 seed, the identity) have their ``values()`` section summed by one in-place Allreduce.
 Bytes are counted as this rank's contribution (mpitrain.comm.accounting).
 """

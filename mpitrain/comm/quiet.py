@@ -6,7 +6,7 @@ the rank that still works: rank 0's delays plot, 1.3 s alone, took 33.6 s while 
 waited for it in a blocking ``gather`` (``bench scale ranks --ranks 64``, async_sgd).
 :func:`quiet_barrier` waits on an ``Ibarrier`` with ``Test`` and sleeps in between, so a
 waiting rank uses almost no CPU. ``Test`` still drives MPI progress, so RMA aimed at the
-waiting rank (passive target, PAPERS.md section 3) keeps being served.
+waiting rank (passive target, docs/papers.md s.3) keeps being served.
 """
 import time
 

@@ -1,6 +1,6 @@
 """The asynchronous SGD parameter store on MPI one-sided communication (RMA windows).
 
-Erickson and Johansson 2026 (PAPERS.md section 3): a server holds x and a version counter
+Erickson and Johansson 2026 (docs/papers.md s.3): a server holds x and a version counter
 k; a worker reads x, computes g at it, sends clip_lambda(g); on arrival
 x <- x - gamma * clip_lambda(g) and k <- k + 1. The delay of an update is
 tau = (version when applied) - (version when x was read). Here there is no server process:

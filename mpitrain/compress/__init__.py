@@ -1,4 +1,4 @@
-"""Compressors with real wire formats (Beznosikov et al. 2020, PAPERS.md s.2).
+"""Compressors with real wire formats (Beznosikov et al. 2020, docs/papers.md s.2).
 
 ``make_compressor(name, d, **params)`` builds one from the registry ``COMPRESSORS``
 (name -> factory(d, **params)). Every compressor has ``encode(x, seed=None) -> uint8

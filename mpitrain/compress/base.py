@@ -1,6 +1,6 @@
 """The compressor interface shared by every file of this package.
 
-Conventions (Beznosikov et al. 2020, PAPERS.md s.2):
+Conventions (Beznosikov et al. 2020, docs/papers.md s.2):
 
 - ``unbiased`` compressors are in U(omega): E C(x) = x, E||C(x) - x||^2 <= omega ||x||^2;
   their ``omega`` is a float and ``delta`` is None.

@@ -1,6 +1,6 @@
 """A biased compressor followed by an unbiased one, scaled by 1/(1 + omega).
 
-Beznosikov et al. 2020 (PAPERS.md s.2): for C1 in B3(delta) and C2 in U(omega),
+Beznosikov et al. 2020 (docs/papers.md s.2): for C1 in B3(delta) and C2 in U(omega),
 C2(C1(x)) / (1 + omega) is in B3((1 + omega) delta). Top-k then natural dithering is the
 paper's new compressor.
 """

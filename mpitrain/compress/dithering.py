@@ -7,7 +7,7 @@ from mpitrain.compress.base import Compressor, check_levels, check_positive_int
 
 
 class Dithering(Compressor):
-    """Random dithering of x bucket by bucket (PAPERS.md s.2).
+    """Random dithering of x bucket by bucket (docs/papers.md s.2).
 
     Payload: one norm per bucket (dtype; 32 bits for float32) then one code per entry of
     1 + ceil(log2(s + 1)) bits (sign and level in 0..s), packed LSB first:

@@ -1,4 +1,4 @@
-"""Error feedback (EF) for compressed SGD: Beznosikov et al. 2020, PAPERS.md s.2.
+"""Error feedback (EF) for compressed SGD: Beznosikov et al. 2020, docs/papers.md s.2.
 
 Worker k keeps e_k (starts at 0):  v_k = C(e_k + gamma g_k);  e_k <- e_k + gamma g_k - v_k.
 """

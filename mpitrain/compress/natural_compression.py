@@ -1,4 +1,4 @@
-"""Natural compression C_nat (Horvath et al. 2019), U(1/8); PAPERS.md s.2."""
+"""Natural compression C_nat (Horvath et al. 2019), U(1/8); docs/papers.md s.2."""
 import math
 
 import numpy as np

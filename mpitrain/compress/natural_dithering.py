@@ -9,7 +9,7 @@ class NaturalDithering(Dithering):
     """Like QSGD but |x_i| / ||x||_p is rounded without bias to the levels
     {0, 2^(1-s), ..., 1/2, 1}, per bucket of B entries (B = d without buckets).
     Unbiased, omega = 1/8 + B^(1/r) 2^(1-s) min(1, B^(1/r) 2^(1-s)), r = min(p, 2)
-    (PAPERS.md s.2). Payload bits: 32 + d (1 + ceil(log2(s + 1))) without buckets
+    (docs/papers.md s.2). Payload bits: 32 + d (1 + ceil(log2(s + 1))) without buckets
     (<= the paper's 32 + d (2 + log2 s)). s <= 126 keeps every level a float32 normal.
     """
 

@@ -8,7 +8,7 @@ SEED_BYTES = 8
 
 
 class RandK(Compressor):
-    """Keep a uniformly random k-subset, times d/k when ``scaled`` (PAPERS.md s.2).
+    """Keep a uniformly random k-subset, times d/k when ``scaled`` (docs/papers.md s.2).
 
     The subset is the first k distinct draws floor(splitmix64(seed, j) d / 2^64),
     j = 0, 1, ... (the complement of the first d - k when k > d/2), sorted, in O(k) (see

@@ -1,4 +1,4 @@
-"""Scaled sign: (||x||_1 / d) sign(x), B3(d); PAPERS.md s.2."""
+"""Scaled sign: (||x||_1 / d) sign(x), B3(d); docs/papers.md s.2."""
 import numpy as np
 
 from mpitrain._native import compress_pack

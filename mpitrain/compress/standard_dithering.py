@@ -9,7 +9,7 @@ from mpitrain.compress.dithering import Dithering
 class StandardDithering(Dithering):
     """||x||_2 sign(x_i) xi_i, xi_i the unbiased rounding of |x_i| / ||x||_2 to
     {0, 1/s, ..., 1}, per bucket of B entries (B = d without buckets). Unbiased,
-    omega = min(B / s^2, sqrt(B) / s) (PAPERS.md s.2; buckets are independent, so the
+    omega = min(B / s^2, sqrt(B) / s) (docs/papers.md s.2; buckets are independent, so the
     bucket dimension B replaces d). s <= 255.
     """
 

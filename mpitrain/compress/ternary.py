@@ -1,4 +1,4 @@
-"""Ternary quantisation (TernGrad, Wen et al. 2017): unbiased; PAPERS.md s.2."""
+"""Ternary quantisation (TernGrad, Wen et al. 2017): unbiased; docs/papers.md s.2."""
 import math
 
 import numpy as np
@@ -12,7 +12,7 @@ class Ternary(Compressor):
     computed as |x_i| * (1 / ||x||_inf) in the dtype, or as |x_i| / ||x||_inf when
     1 / ||x||_inf is not a normal number: subnormal or huge ||x||_inf, compress_round.pyx).
 
-    Unbiased, omega = (sqrt(d) - 1) / 2, the exact worst case (derived here; PAPERS.md,
+    Unbiased, omega = (sqrt(d) - 1) / 2, the exact worst case (derived here; docs/papers.md,
     Beznosikov et al., "On biased compression for distributed learning", gives no
     constant for ternary quantisation). With m = ||x||_inf, E C(x)_i^2 = m |x_i|, so
     E||C(x) - x||^2 = ||x||_1 ||x||_inf - ||x||^2. The ratio to ||x||^2 is invariant under

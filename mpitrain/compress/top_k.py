@@ -1,4 +1,4 @@
-"""Top-k: keep the k entries of largest magnitude (B3(d/k)); PAPERS.md s.2."""
+"""Top-k: keep the k entries of largest magnitude (B3(d/k)); docs/papers.md s.2."""
 import numpy as np
 
 from mpitrain._native import compress_pack

@@ -7,7 +7,7 @@ With rows a_i (CSR or dense), labels y_i and n local rows,
 
 where f_i depends on x only through the margin z_i = a_i . x (subclasses name f_i).
 The regulariser is added once, to the mean. This is the objective of the Local SGD
-experiment (Stich 2019, PAPERS.md section 1: logistic regression, l2 = 1/n, on w8a).
+experiment (Stich 2019, docs/papers.md s.1: logistic regression, l2 = 1/n, on w8a).
 The loops run in the Cython kernels of ``mpitrain._native.objectives``, or in their CuPy
 twins (``mpitrain.gpu.objectives``) when the features are on a GPU (see ``to_device``).
 """

@@ -1,5 +1,5 @@
 """L2-regularised logistic regression, the objective of the Local SGD experiment
-(Stich 2019, PAPERS.md section 1: w8a, l2 = 1/n)."""
+(Stich 2019, docs/papers.md s.1: w8a, l2 = 1/n)."""
 from scipy.special import expit
 
 from mpitrain._native import objectives as kernels

@@ -4,7 +4,7 @@ With the rows split over the ranks of ``comm`` (N rows in all),
 
     F(x) = (1/N) sum over all rows f_i(x) + (l2/2) ||x||^2,   f* = min_x F(x) = F(x*).
 
-Experiments report F(x) - f* (Stich 2019, PAPERS.md section 1: the target
+Experiments report F(x) - f* (Stich 2019, docs/papers.md s.1: the target
 suboptimality eps of the speedup measurement). ``reference_optimum`` solves for x* in
 float64 with L-BFGS driven from rank 0 while the other ranks evaluate their rows, then
 polishes with Newton steps when L-BFGS stops short of gtol, and caches the result.
