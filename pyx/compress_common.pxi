@@ -40,29 +40,12 @@ cdef extern from *:
     """
     #include <string.h>
     #include <stdint.h>
+    /* mpt_fill64 (w[j] = splitmix64(seed, first + j)) in baseline, AVX2 and AVX-512
+       versions, picked by the module's SIMD level (capped by mpt_simd_force like the other
+       kernels); the baseline build stays portable (no -march flags). */
+    #include "compress_simd.h"
     static inline uint64_t mpt_splitmix64(uint64_t seed, uint64_t i) {
-        uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    }
-    #define MPT_GOLDEN 0x9E3779B97F4A7C15ULL
-    static inline uint64_t mpt_mix64(uint64_t z) {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    }
-    /* Wide-vector clones of the generator, picked at load time by the CPU (GNU ifunc);
-       the baseline build stays portable (no -march flags). */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define MPT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-    #else
-    #define MPT_CLONES
-    #endif
-    /* w[j] = splitmix64(seed, first + j), j < nw: a loop the compiler vectorises. */
-    MPT_CLONES static void mpt_fill64(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
-        uint64_t z0 = seed + (uint64_t)first * MPT_GOLDEN;
-        for (int64_t j = 0; j < nw; j++) w[j] = mpt_mix64(z0 + (uint64_t)(j + 1) * MPT_GOLDEN);
+        return mpt_sm64(seed, i);
     }
     /* r[0..n): the float32 stream words r_start .. r_{start+n-1} (see the header);
        start even and r 8-byte aligned: word j of the 64-bit stream fills r[2j], r[2j+1]

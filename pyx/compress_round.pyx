@@ -53,6 +53,12 @@ cdef extern from "compress_simd.h":
                        int32_t levels, uint16_t *codes) nogil
     void mpt_ndither32(const float *x, const uint32_t *r, int64_t n, float inv,
                        int32_t levels, float lowest, float scale_small, uint16_t *codes) nogil
+    void mpt_sdither32r(const float *x, uint64_t seed, int64_t first, int64_t n, float mul,
+                        int32_t levels, uint16_t *codes) nogil
+    void mpt_ndither32r(const float *x, uint64_t seed, int64_t first, int64_t n, float inv,
+                        int32_t levels, float lowest, float scale_small, uint16_t *codes) nogil
+    void mpt_random32_at(uint64_t seed, int64_t first, int64_t n, uint32_t *r) nogil
+    void mpt_sums32(const float *x, int64_t n4, int p1, double *a) nogil
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                        uint16_t *codes, uint32_t *mx, uint32_t *mn) nogil
     void mpt_natural64(const uint64_t *xb, const uint64_t *r, int64_t n, int det,
@@ -291,10 +297,18 @@ cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogi
     of it (each loses < 2^-1075; float64 entries below ~1e-154 for p = 2, zero buckets).
     Float32 entries never need it for p = 1, 2 (their squares stay normal doubles), except
     a zero bucket, whose fallback returns 0 as well."""
-    cdef Py_ssize_t i, n4 = n & ~(<Py_ssize_t>3)
+    cdef Py_ssize_t i, n4 = n & ~(<Py_ssize_t>3), done = 0
     cdef double acc = 0.0, a, a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    cdef double sums[4]
+    if floating is float and (p == 2.0 or p == 1.0):
+        # the four sums of the loops below as the lanes of one SIMD register (compress_simd.h
+        # mpt_sums32): the same additions in the same order; the loops add the last n % 4
+        sums[0] = sums[1] = sums[2] = sums[3] = 0.0
+        mpt_sums32(x, n4, p == 1.0, sums)
+        a0, a1, a2, a3 = sums[0], sums[1], sums[2], sums[3]
+        done = n4
     if p == 2.0:
-        for i in range(0, n4, 4):
+        for i in range(done, n4, 4):
             a0 += <double>x[i] * <double>x[i]
             a1 += <double>x[i + 1] * <double>x[i + 1]
             a2 += <double>x[i + 2] * <double>x[i + 2]
@@ -306,7 +320,7 @@ cdef double bucket_norm(const floating *x, Py_ssize_t n, double p) noexcept nogi
             return scaled_norm(x, n, p)
         return sqrt(acc)
     if p == 1.0:
-        for i in range(0, n4, 4):
+        for i in range(done, n4, 4):
             a0 += fabs(<double>x[i])
             a1 += fabs(<double>x[i + 1])
             a2 += fabs(<double>x[i + 2])
@@ -370,14 +384,17 @@ cdef inline uint16_t dither_code(floating xi, uint32_t r, uint64_t rr, int level
     return <uint16_t>((lv << 1) | (sign & (lv != 0)))
 
 
-cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
+cdef void dither_codes(const floating *x, Py_ssize_t n, uint64_t seed, Py_ssize_t first,
                        const uint64_t *r64, int levels, bint natural, floating nrm,
                        uint16_t *codes) noexcept nogil:
-    """Codes of n entries of one bucket with header norm nrm (rules in dither_encode).
-    Ordinary norms: the SIMD blocks for float32, the first loop for float64. When s / nrm
+    """Codes of n <= BLK entries x[0..n) of one bucket, entries first .. first+n-1 of the
+    vector, with header norm nrm (rules in dither_encode). Ordinary norms: the SIMD blocks
+    for float32, which make the random words of the stream themselves (in registers at the
+    AVX2 and AVX-512 levels), the first loop for float64 (words r64). When s / nrm
     (standard) or 1 / nrm (natural) is not a normal number (``divides``), the second loop,
     |x_i| / nrm in place of the multiplication, for both dtypes."""
     cdef Py_ssize_t i
+    cdef uint32_t r32[BLK]
     cdef floating lowest = <floating>ldexp(1.0, 1 - levels)
     cdef floating inv = (<floating>1) / nrm if nrm != 0 else 0
     cdef floating mul = (<floating>levels) / nrm if nrm != 0 else 0
@@ -386,14 +403,16 @@ cdef void dither_codes(const floating *x, Py_ssize_t n, const uint32_t *r32,
     if not div:
         if floating is float:  # the same rules in SIMD blocks (compress_simd.h)
             if not natural:
-                mpt_sdither32(x, r32, n, mul, levels, codes)
+                mpt_sdither32r(x, seed, first, n, mul, levels, codes)
             else:
-                mpt_ndither32(x, r32, n, inv, levels, lowest, scale_small, codes)
+                mpt_ndither32r(x, seed, first, n, inv, levels, lowest, scale_small, codes)
         else:
             for i in range(n):
                 codes[i] = dither_code(x[i], 0, r64[i], levels, natural, nrm, mul, inv,
                                        lowest, scale_small, False)
         return
+    if floating is float:
+        mpt_random32_at(seed, first, n, r32)
     for i in range(n):
         if floating is float:
             codes[i] = dither_code(x[i], r32[i], 0, levels, natural, nrm, mul, inv, lowest,
@@ -419,14 +438,14 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
     unbiased for every representable norm (Beznosikov et al., "On biased compression for
     distributed learning": E C(x) = x needs E level = s |x_i| / norm exactly).
     u_i: stream of ``compress_common.pxi`` (exact comparisons). One pass for the norms,
-    then blocks of BLK entries: random words, branch-free codes, packing.
+    then blocks of BLK entries: branch-free codes, then packing; float32 blocks make their
+    random words in registers at the AVX2 and AVX-512 levels (compress_simd.h), float64
+    blocks draw them into a buffer first.
     """
     cdef Py_ssize_t d = x.shape[0], i, j, start, stop, n, seg
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int L = levels.bit_length()
     cdef int64_t pos = 0, cap = out.shape[0]
-    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
-    cdef uint32_t *r32 = <uint32_t *>r32w
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     if d == 0:
@@ -442,12 +461,13 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
         start = 0
         while start < d:
             n = min(<Py_ssize_t>BLK, d - start)
-            random_block(s, start, n, r32, r64, floating is float)
+            if floating is double:  # float32 blocks draw their own words
+                mpt_random64(s, start, n, r64)
             i = 0
             while i < n:  # segments of the block inside one bucket
                 j = (start + i) // bucket
                 seg = min(n - i, (j + 1) * bucket - (start + i))
-                dither_codes(&x[start + i], seg, &r32[i], &r64[i], levels, natural,
+                dither_codes(&x[start + i], seg, s, start + i, &r64[i], levels, natural,
                              norms[j], &codes[i])
                 i += seg
             pos = put_codes(codes, n, 1 + L, &out[0], pos, cap)

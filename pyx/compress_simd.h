@@ -11,6 +11,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Every kernel module includes this header (compress_common.pxi, for the random stream)
+ * and uses a few of its static functions: no warning for the others. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define MPT_X86 1
 #include <immintrin.h>
@@ -189,6 +194,112 @@ static int64_t mpt_collect32(const uint32_t *v, int64_t d, uint32_t t, uint32_t 
 #define MPT_BELOW32(r, p) \
     ((double)(int32_t)((r) ^ 0x80000000u) < (double)(p) * 4294967296.0 - 2147483648.0)
 
+/* ---- The random stream of compress_common.pxi: word j = splitmix64(seed, j); the float32
+ * stream takes r_2j from its low half and r_2j+1 from its high half, so 4 words in a
+ * 256-bit register are r_2j .. r_2j+7 in element order (little-endian lanes). */
+#define MPT_GOLDEN 0x9E3779B97F4A7C15ULL
+static inline __attribute__((always_inline)) uint64_t mpt_sm64(uint64_t seed, uint64_t j) {
+    uint64_t z = seed + (j + 1) * MPT_GOLDEN;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* w[j] = splitmix64(seed, first + j), j < nw. */
+MPT_BODY mpt_fill64_body(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
+    for (int64_t j = 0; j < nw; j++) w[j] = mpt_sm64(seed, (uint64_t)(first + j));
+}
+
+#if MPT_X86
+/* z c mod 2^64 in each 64-bit lane (AVX2 has no 64-bit multiply):
+ * lo(z) lo(c) + (hi(z) lo(c) + lo(z) hi(c)) 2^32, three 32 x 32 -> 64-bit products. */
+MPT_AVX2_FN static inline __attribute__((always_inline)) __m256i mpt_mulc64_avx2(__m256i z, uint64_t c) {
+    const __m256i lo = _mm256_set1_epi64x((int64_t)(c & 0xFFFFFFFFu));
+    const __m256i hi = _mm256_set1_epi64x((int64_t)(c >> 32));
+    __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(z, 32), lo),
+                                     _mm256_mul_epu32(z, hi));
+    return _mm256_add_epi64(_mm256_mul_epu32(z, lo), _mm256_slli_epi64(cross, 32));
+}
+
+/* splitmix64's output of 4 counters z = seed + (j + 1) golden: 4 words, 8 entries' r_i. */
+MPT_AVX2_FN static inline __attribute__((always_inline)) __m256i mpt_mix64_avx2(__m256i z) {
+    z = mpt_mulc64_avx2(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xBF58476D1CE4E5B9ULL);
+    z = mpt_mulc64_avx2(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94D049BB133111EBULL);
+    return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+
+/* The counters of words j .. j+3. */
+MPT_AVX2_FN static inline __attribute__((always_inline)) __m256i mpt_ctr64_avx2(uint64_t seed, uint64_t j) {
+    uint64_t z = seed + (j + 1) * MPT_GOLDEN;
+    return _mm256_setr_epi64x((int64_t)z, (int64_t)(z + MPT_GOLDEN), (int64_t)(z + 2 * MPT_GOLDEN),
+                              (int64_t)(z + 3 * MPT_GOLDEN));
+}
+
+MPT_AVX2_FN static void mpt_fill64_avx2(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
+    const __m256i g4 = _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN));
+    __m256i z = mpt_ctr64_avx2(seed, (uint64_t)first);
+    int64_t j = 0;
+    for (; j + 8 <= nw; j += 8) {
+        __m256i z1 = _mm256_add_epi64(z, g4);
+        _mm256_storeu_si256((__m256i *)(w + j), mpt_mix64_avx2(z));
+        _mm256_storeu_si256((__m256i *)(w + j + 4), mpt_mix64_avx2(z1));
+        z = _mm256_add_epi64(z1, g4);
+    }
+    mpt_fill64_body(seed, first + j, nw - j, w + j);
+}
+
+/* AVX-512 has the 64-bit multiply (vpmullq): the compiler vectorises the plain loop. */
+MPT_AVX512_FN static void mpt_fill64_avx512(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
+    mpt_fill64_body(seed, first, nw, w);
+}
+#endif
+
+/* The words of the stream at the level in use (so that a capped level also makes its
+ * random words with that level's instructions, as a CPU without the wider ones would). */
+static void mpt_fill64(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_fill64_avx512(seed, first, nw, w); return; }
+    if (level == MPT_AVX2) { mpt_fill64_avx2(seed, first, nw, w); return; }
+#endif
+    mpt_fill64_body(seed, first, nw, w);
+}
+
+/* r[0..n): the float32 stream's r_first .. r_first+n-1, any first (r needs no alignment). */
+static void mpt_random32_at(uint64_t seed, int64_t first, int64_t n, uint32_t *r) {
+    uint64_t w[129];
+    for (int64_t i = 0; i < n;) {
+        int64_t e = first + i, m = n - i < 256 ? n - i : 256;
+        mpt_fill64(seed, e >> 1, (m + (e & 1) + 1) >> 1, w);
+        memcpy(r + i, (const char *)w + 4 * (e & 1), 4 * (size_t)m);
+        i += m;
+    }
+}
+
+#if MPT_X86
+/* The test MPT_BELOW32(r_i, p_i) in 8 lanes without doubles. With T = p_i 2^23 (a
+ * power-of-two scaling: exact), Ti = floor(T) and A = r_i >> 9: A < Ti means
+ * r_i < 2^9 (A + 1) <= p_i 2^32, true; A > Ti means r_i >= 2^9 A > p_i 2^32, false. The
+ * double test agrees with both: it is exactly r_i < p_i 2^32 when p_i 2^32 >= 4 (then
+ * p_i 2^32 - 2^31 is exact in double), and false when p_i 2^32 < 4 <= r_i (here
+ * A >= 1 > T). NaN converts to INT_MIN: false in both. Callers give Ti (a truncating
+ * conversion of T, 0 <= T < 2^31 or NaN) and A; lanes with A == Ti (for each p_i, one value
+ * of r_i >> 9 in 2^23) are left undecided, in *amb, for MPT_BELOW32 itself. Lanes: all
+ * ones true, 0 false. */
+MPT_AVX2_FN static inline __attribute__((always_inline))
+__m256i mpt_below8_avx2(__m256i a, __m256i ti, __m256i *amb) {
+    *amb = _mm256_cmpeq_epi32(ti, a);
+    return _mm256_cmpgt_epi32(ti, a);
+}
+
+/* 8 codes (32-bit lanes) x 2 -> 16 uint16 codes in order. */
+MPT_AVX2_FN static inline __attribute__((always_inline)) void mpt_store16_avx2(uint16_t *codes,
+                                                                             __m256i c0, __m256i c1) {
+    _mm256_storeu_si256((__m256i *)codes,
+                        _mm256_permute4x64_epi64(_mm256_packus_epi32(c0, c1), 0xD8));
+}
+#endif
+
 /* Ternary codes: nz = [u_i < |x_i| * inv], code = nz | (nz & sign) << 1. */
 MPT_BODY mpt_ternary32_body(const float *x, const uint32_t *r, int64_t n, float inv,
                             uint16_t *codes) {
@@ -203,19 +314,27 @@ MPT_BODY mpt_ternary32_body(const float *x, const uint32_t *r, int64_t n, float 
 MPT_MULTI(mpt_ternary32, (const float *x, const uint32_t *r, int64_t n, float inv, uint16_t *codes),
           (x, r, n, inv, codes))
 
-/* The whole float32 ternary encoder in one pass, AVX-512 only (returns 0 elsewhere, and
- * the caller runs the block loop of random words, mpt_ternary32 and packing): for 16
- * entries at a time the 8 SplitMix64 words of the float32 stream (compress_common.pxi:
- * word j = splitmix64(seed, j) gives r_2j, r_2j+1) are made in registers, the codes are
- * the test of mpt_ternary32 (the same double arithmetic, so the same bits), and the 16
- * codes go straight to one 32-bit word of the LSB-first stream: nonzero bits at the even
- * positions, nonzero-and-negative bits at the odd ones (BMI2 pdep). out has exactly
- * ceil(2 d / 8) bytes; the unused high bits of the last byte are 0. */
-static inline uint64_t mpt_sm64(uint64_t seed, uint64_t j) {
-    uint64_t z = seed + (j + 1) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+/* The whole float32 ternary encoder in one pass, AVX2 and AVX-512 (returns 0 at the
+ * baseline level, and the caller runs the block loop of random words, mpt_ternary32 and
+ * packing): for 16 entries at a time the 8 SplitMix64 words of the float32 stream are made
+ * in registers, the codes are the test of mpt_ternary32 (the same bits), and the 16 codes
+ * go straight to one 32-bit word of the LSB-first stream: nonzero bits at the even
+ * positions, nonzero-and-negative bits at the odd ones. out has exactly ceil(2 d / 8)
+ * bytes; the unused high bits of the last byte are 0. */
+
+/* Entries i .. d-1 (fewer than 16) one at a time, into the last bytes of out. */
+static void mpt_ternary_tail32(const float *x, int64_t i, int64_t d, uint64_t seed, float inv,
+                               uint8_t *out) {
+    if (i >= d) return;
+    uint32_t w = 0;
+    for (int64_t k = i; k < d; k++) {
+        uint32_t b, r = (uint32_t)(mpt_sm64(seed, (uint64_t)(k >> 1)) >> (32 * (k & 1)));
+        memcpy(&b, x + k, 4);
+        float q = __builtin_fabsf(x[k]) * inv;
+        uint32_t nz = MPT_BELOW32(r, q);
+        w |= (nz | ((nz & (b >> 31)) << 1)) << (2 * (k - i));
+    }
+    memcpy(out + (i >> 2), &w, (size_t)((2 * (d - i) + 7) / 8));
 }
 
 #if MPT_X86
@@ -282,25 +401,90 @@ static void mpt_ternary_enc32_avx512(const float *x, int64_t d, uint64_t seed, f
         memcpy(out + (i >> 2), &w, 4);
         z0 = _mm512_add_epi64(z0, g8);
     }
-    if (i < d) {  /* fewer than 16 left: the same test one entry at a time */
-        uint32_t w = 0;
-        for (int64_t k = i; k < d; k++) {
-            uint32_t b, r = (uint32_t)(mpt_sm64(seed, (uint64_t)(k >> 1)) >> (32 * (k & 1)));
+    mpt_ternary_tail32(x, i, d, seed, inv, out);
+}
+
+/* AVX2: the same plan on 8 lanes (4 words) at a time, without the 64-bit multiply
+ * (mpt_mix64_avx2), the unsigned compare and conversion (mpt_below8_avx2) and pdep (slow,
+ * microcoded, on AMD CPUs before Zen 3): the nonzero and negative bits are the sign bits of
+ * the 16-bit halves of each lane, narrowed to bytes, and the bytes' sign bits are the 32-bit
+ * word (movemask). Groups with a lane that mpt_below8_avx2 cannot decide take the scalar
+ * test. */
+MPT_AVX2_FN static inline __attribute__((always_inline))
+__m256i mpt_tcodes8_avx2(__m256i r, const float *x, __m256 inv23, __m256i *odd) {
+    __m256 xv = _mm256_loadu_ps(x);
+    /* floor(|x| inv 2^23) = floor(q 2^23) for q = |x| inv: the scaling commutes with the
+     * rounding when q is normal, and both are < 1 when q is subnormal or 0 */
+    __m256i ti = _mm256_cvttps_epi32(_mm256_mul_ps(
+        _mm256_and_ps(xv, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), inv23));
+    __m256i amb;
+    __m256i nz = mpt_below8_avx2(_mm256_srli_epi32(r, 9), ti, &amb);
+    *odd = _mm256_or_si256(*odd, amb);
+    /* bit 15 of the lane: nonzero; bit 31: nonzero and negative (the sign of x): the sign
+     * bits of its two 16-bit halves, which the signed narrowing to bytes keeps */
+    return _mm256_and_si256(nz, _mm256_or_si256(_mm256_castps_si256(xv), _mm256_set1_epi32(0x8000)));
+}
+
+MPT_AVX2_FN static inline __attribute__((always_inline))
+uint32_t mpt_ternary16_avx2(__m256i z, const float *x, __m256 inv23, float inv) {
+    __m256i r0 = mpt_mix64_avx2(z);
+    __m256i r1 = mpt_mix64_avx2(_mm256_add_epi64(z, _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN))));
+    __m256i odd = _mm256_setzero_si256();
+    __m256i c0 = mpt_tcodes8_avx2(r0, x, inv23, &odd);
+    __m256i c1 = mpt_tcodes8_avx2(r1, x + 8, inv23, &odd);
+    uint32_t w = (uint32_t)_mm256_movemask_epi8(
+        _mm256_permute4x64_epi64(_mm256_packs_epi16(c0, c1), 0xD8));
+    if (__builtin_expect(!_mm256_testz_si256(odd, odd), 0)) {
+        uint32_t r[16];
+        _mm256_storeu_si256((__m256i *)r, r0);
+        _mm256_storeu_si256((__m256i *)(r + 8), r1);
+        w = 0;
+        for (int k = 0; k < 16; k++) {
+            uint32_t b;
             memcpy(&b, x + k, 4);
             float q = __builtin_fabsf(x[k]) * inv;
-            uint32_t nz = MPT_BELOW32(r, q);
-            w |= (nz | ((nz & (b >> 31)) << 1)) << (2 * (k - i));
+            uint32_t nz = MPT_BELOW32(r[k], q);
+            w |= (nz | ((nz & (b >> 31)) << 1)) << (2 * k);
         }
-        memcpy(out + (i >> 2), &w, (size_t)((2 * (d - i) + 7) / 8));
     }
+    return w;
+}
+
+MPT_AVX2_FN
+static void mpt_ternary_enc32_avx2(const float *x, int64_t d, uint64_t seed, float inv,
+                                   uint8_t *out) {
+    const __m256i g8 = _mm256_set1_epi64x((int64_t)(8 * MPT_GOLDEN));
+    const __m256i g16 = _mm256_set1_epi64x((int64_t)(16 * MPT_GOLDEN));
+    const __m256 invv = _mm256_set1_ps(inv * 8388608.0f);  /* inv 2^23: the caller keeps it finite */
+    __m256i z0 = mpt_ctr64_avx2(seed, 0), z1 = _mm256_add_epi64(z0, g8);
+    int64_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+        uint64_t w = (uint64_t)mpt_ternary16_avx2(z0, x + i, invv, inv)
+            | (uint64_t)mpt_ternary16_avx2(z1, x + i + 16, invv, inv) << 32;
+        memcpy(out + (i >> 2), &w, 8);
+        z0 = _mm256_add_epi64(z0, g16);
+        z1 = _mm256_add_epi64(z1, g16);
+    }
+    for (; i + 16 <= d; i += 16) {
+        uint32_t w = mpt_ternary16_avx2(z0, x + i, invv, inv);
+        memcpy(out + (i >> 2), &w, 4);
+        z0 = _mm256_add_epi64(z0, g8);
+    }
+    mpt_ternary_tail32(x, i, d, seed, inv, out);
 }
 #endif
 
-/* 1 when the one-pass encoder ran (AVX-512 level), 0 when the caller must encode. */
+/* 1 when the one-pass encoder ran (AVX2 and AVX-512 levels; AVX2 for inv <= 2^100, that
+ * is ||x||_inf >= 2^-100), 0 when the caller must encode. */
 static int mpt_ternary_enc32(const float *x, int64_t d, uint64_t seed, float inv, uint8_t *out) {
 #if MPT_X86
-    if (mpt_simd_level() == MPT_AVX512) {
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) {
         mpt_ternary_enc32_avx512(x, d, seed, inv, out);
+        return 1;
+    }
+    if (level == MPT_AVX2 && inv <= 0x1p100f) {  /* inv 2^23 finite: ordinary inputs */
+        mpt_ternary_enc32_avx2(x, d, seed, inv, out);
         return 1;
     }
 #endif
@@ -349,6 +533,299 @@ MPT_BODY mpt_ndither32_body(const float *x, const uint32_t *r, int64_t n, float 
 MPT_MULTI(mpt_ndither32, (const float *x, const uint32_t *r, int64_t n, float inv, int32_t levels,
                           float lowest, float scale_small, uint16_t *codes),
           (x, r, n, inv, levels, lowest, scale_small, codes))
+
+/* ---- Dithering codes with the random words made in registers: entries first .. first+n-1
+ * of the vector (first may be odd: a bucket can start anywhere), the codes of
+ * mpt_sdither32 / mpt_ndither32 with r_i drawn from the stream by index. AVX2 and AVX-512
+ * levels: 16 entries a step, the words of mpt_mix64_avx2 in place of a buffer written and
+ * read back, the rounding test of mpt_below8_avx2 (groups with a lane it cannot decide take
+ * the scalar body); baseline: the words into a buffer, then the block above. */
+#if MPT_X86
+/* Standard dithering, 8 lanes: the codes of mpt_sdither32_body for levels < 256. With
+ * mul23 = mul 2^23, u = floor(t 2^23) = floor(t) 2^23 + floor((t - floor(t)) 2^23) for
+ * 0 <= t < 256 (exact: a power-of-two scaling when t is normal, u = 0 when t is subnormal
+ * or 0 either way), so level = u >> 23 and Ti = u & (2^23 - 1) are the two numbers of the
+ * rounding test (mpt_below8_avx2); code = level << 1 | min(sign, level) (level >= 0). A lane
+ * with t NaN, inf or >= 256 converts to INT_MIN: it is added to *odd (the sign bit), and
+ * the caller takes the scalar body, as for the undecided lanes. */
+MPT_AVX2_FN static inline __attribute__((always_inline))
+__m256i mpt_sdcodes8_avx2(__m256i r, const float *x, __m256 mul23, __m256i lvmax, __m256i *odd) {
+    __m256 xv = _mm256_loadu_ps(x);
+    __m256i u = _mm256_cvttps_epi32(_mm256_mul_ps(
+        _mm256_and_ps(xv, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), mul23));
+    __m256i amb;
+    __m256i up = mpt_below8_avx2(_mm256_srli_epi32(r, 9),
+                                 _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFF)), &amb);
+    *odd = _mm256_or_si256(*odd, _mm256_or_si256(amb, u));
+    __m256i lv = _mm256_min_epi32(_mm256_sub_epi32(_mm256_srli_epi32(u, 23), up), lvmax);
+    return _mm256_or_si256(_mm256_slli_epi32(lv, 1),
+                           _mm256_min_epi32(_mm256_srli_epi32(_mm256_castps_si256(xv), 31), lv));
+}
+
+/* Natural dithering, 8 lanes: the codes of mpt_ndither32_body for levels <= 105 (so that
+ * scale_small 2^23 is a float); only lanes below lowest use the rounding test, so only they
+ * can be undecided. Levels are in 0..levels (NaN q gives 0 as in the body), so the sign is
+ * min(sign, level). */
+MPT_AVX2_FN static inline __attribute__((always_inline))
+__m256i mpt_ndcodes8_avx2(__m256i r, const float *x, __m256 invv, __m256i lvmax, __m256i bias,
+                          __m256 lowv, __m256 small23, __m256i *odd) {
+    __m256 xv = _mm256_loadu_ps(x);
+    __m256 q = _mm256_mul_ps(_mm256_and_ps(xv, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))),
+                             invv);
+    __m256i qb = _mm256_castps_si256(q);
+    __m256i a = _mm256_srli_epi32(r, 9);
+    /* exponent - 127 + levels + [(r >> 9) < mantissa] (both sides < 2^23: a signed compare) */
+    __m256i big = _mm256_sub_epi32(_mm256_add_epi32(_mm256_srli_epi32(qb, 23), bias),
+                                   _mm256_cmpgt_epi32(_mm256_and_si256(qb, _mm256_set1_epi32(0x7FFFFF)), a));
+    /* q scale_small 2^23 in one product: exact (powers of two, q < lowest in the lanes
+     * that use it, so < 2^23) */
+    __m256i amb;
+    __m256i up = mpt_below8_avx2(a, _mm256_cvttps_epi32(_mm256_mul_ps(q, small23)), &amb);
+    __m256i ge = _mm256_castps_si256(_mm256_cmp_ps(q, lowv, _CMP_GE_OQ));
+    *odd = _mm256_or_si256(*odd, _mm256_andnot_si256(ge, amb));
+    __m256i lv = _mm256_min_epi32(_mm256_blendv_epi8(_mm256_srli_epi32(up, 31), big, ge), lvmax);
+    return _mm256_or_si256(_mm256_slli_epi32(lv, 1),
+                           _mm256_min_epi32(_mm256_srli_epi32(_mm256_castps_si256(xv), 31), lv));
+}
+
+/* The step loop shared by both: CODES8(r, x) gives 8 codes, BODY(x, r, n, codes) is the
+ * scalar block for the odd first entry, groups the vector test cannot decide, and the tail. */
+#define MPT_DITHER_LOOP_AVX2(CODES8, BODY) do { \
+        int64_t i = 0; \
+        uint32_t rr[16]; \
+        if (n > 0 && (first & 1)) { /* r_first: the high half of word first >> 1 */ \
+            rr[0] = (uint32_t)(mpt_sm64(seed, (uint64_t)first >> 1) >> 32); \
+            BODY(x, rr, 1, codes); \
+            i = 1; \
+        } \
+        __m256i z = mpt_ctr64_avx2(seed, (uint64_t)(first + i) >> 1); \
+        const __m256i g4 = _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN)); \
+        for (; i + 16 <= n; i += 16) { \
+            __m256i r0 = mpt_mix64_avx2(z), r1 = mpt_mix64_avx2(_mm256_add_epi64(z, g4)); \
+            __m256i odd = _mm256_setzero_si256(); \
+            __m256i c0 = CODES8(r0, x + i), c1 = CODES8(r1, x + i + 8); \
+            mpt_store16_avx2(codes + i, c0, c1); \
+            if (__builtin_expect(!_mm256_testz_ps(_mm256_castsi256_ps(odd), \
+                                                  _mm256_castsi256_ps(odd)), 0)) { /* sign bits */ \
+                _mm256_storeu_si256((__m256i *)rr, r0); \
+                _mm256_storeu_si256((__m256i *)(rr + 8), r1); \
+                BODY(x + i, rr, 16, codes + i); \
+            } \
+            z = _mm256_add_epi64(z, _mm256_add_epi64(g4, g4)); \
+        } \
+        if (i < n) { \
+            mpt_random32_at(seed, first + i, n - i, rr); \
+            BODY(x + i, rr, n - i, codes + i); \
+        } \
+    } while (0)
+
+MPT_AVX2_FN static void mpt_sdither32r_avx2(const float *x, uint64_t seed, int64_t first, int64_t n,
+                                            float mul, int32_t levels, uint16_t *codes) {
+    const __m256 mul23 = _mm256_set1_ps(mul * 8388608.0f);
+    const __m256i lvmax = _mm256_set1_epi32(levels);
+#define MPT_SD8(r, xp) mpt_sdcodes8_avx2(r, xp, mul23, lvmax, &odd)
+#define MPT_SDB(xp, rp, m, cp) mpt_sdither32_body(xp, rp, m, mul, levels, cp)
+    MPT_DITHER_LOOP_AVX2(MPT_SD8, MPT_SDB);
+#undef MPT_SD8
+#undef MPT_SDB
+}
+
+MPT_AVX2_FN static void mpt_ndither32r_avx2(const float *x, uint64_t seed, int64_t first, int64_t n,
+                                            float inv, int32_t levels, float lowest,
+                                            float scale_small, uint16_t *codes) {
+    const __m256 invv = _mm256_set1_ps(inv), lowv = _mm256_set1_ps(lowest);
+    const __m256 small23 = _mm256_set1_ps(scale_small * 8388608.0f);
+    const __m256i lvmax = _mm256_set1_epi32(levels), bias = _mm256_set1_epi32(levels - 127);
+#define MPT_ND8(r, xp) mpt_ndcodes8_avx2(r, xp, invv, lvmax, bias, lowv, small23, &odd)
+#define MPT_NDB(xp, rp, m, cp) mpt_ndither32_body(xp, rp, m, inv, levels, lowest, scale_small, cp)
+    MPT_DITHER_LOOP_AVX2(MPT_ND8, MPT_NDB);
+#undef MPT_ND8
+#undef MPT_NDB
+}
+
+/* AVX-512: the same on 16 lanes, the words from the 64-bit multiply (vpmullq), the lanes
+ * as masks. */
+MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_mix64_avx512(__m512i z) {
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                           _mm512_set1_epi64((int64_t)0xBF58476D1CE4E5B9ULL));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                           _mm512_set1_epi64((int64_t)0x94D049BB133111EBULL));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+MPT_AVX512_FN static inline __attribute__((always_inline))
+__m512i mpt_sdcodes16_avx512(__m512i r, const float *x, __m512 mul23, __m512i lvmax, __mmask16 *odd) {
+    __m512 xv = _mm512_loadu_ps(x);
+    __m512i u = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_abs_ps(xv), mul23));
+    __m512i a = _mm512_srli_epi32(r, 9), ti = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFF));
+    __mmask16 up = _mm512_cmpgt_epi32_mask(ti, a);
+    *odd |= (__mmask16)(_mm512_cmpeq_epi32_mask(ti, a) | _mm512_movepi32_mask(u));
+    __m512i lv = _mm512_srli_epi32(u, 23);
+    lv = _mm512_min_epi32(_mm512_mask_add_epi32(lv, up, lv, _mm512_set1_epi32(1)), lvmax);
+    return _mm512_or_si512(_mm512_slli_epi32(lv, 1),
+                           _mm512_min_epi32(_mm512_srli_epi32(_mm512_castps_si512(xv), 31), lv));
+}
+
+MPT_AVX512_FN static inline __attribute__((always_inline))
+__m512i mpt_ndcodes16_avx512(__m512i r, const float *x, __m512 invv, __m512i lvmax, __m512i bias,
+                             __m512 lowv, __m512 small23, __mmask16 *odd) {
+    __m512 xv = _mm512_loadu_ps(x);
+    __m512 q = _mm512_mul_ps(_mm512_abs_ps(xv), invv);
+    __m512i qb = _mm512_castps_si512(q), a = _mm512_srli_epi32(r, 9);
+    __m512i big = _mm512_add_epi32(_mm512_srli_epi32(qb, 23), bias);
+    big = _mm512_mask_add_epi32(big, _mm512_cmpgt_epi32_mask(
+        _mm512_and_si512(qb, _mm512_set1_epi32(0x7FFFFF)), a), big, _mm512_set1_epi32(1));
+    __m512i ti = _mm512_cvttps_epi32(_mm512_mul_ps(q, small23));
+    __mmask16 ge = _mm512_cmp_ps_mask(q, lowv, _CMP_GE_OQ);
+    *odd |= (__mmask16)(_mm512_cmpeq_epi32_mask(ti, a) & ~ge);
+    __m512i small = _mm512_maskz_set1_epi32(_mm512_cmpgt_epi32_mask(ti, a), 1);
+    __m512i lv = _mm512_min_epi32(_mm512_mask_blend_epi32(ge, small, big), lvmax);
+    return _mm512_or_si512(_mm512_slli_epi32(lv, 1),
+                           _mm512_min_epi32(_mm512_srli_epi32(_mm512_castps_si512(xv), 31), lv));
+}
+
+#define MPT_DITHER_LOOP_AVX512(CODES16, BODY) do { \
+        int64_t i = 0; \
+        uint32_t rr[16]; \
+        if (n > 0 && (first & 1)) { \
+            rr[0] = (uint32_t)(mpt_sm64(seed, (uint64_t)first >> 1) >> 32); \
+            BODY(x, rr, 1, codes); \
+            i = 1; \
+        } \
+        uint64_t z0 = seed + (((uint64_t)(first + i) >> 1) + 1) * MPT_GOLDEN; \
+        __m512i z = _mm512_add_epi64(_mm512_set1_epi64((int64_t)z0), _mm512_mullo_epi64( \
+            _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64((int64_t)MPT_GOLDEN))); \
+        const __m512i g8 = _mm512_set1_epi64((int64_t)(8 * MPT_GOLDEN)); \
+        for (; i + 16 <= n; i += 16) { \
+            __m512i r = mpt_mix64_avx512(z); \
+            __mmask16 odd = 0; \
+            __m512i c = CODES16(r, x + i); \
+            _mm256_storeu_si256((__m256i *)(codes + i), _mm512_cvtepi32_epi16(c)); \
+            if (__builtin_expect(odd != 0, 0)) { \
+                _mm512_storeu_si512((void *)rr, r); \
+                BODY(x + i, rr, 16, codes + i); \
+            } \
+            z = _mm512_add_epi64(z, g8); \
+        } \
+        if (i < n) { \
+            mpt_random32_at(seed, first + i, n - i, rr); \
+            BODY(x + i, rr, n - i, codes + i); \
+        } \
+    } while (0)
+
+MPT_AVX512_FN static void mpt_sdither32r_avx512(const float *x, uint64_t seed, int64_t first, int64_t n,
+                                                float mul, int32_t levels, uint16_t *codes) {
+    const __m512 mul23 = _mm512_set1_ps(mul * 8388608.0f);
+    const __m512i lvmax = _mm512_set1_epi32(levels);
+#define MPT_SD16(r, xp) mpt_sdcodes16_avx512(r, xp, mul23, lvmax, &odd)
+#define MPT_SDB(xp, rp, m, cp) mpt_sdither32_body(xp, rp, m, mul, levels, cp)
+    MPT_DITHER_LOOP_AVX512(MPT_SD16, MPT_SDB);
+#undef MPT_SD16
+#undef MPT_SDB
+}
+
+MPT_AVX512_FN static void mpt_ndither32r_avx512(const float *x, uint64_t seed, int64_t first, int64_t n,
+                                                float inv, int32_t levels, float lowest,
+                                                float scale_small, uint16_t *codes) {
+    const __m512 invv = _mm512_set1_ps(inv), lowv = _mm512_set1_ps(lowest);
+    const __m512 small23 = _mm512_set1_ps(scale_small * 8388608.0f);
+    const __m512i lvmax = _mm512_set1_epi32(levels), bias = _mm512_set1_epi32(levels - 127);
+#define MPT_ND16(r, xp) mpt_ndcodes16_avx512(r, xp, invv, lvmax, bias, lowv, small23, &odd)
+#define MPT_NDB(xp, rp, m, cp) mpt_ndither32_body(xp, rp, m, inv, levels, lowest, scale_small, cp)
+    MPT_DITHER_LOOP_AVX512(MPT_ND16, MPT_NDB);
+#undef MPT_ND16
+#undef MPT_NDB
+}
+#endif
+
+/* Baseline: the words of at most 256 entries into a buffer, then the block. */
+#define MPT_DITHER_BUFFERED(CALL) do { \
+        uint32_t rr[256]; \
+        for (int64_t i = 0; i < n; i += 256) { \
+            int64_t m = n - i < 256 ? n - i : 256; \
+            mpt_random32_at(seed, first + i, m, rr); \
+            CALL; \
+        } \
+    } while (0)
+
+static void mpt_sdither32r(const float *x, uint64_t seed, int64_t first, int64_t n, float mul,
+                           int32_t levels, uint16_t *codes) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level >= MPT_AVX2 && levels < 256 && mul <= 0x1p100f) {  /* mul 2^23 finite */
+        if (level == MPT_AVX512) mpt_sdither32r_avx512(x, seed, first, n, mul, levels, codes);
+        else mpt_sdither32r_avx2(x, seed, first, n, mul, levels, codes);
+        return;
+    }
+#endif
+    MPT_DITHER_BUFFERED(mpt_sdither32(x + i, rr, m, mul, levels, codes + i));
+}
+
+static void mpt_ndither32r(const float *x, uint64_t seed, int64_t first, int64_t n, float inv,
+                           int32_t levels, float lowest, float scale_small, uint16_t *codes) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level >= MPT_AVX2 && levels <= 105) {  /* scale_small 2^23 finite */
+        if (level == MPT_AVX512)
+            mpt_ndither32r_avx512(x, seed, first, n, inv, levels, lowest, scale_small, codes);
+        else mpt_ndither32r_avx2(x, seed, first, n, inv, levels, lowest, scale_small, codes);
+        return;
+    }
+#endif
+    MPT_DITHER_BUFFERED(mpt_ndither32(x + i, rr, m, inv, levels, lowest, scale_small, codes + i));
+}
+
+/* Four running sums in double of x_i^2 (p = 2) or |x_i| (p = 1) over n4 entries (a multiple
+ * of 4), entry i into a[i mod 4]: the loop of compress_round.pyx ``bucket_norm``, whose
+ * plain sum is pinned. The four sums are the four lanes of one 256-bit register (AVX2 and
+ * AVX-512 levels; a wider register would change the order of additions), so each lane adds
+ * the same terms in the same order (x_i^2 is exact in double): the same bits. */
+MPT_BODY mpt_sums32_body(const float *x, int64_t n4, int p1, double *a) {
+    double a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    if (p1) {
+        for (int64_t i = 0; i < n4; i += 4) {
+            a0 += __builtin_fabs((double)x[i]);
+            a1 += __builtin_fabs((double)x[i + 1]);
+            a2 += __builtin_fabs((double)x[i + 2]);
+            a3 += __builtin_fabs((double)x[i + 3]);
+        }
+    } else {
+        for (int64_t i = 0; i < n4; i += 4) {
+            a0 += (double)x[i] * (double)x[i];
+            a1 += (double)x[i + 1] * (double)x[i + 1];
+            a2 += (double)x[i + 2] * (double)x[i + 2];
+            a3 += (double)x[i + 3] * (double)x[i + 3];
+        }
+    }
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3;
+}
+
+#if MPT_X86
+MPT_AVX2_FN static void mpt_sums32_avx2(const float *x, int64_t n4, int p1, double *a) {
+    __m256d acc = _mm256_loadu_pd(a);
+    if (p1) {
+        const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+        for (int64_t i = 0; i < n4; i += 4)
+            acc = _mm256_add_pd(acc, _mm256_and_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), absm));
+    } else {
+        for (int64_t i = 0; i < n4; i += 4) {
+            __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+            acc = _mm256_add_pd(acc, _mm256_mul_pd(v, v));
+        }
+    }
+    _mm256_storeu_pd(a, acc);
+}
+#endif
+
+static void mpt_sums32(const float *x, int64_t n4, int p1, double *a) {
+#if MPT_X86
+    if (mpt_simd_level() >= MPT_AVX2) {
+        mpt_sums32_avx2(x, n4, p1, a);
+        return;
+    }
+#endif
+    mpt_sums32_body(x, n4, p1, a);
+}
 
 /* Natural compression codes (9 bits): exponent + [rounds up], 256 -> 255, sign << 8;
  * up = (r_i >> 9) < mantissa (random) or mantissa >= 2^22 (deterministic, r unused).
@@ -650,4 +1127,5 @@ static void mpt_d4decode32(const uint8_t *buf, int64_t n, const uint32_t *tab, u
     mpt_d4decode32_scalar(buf, n, tab, out);
 }
 
+#pragma GCC diagnostic pop
 #endif

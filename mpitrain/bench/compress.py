@@ -7,6 +7,11 @@ reports each as GB/s of input (4 d bytes / seconds; ``--clock cpu`` uses the pro
 time instead of wall time, for shared machines), as a speed-up over NumPy and as a
 fraction of copy bandwidth. The NumPy formulations produce the same information (codes
 as small integers, not bit-packed unless NumPy has a packer: ``np.packbits`` for signs).
+
+The kernels pick their SIMD version (baseline x86-64, AVX2 or AVX-512) by the CPU at load
+time; ``--simd`` caps it for the run (``--simd avx2`` on an AVX-512 CPU times the AVX2
+versions). The output names the CPU model and the level used (table header; ``cpu``,
+``simd`` and ``simd_widest`` in every JSON row).
 """
 import json
 import sys
@@ -14,8 +19,10 @@ import time
 
 import numpy as np
 
+from mpitrain._native import compress_round, compress_select
 from mpitrain.argparsing import ArgumentParser
 from mpitrain.bench.compress_cases import cases
+from mpitrain.bench.steps import cpu_model
 
 
 CLOCKS = {
@@ -23,6 +30,19 @@ CLOCKS = {
     "cpu": time.process_time,  # CPU time of this process: robust on a shared machine
 }
 CLOCK = CLOCKS["wall"]
+
+SIMD_LEVELS = ("baseline", "avx2", "avx512")  # --simd names, by the kernels' level number
+SIMD_MODULES = (compress_round, compress_select)  # the kernel modules with SIMD versions
+
+
+def cap_simd(level):
+    """Cap the SIMD level of every kernel module at ``level`` (0 baseline, 1 AVX2, 2 AVX-512;
+    each module's ``simd_level`` force function) and return the level now in use: the cap,
+    or the CPU's widest level when that is lower."""
+    used = {module.simd_level(level) for module in SIMD_MODULES}
+    if len(used) != 1:
+        raise RuntimeError(f"kernel modules disagree on the SIMD level: {sorted(used)}")
+    return used.pop()
 
 
 def best_of(fn, repeat):
@@ -62,9 +82,12 @@ def measure(d, ratio, levels, repeat, seed=12345):
 
 
 def format_table(rows):
+    r0 = rows[0]
+    capped = "" if r0["simd"] == r0["simd_widest"] else f" (capped by --simd; this CPU has {r0['simd_widest']})"
+    title = f"CPU: {r0['cpu']}; SIMD level: {r0['simd']}{capped}"
     head = (f"{'compressor':<25} {'bytes':>10} {'enc GB/s':>9} {'numpy':>7} {'x numpy':>8}"
             f" {'of copy':>8} {'dec GB/s':>9} {'numpy':>7} {'x numpy':>8} {'of copy':>8}")
-    lines = [head, "-" * len(head)]
+    lines = [title, head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['name']:<25} {r['payload_bytes']:>10} {r['encode_gbs']:>9.2f}"
@@ -91,8 +114,12 @@ def main(argv=None):
     parser.add_argument("--e2e-batch", type=int, default=32, help="--device gpu: mini-batch size")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: elapsed time; cpu: process CPU time (shared machines)")
+    parser.add_argument("--simd", choices=SIMD_LEVELS, default=None,
+                        help="cap the kernels' SIMD level for this run (default: the CPU's widest)")
     args = parser.parse_args(argv)
     if args.device == "gpu":
+        if args.simd is not None:
+            parser.error("--simd applies to --device cpu")
         from mpitrain.bench.compress_gpu import run
 
         return run(args)
@@ -100,7 +127,15 @@ def main(argv=None):
     CLOCK = CLOCKS[args.clock]
     if args.size < 1 or args.repeat < 1:
         parser.error("--size and --repeat must be >= 1")
-    rows = measure(args.size, args.ratio, args.levels, args.repeat)
+    before = cap_simd(compress_round.simd_level())  # the level in use now, restored below
+    widest = cap_simd(len(SIMD_LEVELS) - 1)
+    try:
+        used = cap_simd(SIMD_LEVELS.index(args.simd)) if args.simd else widest
+        rows = measure(args.size, args.ratio, args.levels, args.repeat)
+    finally:
+        cap_simd(before)
+    for row in rows:
+        row.update(cpu=cpu_model(), simd=SIMD_LEVELS[used], simd_widest=SIMD_LEVELS[widest])
     print(json.dumps(rows, indent=1) if args.json else format_table(rows))
     return 0
 
