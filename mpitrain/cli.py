@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+import time
 
 from . import __version__
 from .argparsing import ArgumentParser, user_error
@@ -57,7 +58,7 @@ def check_same_config(comm, config) -> None:
 
 def cmd_train(args) -> int:
     from .config import ConfigError, load_config
-    from .runtime import JobError, agree, world
+    from .runtime import ABORT_GRACE_SECONDS, JobError, agree, world
     from .slurm import check_world_size
     from .stopping import EARLY_SIGNALS, EXIT_INTERRUPTED, StopRequest
     from .train import error_line, train
@@ -96,6 +97,8 @@ def cmd_train(args) -> int:
         if comm.Get_rank() == 0:
             print("mpitrain: interrupted (SIGINT) before training started; nothing new was written",
                   file=sys.stderr, flush=True)
+        else:  # rank 0 speaks: give it time to, before this rank's exit makes mpiexec end the job
+            time.sleep(ABORT_GRACE_SECONDS)
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)  # the ranks may be in different collectives: no MPI_Finalize
     return 0
