@@ -1,5 +1,6 @@
-"""Compressed SGD and compressed Local SGD under mpiexec: equal to the one-process simulation,
-bytes counted from the payload formula, error-feedback invariants, warnings and errors."""
+"""Compressed SGD and compressed Local SGD under mpiexec: equal to the same job on K threads of
+one process (mpitrain.comm.inprocess), bytes counted from the payload formula, error-feedback
+invariants, warnings and errors."""
 import json
 
 import numpy as np
@@ -23,27 +24,13 @@ def train(tmp_path, ranks, name, *overrides, timeout=120):
     return np.load(out / "parameters.npy"), records, result
 
 
-def simulate(ranks, overrides, section, period=None):
-    """The same run, K workers simulated in this process."""
-    from mpitrain.algorithms.simulated_compressed_sgd import SimulatedCompressedSGD
+def in_process(ranks, overrides):
+    """The same job, K ranks as threads of this process: rank 0's (parameters, records)."""
     from mpitrain.config import load_config
-    from mpitrain.data import open_dataset, shard
-    from mpitrain.objectives import make_objective
-    from mpitrain.problem import _synthetic_options
-    from mpitrain.schedules import make_schedule
+    from mpitrain.experiments.workers import train_in_process
 
-    config = load_config(None, [*SMALL, *overrides])
-    full = open_dataset(config.data.dataset, synthetic=_synthetic_options(config.data))
-    parts = [shard(full, k, ranks, scheme=config.data.sharding, seed=config.data.data_seed) for k in range(ranks)]
-    l2 = config.objective.l2_value(full.n_samples)
-    objectives = [make_objective("logistic", p.features, p.labels, l2) for p in parts]
-    weights = [p.n_samples / full.n_samples for p in parts]
-    sim = SimulatedCompressedSGD(objectives, weights, config.train.batch_size, config.train.seed,
-                                 make_schedule(config.step_size, l2), np.zeros(full.n_features),
-                                 config.section(section), section=section, period=period,
-                                 steps=config.train.steps)
-    sim.run(config.train.steps)
-    return sim
+    records, x = train_in_process(load_config(None, [*SMALL, *overrides]), ranks, timeout=120)
+    return x, records
 
 
 CASES = {
@@ -59,21 +46,25 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_four_ranks_equal_the_simulation_and_count_payload_bytes(tmp_path, case):
+def test_four_ranks_equal_the_in_process_run_and_count_payload_bytes(tmp_path, case):
+    from mpitrain.algorithms.compression_options import build_compressor
     from mpitrain.compress import make_compressor
+    from mpitrain.config import load_config
 
     overrides = ["train.algorithm=compressed_sgd", "run.reference=false", *CASES[case]]
     x_mpi, records, result = train(tmp_path, 4, case, *overrides)
-    sim = simulate(4, overrides, "compressed_sgd")
-    # identical but for the summation order of an Allreduce (summable Rand-k: float32 values)
-    tol = 1e-6 if sim.compressor.summable else 1e-12
-    np.testing.assert_allclose(x_mpi, sim.x, rtol=tol, atol=tol)
+    x_threads, threads = in_process(4, overrides)
+    c = build_compressor(load_config(None, [*SMALL, *overrides]).section("compressed_sgd"), 50, "compressed_sgd")
+    # identical but for the summation order of an Allreduce (summable Rand-k: float32 values, which
+    # MPI may sum as (a + b) + (c + d), the threads as ((a + b) + c) + d)
+    tol = 1e-6 if c.summable else 1e-12
+    np.testing.assert_allclose(x_mpi, x_threads, rtol=tol, atol=tol)
     assert records[-1]["loss"] < records[0]["loss"]
-    c = sim.compressor
     per_step = c.k * 4 if c.summable else c.payload_nbytes()  # Rand-k: the shared seed does not travel
-    assert records[-1]["bytes_sent"] == 40 * per_step
-    assert records[-1]["bits_sent"] == sim.bits_sent == 40 * (8 * per_step if c.summable else c.payload_bits())
-    assert records[-1]["comm_rounds"] == 40
+    assert records[-1]["bytes_sent"] == threads[-1]["bytes_sent"] == 40 * per_step
+    assert records[-1]["bits_sent"] == threads[-1]["bits_sent"] == 40 * (8 * per_step if c.summable
+                                                                        else c.payload_bits())
+    assert records[-1]["comm_rounds"] == threads[-1]["comm_rounds"] == 40
     if case == "top_k-ef":
         assert make_compressor("top_k", 50, k=5).payload_nbytes() == 5 * 4 + 4  # 5 floats + 5 x 6-bit indices
     assert "may diverge" not in result.stderr
@@ -126,15 +117,16 @@ def test_error_feedback_invariants_in_the_distributed_run(tmp_path):
     assert result.returncode == 0, result.output
 
 
-def test_compressed_local_sgd_equals_simulation_and_sends_fewer_bits_than_local_sgd(tmp_path):
+def test_compressed_local_sgd_equals_the_in_process_run_and_sends_fewer_bits_than_local_sgd(tmp_path):
     base = ["run.reference=true", "train.steps=96", "run.log_every=24"]
     _, local, _ = train(tmp_path, 4, "local", *base, "train.algorithm=local_sgd", "local_sgd.period=4")
     comp = ["train.algorithm=compressed_local_sgd", "compressed_local_sgd.period=4",
             "compressed_local_sgd.compressor=top_k_natural_dithering", "compressed_local_sgd.ratio=0.2",
             "compressed_local_sgd.levels=2"]
     x_mpi, compressed, _ = train(tmp_path, 4, "compressed", *base, *comp)
-    sim = simulate(4, [*base, *comp], "compressed_local_sgd", period=4)
-    np.testing.assert_allclose(x_mpi, sim.x, rtol=1e-12, atol=1e-12)
+    x_threads, threads = in_process(4, [*base, *comp])  # f* too is solved on the threads
+    np.testing.assert_allclose(x_mpi, x_threads, rtol=1e-12, atol=1e-12)
+    assert threads[-1]["suboptimality"] == pytest.approx(compressed[-1]["suboptimality"], rel=1e-9)
     assert compressed[-1]["comm_rounds"] == local[-1]["comm_rounds"] == 24 == compressed[-1]["syncs"]
     assert compressed[-1]["bytes_sent"] * 10 < local[-1]["bytes_sent"]
     # converges, nearly as fast per round as uncompressed Local SGD (measured: 0.192 vs 0.179)

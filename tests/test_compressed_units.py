@@ -74,38 +74,52 @@ def options(section="compressed_sgd", **values):
     return build_section(option_sections()[section], values, section)
 
 
-@pytest.mark.parametrize("feedback", ["none", "ef", "ef21"])
-def test_identity_in_float64_is_synchronous_sgd(feedback):
-    from mpitrain.algorithms.periods import ConstantPeriod
-    from mpitrain.algorithms.simulated_compressed_sgd import SimulatedCompressedSGD
-    from mpitrain.algorithms.simulated_local_sgd import SimulatedLocalSGD
+def run_threads(cls, opts, steps=30):
+    """``cls`` on two workers, threads of this process (mpitrain.comm.inprocess): rank 0's
+    algorithm after ``steps`` steps of b = 4 at eta = 0.5."""
+    from mpitrain.algorithms.base import Worker
+    from mpitrain.comm import inprocess
+    from mpitrain.comm.accounting import CommStats
+    from mpitrain.sampling import BatchSampler
     from mpitrain.schedules import Constant
 
     objectives, weights, x0 = problem()
-    sync = SimulatedLocalSGD(objectives, weights, 4, 0, Constant(0.5), ConstantPeriod(1), x0)
-    sim = SimulatedCompressedSGD(objectives, weights, 4, 0, Constant(0.5), x0,
-                                 options(compressor="identity", error_feedback=feedback, wire_dtype="float64"))
-    sync.run(30)
-    sim.run(30)
-    np.testing.assert_allclose(sim.x, sync.average(), rtol=1e-10, atol=1e-12)
-    assert sim.bits_sent == 30 * 20 * 64
+
+    def body(comm):
+        rank = comm.Get_rank()
+        objective = objectives[rank]
+        worker = Worker(comm=comm, objective=objective, n_global=sum(o.n_samples for o in objectives),
+                        weight=weights[rank], sampler=BatchSampler(objective.n_samples, 4, 0, rank),
+                        step_size=Constant(0.5), stats=CommStats(), x0=x0, steps=steps, seed=0, batch_size=4)
+        method = cls(worker, opts)
+        for t in range(steps):
+            method.step(t)
+        return method, method.evaluation_point()
+
+    return inprocess.run(len(objectives), body, timeout=60)[0]
+
+
+@pytest.mark.parametrize("feedback", ["none", "ef", "ef21"])
+def test_identity_in_float64_is_synchronous_sgd(feedback):
+    from mpitrain.algorithms.compressed_sgd import CompressedSGD
+    from mpitrain.algorithms.sync_sgd import SyncSGD
+
+    _, x_sync = run_threads(SyncSGD, None)
+    compressed, x = run_threads(CompressedSGD, options(compressor="identity", error_feedback=feedback,
+                                                       wire_dtype="float64"))
+    np.testing.assert_allclose(x, x_sync, rtol=1e-10, atol=1e-12)
+    assert compressed.averager.bits_sent == 30 * 20 * 64
 
 
 def test_identity_compressed_local_sgd_is_local_sgd():
-    from mpitrain.algorithms.periods import ConstantPeriod
-    from mpitrain.algorithms.simulated_compressed_sgd import SimulatedCompressedSGD
-    from mpitrain.algorithms.simulated_local_sgd import SimulatedLocalSGD
-    from mpitrain.schedules import Constant
+    from mpitrain.algorithms.compressed_local_sgd import CompressedLocalSGD
+    from mpitrain.algorithms.local_sgd import LocalSGD, LocalSGDOptions
 
-    objectives, weights, x0 = problem()
-    local = SimulatedLocalSGD(objectives, weights, 4, 0, Constant(0.5), ConstantPeriod(5), x0)
-    sim = SimulatedCompressedSGD(objectives, weights, 4, 0, Constant(0.5), x0,
-                                 options("compressed_local_sgd", compressor="identity", wire_dtype="float64"),
-                                 section="compressed_local_sgd", period=5)
-    local.run(30)
-    sim.run(30)
-    assert sim.rounds == local.syncs == 6
-    np.testing.assert_allclose(sim.x, local.average(), rtol=1e-10, atol=1e-12)
+    local, x_local = run_threads(LocalSGD, LocalSGDOptions(period=5))
+    compressed, x = run_threads(CompressedLocalSGD, options("compressed_local_sgd", compressor="identity",
+                                                            wire_dtype="float64", period=5))
+    assert compressed.syncs == local.syncs == 6
+    np.testing.assert_allclose(x, x_local, rtol=1e-10, atol=1e-12)
 
 
 def test_ef_runs_unbiased_compressors_scaled_to_be_contractive():

@@ -6,7 +6,7 @@ What makes them so: each rank's mini-batches come from its own stream seeded fro
 step) and Rand-k shares one seed across ranks (mpitrain.compress), the synthetic data and the
 sharding are seeded by data.data_seed, and MPI's reductions with a fixed number of ranks and a
 fixed message size take the same order of operations. The asynchronous method is not in this
-test: the interleaving of its pushes depends on timing (see the README, "Guarantees").
+test: the interleaving of its pushes depends on timing (see docs/guarantees.md, "Determinism").
 """
 import json
 

@@ -97,30 +97,3 @@ def test_bad_period_stops_every_rank_with_one_message(tmp_path):
     result = run_mpi(2, args, timeout=60)
     assert result.returncode == 2, result.output
     assert "config field 'local_sgd.period': must be >= 1, got 0" in result.stderr
-
-
-@pytest.mark.parametrize("ranks, period", [(2, 4), (4, 3)])
-def test_simulation_equals_the_mpi_run(tmp_path, ranks, period):
-    from mpitrain.algorithms.periods import ConstantPeriod
-    from mpitrain.algorithms.simulated_local_sgd import SimulatedLocalSGD
-    from mpitrain.config import load_config
-    from mpitrain.data import open_dataset, shard
-    from mpitrain.objectives import make_objective
-    from mpitrain.problem import _synthetic_options
-    from mpitrain.schedules import make_schedule
-
-    overrides = ["train.algorithm=local_sgd", f"local_sgd.period={period}", "run.reference=false",
-                 "step_size.schedule=inverse_time", "step_size.c=20", "step_size.a=10"]
-    x_mpi, _ = train(tmp_path, ranks, "mpi", *overrides)
-    config = load_config(None, [*SMALL, *overrides])
-    full = open_dataset(config.data.dataset, synthetic=_synthetic_options(config.data))
-    parts = [shard(full, k, ranks, scheme=config.data.sharding, seed=config.data.data_seed) for k in range(ranks)]
-    l2 = config.objective.l2_value(full.n_samples)
-    objectives = [make_objective("logistic", p.features, p.labels, l2) for p in parts]
-    weights = [p.n_samples / full.n_samples for p in parts]
-    sim = SimulatedLocalSGD(objectives, weights, config.train.batch_size, config.train.seed,
-                            make_schedule(config.step_size, l2), ConstantPeriod(period), np.zeros(full.n_features))
-    sim.run(config.train.steps)
-    assert sim.syncs == config.train.steps // period
-    tol = 0 if ranks == 2 else 1e-12  # K = 2: a + b == b + a, the same bits
-    np.testing.assert_allclose(sim.average(), x_mpi, rtol=tol, atol=tol)

@@ -20,10 +20,13 @@ unbiased compressor C runs as C / (1 + omega) (contractive, as EF needs; PAPERS.
 A second table compares compressed Local SGD (model changes compressed every H steps, with
 EF) against uncompressed Local SGD (the identity, 32-bit), in rounds and bits to the target.
 
-The K workers are SIMULATED IN ONE PROCESS (mpitrain.algorithms.simulated_compressed_sgd):
-the same shards, sampling streams, compressors, seeds, feedback memories and kernels as
-``mpiexec -n 4 python -m mpitrain train`` with ``train.algorithm = "compressed_sgd"``
-(tests/test_compressed_mpi.py checks equality with real 4-rank runs).
+The K workers are the real :class:`~mpitrain.algorithms.compressed_sgd.CompressedSGD` (and
+:class:`~mpitrain.algorithms.compressed_local_sgd.CompressedLocalSGD`) on K threads of this
+process (mpitrain.experiments.workers, mpitrain.comm.inprocess): the same shards, sampling
+streams, compressors, seeds, feedback memories and kernels as ``mpiexec -n 4 python -m
+mpitrain train`` with ``train.algorithm = "compressed_sgd"`` (tests/test_inprocess.py checks
+such runs against real MPI runs). ``bits`` are the algorithm's own ``bits_sent`` (per worker).
+Runs of a biased compressor without error feedback print the algorithm's divergence warning.
 
 Writes DIR/bits.md (tables and conclusions), DIR/bits.json, DIR/bits.png.
 """
@@ -36,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..algorithms.compressed_local_sgd import CompressedLocalSGDOptions
-from ..algorithms.compressed_sgd import CompressedSGDOptions
-from ..algorithms.simulated_compressed_sgd import SimulatedCompressedSGD
+from ..algorithms.compressed_local_sgd import CompressedLocalSGD
+from ..algorithms.compressed_sgd import CompressedSGD
+from ..argparsing import ArgumentParser, positive_float_list
 from ..config import build_section
 from ..schedules import Constant
-from ..argparsing import ArgumentParser, positive_float_list
+from .workers import Problem
 
 K_KEPT = 15  # k of the sparsifiers: 5% of d = 300
 LEVELS = 4  # s of the ditherings
@@ -82,31 +85,38 @@ def parse_args(argv):
 
 
 class Run:
-    """One simulated run: the curve (bits per worker, suboptimality) and bits/rounds to target."""
+    """One run on K threads: the curve (step, bits per worker, suboptimality) and bits/rounds to target."""
 
     def __init__(self, problem, name, feedback, gamma, args, period=None):
-        objectives, weights = problem.shards(DEFAULTS["workers"])
         params, _, _ = COMPRESSORS[name]
-        cls, section = (CompressedSGDOptions, "compressed_sgd") if period is None else \
-            (CompressedLocalSGDOptions, "compressed_local_sgd")
-        opts = build_section(cls, {"compressor": name, "error_feedback": feedback, **params}, section)
-        x0 = np.zeros(problem.objective.n_features)
-        sim = SimulatedCompressedSGD(objectives, weights, DEFAULTS["batch_size"], args.seed, Constant(gamma), x0,
-                                     opts, section=section, period=period)
+        cls = CompressedSGD if period is None else CompressedLocalSGD
+        values = {"compressor": name, "error_feedback": feedback, **params}
+        if period is not None:
+            values["period"] = period
+        opts = build_section(cls.options, values, cls.name)
         self.name, self.feedback, self.gamma = name, feedback, gamma
-        self.bits_per_exchange = None
-        self.curve = [(0, 0, problem.suboptimality(sim.x))]  # (step, bits, suboptimality)
-        self.bits_to_target = self.rounds_to_target = None
-        while sim.t < args.steps:
-            sim.run(args.check)
-            value = problem.suboptimality(sim.x)
-            self.curve.append((sim.t, sim.bits_sent, value))
-            if not np.isfinite(value) or value > 1e3:
-                break  # diverged
-            if self.bits_to_target is None and value <= args.target:
-                self.bits_to_target, self.rounds_to_target = sim.bits_sent, sim.rounds if period else sim.t
-                break
-        self.bits_per_exchange = sim.bits_sent // max(1, sim.rounds if period else sim.t)
+
+        def worker(comm):
+            method = cls(problem.worker(comm, step_size=Constant(gamma), batch_size=DEFAULTS["batch_size"],
+                                        seed=args.seed, steps=args.steps), opts)
+            t = 0
+            value, _ = problem.reached(comm, method.evaluation_point(), args.target)  # collective
+            curve = [(0, 0, value)]
+            bits_to_target = rounds_to_target = None
+            while t < args.steps:
+                t += method.run_steps(t, args.check)
+                value, reached = problem.reached(comm, method.evaluation_point(), args.target)
+                curve.append((t, method.averager.bits_sent, value))
+                if not np.isfinite(value) or value > 1e3:
+                    break  # diverged
+                if reached:
+                    bits_to_target, rounds_to_target = method.averager.bits_sent, method.syncs if period else t
+                    break
+            exchanges = method.syncs if period else t
+            return curve, bits_to_target, rounds_to_target, method.averager.bits_sent // max(1, exchanges)
+
+        self.curve, self.bits_to_target, self.rounds_to_target, self.bits_per_exchange = \
+            problem.run(DEFAULTS["workers"], worker)
         self.final = self.curve[-1][2]
 
 
@@ -163,7 +173,7 @@ def markdown(results, local, args, gamma_star, tuning) -> str:
         local_rows.append(f"| {label} | {run.bits_per_exchange} | {rounds} | {bits} |")
     tune = ("gamma* tuned on the identity over " + ", ".join(f"{g:g}: {s}" for g, s in tuning) +
             " (steps to target)") if tuning else f"gamma* = {gamma_star:g} fixed (--quick; the full run tunes it)"
-    note = (f"{args.dataset}, logistic regression, lambda = 1/n, K = {DEFAULTS['workers']} workers (simulated in "
+    note = (f"{args.dataset}, logistic regression, lambda = 1/n, K = {DEFAULTS['workers']} workers (threads of "
             f"one process), b = {DEFAULTS['batch_size']}, {args.steps} steps at most, target suboptimality "
             f"{args.target:g} (checked every {args.check} steps), k = {K_KEPT} of d = 300, s = {LEVELS}, "
             f"32-bit values. {tune}; each compressor's best gamma of {{gamma*/{', gamma*/'.join(map(str, args.divisors))}}} "
@@ -195,15 +205,13 @@ def plot(results, gamma_star, args, path):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("suboptimality F(x) - f*")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"Compressed SGD on {args.dataset}, K = 4 (simulated), solid: biased, dashed: unbiased")
+    fig.suptitle(f"Compressed SGD on {args.dataset}, K = 4 (threads of one process), solid: biased, dashed: unbiased")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def main(argv) -> int:
-    from .local_sgd_speedup import Problem
-
     args = parse_args(argv)
     preset = QUICK if args.quick else FULL
     args.steps = args.steps or preset["steps"]
@@ -213,7 +221,7 @@ def main(argv) -> int:
     started = time.perf_counter()
     problem = Problem(args.dataset, DEFAULTS["batch_size"])
     print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
-          f"K = 4 workers simulated in one process, target {args.target:g}", flush=True)
+          f"K = 4 workers as threads of one process, target {args.target:g}", flush=True)
     gamma_star, tuning = args.gamma, []
     if preset["tune"]:
         for gamma in args.tune_grid:

@@ -8,11 +8,12 @@ model sum_k w_k x^k first drops to the target eps (checked every ``--check`` ste
 rounded up to a multiple of it), averaged over ``--seeds`` sampling seeds; the speedup is
 T(K = 1) / T(K, H), the paper's definition. Ideal: speedup = K.
 
-The K workers are SIMULATED IN ONE PROCESS (mpitrain.algorithms.simulated_local_sgd): the
-same shards, sampling streams, Objective kernels, local step and weighted average as
-``mpiexec -n K python -m mpitrain train`` with ``train.algorithm = "local_sgd"`` (a test
-checks equality with a real MPI run), but on one core, because K = 16 real ranks on a
-2-core machine would be far too slow.
+The K workers are the real :class:`~mpitrain.algorithms.local_sgd.LocalSGD` on K threads of
+this process (mpitrain.experiments.workers, mpitrain.comm.inprocess): each builds its shard,
+sampling stream, objective and weight as ``mpiexec -n K python -m mpitrain train`` with
+``train.algorithm = "local_sgd"`` does, and averages by an Allreduce summed in rank order
+(tests/test_inprocess.py checks such runs against real MPI runs). Threads rather than MPI
+ranks, because K = 16 ranks on a 2-core machine would be far too slow.
 
 Step size: Stich's decreasing form eta_t = c / (a + t) (``step_size.schedule =
 "inverse_time"``) with c and a fixed once for all (K, H) (not tuned per point). The theory's
@@ -31,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..algorithms.periods import ConstantPeriod
-from ..algorithms.simulated_local_sgd import SimulatedLocalSGD
-from ..schedules import InverseTime
+from ..algorithms.local_sgd import LocalSGD, LocalSGDOptions
 from ..argparsing import ArgumentParser, size_list
+from ..schedules import InverseTime
+from .workers import Problem
 
 FULL = dict(workers=(1, 2, 4, 8, 16), periods=(1, 2, 4, 8, 16, 32, 64), seeds=3)
 QUICK = dict(workers=(1, 2, 4, 8, 16), periods=(1, 4, 16, 64), seeds=1)
@@ -53,7 +54,7 @@ def parse_args(argv):
     p.add_argument("--max-steps", type=int, default=None, help="give up on a point after this many steps")
     p.add_argument("--check", type=int, default=None, help="evaluate the average model every this many steps")
     p.add_argument("--seeds", type=int, default=None, help="sampling seeds to average T over")
-    p.add_argument("--workers", type=size_list, default=None, help="comma-separated K values")
+    p.add_argument("--workers", type=size_list, default=None, help="comma-separated K values (K = 1, the reference, is always run)")
     p.add_argument("--periods", type=size_list, default=None, help="comma-separated H values")
     return p.parse_args(argv)
 
@@ -62,55 +63,21 @@ def parse_args(argv):
 DEFAULTS = dict(target=0.01, c=20000.0, a=2000.0, max_steps=40000, check=10)
 
 
-class Problem:
-    """The full data set, its objective, f*, and the per-K shards (built once per K)."""
-
-    def __init__(self, dataset: str, batch_size: int):
-        from mpi4py import MPI
-
-        from ..config import load_config
-        from ..data import open_dataset, shard
-        from ..evaluation import Evaluator
-        from ..objectives import make_objective
-        from ..objectives.reference import reference_optimum
-
-        self.config = load_config(None, [f"data.dataset={json.dumps(dataset)}", 'objective.l2="1/n"',
-                                         f"train.batch_size={batch_size}"])
-        self.full = open_dataset(dataset, dtype=np.float64)
-        self.n = self.full.n_samples
-        self.l2 = self.config.objective.l2_value(self.n)
-        self.objective = make_objective("logistic", self.full.features, self.full.labels, self.l2)
-        self.f_star = float(reference_optimum(self.objective, MPI.COMM_SELF, fingerprint=self.full.fingerprint).f_star)
-        self.evaluator = Evaluator(MPI.COMM_SELF, self.objective, self.n, self.f_star)
-        self._shard, self._make_objective = shard, make_objective
-        self._cache = {}
-
-    def shards(self, workers: int):
-        """(objectives, weights) of the K ranks, as mpitrain.problem builds them."""
-        if workers not in self._cache:
-            data = self.config.data
-            parts = [self._shard(self.full, k, workers, scheme=data.sharding, seed=data.data_seed,
-                                 alpha=data.dirichlet_alpha) for k in range(workers)]
-            objectives = [self._make_objective("logistic", p.features, p.labels, self.l2) for p in parts]
-            weights = [p.n_samples / self.n for p in parts]
-            self._cache = {workers: (objectives, weights)}
-        return self._cache[workers]
-
-    def suboptimality(self, x) -> float:
-        return self.evaluator.evaluate(x)["suboptimality"]
-
-
 def steps_to_target(problem, workers, period, seed, args) -> int | None:
     """Steps per worker until the average model reaches ``args.target`` (None: not within max_steps)."""
-    objectives, weights = problem.shards(workers)
-    x0 = np.zeros(problem.objective.n_features)
-    sim = SimulatedLocalSGD(objectives, weights, args.batch_size, seed, InverseTime(args.c, args.a),
-                            ConstantPeriod(period), x0)
-    while sim.t < args.max_steps:
-        sim.run(args.check)
-        if problem.suboptimality(sim.average()) <= args.target:
-            return sim.t
-    return None
+
+    def worker(comm):
+        method = LocalSGD(problem.worker(comm, step_size=InverseTime(args.c, args.a), batch_size=args.batch_size,
+                                        seed=seed, steps=args.max_steps), LocalSGDOptions(period=period))
+        t = 0
+        while t < args.max_steps:
+            t += method.run_steps(t, args.check)  # LocalSGD: its local steps in one nogil C call
+            _, reached = problem.reached(comm, method.evaluation_point(), args.target)  # collective
+            if reached:
+                return t
+        return None
+
+    return problem.run(workers, worker)
 
 
 def markdown_table(workers, periods, steps, speedup) -> str:
@@ -141,7 +108,7 @@ def plot(workers, periods, speedup, path):
     ax.set_yscale("log", base=2)
     ax.set_xlabel("workers K")
     ax.set_ylabel("speedup T(K=1) / T(K, H)")
-    ax.set_title("Local SGD on w8a (K workers simulated in one process)")
+    ax.set_title("Local SGD on w8a (K workers as threads of one process)")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -153,6 +120,8 @@ def main(argv) -> int:
     args = parse_args(argv)
     preset = QUICK if args.quick else FULL
     workers = args.workers or list(preset["workers"])
+    if 1 not in workers:  # T(K = 1) is the reference of every speedup
+        workers = [1, *workers]
     periods = args.periods or list(preset["periods"])
     seeds = args.seeds or preset["seeds"]
     for key, value in DEFAULTS.items():
@@ -164,7 +133,8 @@ def main(argv) -> int:
     problem = Problem(args.dataset, args.batch_size)
     print(f"local-sgd-speedup: {args.dataset}, n = {problem.n}, lambda = 1/n = {problem.l2:.3e}, b = {args.batch_size}, "
           f"f* = {problem.f_star:.10f}; target suboptimality {args.target:g}; eta_t = {args.c:g} / ({args.a:g} + t); "
-          f"{seeds} seed(s); K workers simulated in one process", flush=True)
+          f"{seeds} seed(s); K workers as K threads of one process (LocalSGD on the in-process "
+          f"communicator)", flush=True)
     steps = {k: {} for k in workers}
     for k in workers:
         for h in periods:
@@ -181,8 +151,8 @@ def main(argv) -> int:
     note = (f"Speedup T(K=1) / T(K, H) (T = steps per worker to suboptimality {args.target:g}, in brackets) on "
             f"{args.dataset}, lambda = 1/n, b = {args.batch_size}, eta_t = {args.c:g} / ({args.a:g} + t), "
             f"mean over {seeds} seed(s); T(K=1) is the K = 1 run (the same for every H). "
-            f"The K workers are simulated in one process (same sampling, shards, kernels and averaging "
-            f"as the MPI algorithm).")
+            f"The K workers are mpitrain's LocalSGD on K threads of one process (the in-process "
+            f"communicator: same shards, sampling, kernels and averaging as an MPI run).")
     print(table + "\n\n" + note, flush=True)
     (out / "speedup.md").write_text(table + "\n\n" + note + "\n")
     (out / "speedup.json").write_text(json.dumps({"workers": workers, "periods": periods, "steps": steps,
