@@ -156,7 +156,7 @@ cdef inline int64_t put_codes(const uint16_t *codes, Py_ssize_t n, int b, uint8_
 
 
 def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1] out):
-    """Natural compression (Horvath et al.; PAPERS.md s.2, U(1/8)) of x into out, or with
+    """Natural compression (Horvath et al.; docs/papers.md s.2, U(1/8)) of x into out, or with
     deterministic=True biased rounding to the nearer power of two, midpoint 1.5 * 2^a
     (B3(9/8)). |x_i| = 2^a (1 + m / 2^M) goes up to 2^(a+1) iff u_i < m / 2^M (random:
     the integer test (r_i >> 9) < m for float32, (r_i >> 12) < m for float64, stream of
@@ -424,7 +424,7 @@ cdef void dither_codes(const floating *x, Py_ssize_t n, uint64_t seed, Py_ssize_
 
 def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bint natural,
                   double p, floating[::1] norms, uint8_t[::1] out):
-    """Standard (QSGD) or natural dithering of x, bucket by bucket (PAPERS.md s.2).
+    """Standard (QSGD) or natural dithering of x, bucket by bucket (docs/papers.md s.2).
 
     norms[j] = ||x_bucket_j||_p rounded to the dtype (``bucket_norm``: scaled when the
     plain double sum over- or underflows; inf when the norm exceeds the dtype, which the
@@ -538,7 +538,7 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
 
 
 def sign_encode(const floating[::1] x, uint8_t[::1] out):
-    """Scaled sign (PAPERS.md s.2, B3(d)): pack sign bits of x into out; returns
+    """Scaled sign (docs/papers.md s.2, B3(d)): pack sign bits of x into out; returns
     ||x||_1 / d rounded to the dtype (accumulated in double). If that sum overflows
     (float64 entries near DBL_MAX; the mean itself is <= max|x_i|, representable), the
     sum of |x_i| 2^-64 instead, and the mean scaled back by 2^64: exact scalings, so the
@@ -593,7 +593,7 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
 
 
 def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
-    """TernGrad (Wen et al. 2017; PAPERS.md s.2): returns m = ||x||_inf and packs
+    """TernGrad (Wen et al. 2017; docs/papers.md s.2): returns m = ||x||_inf and packs
     2-bit codes: nonzero iff u_i < |x_i| * (1 / m) (dtype), bit 1 = sign. The maximum is
     taken on the magnitude bits as integers (NaN entries ignored). When 1 / m is not a
     normal number of the dtype (m subnormal or tiny: 1 / m overflowed and every entry was

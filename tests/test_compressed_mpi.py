@@ -72,7 +72,7 @@ def test_four_ranks_equal_the_in_process_run_and_count_payload_bytes(tmp_path, c
 
 def test_error_feedback_invariants_in_the_distributed_run(tmp_path):
     """Per rank and step: lr g + e_old == decoded + e_new; over ranks: the virtual iterate
-    x - sum_k w_k e_k moves by exactly -lr sum_k w_k g_k (Beznosikov et al. 2020, PAPERS.md s.2)."""
+    x - sum_k w_k e_k moves by exactly -lr sum_k w_k g_k (Beznosikov et al. 2020, docs/papers.md s.2)."""
     source = f"""
     import numpy as np
     from mpi4py import MPI

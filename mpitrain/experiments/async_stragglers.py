@@ -1,6 +1,6 @@
 """``python -m mpitrain experiment async-stragglers [--quick]``: one slow worker, three methods.
 
-Erickson and Johansson 2026 (PAPERS.md section 3): with one worker slowed down so that
+Erickson and Johansson 2026 (docs/papers.md s.3): with one worker slowed down so that
 tau_max >> tau_C, constant-step ASGD pays for tau_max, clipped ASGD at the same step size
 should not. Logistic regression on w8a (l2 = 1/N), 4 workers, worker 3 slowed by x1, x4,
 x16, x64; final suboptimality F(x) - f* (median and 90th percentile over seeds) of

@@ -1,5 +1,5 @@
 """Bits to a target for every compressor, with and without error feedback (Beznosikov et al.
-2020, arXiv 2002.12410, PAPERS.md s.2: "biased compressors beat their unbiased
+2020, arXiv 2002.12410, docs/papers.md s.2: "biased compressors beat their unbiased
 counterparts; Top-k with natural dithering beats every other compressor").
 
     python -m mpitrain experiment compression-bits [--quick] [--out DIR]
@@ -15,7 +15,7 @@ Step size: gamma* is tuned ONCE for the uncompressed baseline (identity, 32-bit 
 the grid ``--tune-grid`` (full run; ``--quick`` uses the default gamma* = 4, what that grid
 picked); every compressor then runs with gamma in {gamma*, gamma*/2, gamma*/4} (full) or
 gamma* only (quick), and its best is reported with the gamma used. With error feedback an
-unbiased compressor C runs as C / (1 + omega) (contractive, as EF needs; PAPERS.md s.2).
+unbiased compressor C runs as C / (1 + omega) (contractive, as EF needs; docs/papers.md s.2).
 
 A second table compares compressed Local SGD (model changes compressed every H steps, with
 EF) against uncompressed Local SGD (the identity, 32-bit), in rounds and bits to the target.
