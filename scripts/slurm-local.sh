@@ -55,10 +55,19 @@ install_packages() {
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
     say "installing ${packages[*]}"
     local started=$SECONDS
-    apt-get update -qq || die "apt-get update failed (no network to the package mirrors?)"
+    local try
+    for try in 1 2 3; do  # a mirror that hiccups once should not fail the run
+        apt-get update -qq && break
+        [ "$try" -eq 3 ] && die "apt-get update failed 3 times (no network to the package mirrors?)"
+        sleep 10
+    done
     # The packages' scripts try to start the daemons; without systemd that is refused, harmlessly.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null \
-        || die "apt-get install ${packages[*]} failed"
+    for try in 1 2 3; do
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null \
+            && break
+        [ "$try" -eq 3 ] && die "apt-get install ${packages[*]} failed 3 times"
+        sleep 10
+    done
     say "installed in $((SECONDS - started)) s"
 }
 

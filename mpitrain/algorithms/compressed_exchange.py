@@ -10,8 +10,8 @@ Beznosikov et al. 2020 (docs/papers.md s.2). The roles, in the GRACE split:
 - :class:`CompressedAverager`: the MPI exchange between them (Allgatherv or Allreduce,
   mpitrain.comm.payloads), with bytes and bits counted.
 
-The single-process simulation (simulated_compressed_sgd) uses the same sender and the same
-combining functions, so it equals a real run up to the summation order of an Allreduce.
+The experiments run these same classes with K threads as ranks (mpitrain.comm.inprocess), so
+an experiment equals a real run up to the summation order of an Allreduce.
 
 Seeds: a random compressor on rank k at exchange t uses derive_seed(derive_seed(s, t), k),
 s = derive_seed(run seed, SEED_TAG); a summable one (Rand-k) uses derive_seed(s, t) on

@@ -71,7 +71,7 @@ DEFAULTS = dict(target=0.01, gamma=4.0, workers=4, batch_size=32, check=50, peri
 def parse_args(argv):
     p = ArgumentParser(prog="python -m mpitrain experiment compression-bits", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer steps, gamma* only, no tuning (under 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer steps, gamma* only, no tuning (about 30 s on 2 cores)")
     p.add_argument("--out", default="runs/compression-bits", help="output folder")
     p.add_argument("--dataset", default="w8a")
     p.add_argument("--target", type=float, default=DEFAULTS["target"], help="target suboptimality")

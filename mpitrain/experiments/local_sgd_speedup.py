@@ -44,7 +44,7 @@ QUICK = dict(workers=(1, 2, 4, 8, 16), periods=(1, 4, 16, 64), seeds=1)
 def parse_args(argv):
     p = ArgumentParser(prog="python -m mpitrain experiment local-sgd-speedup", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer periods and one seed (about 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer periods and one seed (about 15-30 s on 2 cores)")
     p.add_argument("--out", default="runs/local-sgd-speedup", help="output folder")
     p.add_argument("--dataset", default="w8a", help="data set name (default w8a)")
     p.add_argument("--target", type=float, default=None, help="target suboptimality eps (default: see module)")
