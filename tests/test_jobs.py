@@ -223,7 +223,7 @@ def test_submit_refused_by_sbatch_test_only_names_slurm_reason(tmp_path):
 def test_mpirun_template_survives_an_early_sigusr1_and_checkpoints(tmp_path):
     """The signal comes while the script starts: it is held, then mpirun (the one beside --python,
     not on PATH) passes it on and the ranks stop at their first step with a checkpoint (exit 75)."""
-    overrides = ["data.n_samples=2000", "data.n_features=50", "train.steps=100000", "run.reference=false",
+    overrides = ["data.n_samples=2000", "data.n_features=50", "train.steps=100000000", "run.reference=false",
                  f"run.output_dir={tmp_path}/out"]
     text = render(spec("single_node", ntasks_per_node=2, python=sys.executable, time="00:10:00",
                        configs=[str(ROOT / "jobs/configs/sync_sgd_synthetic.toml")], overrides=overrides))
