@@ -9,6 +9,8 @@ vector blocks' limits (standard s < 256, natural s <= 105) and the buffered path
 import numpy as np
 import pytest
 
+from simd_stream import stream32
+
 from mpitrain._native import compress_round
 
 SEED = 0x5EED0F0DD17
@@ -19,17 +21,6 @@ F32 = np.float32
 def level(request):
     yield compress_round.simd_level(request.param)
     compress_round.simd_level(2)
-
-
-def stream32(seed, d):
-    """r_i of the float32 stream (compress_common.pxi): halves of splitmix64(seed, i // 2)."""
-    with np.errstate(over="ignore"):
-        j = np.arange((d + 1) // 2, dtype=np.uint64)
-        z = np.uint64(seed) + (j + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return z.view(np.uint32)[:d]  # little-endian: low half first
 
 
 def below(r, p):

@@ -5,6 +5,8 @@ could round (0 < q_i 2^32 < 4); both must give the bytes of the rule as written.
 import numpy as np
 import pytest
 
+from simd_stream import stream32
+
 from mpitrain._native import compress_round
 
 SEED = 0xC0FFEE1234
@@ -14,17 +16,6 @@ SEED = 0xC0FFEE1234
 def level(request):
     yield compress_round.simd_level(request.param)
     compress_round.simd_level(2)
-
-
-def stream32(seed, d):
-    """r_i of the float32 stream (compress_common.pxi): halves of splitmix64(seed, i // 2)."""
-    with np.errstate(over="ignore"):
-        j = np.arange((d + 1) // 2, dtype=np.uint64)
-        z = np.uint64(seed) + (j + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return z.view(np.uint32)[:d]  # little-endian: low half first
 
 
 def reference(x, seed):

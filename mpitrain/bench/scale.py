@@ -34,16 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from ..argparsing import ArgumentParser
+from .launch import run_worker
 
 
 ALGORITHMS = ("sync_sgd", "local_sgd", "compressed_sgd", "async_sgd")
@@ -102,21 +100,9 @@ def launch(ranks: int, overrides: list, probes: list, timeout: float, folder: Pa
         cmd += ["--set", assignment]
     started = time.time()
     cmd[cmd.index("--out"):cmd.index("--out")] = ["--launched", repr(started)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-        code = proc.returncode
-        error = stderr.strip().splitlines()[-1:] if code else []
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # mpiexec and every rank: they share its session
-        proc.communicate()
-        code, error = None, [f"killed after {timeout:.0f} s"]
-    wall = time.time() - started
-    result = json.loads(out.read_text()) if code == 0 and out.exists() else {}
-    return {"algorithm": name, "completed": bool(result), "wall_seconds": wall, "returncode": code,
-            "error": error[0] if error else None, **result}
+    code, error, result = run_worker(cmd, out, timeout)
+    return {"algorithm": name, "completed": bool(result), "wall_seconds": time.time() - started, "returncode": code,
+            "error": error, **result}
 
 
 def synthetic(d: int, samples: int) -> list:

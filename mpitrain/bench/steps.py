@@ -60,8 +60,6 @@ import json
 import os
 import platform
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +67,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..argparsing import ArgumentParser, size_list
+from .launch import run_worker
 from .steps_worker import BATCH, METHODS, STEP_SIZE
 
 REFERENCE_ROWS = 4  # C loop, C step from Python, bare Allreduce, C step + bare Allreduce
@@ -120,23 +119,11 @@ def launch(ranks: int, args, folder: Path) -> dict:
     out = folder / f"K{ranks}.json"
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpitrain.bench.steps_worker", "--out", str(out),
            "--seconds", repr(args.seconds), "--rounds", str(args.rounds), "--output-dir", str(folder / f"runs-K{ranks}")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    limit = time_limit(args.seconds)
-    try:
-        _, stderr = proc.communicate(timeout=limit)
-        code = proc.returncode
-        error = stderr.strip().splitlines()[-1:] if code else []
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # mpiexec and every rank: they share its session
-        proc.communicate()
-        code, error = None, [f"killed after {limit:.0f} s"]
-    result = json.loads(out.read_text()) if code == 0 and out.exists() else {}
+    code, error, result = run_worker(cmd, out, time_limit(args.seconds))
     if code == 0 and not result:
-        error = ["the worker wrote no result"]
-    run = {"ranks": ranks, "completed": bool(result), "returncode": code, "error": error[0] if error else None,
+        error = "the worker wrote no result"
+    run = {"ranks": ranks, "completed": bool(result), "returncode": code, "error": error,
            "wall_seconds": time.time() - started, **result}
     if result:
         add_ratios(run["rows"], ranks)
