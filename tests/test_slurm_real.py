@@ -121,7 +121,15 @@ def without_wall_time(recs):
 
 
 class RequeueStarter(threading.Thread):
-    """Starts a requeued job at once: Slurm holds one back about 120 s (reason BeginTime)."""
+    """Starts a requeued job soon: Slurm holds one back about 120 s (reason BeginTime).
+
+    Not at once: slurmd revokes the killed attempt's job credential and refuses one issued
+    within the same second ("Killing non-startable batch JobId=..: Job credential revoked",
+    the job then FAILS with exit 1 and no output). A job is started once it has waited
+    GRACE seconds in BeginTime, well past that second.
+    """
+
+    GRACE = 3.0
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -129,11 +137,16 @@ class RequeueStarter(threading.Thread):
         self.done = threading.Event()
 
     def run(self):
+        waiting_since = {}
         while not self.done.wait(0.5):
             for job_id in list(self.job_ids):
                 out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True,
                                      timeout=30)
-                if out.stdout.split() == ["PENDING", "BeginTime"]:
+                if out.stdout.split() != ["PENDING", "BeginTime"]:
+                    waiting_since.pop(job_id, None)
+                    continue
+                since = waiting_since.setdefault(job_id, time.monotonic())
+                if time.monotonic() - since >= self.GRACE:
                     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                                    capture_output=True, timeout=30)
 
