@@ -32,9 +32,13 @@ def compressors() -> dict:
 def datasets() -> dict:
     from .data.registry import DATASETS
 
-    rows = {name: f"LIBSVM {name}: {entry.n_samples} x {entry.n_features}" for name, entry in DATASETS.items()}
+    rows = {name: f"LIBSVM {name}: {entry.n_samples} x {entry.n_features}"
+                  + (f", {entry.n_classes} classes" if entry.kind == "multiclass" else "")
+            for name, entry in DATASETS.items()}
     rows["synthetic-classification"] = "generated sparse binary classification (data.n_samples, n_features, density)"
     rows["synthetic-least-squares"] = "generated least squares (data.n_samples, n_features, condition_number, noise)"
+    rows["synthetic-multiclass"] = ("generated dense classes 0..C-1 from a random tanh network "
+                                    "(data.n_samples, n_features, n_classes)")
     rows["<path>"] = "any LIBSVM file (.gz / .bz2 read as they are)"
     return rows
 

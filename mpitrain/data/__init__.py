@@ -7,6 +7,12 @@
     data = open_dataset("synthetic-least-squares",
                         synthetic={"n_features": 100, "condition_number": 1e3})
     mine = shard(data, rank, size, scheme="dirichlet", alpha=0.1)
+
+Multiclass sets ("mnist", "synthetic-multiclass", a file of C classes) come back with
+their labels as written; a softmax head codes them as class indices over all parts::
+
+    classes = classes_of_union([all_distinct_labels(data.labels)])  # one part per rank
+    indices = to_class_indices(data.labels, classes)                 # 0.0 .. C-1
 """
 from pathlib import Path
 
@@ -14,17 +20,19 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import DataError
-from .labels import coding_of_union, distinct_labels, normalize_labels, objective_refusal
+from .labels import (MAX_CLASSES, all_distinct_labels, classes_of_union, coding_of_union, distinct_labels,
+                     label_coding, normalize_labels, objective_refusal, to_class_indices)
 from .registry import DATASETS, RemoteDataset, cache_dir, data_dir, locate
 from .sharding import SCHEMES, assignment, shard, shard_rows, shard_sizes
 from .svmlight import read_svmlight
-from .synthetic import GENERATORS, synthetic_classification, synthetic_least_squares
+from .synthetic import GENERATORS, synthetic_classification, synthetic_least_squares, synthetic_multiclass
 
 __all__ = [
-    "DATASETS", "DataError", "Dataset", "GENERATORS", "RemoteDataset", "SCHEMES",
-    "assignment", "cache_dir", "coding_of_union", "data_dir", "distinct_labels", "locate",
-    "normalize_labels", "objective_refusal", "open_dataset", "read_svmlight", "shard", "shard_rows",
-    "shard_sizes", "synthetic_classification", "synthetic_least_squares",
+    "DATASETS", "DataError", "Dataset", "GENERATORS", "MAX_CLASSES", "RemoteDataset", "SCHEMES",
+    "all_distinct_labels", "assignment", "cache_dir", "classes_of_union", "coding_of_union", "data_dir",
+    "distinct_labels", "label_coding", "locate", "normalize_labels", "objective_refusal", "open_dataset",
+    "read_svmlight", "shard", "shard_rows", "shard_sizes", "synthetic_classification",
+    "synthetic_least_squares", "synthetic_multiclass", "to_class_indices",
 ]
 
 
@@ -32,10 +40,12 @@ def open_dataset(name, *, dtype=np.float64, part=None, synthetic=None, n_feature
                  classes=None, raw_labels=False) -> Dataset:
     """Open a data set by registry name, file path or generator name.
 
-    name        a registry name (``DATASETS``: "w8a", "a9a", "rcv1.binary", "real-sim",
-                "epsilon", "covtype.binary"), a generator name ("synthetic-classification",
-                "synthetic-least-squares", options in ``synthetic``), or a path to a
-                LIBSVM file (plain, .bz2 or .gz).
+    name        a registry name (``DATASETS``: binary "w8a", "a9a", "rcv1.binary",
+                "real-sim", "epsilon", "covtype.binary"; multiclass "mnist", "usps",
+                "covtype", "letter", "pendigits", "satimage", "dna"), a generator name
+                ("synthetic-classification", "synthetic-least-squares",
+                "synthetic-multiclass", options in ``synthetic``), or a path to a LIBSVM
+                file (plain, .bz2 or .gz).
     dtype       float32 or float64, for features and labels.
     part        (index, count): only that share of the rows. Files: the index-th of
                 count line-aligned byte ranges (see ``read_svmlight``). Generators: the
@@ -50,8 +60,10 @@ def open_dataset(name, *, dtype=np.float64, part=None, synthetic=None, n_feature
                 caller that decides the coding over all parts of the file (a part can hold
                 one class only). Registry sets and generators are coded as usual.
 
-    Binary-classification labels come back as -1.0 / +1.0. Raises DataError when the
-    data cannot be found or a line is broken.
+    Binary-classification labels come back as -1.0 / +1.0; multiclass labels as written
+    (registry sets, files) or as 0.0 .. C-1 ("synthetic-multiclass"): a multiclass
+    objective maps them with ``to_class_indices``. Raises DataError when the data cannot
+    be found or a line is broken.
     """
     if synthetic is not None and name not in GENERATORS:
         raise ValueError(f"synthetic options apply only to {sorted(GENERATORS)}, not {name!r}")
@@ -74,13 +86,16 @@ def open_dataset(name, *, dtype=np.float64, part=None, synthetic=None, n_feature
 
 
 def registered(entry, dtype, part):
-    """Read a registry entry, padded to its n_features, labels normalised."""
+    """Read a registry entry, padded to its n_features; a binary entry's labels normalised
+    to -1/+1, a multiclass entry's as written."""
     path = locate(entry.name)
     data = read_svmlight(path, dtype=dtype, n_features=entry.n_features, part=part)
-    try:
-        labels = normalize_labels(data.labels, entry.classes)
-    except ValueError as error:
-        raise DataError(f"{path}: {error} (registry coding of {entry.name!r})") from None
+    labels = data.labels
+    if entry.kind == "binary":
+        try:
+            labels = normalize_labels(data.labels, entry.classes)
+        except ValueError as error:
+            raise DataError(f"{path}: {error} (registry coding of {entry.name!r})") from None
     if entry.sha256 is not None and path.name == entry.file:
         fingerprint = f"libsvm:{entry.name}:sha256={entry.sha256}"
     else:

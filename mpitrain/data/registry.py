@@ -1,4 +1,10 @@
-"""Named LIBSVM binary-classification data sets: where to find them, how to fetch them.
+"""Named LIBSVM data sets, binary and multiclass: where to find them, how to fetch them.
+
+Each entry states its shape and its kind: "binary" (``classes`` is the (negative,
+positive) pair the file writes; loaders map it to -1/+1) or "multiclass" (``classes``
+lists every class value the file writes; loaders leave the labels as written, and a
+multiclass objective maps them to indices 0..C-1, see ``mpitrain.data.labels``). Binary
+sets come from LIBSVM's binary page, multiclass ones from its multiclass page.
 
 ``locate(name)`` looks, in order, at
 
@@ -27,6 +33,8 @@ from pathlib import Path
 from .errors import DataError
 
 BASE_URL = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/binary/"
+MULTICLASS_URL = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass/"
+BASE_URLS = {"binary": BASE_URL, "multiclass": MULTICLASS_URL}  # kind -> where its files are
 DOWNLOAD_TIMEOUT = 30.0   # seconds without data before a download is abandoned
 CHUNK = 1 << 20           # bytes per read while downloading and hashing
 
@@ -41,8 +49,10 @@ class RemoteDataset:
     n_features    columns (the largest feature index of the set)
     compression   "bz2" or None
     sha256        hex digest of ``file`` as served, only where known for sure
-    classes       (negative, positive) label coding in the file
-    url           where to download it (BASE_URL + file unless given)
+    classes       binary: the (negative, positive) label coding in the file;
+                  multiclass: every class value the file writes, sorted
+    url           where to download it (BASE_URLS[kind] + file unless given)
+    kind          "binary" or "multiclass"
     """
 
     name: str
@@ -53,16 +63,32 @@ class RemoteDataset:
     sha256: str | None = None
     classes: tuple = (-1.0, 1.0)
     url: str = ""
+    kind: str = "binary"
 
     def __post_init__(self):
+        if self.kind not in BASE_URLS:
+            raise ValueError(f"kind must be one of {sorted(BASE_URLS)}, got {self.kind!r}")
+        if self.kind == "binary" and len(self.classes) != 2:
+            raise ValueError(f"a binary entry's classes are a (negative, positive) pair, got {self.classes}")
+        if self.kind == "multiclass" and (len(self.classes) < 2 or list(self.classes) != sorted(set(self.classes))):
+            raise ValueError(f"a multiclass entry's classes are two or more sorted values, got {self.classes}")
         if not self.url:
-            object.__setattr__(self, "url", BASE_URL + self.file)
+            object.__setattr__(self, "url", BASE_URLS[self.kind] + self.file)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
 
     @property
     def plain_file(self) -> str:
         """The file name once decompressed."""
         suffix = f".{self.compression}" if self.compression else ""
         return self.file[: -len(suffix)] if suffix and self.file.endswith(suffix) else self.file
+
+
+def _values(first, last) -> tuple:
+    """(first, ..., last) as floats: the class values of a multiclass entry."""
+    return tuple(float(value) for value in range(first, last + 1))
 
 
 DATASETS = {
@@ -76,6 +102,17 @@ DATASETS = {
         RemoteDataset("epsilon", "epsilon_normalized.bz2", 400_000, 2_000, compression="bz2"),
         RemoteDataset("covtype.binary", "covtype.libsvm.binary.bz2", 581_012, 54,
                       compression="bz2", classes=(1.0, 2.0)),
+        # multiclass (LIBSVM publishes no checksums); the training files
+        RemoteDataset("mnist", "mnist.bz2", 60_000, 780, compression="bz2", classes=_values(0, 9),
+                      kind="multiclass"),
+        RemoteDataset("usps", "usps.bz2", 7_291, 256, compression="bz2", classes=_values(1, 10),
+                      kind="multiclass"),
+        RemoteDataset("covtype", "covtype.bz2", 581_012, 54, compression="bz2", classes=_values(1, 7),
+                      kind="multiclass"),
+        RemoteDataset("letter", "letter.scale", 15_000, 16, classes=_values(1, 26), kind="multiclass"),
+        RemoteDataset("pendigits", "pendigits", 7_494, 16, classes=_values(0, 9), kind="multiclass"),
+        RemoteDataset("satimage", "satimage.scale", 4_435, 36, classes=_values(1, 6), kind="multiclass"),
+        RemoteDataset("dna", "dna.scale", 2_000, 180, classes=_values(1, 3), kind="multiclass"),
     )
 }
 

@@ -8,6 +8,8 @@ so that a refused size is one that surely cannot run, not one that merely might 
 """
 import os
 
+from .synthetic import BLOCK_ROWS, TEACHER_HIDDEN
+
 # Peak bytes of the generators (mpitrain.data.synthetic), measured with ru_maxrss:
 # classification about 45 per stored entry (row, column, value, CSR and COO copies) plus
 # a few float64 vectors of n_samples; least squares about 40 per cell of the n x d design
@@ -15,6 +17,14 @@ import os
 CLASSIFICATION_BYTES_PER_ENTRY = 48
 CLASSIFICATION_BYTES_PER_SAMPLE = 40
 LEAST_SQUARES_BYTES_PER_CELL = 40
+# multiclass: the n x d features (8 per cell in float64) and the float64 n x C logits with one
+# temporary of their size (16 per sample and class), argmax and labels (16 per sample), and
+# a float64 block of BLOCK_ROWS rows with its hidden layer and logits (twice); rounded up to
+# 10, 20, 24 and 16 (measured 0.8x of this estimate at 200000 x 300, C = 10).
+MULTICLASS_BYTES_PER_CELL = 10
+MULTICLASS_BYTES_PER_SAMPLE_CLASS = 20
+MULTICLASS_BYTES_PER_SAMPLE = 24
+MULTICLASS_BYTES_PER_BLOCK_CELL = 16
 
 # The sampler (mpitrain.sampling.BatchSampler) keeps an int64 index buffer of batch_size
 # entries, and each draw makes another one before copying it in.
@@ -39,12 +49,33 @@ def format_bytes(count):
 
 def synthetic_bytes(name, options):
     """Peak bytes one rank needs to generate the synthetic set ``name`` with ``options``
-    (every rank generates the whole set, also for a partitioned read)."""
-    n, d = int(options["n_samples"]), int(options["n_features"])
-    if name == "synthetic-least-squares":
-        return LEAST_SQUARES_BYTES_PER_CELL * n * d
+    (every rank generates the whole set, also for a partitioned read). A name no generator
+    has is estimated as classification, as it always was (opening it refuses the name)."""
+    estimate = GENERATOR_BYTES.get(name, classification_bytes)
+    return int(estimate(int(options["n_samples"]), int(options["n_features"]), options))
+
+
+def classification_bytes(n, d, options):
     entries = n * d * float(options.get("density", 1.0))
-    return int(CLASSIFICATION_BYTES_PER_ENTRY * entries) + CLASSIFICATION_BYTES_PER_SAMPLE * n
+    return CLASSIFICATION_BYTES_PER_ENTRY * entries + CLASSIFICATION_BYTES_PER_SAMPLE * n
+
+
+def least_squares_bytes(n, d, options):
+    return LEAST_SQUARES_BYTES_PER_CELL * n * d
+
+
+def multiclass_bytes(n, d, options):
+    classes, hidden = int(options.get("n_classes", 10)), int(options.get("hidden", TEACHER_HIDDEN))
+    block = MULTICLASS_BYTES_PER_BLOCK_CELL * min(n, BLOCK_ROWS) * (d + 2 * hidden + classes)
+    return (MULTICLASS_BYTES_PER_CELL * n * d + MULTICLASS_BYTES_PER_SAMPLE_CLASS * n * classes
+            + MULTICLASS_BYTES_PER_SAMPLE * n + block)
+
+
+GENERATOR_BYTES = {  # generator name -> peak bytes(n_samples, n_features, options)
+    "synthetic-classification": classification_bytes,
+    "synthetic-least-squares": least_squares_bytes,
+    "synthetic-multiclass": multiclass_bytes,
+}
 
 
 def sampler_bytes(batch_size):

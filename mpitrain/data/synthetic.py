@@ -1,6 +1,6 @@
 """Synthetic data sets, deterministic from a seed, with no files.
 
-Both generators draw everything from ``numpy.random.default_rng(seed)``, so the same
+The generators draw everything from ``numpy.random.default_rng(seed)``, so the same
 arguments give the same Dataset on every rank and every run (for a given NumPy version).
 The fingerprint is the generator name and its parameters (dtype excluded).
 """
@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .dataset import FLOAT_DTYPES, Dataset
+from .labels import MAX_CLASSES
 
 
 def synthetic_classification(n_samples=20000, n_features=300, density=0.04, seed=0,
@@ -97,9 +98,54 @@ def synthetic_least_squares(n_samples=2000, n_features=50, condition_number=100.
     return Dataset(features, labels, "synthetic-least-squares", fingerprint, x_star=x_star)
 
 
+TEACHER_HIDDEN = 32  # tanh units of synthetic_multiclass's teacher network
+BLOCK_ROWS = 8192  # rows drawn at a time by synthetic_multiclass (the random stream does not depend on it)
+
+
+def synthetic_multiclass(n_samples=20000, n_features=50, n_classes=10, seed=0, dtype=np.float64, *,
+                         hidden=TEACHER_HIDDEN) -> Dataset:
+    """Dense Gaussian features labelled by a random teacher network: C classes, labels 0..C-1.
+
+    Features X ~ N(0, I), shape (n_samples, n_features). Teacher: one hidden layer of
+    ``hidden`` tanh units, z = tanh(X W1) W2 with W1 (n_features x hidden) and
+    W2 (hidden x n_classes) standard normal scaled by 1 / sqrt(fan_in). Each logit column
+    is standardised over the rows (minus its mean, over its standard deviation), so that no
+    class wins by offset or scale alone and every class holds a fair share of the rows
+    (about 1/C each; the tests ask for at least 1/(4C) at C = 10). The label of a row is
+    argmax_c z_c, stored as the float 0.0 .. C-1 of ``dtype`` (what a softmax head takes).
+
+    Features are drawn in float64 and rounded to ``dtype``; the labels come from the
+    float64 draw, so both dtypes hold the same labels. Needs n_classes >= 2 (at most
+    ``MAX_CLASSES``). A class can be empty with few rows, or with very few features (the
+    logits of one or two features cannot all win somewhere: use n_features >= 5 or so).
+    """
+    _check_dtype(dtype)
+    if n_samples < 1 or n_features < 1 or hidden < 1:
+        raise ValueError(f"n_samples, n_features and hidden must be >= 1, got {n_samples}, {n_features}, {hidden}")
+    if not 2 <= n_classes <= MAX_CLASSES:
+        raise ValueError(f"n_classes must be in [2, {MAX_CLASSES}], got {n_classes}")
+    rng = np.random.default_rng(seed)
+    first = rng.standard_normal((n_features, hidden)) / np.sqrt(n_features)
+    second = rng.standard_normal((hidden, n_classes)) / np.sqrt(hidden)
+    features = np.empty((n_samples, n_features), dtype=dtype)
+    logits = np.empty((n_samples, n_classes))
+    for start in range(0, n_samples, BLOCK_ROWS):  # blocks: one float64 copy of BLOCK_ROWS rows at a time
+        rows = slice(start, min(start + BLOCK_ROWS, n_samples))
+        block = rng.standard_normal((rows.stop - rows.start, n_features))
+        features[rows] = block
+        logits[rows] = np.tanh(block @ first) @ second
+    logits -= logits.mean(axis=0)
+    logits /= np.maximum(logits.std(axis=0), np.finfo(np.float64).tiny)
+    labels = np.argmax(logits, axis=1).astype(dtype)
+    fingerprint = (f"synthetic-multiclass:n_samples={n_samples}:n_features={n_features}:"
+                   f"n_classes={n_classes}:seed={seed}:hidden={hidden}")
+    return Dataset(features, labels, "synthetic-multiclass", fingerprint)
+
+
 GENERATORS = {
     "synthetic-classification": synthetic_classification,
     "synthetic-least-squares": synthetic_least_squares,
+    "synthetic-multiclass": synthetic_multiclass,
 }
 
 
