@@ -1,25 +1,44 @@
-"""Objectives: L2-regularised linear models on this rank's rows, and the global optimum f*.
+"""Objectives: L2-regularised models on this rank's rows, and the global optimum f*.
 
-``make_objective("logistic", features, labels, l2)`` builds one by name; see
-``mpitrain.objectives.base.Objective`` for the formulas and the methods.
+``make_objective("logistic", features, labels, l2)`` builds one by name. The linear models
+(``mpitrain.objectives.base.Objective``: logistic, least_squares) take no options; the networks
+(``mpitrain.objectives.network``: softmax, mlp) take the keywords in their ``OPTIONS``
+(hidden, activation, head, n_classes). Every objective has the same methods on a flat x of
+length ``n_params``.
 """
 from mpitrain.objectives.base import Objective
 from mpitrain.objectives.least_squares import LeastSquares
 from mpitrain.objectives.logistic import LogisticRegression
+from mpitrain.objectives.network import MLP, Network, Softmax
 
 OBJECTIVES = {
     "logistic": LogisticRegression,
     "least_squares": LeastSquares,
+    "softmax": Softmax,
+    "mlp": MLP,
 }
 
 
-def make_objective(name, features, labels, l2):
-    """The objective called ``name`` (a key of OBJECTIVES) on these rows, with regulariser (l2/2)||x||^2."""
+def make_objective(name, features, labels, l2, **options):
+    """The objective called ``name`` (a key of OBJECTIVES) on these rows, with regulariser (l2/2)||x||^2.
+
+    ``options``: the model's keywords (``OBJECTIVES[name].OPTIONS``; the linear models have none).
+    An option given as None counts as not given; any other option the model does not take is a
+    ValueError naming it.
+    """
     if name not in OBJECTIVES:
         raise ValueError(f"name must be one of {sorted(OBJECTIVES)}, got {name!r}")
     if not l2 >= 0:
         raise ValueError(f"l2 must be >= 0, got {l2!r}")
-    return OBJECTIVES[name](features, labels, l2)
+    cls = OBJECTIVES[name]
+    options = {key: value for key, value in options.items() if value is not None}
+    accepted = getattr(cls, "OPTIONS", ())
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+        raise ValueError(f"objective {name!r} does not take the option(s) {', '.join(unknown)}: {takes}")
+    return cls(features, labels, l2, **options)
 
 
-__all__ = ["OBJECTIVES", "Objective", "LogisticRegression", "LeastSquares", "make_objective"]
+__all__ = ["OBJECTIVES", "Objective", "LogisticRegression", "LeastSquares", "Network", "Softmax", "MLP",
+           "make_objective"]

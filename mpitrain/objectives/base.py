@@ -22,6 +22,34 @@ INT32_MAX = np.iinfo(np.int32).max
 STEP_BLOCK = 1024  # the most steps one call of an sgd_steps kernel takes (its buffers' length)
 
 
+def csr_features(features):
+    """Any scipy sparse matrix as CSR with int32 indices and indptr and contiguous float32 or float64
+    data (converted once; the same object when it already is one); ValueError otherwise."""
+    features = scipy.sparse.csr_matrix(features)
+    dtype = np.dtype(features.dtype)
+    if dtype not in DTYPES:
+        raise ValueError(f"features must be float32 or float64, got {dtype}")
+    if features.nnz > INT32_MAX:
+        raise ValueError("features has more than 2**31 - 1 nonzeros: split it over more ranks")
+    if features.indices.dtype != np.int32 or features.indptr.dtype != np.int32:
+        features = scipy.sparse.csr_matrix(
+            (features.data, features.indices.astype(np.int32), features.indptr.astype(np.int32)),
+            shape=features.shape,
+        )
+    features.data = np.ascontiguousarray(features.data)
+    return features
+
+
+def dense_features(features):
+    """A 2-D float32 or float64 array, C-contiguous; ValueError otherwise."""
+    features = np.asarray(features)
+    if features.ndim != 2:
+        raise ValueError(f"features must be 2-D, got shape {features.shape}")
+    if features.dtype not in DTYPES:
+        raise ValueError(f"features must be float32 or float64, got {features.dtype}")
+    return np.ascontiguousarray(features)
+
+
 class Objective:
     """Loss and gradient of (1/n) sum_i f_i(x) + (l2/2)||x||^2 over local rows.
 
@@ -33,6 +61,8 @@ class Objective:
 
     name = None  # key in mpitrain.objectives.OBJECTIVES
     kind = None  # loss code of the kernels (kernels.LOSS_KINDS[name])
+    is_convex = True  # a linear model with a convex loss: one minimum, f* is well defined
+    is_classifier = False  # True where correct_sum counts correct predictions (logistic)
 
     def __init__(self, features, labels, l2):
         l2 = float(l2)
@@ -70,22 +100,10 @@ class Objective:
         self._squared_norm = kernels.squared_norm[name]
 
     def _set_sparse(self, features):
-        features = scipy.sparse.csr_matrix(features)
-        dtype = np.dtype(features.dtype)
-        if dtype not in DTYPES:
-            raise ValueError(f"features must be float32 or float64, got {dtype}")
-        if features.nnz > INT32_MAX:
-            raise ValueError("features has more than 2**31 - 1 nonzeros: split it over more ranks")
-        if features.indices.dtype != np.int32 or features.indptr.dtype != np.int32:
-            features = scipy.sparse.csr_matrix(
-                (features.data, features.indices.astype(np.int32), features.indptr.astype(np.int32)),
-                shape=features.shape,
-            )
-        features.data = np.ascontiguousarray(features.data)
-        self.features = features
+        self.features = csr_features(features)
         self.is_sparse = True
-        self.n_samples, self.n_features = features.shape
-        self.dtype = dtype
+        self.n_samples, self.n_features = self.features.shape
+        self.dtype = np.dtype(self.features.dtype)
 
     def _set_device(self, features):
         dtype = np.dtype(features.dtype)
@@ -105,15 +123,24 @@ class Objective:
         return type(self)(backend.to_device(self.features), backend.to_device(self.labels), self.l2)
 
     def _set_dense(self, features):
-        features = np.asarray(features)
-        if features.ndim != 2:
-            raise ValueError(f"features must be 2-D, got shape {features.shape}")
-        if features.dtype not in DTYPES:
-            raise ValueError(f"features must be float32 or float64, got {features.dtype}")
-        self.features = np.ascontiguousarray(features)
+        self.features = dense_features(features)
         self.is_sparse = False
-        self.n_samples, self.n_features = features.shape
-        self.dtype = features.dtype
+        self.n_samples, self.n_features = self.features.shape
+        self.dtype = self.features.dtype
+
+    @property
+    def n_params(self):
+        """Length of x: n_features (one weight per feature; a network's x is longer)."""
+        return self.n_features
+
+    def initial_point(self, seed=0):
+        """x = 0, the linear models' starting point (``seed`` is accepted for the network's
+        interface and not used)."""
+        return self.xp.zeros(self.n_features, dtype=self.dtype)
+
+    def correct_sum(self, x):
+        """Number of local rows classified correctly; only classifiers (is_classifier) define it."""
+        raise ValueError(f"{self.name} is not a classifier: correct_sum is defined for logistic only")
 
     def __repr__(self):
         layout = "csr" if self.is_sparse else "dense"

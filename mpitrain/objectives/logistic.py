@@ -17,6 +17,15 @@ class LogisticRegression(Objective):
 
     name = "logistic"
     kind = kernels.LOSS_KINDS["logistic"]
+    is_classifier = True
+
+    def correct_sum(self, x):
+        """Number of local rows with y_i (a_i . x) > 0, the margin in float64: the sign of the
+        margin is the predicted label, and a margin of exactly 0 counts as wrong (no prediction)."""
+        self._check(x, "x")
+        xp = self.xp
+        margins = self.features @ x.astype(xp.float64)
+        return int((self.labels.astype(xp.float64) * margins > 0).sum())
 
     def curvature(self, z):
         """f_i''(z) = sigmoid(z) sigmoid(-z), independent of the label's sign."""
