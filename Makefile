@@ -5,6 +5,9 @@
 #   make test-slurm the job templates on a real Slurm: starts a one-node one here first
 #               (scripts/slurm-local.sh; as root it installs Debian's packages when missing;
 #               `bash scripts/slurm-local.sh stop` stops it), then tests/test_slurm_real.py
+#   make test-torch the tests that compare with PyTorch (marker torch), in a second venv,
+#               .venv-torch, with the CPU build of torch (TORCH_SPEC); the core package and
+#               .venv never import or hold it
 # Both reuse .venv when run again; kernels are rebuilt when a file in pyx/ changes.
 
 PYTHON ?= python3
@@ -19,8 +22,10 @@ export OMP_NUM_THREADS ?= 1
 export MPITRAIN_DATA ?= $(abspath ../shared/data)
 
 SLURM_DIR ?= /tmp/mpitrain-slurm
+TORCH_VENV ?= .venv-torch
+TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: all venv build demo test test-fast test-slurm clean
+.PHONY: all venv build demo test test-fast test-slurm test-torch clean
 
 all: build
 
@@ -56,5 +61,16 @@ test-slurm: build
 	    $(PY) -m pytest -q -rs $(PYTEST_ARGS) tests/test_slurm_real.py || status=$$?; \
 	    bash scripts/slurm-local.sh stop $(SLURM_DIR); exit $$status
 
+# PyTorch beside the package (not installed into it): the kernels built in place by `build`
+# are found through PYTHONPATH, so one build serves both venvs (the same Python)
+$(TORCH_VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)" "numpy>=1.26" "scipy>=1.10" \
+	    "matplotlib>=3.7" "mpich" "mpi4py>=4.0" "pytest>=7"
+	touch $@
+
+test-torch: build $(TORCH_VENV)/.deps
+	PYTHONPATH=$(CURDIR) $(TORCH_VENV)/bin/python -m pytest -q -m torch $(PYTEST_ARGS)
+
 clean:
-	rm -rf build dist *.egg-info mpitrain/_native/*.so mpitrain/_native/*.c pyx/*.c $(VENV)
+	rm -rf build dist *.egg-info mpitrain/_native/*.so mpitrain/_native/*.c pyx/*.c $(VENV) $(TORCH_VENV)

@@ -159,11 +159,12 @@ def dry_run(config, comm) -> None:
     rows = comm.gather(p.dataset.n_samples, root=0)
     peaks = comm.gather(peak_rss_mb(), root=0)
     if comm.Get_rank() == 0:
-        d = p.objective.n_features
+        d = p.objective.n_params
         itemsize = np.dtype(p.objective.dtype).itemsize
         print(f"dry run: {config.train.algorithm} on {config.data.dataset} with {comm.Get_size()} ranks")
-        print(f"  data: {p.n_global} samples x {d} features ({config.data.dtype}), "
+        print(f"  data: {p.n_global} samples x {p.objective.n_features} features ({config.data.dtype}), "
               f"rows per rank {min(rows)}..{max(rows)}")
+        print(f"  model: {p.objective!r}" if config.objective.name == "mlp" else f"  model: {config.objective.name}")
         print(f"  parameters: d = {d} ({d * itemsize / 2**20:.3f} MB per copy)")
         print(f"  memory after set-up: {max(peaks):.0f} MB peak per rank (largest), {sum(peaks):.0f} MB in all")
         print(f"  output folder: {folder_name(config, comm.Get_size())} (not created)")
@@ -231,13 +232,26 @@ def cmd_experiment(args) -> int:
     return _registry_command(EXPERIMENTS, "experiment", args)
 
 
+def train_choices() -> str:
+    """The names ``train`` takes, one line each (``train --help``'s epilog)."""
+    from . import catalogue
+
+    blocks = []
+    for field, rows in (("train.algorithm", catalogue.algorithms()), ("objective.name", catalogue.objectives()),
+                        ("data.dataset", catalogue.datasets()), ("<method>.compressor", catalogue.compressors())):
+        width = max(map(len, rows))
+        blocks.append(f"{field}:\n" + "\n".join(f"  {name:<{width}}  {text}" for name, text in rows.items()))
+    return "\n\n".join(blocks) + "\n\nevery config field: python -m mpitrain list fields (or docs/config.md)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m mpitrain", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mpitrain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="run a configured training job (start it with mpiexec)")
+    p = sub.add_parser("train", help="run a configured training job (start it with mpiexec)",
+                       epilog=train_choices(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file (defaults apply to what it leaves out)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config value; may be repeated")
@@ -262,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="fields: the config reference as Markdown (docs/config.md)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("plot", help="plot loss and suboptimality from metrics JSONL files")
+    p = sub.add_parser("plot", help="plot loss, suboptimality, gradient norm and accuracy from metrics JSONL files")
     p.add_argument("metrics", nargs="+", help="metrics.jsonl files")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_plot)

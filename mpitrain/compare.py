@@ -58,6 +58,7 @@ def summary_row(label: str, records: list, per_step: int = 1) -> dict:
         "gradients": per_step * last["step"],
         "final loss": f"{last['loss']:.8f}",
         "suboptimality": "n/a" if last.get("suboptimality") is None else f"{last['suboptimality']:.3e}",
+        "accuracy": "n/a" if last.get("accuracy") is None else f"{last['accuracy']:.4f}",
         "time (s)": f"{last['time']:.2f}",
         "bits sent": f"{8 * last['bytes_sent']:.3e}",
         "steps/s": f"{last['steps_per_second']:.1f}",
@@ -84,6 +85,8 @@ def compare_runs(paths, output=None, csv_path=None) -> str:
     into that PNG; with ``csv_path``, also write the table as CSV."""
     runs = [(label, read_metrics(p), gradients_per_step(p)) for label, p in zip(unique_labels(paths), paths)]
     rows = [summary_row(label, recs, per_step) for label, recs, per_step in runs]
+    if all(row["accuracy"] == "n/a" for row in rows):  # no classifier among the runs
+        rows = [{k: v for k, v in row.items() if k != "accuracy"} for row in rows]
     if csv_path is not None:
         with open(csv_path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

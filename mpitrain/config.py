@@ -40,6 +40,7 @@ class DataConfig:
     n_samples: int = bounded(20000, min=1)  # synthetic data only
     n_features: int = bounded(300, min=1)  # synthetic data only
     density: float = bounded(0.04, exclusive_min=0.0, max=1.0)  # synthetic classification only
+    n_classes: int = bounded(10, min=2)  # synthetic multiclass only
     condition_number: float = bounded(100.0, min=1.0)  # synthetic least squares only
     noise: float = bounded(0.0, min=0.0)  # synthetic least squares only
     data_seed: int = bounded(0, min=0)  # seed of the synthetic generator and of the sharding
@@ -51,8 +52,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    name: str = choice("logistic", ("logistic", "least_squares"))  # the loss: logistic (labels -1/+1) or least squares
+    # the model: logistic (labels -1/+1) or least squares (linear); softmax (C classes); mlp (a network)
+    name: str = choice("logistic", ("logistic", "least_squares", "softmax", "mlp"))
     l2: typing.Union[float, str] = "1/n"  # L2 weight lambda: a number >= 0, or "1/n" (n = total samples)
+    hidden: list = field(default_factory=lambda: [64])  # mlp: hidden layer sizes, input side first
+    activation: str = choice("relu", ("relu", "tanh"))  # mlp: activation of the hidden layers
+    head: str = choice("softmax", ("softmax", "logistic", "squared"))  # mlp: softmax over C classes, logistic (-1/+1) or squared loss
+    init_seed: int = bounded(0, min=0)  # mlp: seed of the initial weights (He for relu, Glorot for tanh)
 
     def __post_init__(self):
         if isinstance(self.l2, str):
@@ -60,6 +66,23 @@ class ObjectiveConfig:
                 raise ConfigError("objective.l2", f"expected a number >= 0 or \"1/n\", got {self.l2!r}")
         elif not math.isfinite(self.l2) or self.l2 < 0:
             raise ConfigError("objective.l2", f"must be a finite number >= 0, got {self.l2!r}")
+        bad = [h for h in self.hidden if isinstance(h, bool) or not isinstance(h, int) or h < 1]
+        if bad:
+            raise ConfigError("objective.hidden", f"layer sizes must be integers >= 1, got {bad[0]!r}")
+        if self.name == "mlp" and not self.hidden:
+            raise ConfigError("objective.hidden", "an mlp needs at least one hidden layer (a model with none "
+                              "is objective.name = \"softmax\", or \"logistic\" / \"least_squares\")")
+
+    def model_options(self) -> dict:
+        """The options make_objective takes for this model (none for the linear ones)."""
+        if self.name == "mlp":
+            return {"hidden": tuple(self.hidden), "activation": self.activation, "head": self.head}
+        return {}
+
+    @property
+    def label_head(self) -> str:
+        """The loss the labels feed: logistic (-1/+1), softmax (classes 0..C-1), squared (values)."""
+        return {"logistic": "logistic", "least_squares": "squared", "softmax": "softmax"}.get(self.name, self.head)
 
     def l2_value(self, n_samples: int) -> float:
         return 1.0 / n_samples if isinstance(self.l2, str) else float(self.l2)

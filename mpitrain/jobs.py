@@ -23,6 +23,7 @@ then prints the job id alone on stdout.
 """
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 import shutil
@@ -38,7 +39,13 @@ MODULE_NAME = re.compile(r"^[A-Za-z0-9_./+-]+$")
 SRUN_MPI_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # a plugin name of `srun --mpi=list`
 #: ``--srun-mpi`` values that are not a plugin: decide in the job / leave srun's default
 SRUN_MPI_CHOICES = {"auto": "auto", "default": "''"}
-TEMPLATES = ("single_node", "multi_node", "gpu", "sweep")
+#: the templates of jobs/, one line each (``job render --help`` lists them)
+TEMPLATES = {
+    "single_node": "one node: mpirun starts one rank per task (--signal=B:USR1 to the batch shell)",
+    "multi_node": "several nodes: srun starts --ntasks-per-node ranks on each (srun's PMI: --srun-mpi)",
+    "gpu": "GPU nodes: srun starts one rank per GPU (--gpus-per-node)",
+    "sweep": "a job array: array task i trains the i-th --config on its own allocation",
+}
 
 
 class JobSpecError(ValueError):
@@ -290,7 +297,9 @@ def add_job_parser(sub) -> None:
     actions = job.add_subparsers(dest="job_action", required=True)
     for action, help_text in (("render", "write the batch script (to stdout, or -o FILE)"),
                               ("submit", "write the batch script and hand it to sbatch")):
-        p = actions.add_parser(action, help=help_text)
+        width = max(map(len, TEMPLATES))
+        epilog = "templates:\n" + "\n".join(f"  {name:<{width}}  {text}" for name, text in TEMPLATES.items())
+        p = actions.add_parser(action, help=help_text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("template", help=f"template name ({', '.join(TEMPLATES)}) or a path to a .sbatch file")
         p.add_argument("--config", action="append", required=True, metavar="FILE",
                        help="mpitrain config (jobs/configs/<algorithm>*.toml); the sweep takes several")

@@ -76,6 +76,7 @@ class ProgressLine:
             f"loss {record['loss']:.6f}",
             f"subopt {sub:.3e}" if sub is not None else "subopt n/a",
             f"|grad| {record['grad_norm']:.2e}",
+            *([f"acc {record['accuracy']:.4f}"] if record.get("accuracy") is not None else []),
             f"{record['steps_per_second']:.0f} steps/s",
             self.timing(record["step"]),
         ]
@@ -150,7 +151,8 @@ def format_summary(summary: dict) -> str:
            f"evaluation {summary['eval_seconds']:.2f} s" if "wall_seconds" in summary else ""),
         f"  final loss {summary['final_loss']:.8f}"
         + (f", suboptimality {sub:.3e} (f* = {summary['f_star']:.10f}"
-           + (", approximate" if summary.get("f_star_converged") is False else "") + ")" if sub is not None else ""),
+           + (", approximate" if summary.get("f_star_converged") is False else "") + ")" if sub is not None else "")
+        + (f", training accuracy {summary['final_accuracy']:.4f}" if summary.get("final_accuracy") is not None else ""),
         f"  per rank: {summary['bytes_sent'] / 1e6:.3f} MB sent in {summary['comm_rounds']} rounds; "
         f"compute {summary['compute_seconds']:.2f} s, communication {summary['comm_seconds']:.2f} s",
         f"  written: {summary['output_dir']}/metrics.jsonl, summary.json, train.log",

@@ -1,4 +1,5 @@
-"""PNG plots of metrics files: loss and suboptimality against steps and wall time."""
+"""PNG plots of metrics files: loss, suboptimality (where f* is known), gradient norm and
+training accuracy (for classifiers) against steps and wall time."""
 from __future__ import annotations
 
 import json
@@ -36,6 +37,21 @@ def run_label(path) -> str:
     return path.parent.name if path.name == "metrics.jsonl" else path.stem
 
 
+# (record key, axis label, log scale): loss always; each other panel when some run records it
+PANELS = (
+    ("loss", "loss F(x)", False),
+    ("suboptimality", "suboptimality F(x) - F*", True),
+    ("grad_norm", "gradient norm |grad F(x)|", True),
+    ("accuracy", "training accuracy", False),
+)
+
+
+def _value(value, log_scale):
+    if value is None:
+        return float("nan")
+    return max(value, 1e-16) if log_scale else value
+
+
 def plot_metrics(paths, output):
     import matplotlib
 
@@ -43,24 +59,19 @@ def plot_metrics(paths, output):
     import matplotlib.pyplot as plt
 
     runs = [(run_label(p), read_metrics(p)) for p in paths]
-    has_sub = any(r.get("suboptimality") is not None for _, recs in runs for r in recs)
-    rows = 2 if has_sub else 1
-    fig, axes = plt.subplots(rows, 2, figsize=(11, 4 * rows), squeeze=False)
+    panels = [p for p in PANELS if p[0] == "loss" or any(r.get(p[0]) is not None for _, recs in runs for r in recs)]
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 3.6 * len(panels)), squeeze=False)
     for label, recs in runs:
         steps = [r["step"] for r in recs]
         times = [r["time"] for r in recs]
-        loss = [r["loss"] for r in recs]
-        axes[0][0].plot(steps, loss, label=label)
-        axes[0][1].plot(times, loss, label=label)
-        if has_sub:
-            sub = [max(r["suboptimality"], 1e-16) if r.get("suboptimality") is not None else float("nan") for r in recs]
-            axes[1][0].semilogy(steps, sub, label=label)
-            axes[1][1].semilogy(times, sub, label=label)
+        for row, (key, _, log_scale) in enumerate(panels):
+            values = [_value(r.get(key), log_scale) for r in recs]
+            for col, xs in enumerate((steps, times)):
+                (axes[row][col].semilogy if log_scale else axes[row][col].plot)(xs, values, label=label)
     for col, xlabel in enumerate(("step", "training wall time (s)")):
-        axes[0][col].set_ylabel("loss F(x)")
+        for row, (_, ylabel, _) in enumerate(panels):
+            axes[row][col].set_ylabel(ylabel)
         axes[-1][col].set_xlabel(xlabel)
-        if has_sub:
-            axes[1][col].set_ylabel("suboptimality F(x) - F*")
     for ax in (a for row in axes for a in row):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -24,6 +24,10 @@ from .progress import phase
 from .runtime import JobError, agree
 
 
+# models whose minimum f* the reference solve finds (convex, linear in x): the others report no suboptimality
+REFERENCE_MODELS = ("logistic", "least_squares")
+
+
 @dataclass
 class Problem:
     objective: object  # mpitrain.objectives.Objective over this rank's rows
@@ -37,6 +41,9 @@ class Problem:
 
 
 def _synthetic_options(data_config) -> dict:
+    if data_config.dataset == "synthetic-multiclass":
+        return dict(n_samples=data_config.n_samples, n_features=data_config.n_features,
+                    n_classes=data_config.n_classes, seed=data_config.data_seed)
     if data_config.dataset == "synthetic-least-squares":
         return dict(n_samples=data_config.n_samples, n_features=data_config.n_features,
                     condition_number=data_config.condition_number, noise=data_config.noise,
@@ -45,11 +52,12 @@ def _synthetic_options(data_config) -> dict:
                 density=data_config.density, seed=data_config.data_seed)
 
 
-def load_shard(data_config, comm, objective=None):
+def load_shard(data_config, comm, objective=None, head=None):
     """This rank's rows, as configured, labels coded over the whole set (collective on errors).
 
-    ``objective``, the configured objective's name, when given: labels it cannot take are
-    refused (see mpitrain.data.labels.objective_refusal).
+    ``objective``, the configured objective's name (and ``head``, an mlp's), when given: labels
+    it cannot take are refused (see mpitrain.data.labels.objective_refusal); a multiclass model
+    gets its labels as class indices 0..C-1 (mpitrain.data.labels.to_class_indices).
     """
     from .data import DATASETS, locate, open_dataset, shard
 
@@ -64,7 +72,7 @@ def load_shard(data_config, comm, objective=None):
     part = (rank, size) if partitioned else None
     read = agree(comm, lambda: open_dataset(data_config.dataset, dtype=dtype, part=part, synthetic=synthetic,
                                             raw_labels=True), what="loading data")
-    read = _code_labels(_pad_features(read, comm, data_config.dataset), comm, data_config.dataset, objective)
+    read = _code_labels(_pad_features(read, comm, data_config.dataset), comm, data_config.dataset, objective, head)
     local = read if partitioned else agree(
         comm, lambda: shard(read, rank, size, scheme=data_config.sharding, seed=data_config.data_seed,
                             alpha=data_config.dirichlet_alpha), what="loading data")
@@ -94,13 +102,21 @@ def _pad_features(local, comm, name):
     return local
 
 
-def _code_labels(local, comm, name, objective):
-    """Labels mapped to -1/+1 by the coding of the union of all ranks' labels; JobError
-    naming the data set and the labels when ``objective`` cannot take them."""
-    from .data import coding_of_union, distinct_labels, normalize_labels, objective_refusal
+def _code_labels(local, comm, name, objective, head=None):
+    """Labels coded over the union of all ranks' labels: class indices 0..C-1 for a multiclass
+    model (a rank that holds no row of some class still gets the same indices), else -1/+1 for
+    two classes; JobError naming the data set and the labels when ``objective`` cannot take them."""
+    from .data import (all_distinct_labels, classes_of_union, coding_of_union, distinct_labels, label_coding,
+                       normalize_labels, objective_refusal, to_class_indices)
 
+    if objective is not None and label_coding(objective, head) == "classes":
+        try:
+            classes = classes_of_union(comm.allgather(all_distinct_labels(local.labels)))
+        except ValueError as error:
+            raise JobError(f"{name}: objective {objective!r}: {error}") from None
+        return dataclasses.replace(local, labels=to_class_indices(local.labels, classes))
     classes, values, more = coding_of_union(comm.allgather(distinct_labels(local.labels)))
-    refusal = objective_refusal(objective, values, more) if objective is not None else None
+    refusal = objective_refusal(objective, values, more, head=head) if objective is not None else None
     if refusal is not None:
         raise JobError(f"{name}: {refusal}")
     if classes is None:
@@ -114,6 +130,8 @@ def _check_synthetic_size(comm, name, options):
     from .data.sizes import synthetic_bytes
 
     shape = f"{options['n_samples']} samples x {options['n_features']} features"
+    if "n_classes" in options:
+        shape += f" ({options['n_classes']} classes)"
     if "density" in options:
         shape += f" (density {options['density']:g})"
     field = "data.n_samples" if options["n_samples"] >= options["n_features"] else "data.n_features"
@@ -171,19 +189,22 @@ def build_problem(config, comm) -> Problem:
     _check_batch_size(comm, config.train.batch_size)
     speaker = comm.Get_rank() == 0 and config.run.progress
     with phase(f"loading {config.data.dataset}", speaker):
-        local = load_shard(config.data, comm, objective=config.objective.name)
+        local = load_shard(config.data, comm, objective=config.objective.name, head=config.objective.head)
     n_global = comm.allreduce(local.n_samples)
     l2 = config.objective.l2_value(n_global)
-    objective = agree(comm, lambda: make_objective(config.objective.name, local.features, local.labels, l2),
+    options = config.objective.model_options()
+    if config.objective.label_head == "softmax":  # every class index is held by some rank
+        options["n_classes"] = int(comm.allreduce(float(local.labels.max(initial=-1.0)), op=MPI.MAX)) + 1
+    objective = agree(comm, lambda: make_objective(config.objective.name, local.features, local.labels, l2, **options),
                       what="building the objective")
     f_star = converged = grad_norm = None
-    if config.run.reference:
+    if config.run.reference and config.objective.name in REFERENCE_MODELS:
         with phase("solving for f*", speaker) as solving:
             solution = reference_optimum(objective, comm, fingerprint=local.fingerprint, warn=_warn,
                                          progress=solving)
         f_star = float(solution.f_star) if math.isfinite(solution.f_star) else None
         converged, grad_norm = solution.converged, float(solution.grad_norm)
-    x0 = np.zeros(objective.n_features, dtype=objective.dtype)
+    x0 = objective.initial_point(config.objective.init_seed)  # zeros for a linear model; the same on every rank
     if n_global < comm.Get_size():
         raise JobError(f"{n_global} samples cannot be split over {comm.Get_size()} ranks")
     return Problem(objective, local, n_global, local.n_samples / n_global, f_star, x0, converged, grad_norm)

@@ -3,7 +3,9 @@
 - ``mpi``: the test (or one of its fixtures) starts ``mpiexec`` or a benchmark that does
   (tests/mpi_run.py's helpers, ``mpiexec_path``, a bench's own launcher);
 - ``gpu``: the test needs CuPy and a GPU (tests/test_gpu_*.py; they skip without one);
-- ``slow``: the test takes more than a few seconds on its own (the modules in ``SLOW``).
+- ``slow``: the test takes more than a few seconds on its own (the modules in ``SLOW``);
+- ``torch``: the test compares with PyTorch (modules named ``test_*torch*.py``); they skip where
+  torch is not installed, as in .venv; ``make test-torch`` runs them in a venv that has it.
 
 ``make test-fast`` runs ``-m "not mpi and not gpu and not slow"``: the unit tests, in well under a
 minute; ``make test`` runs everything.
@@ -26,6 +28,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "mpi: starts mpiexec (or a benchmark that does)")
     config.addinivalue_line("markers", "gpu: needs CuPy and a GPU (skips without one)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "torch: compares with PyTorch (skips without it; make test-torch)")
 
 
 def _source(function) -> str:
@@ -72,5 +75,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.gpu)
         if name in SLOW:
             item.add_marker(pytest.mark.slow)
+        if "torch" in name:
+            item.add_marker(pytest.mark.torch)
         if _launches_mpiexec(item):
             item.add_marker(pytest.mark.mpi)

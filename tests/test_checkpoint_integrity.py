@@ -269,7 +269,7 @@ def test_steps_set_the_period_of_auto_local_sgd():
 
 def fake_trainer(*overrides):
     config = load_config(None, [*SMALL, *overrides])
-    objective = SimpleNamespace(n_features=50, dtype=np.float64)
+    objective = SimpleNamespace(n_features=50, n_params=50, dtype=np.float64)
     return SimpleNamespace(size=2, rank=0, config=config, problem=SimpleNamespace(objective=objective))
 
 

@@ -37,12 +37,26 @@ def test_list_names_every_choice_with_a_line(kind):
         assert text.strip(), f"{kind} {name} has no description"
 
 
-@pytest.mark.parametrize("command,kind", [("bench", "benches"), ("experiment", "experiments")])
+@pytest.mark.parametrize("command,kind", [(["bench"], "benches"), (["experiment"], "experiments"),
+                                          (["train"], "algorithms"), (["train"], "objectives"),
+                                          (["train"], "datasets"), (["train"], "compressors")])
 def test_help_lists_the_choices(command, kind):
-    result = cli(command, "--help")
+    result = cli(*command, "--help")
     assert result.returncode == 0
-    for name in listing(kind):
-        assert name in result.stdout
+    for name, text in listing(kind).items():
+        assert f"  {name}  " in result.stdout or f"  {name} " in result.stdout, name
+        assert text.split()[0] in result.stdout  # with its line
+
+
+@pytest.mark.parametrize("action", ["render", "submit"])
+def test_job_help_lists_the_templates_with_a_line_each(action):
+    from mpitrain.jobs import TEMPLATES
+
+    result = cli("job", action, "--help")
+    assert result.returncode == 0
+    for name, text in TEMPLATES.items():
+        assert (ROOT / "jobs" / f"{name}.sbatch").exists()
+        assert f"  {name}" in result.stdout and text in result.stdout
 
 
 def test_print_config_is_toml_that_reads_back_to_the_same_config(tmp_path):

@@ -79,7 +79,10 @@ def test_evaluator_matches_the_formula_bit_for_bit(dtype):
     x64 = x.astype(np.float64)
     grad = objective.gradient_sum(x, np.empty_like(x)).astype(np.float64) / n + objective.l2 * x64
     loss = objective.loss_sum(x) / n + 0.5 * objective.l2 * float(x64 @ x64)
-    assert record == {"loss": loss, "grad_norm": float(np.sqrt(grad @ grad)), "suboptimality": loss - 0.25}
+    accuracy = objective.correct_sum(x) / n
+    assert record == {"loss": loss, "grad_norm": float(np.sqrt(grad @ grad)), "suboptimality": loss - 0.25,
+                      "accuracy": accuracy}
+    assert accuracy == float(np.mean(np.sign(objective.margins(x)) == objective.labels))
 
 
 def test_evaluator_allocates_no_parameter_sized_temporary():

@@ -97,7 +97,9 @@ def read_manifest(folder: Path) -> dict:
         raise Damaged(f"{MANIFEST} is unreadable ({type(exc).__name__}: {exc})") from None
     if not isinstance(manifest, dict):
         raise Damaged(f"{MANIFEST} is not a JSON object")
-    missing = [key for key in ("step", "ranks", "n_features", "dtype", "config") if key not in manifest]
+    if "n_params" not in manifest and "n_features" in manifest:  # written before non-linear models
+        manifest["n_params"] = manifest["n_features"]
+    missing = [key for key in ("step", "ranks", "n_params", "dtype", "config") if key not in manifest]
     if missing or not isinstance(manifest["config"], dict):
         raise Damaged(f"{MANIFEST} lacks {', '.join(missing or ['config'])}")
     if SEAL in manifest and manifest[SEAL] != manifest_digest(manifest):  # no seal: written before seals
@@ -142,9 +144,9 @@ def check_manifest(manifest: dict, trainer, folder) -> None:
     if manifest["ranks"] != here["ranks"]:
         raise ValueError(f"checkpoint {folder} was written by {manifest['ranks']} ranks; this run has "
                          f"{here['ranks']} (resume with the same number of ranks)")
-    if manifest["n_features"] != here["n_features"] or manifest["dtype"] != here["dtype"]:
-        raise ValueError(f"checkpoint {folder} holds d={manifest['n_features']} {manifest['dtype']} "
-                         f"parameters; this run has d={here['n_features']} {here['dtype']}")
+    if manifest["n_params"] != here["n_params"] or manifest["dtype"] != here["dtype"]:
+        raise ValueError(f"checkpoint {folder} holds d={manifest['n_params']} {manifest['dtype']} "
+                         f"parameters; this run has d={here['n_params']} {here['dtype']}")
     differ = differences(comparable_tree(manifest["config"]), comparable_tree(here["config"]))
     if differ:
         raise ValueError(f"checkpoint {folder} was written with another configuration "

@@ -55,7 +55,7 @@ def manifest_for(trainer, step: int, checksums: dict | None = None) -> dict:
     manifest = {
         "step": int(step),
         "ranks": trainer.size,
-        "n_features": int(objective.n_features),
+        "n_params": int(objective.n_params),
         "dtype": np.dtype(objective.dtype).name,
         "algorithm": trainer.config.train.algorithm,
         "config_digest": config_digest(trainer.config),

@@ -79,7 +79,7 @@ class Problem:
         objective = objectives[rank]
         return Worker(comm=comm, objective=objective, n_global=self.n, weight=weights[rank],
                       sampler=BatchSampler(objective.n_samples, batch_size, seed, rank), step_size=step_size,
-                      stats=CommStats(), x0=np.zeros(objective.n_features, dtype=objective.dtype), steps=steps,
+                      stats=CommStats(), x0=objective.initial_point(0), steps=steps,
                       seed=seed, batch_size=batch_size)
 
     def run(self, workers: int, function):
