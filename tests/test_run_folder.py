@@ -150,3 +150,20 @@ def test_an_unwritable_place_is_one_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(JobError, match=r"cannot create .*file/run: Not a directory"):
         claim(blocker / "run")
+
+
+def test_fields_a_model_does_not_read_leave_the_digest_alone():
+    """An mlp's layer sizes in a logistic run change nothing it computes: same digest, so the same
+    default folder and a resumable checkpoint; in an mlp run they are the model."""
+    from mpitrain.checkpoint import config_digest
+
+    linear = config_digest(load_config(None, []))
+    for override in ("objective.hidden=[128]", "objective.activation='tanh'", "objective.head='squared'",
+                     "objective.init_seed=3", "data.n_classes=4"):
+        assert config_digest(load_config(None, [override])) == linear, override
+    mlp = config_digest(load_config(None, ["objective.name='mlp'"]))
+    for override in ("objective.hidden=[128]", "objective.activation='tanh'", "objective.head='squared'",
+                     "objective.init_seed=3"):
+        assert config_digest(load_config(None, ["objective.name='mlp'", override])) != mlp, override
+    multiclass = ["data.dataset='synthetic-multiclass'"]
+    assert config_digest(load_config(None, [*multiclass, "data.n_classes=4"])) != config_digest(load_config(None, multiclass))

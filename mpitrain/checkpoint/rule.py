@@ -37,7 +37,31 @@ def comparable_tree(tree: dict) -> dict:
                 out.get(section, {}).pop(name, None)
     if steps_set_the_period(tree):  # the one exception: train.steps sets Local SGD's period
         out["train"]["steps"] = tree["train"]["steps"]
+    for section, names in unread_fields(tree).items():
+        for name in names:
+            out.get(section, {}).pop(name, None)
     return out
+
+
+#: fields only one model or data set reads: (section, field) -> (section, field, the values that read it)
+READ_ONLY_BY = {
+    ("objective", "hidden"): ("objective", "name", ("mlp",)),
+    ("objective", "activation"): ("objective", "name", ("mlp",)),
+    ("objective", "head"): ("objective", "name", ("mlp",)),
+    ("objective", "init_seed"): ("objective", "name", ("mlp",)),
+    ("data", "n_classes"): ("data", "dataset", ("synthetic-multiclass",)),
+}
+
+
+def unread_fields(tree: dict) -> dict:
+    """{section: [fields]} of the config ``tree`` that its model and data set do not read (an
+    mlp's layer sizes in a logistic run): they change nothing, so they are not compared, and a
+    linear run's digest is the one it had before the networks' fields existed."""
+    unread = {}
+    for (section, name), (where, key, readers) in READ_ONLY_BY.items():
+        if tree.get(where, {}).get(key) not in readers:
+            unread.setdefault(section, []).append(name)
+    return unread
 
 
 def comparable_config(config) -> dict:
