@@ -5,7 +5,8 @@ arguments, on CuPy arrays; ``mpitrain.backend.kernels_for(x, name)`` picks one o
 for an array, so callers never import CuPy. Raw CUDA sources live in ``cuda/`` (shipped as
 package data); ``raw_module(name)`` compiles one once per process with NVRTC (CuPy caches
 the binary on disk), without FMA contraction so that float rounding matches the CPU.
-Importing any submodule needs CuPy.
+Importing any submodule needs CuPy, except ``network``: written against an array module given to it,
+so NumPy stands in for CuPy in the tests that run on machines without a GPU.
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ whole of x, biases included (plain weight decay, so every algorithm treats x as 
 ``Softmax``: no hidden layer and the softmax head, multinomial logistic regression (convex).
 ``MLP``: one or more hidden layers of relu or tanh and any head (softmax, logistic, squared).
 The loops run in ``mpitrain._native.network`` on the CPU, through work buffers of CHUNK_ROWS rows
-allocated here once: a call allocates nothing.
+allocated here once: a call allocates nothing. Features on a GPU (``to_device``) run the passes of
+its twin ``mpitrain.gpu.network`` (CuPy: cuBLAS, cuSPARSE) instead.
 """
 import numpy as np
 import scipy.sparse
@@ -21,6 +22,7 @@ import scipy.sparse
 from mpitrain import backend
 from mpitrain._native import network as kernels
 from mpitrain._native.objectives import squared_norm
+from mpitrain.gpu import network as device_kernels
 from mpitrain.objectives import layout
 from mpitrain.objectives.base import INT32_MAX, csr_features, dense_features
 
@@ -53,21 +55,22 @@ class Network:
         if not np.isfinite(l2) or l2 < 0:
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         self.l2 = l2
-        if backend.is_device_array(features):
-            raise NotImplementedError("network objectives run on the CPU only: pass NumPy or SciPy features")
-        self.xp = np
-        self.is_sparse = scipy.sparse.issparse(features)
-        self.features = csr_features(features) if self.is_sparse else dense_features(features)
+        self.xp = backend.array_module(features)  # numpy, or cupy for features on a GPU
+        if self.xp is not np:
+            self.is_sparse, self.features = device_kernels.device_features(features)
+        else:
+            self.is_sparse = scipy.sparse.issparse(features)
+            self.features = csr_features(features) if self.is_sparse else dense_features(features)
         self.n_samples, self.n_features = self.features.shape
         self.dtype = np.dtype(self.features.dtype)
         if self.n_features < 1:
             raise ValueError("features must have at least one column")
         self._set_model(hidden, activation, head)
-        labels = np.asarray(labels)
+        labels = np.asarray(backend.to_host(labels))  # checked on the host
         if labels.ndim != 1 or labels.shape[0] != self.n_samples:
             raise ValueError(f"labels must have shape ({self.n_samples},), got {labels.shape}")
         self.classes = self._set_labels(labels, n_classes)
-        self.labels = np.ascontiguousarray(labels, dtype=self.dtype)
+        self.labels = self.xp.asarray(np.ascontiguousarray(labels, dtype=self.dtype))
         self.n_outputs = self.n_classes if head == "softmax" else 1
         self.sizes = layout.layer_sizes(self.n_features, self.hidden, self.n_outputs)
         self.n_params = layout.n_params(self.sizes)
@@ -122,6 +125,10 @@ class Network:
 
     def _build_kernel(self):
         """Work buffers for CHUNK_ROWS rows, allocated once, and the kernel that uses them."""
+        if self.xp is not np:  # features on a GPU: the CuPy twin, same methods
+            self._kernel = device_kernels.for_network(self)
+            self._squared_norm = self._kernel.squared_norm
+            return
         chunk, sizes, dtype = CHUNK_ROWS, self.sizes, self.dtype
         width = max(sizes[1:])
         self._table = layout.kernel_layout(sizes, chunk)
@@ -159,7 +166,16 @@ class Network:
         return type(self)(self.features.astype(dtype), self.labels.astype(dtype), self.l2, **self.options)
 
     def to_device(self):
-        raise NotImplementedError("network objectives have no GPU kernels yet: run them on the CPU")
+        """The same objective with features and labels on the current GPU (CuPy / cupyx CSR), its
+        passes run by ``mpitrain.gpu.network``; self when already there. RuntimeError saying why
+        when CuPy or a GPU is missing."""
+        if self.xp is not np:
+            return self
+        reason = backend.gpu_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"{type(self).__name__}.to_device needs a GPU: {reason}")
+        return type(self)(backend.to_device(self.features), backend.to_device(self.labels), self.l2,
+                          **self.options)
 
     def parameter_shapes(self):
         """[Parameter(name, offset, shape)] of W_1, b_1, W_2, ... in x (mpitrain.objectives.layout)."""
@@ -173,10 +189,10 @@ class Network:
     def initial_point(self, seed=0):
         """The seeded starting x (Glorot uniform for tanh, He normal for relu, biases 0; zeros without
         a hidden layer): the same x for the same seed on every rank."""
-        return layout.initial_point(self.sizes, self.activation, seed, self.dtype)
+        return self.xp.asarray(layout.initial_point(self.sizes, self.activation, seed, self.dtype))
 
     def _check(self, v, what):
-        if not isinstance(v, np.ndarray) or v.dtype != self.dtype or v.shape != (self.n_params,):
+        if not isinstance(v, self.xp.ndarray) or v.dtype != self.dtype or v.shape != (self.n_params,):
             got = f"{v.dtype} array of shape {v.shape}" if hasattr(v, "dtype") else type(v).__name__
             raise ValueError(f"{what} must be a {self.dtype.name} array of shape ({self.n_params},), got {got}")
         if not v.flags.c_contiguous:
@@ -239,7 +255,7 @@ class Network:
         self._check(x, "x")
         self._check_not_empty()
         if out is None:
-            out = np.empty(self.n_params, dtype=self.dtype)
+            out = self.xp.empty(self.n_params, dtype=self.dtype)
         else:
             self._check(out, "out")
         self._kernel.gradient(x, None, 1.0 / self.n_samples, self.l2, out)
