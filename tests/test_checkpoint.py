@@ -148,3 +148,24 @@ def test_checkpoint_from_another_run_is_a_clear_error(tmp_path):
     assert "was written by 2 ranks; this run has 1 (resume with the same number of ranks)" in fewer.stderr
     missing = run_mpi(2, train_args(out, "train.steps=40") + ["--resume", str(tmp_path / "nowhere")], timeout=60)
     assert missing.returncode == 2 and "no checkpoint at" in missing.stderr
+
+
+def test_hierarchical_local_sgd_resumes_with_its_node_average_count(tmp_path):
+    """Its checkpoint holds node_syncs besides the global syncs: a run resumed at step 50 reports
+    the counts of the unbroken run (before, node_syncs restarted from 0)."""
+    hierarchical = ("train.steps=100", "run.reference=false", "train.algorithm=hierarchical_local_sgd",
+                    "hierarchical_local_sgd.ranks_per_node=1", "hierarchical_local_sgd.node_period=2",
+                    "hierarchical_local_sgd.global_period=8")
+    full = run_mpi(2, train_args(tmp_path / "full", *hierarchical), timeout=120)
+    assert full.returncode == 0, full.output
+    half = run_mpi(2, train_args(tmp_path / "half", *hierarchical, "train.steps=50", "run.checkpoint_every=50"),
+                   timeout=120)
+    assert half.returncode == 0, half.output
+    resumed = run_mpi(2, train_args(tmp_path / "half", *hierarchical) + ["--resume", str(tmp_path / "half" / "checkpoints")],
+                      timeout=120)
+    assert resumed.returncode == 0, resumed.output
+    unbroken = [{k: v for k, v in r.items() if k != "eval_comm_rounds"} for r in without_wall_time(records(tmp_path / "full"))]
+    again = [{k: v for k, v in r.items() if k != "eval_comm_rounds"} for r in without_wall_time(records(tmp_path / "half"))]
+    steps = {r["step"] for r in unbroken}
+    assert [r for r in again if r["step"] in steps] == unbroken  # the half run's last record (step 50) stays
+    assert unbroken[-1]["node_syncs"] > 0

@@ -64,5 +64,12 @@ class HierarchicalLocalSGD(LocalModelAlgorithm):
     def metrics(self) -> dict:
         return {**super().metrics(), "node_syncs": self.node_syncs, "nodes": self.hierarchy.n_nodes}
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "node_syncs": self.node_syncs}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.node_syncs = int(state.get("node_syncs", 0))  # 0: a checkpoint written before it was kept
+
     def finish(self) -> None:
         self.hierarchy.free()
