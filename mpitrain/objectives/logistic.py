@@ -24,8 +24,8 @@ class LogisticRegression(Objective):
         margin is the predicted label, and a margin of exactly 0 counts as wrong (no prediction)."""
         self._check(x, "x")
         xp = self.xp
-        margins = self.features @ x.astype(xp.float64)
-        return int((self.labels.astype(xp.float64) * margins > 0).sum())
+        margins = self.features @ x.astype(xp.float64, copy=False)
+        return int((self.labels * margins > 0).sum())
 
     def curvature(self, z):
         """f_i''(z) = sigmoid(z) sigmoid(-z), independent of the label's sign."""
