@@ -10,6 +10,7 @@ BENCHMARKS = {
     "rma": "mpitrain.bench.rma:main",
     "scale": "mpitrain.bench.scale:main",
     "steps": "mpitrain.bench.steps:main",
+    "model": "mpitrain.bench.model:main",
 }
 #: one line each, for ``--help`` and ``python -m mpitrain list benches``
 DESCRIPTIONS = {
@@ -19,4 +20,5 @@ DESCRIPTIONS = {
     "rma": "pulls and pushes of the RMA parameter store (run under mpiexec)",
     "scale": "64 ranks on one node, memory at d = 1e7, steady memory over many steps",
     "steps": "steps/s of every lock-step method beside a plain C loop and a bare Allreduce",
+    "model": "SGD steps/s of the MLP kernels beside the same model in PyTorch, one thread each",
 }
