@@ -61,3 +61,33 @@ def phase(what: str, enabled: bool = True, stream=None, quiet: float = QUIET_SEC
         if current.elapsed() >= quiet:
             out.write(f"mpitrain: {what}: done in {current.elapsed():.1f} s\n")
             out.flush()
+
+
+class Countdown:
+    """``[3/12, 41 s, about 2 min left]`` for work done in ``total`` similar units (rows of an
+    experiment or a benchmark): the time left is the mean time per finished unit so far times the
+    units left, a guess that improves as rows finish. ``tick()`` after each unit returns the text."""
+
+    def __init__(self, total: int, clock=time.monotonic):
+        self.total = max(int(total), 1)
+        self.done = 0
+        self.clock = clock
+        self.started = clock()
+
+    def tick(self) -> str:
+        self.done = min(self.done + 1, self.total)
+        elapsed = self.clock() - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        tail = "done" if self.done == self.total else f"about {duration(left)} left"
+        return f"[{self.done}/{self.total}, {duration(elapsed)}, {tail}]"
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min, 1 h 20 min: the unit a person reads a wait in."""
+    seconds = max(float(seconds), 0.0)
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 59.5 * 60:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

@@ -74,3 +74,19 @@ def test_an_asynchronous_run_reports_while_it_runs(tmp_path):
     replayed = [line for line in lines if line.endswith("(evaluated after the run)") and "loss" in line]
     assert running and replayed
     assert lines.index(running[-1]) < lines.index(replayed[0])  # the running lines come first, while it runs
+
+
+def test_countdown_says_how_far_and_how_long_is_left():
+    from mpitrain.progress import Countdown, duration
+
+    now = [100.0]
+    countdown = Countdown(4, clock=lambda: now[0])
+    now[0] += 30
+    assert countdown.tick() == "[1/4, 30 s, about 90 s left]"
+    now[0] += 90  # 120 s for 2 rows: 60 s a row, 2 rows left
+    assert countdown.tick() == "[2/4, 2 min, about 2 min left]"
+    now[0] += 60
+    countdown.tick()
+    now[0] += 10
+    assert countdown.tick() == "[4/4, 3 min, done]"
+    assert [duration(s) for s in (0.4, 89, 600, 3600, 4500)] == ["0 s", "89 s", "10 min", "1 h", "1 h 15 min"]

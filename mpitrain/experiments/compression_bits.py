@@ -43,6 +43,7 @@ from ..algorithms.compressed_local_sgd import CompressedLocalSGD
 from ..algorithms.compressed_sgd import CompressedSGD
 from ..argparsing import ArgumentParser, positive_float_list
 from ..config import build_section
+from ..progress import Countdown
 from ..schedules import Constant
 from .workers import Problem
 
@@ -223,11 +224,14 @@ def main(argv) -> int:
     print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
           f"K = 4 workers as threads of one process, target {args.target:g}", flush=True)
     gamma_star, tuning = args.gamma, []
+    rows = (len(args.tune_grid) if preset["tune"] else 0) + sum(1 for n in COMPRESSORS for fb in ("ef", "none")
+                                                               if not (n == "identity" and fb == "ef")) + 3
+    countdown = Countdown(rows)
     if preset["tune"]:
         for gamma in args.tune_grid:
             run = Run(problem, "identity", "none", gamma, args)
             tuning.append((gamma, run.rounds_to_target if run.bits_to_target is not None else "not reached"))
-            print(f"  tune identity gamma = {gamma:g}: steps to target {tuning[-1][1]}", flush=True)
+            print(f"  tune identity gamma = {gamma:g}: steps to target {tuning[-1][1]}  {countdown.tick()}", flush=True)
         reached = [(s, g) for g, s in tuning if s != "not reached"]
         gamma_star = min(reached)[1] if reached else args.gamma
     results = {}
@@ -237,15 +241,16 @@ def main(argv) -> int:
                 continue  # the identity leaves no error: EF changes nothing
             runs = [Run(problem, name, fb, gamma_star / div, args) for div in args.divisors]
             results[(name, fb)] = best(runs)
-            print(f"  {name:26s} {fb:4s} bits to target {fmt_bits(results[(name, fb)])}  "
-                  f"[{time.perf_counter() - started:.0f} s]", flush=True)
+            print(f"  {name:26s} {fb:4s} bits to target {fmt_bits(results[(name, fb)])}  {countdown.tick()}",
+                  flush=True)
     results[("identity", "ef")] = results[("identity", "none")]
     local = {}
     for label, name in (("Local SGD (identity, 32-bit)", "identity"),
                         ("compressed Local SGD, top_k_natural_dithering + EF", "top_k_natural_dithering"),
                         ("compressed Local SGD, top_k + EF", "top_k")):
         local[label] = Run(problem, name, "ef", gamma_star, args, period=args.period)
-        print(f"  {label}: rounds {local[label].rounds_to_target}, bits {local[label].bits_to_target}", flush=True)
+        print(f"  {label}: rounds {local[label].rounds_to_target}, bits {local[label].bits_to_target}  "
+              f"{countdown.tick()}", flush=True)
     text = markdown(results, local, args, gamma_star, tuning)
     print("\n" + text, flush=True)
     (out / "bits.md").write_text(text)

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..algorithms.local_sgd import LocalSGD, LocalSGDOptions
 from ..argparsing import ArgumentParser, size_list
+from ..progress import Countdown
 from ..schedules import InverseTime
 from .workers import Problem
 
@@ -136,6 +137,7 @@ def main(argv) -> int:
           f"{seeds} seed(s); K workers as K threads of one process (LocalSGD on the in-process "
           f"communicator)", flush=True)
     steps = {k: {} for k in workers}
+    countdown = Countdown(sum(1 for k in workers for h in periods if not (k == 1 and h != periods[0])))
     for k in workers:
         for h in periods:
             if k == 1 and h != periods[0]:  # one worker never averages: H changes nothing
@@ -143,8 +145,7 @@ def main(argv) -> int:
                 continue
             found = [steps_to_target(problem, k, h, seed, args) for seed in range(seeds)]
             steps[k][h] = None if any(t is None for t in found) else float(np.mean(found))
-            print(f"  K = {k:2d}  H = {h:2d}  T = {steps[k][h]}  (seeds: {found})  "
-                  f"[{time.perf_counter() - started:.0f} s]", flush=True)
+            print(f"  K = {k:2d}  H = {h:2d}  T = {steps[k][h]}  (seeds: {found})  {countdown.tick()}", flush=True)
     speedup = {k: {h: (None if steps[k][h] is None or steps[1].get(h) is None
                        else _reference(steps) / steps[k][h]) for h in periods} for k in workers}
     table = markdown_table(workers, periods, steps, speedup)
