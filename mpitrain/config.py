@@ -52,13 +52,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    # the model: logistic (labels -1/+1) or least squares (linear); softmax (C classes); mlp (a network)
-    name: str = choice("logistic", ("logistic", "least_squares", "softmax", "mlp"))
+    # the model: logistic (labels -1/+1) or least squares (linear); softmax (C classes); mlp (a network); torch (any PyTorch model)
+    name: str = choice("logistic", ("logistic", "least_squares", "softmax", "mlp", "torch"))
     l2: typing.Union[float, str] = "1/n"  # L2 weight lambda: a number >= 0, or "1/n" (n = total samples)
     hidden: list = field(default_factory=lambda: [64])  # mlp: hidden layer sizes, input side first
     activation: str = choice("relu", ("relu", "tanh"))  # mlp: activation of the hidden layers
-    head: str = choice("softmax", ("softmax", "logistic", "squared"))  # mlp: softmax over C classes, logistic (-1/+1) or squared loss
-    init_seed: int = bounded(0, min=0)  # mlp: seed of the initial weights (He for relu, Glorot for tanh)
+    head: str = choice("softmax", ("softmax", "logistic", "squared"))  # mlp, torch: softmax over C classes, logistic (-1/+1) or squared loss
+    init_seed: int = bounded(0, min=0)  # mlp, torch: seed of the initial weights (mlp: He for relu, Glorot for tanh)
+    model: str = ""  # torch: "package.module:function" returning (model, loss_fn)
 
     def __post_init__(self):
         if isinstance(self.l2, str):
@@ -77,6 +78,8 @@ class ObjectiveConfig:
         """The options make_objective takes for this model (none for the linear ones)."""
         if self.name == "mlp":
             return {"hidden": tuple(self.hidden), "activation": self.activation, "head": self.head}
+        if self.name == "torch":
+            return {"model": self.model, "head": self.head, "init_seed": self.init_seed}
         return {}
 
     @property
@@ -256,6 +259,12 @@ class Config:
     run: RunConfig = RunConfig()
     options: dict = field(default_factory=dict)  # algorithm option sections by name
     given: tuple = ()  # the sections the file and --set named (for the unused-section warning)
+
+    def __post_init__(self):
+        # here, not in ObjectiveConfig: an ObjectiveConfig alone may name torch (label codings are checked so)
+        if self.objective.name == "torch" and not self.objective.model.strip():
+            raise ConfigError("objective.model", "objective.name = \"torch\" needs the function that builds the "
+                              "model: \"package.module:function\" returning (model, loss_fn)")
 
     def section(self, name):
         """The option section ``name`` (defaults when the file has none)."""

@@ -93,7 +93,7 @@ class Trainer:
     """Runs one configured job on ``comm``; rank 0 writes ``out_dir`` (claimed by the caller,
     see :func:`claim_run_folder`; ``log``: rank 0's RunLog, checked after every write)."""
 
-    def __init__(self, config, comm, out_dir=None, resume=None, log=None, stop=None):
+    def __init__(self, config, comm, out_dir=None, resume=None, log=None, stop=None, problem=None):
         self.config = config
         self.comm = comm
         self.rank = comm.Get_rank()
@@ -104,7 +104,8 @@ class Trainer:
         self.stop = stop  # a StopRequest installed early by the caller, or None
         self.started_at = now_text()
         self.wall_started = time.perf_counter()
-        self.problem = build_problem(config, comm)
+        # problem: a prebuilt mpitrain.problem.Problem (mpitrain.torch.train's objective), else built from config
+        self.problem = build_problem(config, comm) if problem is None else problem
         p = self.problem
         self.stats = CommStats()
         sampler = BatchSampler(p.dataset.n_samples, config.train.batch_size, config.train.seed, self.rank)
@@ -408,9 +409,10 @@ def peak_memory(comm) -> dict:
     return {"peak_rss_mb_max": float(max(peaks)), "peak_rss_mb_median": float(np.median(peaks))}
 
 
-def train(config, comm, resume=None, overwrite=False, stop=None) -> dict:
+def train(config, comm, resume=None, overwrite=False, stop=None, problem=None) -> dict:
     """Claim the folder, run the job, release the folder (collective). Errors are JobErrors;
-    rank 0's output, the final error line included, is kept in the folder's ``train.log``."""
+    rank 0's output, the final error line included, is kept in the folder's ``train.log``.
+    ``problem``: a prebuilt Problem to train instead of the config's (see Trainer)."""
     out_dir, folder = claim_run_folder(config, comm, resume=resume is not None, overwrite=overwrite)
     log = None
     try:
@@ -418,7 +420,7 @@ def train(config, comm, resume=None, overwrite=False, stop=None) -> dict:
             log = RunLog(out_dir / LOG, append=resume is not None).start()
             for note in folder.notes:
                 print(note, file=sys.stderr, flush=True)
-        trainer = Trainer(config, comm, out_dir, resume=resume, log=log, stop=stop)
+        trainer = Trainer(config, comm, out_dir, resume=resume, log=log, stop=stop, problem=problem)
         summary = trainer.run()
         if comm.Get_rank() == 0:
             print(format_summary(summary), flush=True)

@@ -47,8 +47,9 @@ def comparable_tree(tree: dict) -> dict:
 READ_ONLY_BY = {
     ("objective", "hidden"): ("objective", "name", ("mlp",)),
     ("objective", "activation"): ("objective", "name", ("mlp",)),
-    ("objective", "head"): ("objective", "name", ("mlp",)),
-    ("objective", "init_seed"): ("objective", "name", ("mlp",)),
+    ("objective", "head"): ("objective", "name", ("mlp", "torch")),
+    ("objective", "init_seed"): ("objective", "name", ("mlp", "torch")),
+    ("objective", "model"): ("objective", "name", ("torch",)),
     ("data", "n_classes"): ("data", "dataset", ("synthetic-multiclass",)),
 }
 

@@ -1,8 +1,8 @@
 """Labels coded for the objective: two classes to {-1, +1}, C classes to indices 0..C-1.
 
 Which coding an objective needs is ``label_coding(objective, head)``: "binary" (logistic,
-and an mlp with a logistic head), "classes" (softmax, and an mlp with a softmax head) or
-"values" (least squares, and an mlp with a squared head).
+and an mlp or torch model with a logistic head), "classes" (softmax, and an mlp or torch model
+with a softmax head) or "values" (least squares, and an mlp or torch model with a squared head).
 
 Binary. LIBSVM binary sets write their two classes as -1/+1, 0/1 or 1/2. The logistic loss
 log(1 + exp(-y a^T x)) needs y in {-1, +1}, so loaders map the lower class to -1 and the
@@ -33,7 +33,7 @@ MAX_CLASSES = 1000  # most classes a multiclass set may hold (more: regression t
 # the coding of its head (config field objective.head) instead.
 OBJECTIVE_CODINGS = {"logistic": "binary", "least_squares": "values", "softmax": "classes"}
 HEAD_CODINGS = {"logistic": "binary", "squared": "values", "softmax": "classes"}
-HEADED_OBJECTIVES = ("mlp",)
+HEADED_OBJECTIVES = ("mlp", "torch")
 BINARY_OBJECTIVES = tuple(name for name, coding in OBJECTIVE_CODINGS.items() if coding == "binary")
 MULTICLASS_OBJECTIVES = tuple(name for name, coding in OBJECTIVE_CODINGS.items() if coding == "classes")
 

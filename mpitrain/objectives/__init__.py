@@ -3,19 +3,52 @@
 ``make_objective("logistic", features, labels, l2)`` builds one by name. The linear models
 (``mpitrain.objectives.base.Objective``: logistic, least_squares) take no options; the networks
 (``mpitrain.objectives.network``: softmax, mlp) take the keywords in their ``OPTIONS``
-(hidden, activation, head, n_classes). Every objective has the same methods on a flat x of
-length ``n_params``.
+(hidden, activation, head, n_classes); "torch" (``TorchModel``: any PyTorch model through
+mpitrain.torch, imported only then) takes model, head, n_classes, init_seed. Every objective
+has the same methods on a flat x of length ``n_params``.
 """
 from mpitrain.objectives.base import Objective
 from mpitrain.objectives.least_squares import LeastSquares
 from mpitrain.objectives.logistic import LogisticRegression
 from mpitrain.objectives.network import MLP, Network, Softmax
 
+TORCH_MISSING = "objective.name = 'torch' needs PyTorch: pip install 'mpitrain[torch]'"
+
+
+class MissingPyTorch(ImportError, ValueError):
+    """PyTorch is not installed. An ImportError to Python callers; a ValueError too, so that
+    mpitrain.runtime.agree reports it as one line on every rank instead of aborting the job."""
+
+
+class TorchModel:
+    """Any PyTorch model and loss: objective.model = "package.module:function" (needs PyTorch)
+
+    Building one returns a ``mpitrain.torch.TorchObjective`` (``TorchObjective.from_spec``);
+    torch is imported then, never with this package.
+    """
+
+    name = "torch"
+    OPTIONS = ("model", "head", "n_classes", "init_seed")
+
+    def __new__(cls, features, labels, l2, *, model=None, **options):
+        try:
+            import torch  # noqa: F401  (the one place the core asks for it)
+        except ImportError:
+            raise MissingPyTorch(TORCH_MISSING) from None
+        from mpitrain.torch import TorchObjective
+
+        if not model:
+            raise ValueError("objective 'torch' needs the option model: \"package.module:function\" returning "
+                             "(model, loss_fn)")
+        return TorchObjective.from_spec(features, labels, l2, model, **options)
+
+
 OBJECTIVES = {
     "logistic": LogisticRegression,
     "least_squares": LeastSquares,
     "softmax": Softmax,
     "mlp": MLP,
+    "torch": TorchModel,
 }
 
 
@@ -41,4 +74,4 @@ def make_objective(name, features, labels, l2, **options):
 
 
 __all__ = ["OBJECTIVES", "Objective", "LogisticRegression", "LeastSquares", "Network", "Softmax", "MLP",
-           "make_objective"]
+           "MissingPyTorch", "TorchModel", "make_objective"]
