@@ -13,6 +13,14 @@ an update rule sees is the exact one (the MPI run sees a lower bound).
 
 Synchronous SGD on the same clock: every round waits for the slowest worker, then
 x <- x - gamma sum_k (n_k / N) g_k (as mpitrain.algorithms.sync_sgd).
+
+Every run starts afresh: x from ``x0`` (by default ``objectives[0].initial_point(seed)``, of
+length ``n_params``: zeros for a linear model, the seeded weights of a network), and new
+sampling, clock and noise streams, so two runs of one Simulation see the same mini-batches,
+durations and noise draws. Optional sub-Weibull gradient noise (``noise_sigma`` > 0) is added
+to each stochastic gradient before the update rule, from the stream of
+``SubWeibullNoise(noise_sigma, noise_theta, seed, k)`` (as the MPI algorithm's rank k). A run
+whose x stops being finite ends early (``diverged``; checked every CHECK_EVERY updates).
 """
 from __future__ import annotations
 
@@ -21,8 +29,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..clip import global_norm
 from ..sampling import BatchSampler
 from .async_rule import UpdateRule
+from .noise import SubWeibullNoise
+
+CHECK_EVERY = 256  # updates between two checks that x is still finite
 
 
 @dataclass
@@ -31,6 +43,7 @@ class SimulationResult:
     updates: int                          # updates applied (async) or rounds (sync)
     taus: dict = field(default_factory=dict)  # worker -> list of delays of its applied updates
     counts: dict = field(default_factory=dict)  # UpdateRule counts (async)
+    diverged: bool = False                # x stopped being finite; the run ended there
 
 
 class Simulation:
@@ -39,10 +52,12 @@ class Simulation:
     objectives: list of mpitrain.objectives.Objective, one per worker. slowdowns: time
     units per gradient of each worker. step_size: callable eta(version). batch_size: b.
     seed: the sampling seed (worker k's stream is seeded from (seed, k)). jitter: in [0, 1).
-    noise: optional list of per-worker SubWeibullNoise.
+    noise_sigma, noise_theta: sub-Weibull gradient noise (mpitrain.algorithms.noise; sigma 0:
+    none), worker k's stream seeded from (seed, k).
     """
 
-    def __init__(self, objectives, slowdowns, step_size, batch_size, seed, jitter=0.0, noise=None):
+    def __init__(self, objectives, slowdowns, step_size, batch_size, seed, jitter=0.0, noise_sigma=0.0,
+                 noise_theta=0.5):
         if len(objectives) != len(slowdowns):
             raise ValueError(f"{len(objectives)} objectives but {len(slowdowns)} slowdowns")
         if not 0 <= jitter < 1:
@@ -53,30 +68,46 @@ class Simulation:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.jitter = float(jitter)
-        self.noise = noise
+        SubWeibullNoise(noise_sigma, noise_theta, seed, 0)  # checks sigma and theta now
+        self.noise_sigma, self.noise_theta = float(noise_sigma), float(noise_theta)
         n = [obj.n_samples for obj in objectives]
         self.weights = [k / sum(n) for k in n]
 
     def _streams(self):
+        """Fresh (samplers, clock, noise) for one run; noise is None without noise."""
         samplers = [BatchSampler(obj.n_samples, self.batch_size, self.seed, k) for k, obj in enumerate(self.objectives)]
         clock = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, 0x434C4B])))
-        return samplers, clock
+        noise = None
+        if self.noise_sigma > 0:
+            noise = [SubWeibullNoise(self.noise_sigma, self.noise_theta, self.seed, k) for k in range(len(samplers))]
+        return samplers, clock, noise
+
+    def start_point(self, x0=None) -> np.ndarray:
+        """A copy of x0 (default ``initial_point(seed)`` of the first objective), checked to be a
+        vector of ``n_params`` entries in the objectives' dtype."""
+        model = self.objectives[0]
+        x = model.initial_point(self.seed) if x0 is None else np.array(x0, copy=True)
+        if x.shape != (model.n_params,) or x.dtype != model.dtype:
+            raise ValueError(f"x0 must be a {model.dtype} vector of n_params = {model.n_params} entries, "
+                             f"got {x.dtype} of shape {x.shape}")
+        return x
 
     def _duration(self, k, clock):
         if self.jitter == 0:
             return self.slowdowns[k]
         return self.slowdowns[k] * (1.0 + self.jitter * clock.uniform(-1.0, 1.0))
 
-    def _gradient(self, k, x, rows, out):
+    def _gradient(self, k, x, rows, out, noise):
         self.objectives[k].batch_gradient(x, rows, out)
-        if self.noise is not None:
-            self.noise[k].perturb(out)
+        if noise is not None:
+            noise[k].perturb(out)
         return out
 
     def run_async(self, x0, horizon, rule: UpdateRule) -> SimulationResult:
-        """Asynchronous SGD until simulated time ``horizon``; updates arriving later are not applied."""
-        samplers, clock = self._streams()
-        x = np.array(x0, copy=True)
+        """Asynchronous SGD until simulated time ``horizon``; updates arriving later are not applied.
+        x0: the start (None: ``start_point()``)."""
+        samplers, clock, noise = self._streams()
+        x = self.start_point(x0)
         K = len(self.objectives)
         grads = [np.empty_like(x) for _ in range(K)]
         read = [0] * K
@@ -86,7 +117,7 @@ class Simulation:
 
         def start(k, now):
             read[k] = version
-            self._gradient(k, x, samplers[k].draw(), grads[k])
+            self._gradient(k, x, samplers[k].draw(), grads[k], noise)
             heapq.heappush(events, (now + self._duration(k, clock), k))
 
         for k in range(K):
@@ -100,13 +131,16 @@ class Simulation:
                 x += delta
                 version += 1
                 taus[k].append(tau)
+                if version % CHECK_EVERY == 0 and not np.isfinite(global_norm(x)):
+                    return SimulationResult(x, version, taus, rule.counts(), diverged=True)
             start(k, now)
         return SimulationResult(x, version, taus, rule.counts())
 
     def run_sync(self, x0, horizon) -> SimulationResult:
-        """Synchronous SGD: rounds of K gradients, each as long as its slowest, until ``horizon``."""
-        samplers, clock = self._streams()
-        x = np.array(x0, copy=True)
+        """Synchronous SGD: rounds of K gradients, each as long as its slowest, until ``horizon``.
+        x0: the start (None: ``start_point()``)."""
+        samplers, clock, noise = self._streams()
+        x = self.start_point(x0)
         g, total = np.empty_like(x), np.empty_like(x)
         now, rounds = 0.0, 0
         while True:
@@ -115,7 +149,9 @@ class Simulation:
                 break
             total[:] = 0
             for k, w in enumerate(self.weights):
-                total += x.dtype.type(w) * self._gradient(k, x, samplers[k].draw(), g)
+                total += x.dtype.type(w) * self._gradient(k, x, samplers[k].draw(), g, noise)
             x -= x.dtype.type(self.step_size(rounds)) * total
             rounds += 1
+            if rounds % CHECK_EVERY == 0 and not np.isfinite(global_norm(x)):
+                return SimulationResult(x, rounds, diverged=True)
         return SimulationResult(x, rounds)

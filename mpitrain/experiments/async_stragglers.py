@@ -85,7 +85,7 @@ def simulate_cell(args, objective, f_star, workers, slowdown, seed):
     """{method: suboptimality} and the async delay metrics of one (slowdown, seed)."""
     slowdowns = [1.0] * (len(workers) - 1) + [float(slowdown)]
     sim = Simulation(workers, slowdowns, lambda v: args.step_size, args.batch_size, seed, jitter=0.1)
-    x0 = np.zeros(objective.n_features)
+    x0 = objective.initial_point(seed)  # n_params entries (zeros for logistic regression)
     out, taus = {}, {}
     for method, clip in (("asgd", None), ("clipped asgd", args.clip)):
         rule = UpdateRule(clip, workers=len(workers))
