@@ -20,15 +20,18 @@ Steps in blocks: :class:`SGDSteps` runs many plain SGD steps in one call without
 (draw a mini-batch, gradient, update; Local SGD's local steps, Stich 2019, Algorithm 1), with
 the gradient math above and the row stream of ``numpy.random.Generator.integers``
 (:func:`bounded_integers`), so a block of steps gives the iterates of the same steps taken
-one Python call at a time, bit for bit.
+one Python call at a time, bit for bit. With ``average_gradients`` each step's gradient is
+also summed over the ranks (an in-place MPI_Allreduce, called from C: synchronous SGD).
 """
 import numpy as np
 
-from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_GetPointer, PyCapsule_IsValid
 from cython cimport floating
+from libc.limits cimport INT_MAX
 from libc.math cimport exp, log1p
 from libc.stdint cimport UINT32_MAX, UINT64_MAX, int32_t, int64_t, uint32_t, uint64_t
 from numpy.random cimport bitgen_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
     LOGISTIC = 0
@@ -345,6 +348,10 @@ def bounded_integers(object bit_generator, int64_t n, int64_t[::1] out):
 
 # --- Plain SGD steps in blocks ---------------------------------------------------------------------
 
+# buf[:count] <- its sum over the ranks, in place; 0, or an MPI error code (a "mpitrain.InPlaceSum"
+# capsule's function: mpitrain._native.inplace_allreduce)
+ctypedef int (*sum_in_place_t)(void* context, void* buf, Py_ssize_t count) noexcept nogil
+
 ctypedef struct StepData:
     int kind  # a value of LOSS_KINDS
     bint sparse  # CSR rows (values, indices, indptr) or dense rows (values, row_stride)
@@ -362,10 +369,12 @@ ctypedef struct StepData:
     double* output_total  # (d,) sum_t w_t x_t, or NULL
     Py_ssize_t d
     Py_ssize_t batch  # b
-    double scale  # 1 / b
-    double l2
+    double scale  # weight / b (weight: 1, or the rank's weight n_k / N of average_gradients)
+    double l2  # weight * l2
     bitgen_t* bitgen  # the sampler's generator
     uint64_t rng  # rows are uniform on [0, rng]: rng = n_rows - 1
+    sum_in_place_t sum_in_place  # after each gradient, g <- sum over the ranks; NULL: no sum
+    void* sum_context
 
 
 cdef inline void scaled_step(floating* x, const floating* g, double eta, double beta,
@@ -382,25 +391,43 @@ cdef inline void scaled_step(floating* x, const floating* g, double eta, double 
             x[j] = b * (x[j] - a * g[j])
 
 
-cdef double sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
-                      floating* g, Py_ssize_t count, double beta, double weight_sum) noexcept nogil:
-    """``count`` steps on s (see SGDSteps.run); returns weight_sum plus the block's output weights."""
+cdef inline double monotonic_seconds() noexcept nogil:
+    """CLOCK_MONOTONIC in seconds (the clock of time.perf_counter on Linux)."""
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return <double>now.tv_sec + 1e-9 * <double>now.tv_nsec
+
+
+cdef int sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
+                   floating* g, Py_ssize_t count, double beta, double* weight_sum,
+                   double* sum_seconds) noexcept nogil:
+    """``count`` steps on s (see SGDSteps.run): adds the block's output weights to weight_sum and the
+    seconds inside the sums over the ranks to sum_seconds; returns 0, or the error code of a sum (the
+    step that got it is not taken)."""
     cdef Py_ssize_t t, j
     cdef floating w
+    cdef double started
+    cdef int code
     for t in range(count):
         if s.output_weights != NULL:  # total += w_t x_t, as NumPy does it (the product in x's dtype)
             w = <floating>s.output_weights[t]
             for j in range(s.d):
                 s.output_total[j] = s.output_total[j] + <double>(w * x[j])
-            weight_sum += s.output_weights[t]
+            weight_sum[0] += s.output_weights[t]
         draw_rows(s.bitgen, s.rng, s.batch, s.rows)
         if s.sparse:
             csr_slope_sum(s.kind, values, s.indices, s.indptr, labels, x, s.rows, s.batch, s.work, s.d)
         else:
             dense_slope_sum(s.kind, values, s.row_stride, labels, x, s.rows, s.batch, s.work, s.d)
         finish_gradient(s.work, s.scale, s.l2, x, g, s.d)
+        if s.sum_in_place != NULL:
+            started = monotonic_seconds()
+            code = s.sum_in_place(s.sum_context, <void*>g, s.d)
+            sum_seconds[0] += monotonic_seconds() - started
+            if code != 0:
+                return code
         scaled_step(x, g, s.step_sizes[t], beta if t + 1 == count else 1.0, s.d)
-    return weight_sum
+    return 0
 
 
 cdef const void* vector_address(object array, bint single, Py_ssize_t length, str what) except NULL:
@@ -441,7 +468,9 @@ cdef class SGDSteps:
         x   <- x - eta_t g,  and on the last step of a block  x <- beta (x - eta_t g)
 
     with the arithmetic of ``batch_gradient`` and ``mpitrain._native.vector.scaled_update``, so a
-    block equals its steps taken one by one, bit for bit. With ``output_weights`` and
+    block equals its steps taken one by one, bit for bit. ``average_gradients`` turns this into
+    synchronous SGD (the gradient weighted and summed over the ranks before the update). With
+    ``output_weights`` and
     ``output_total`` (float64), each step first adds w_t x (the product in x's dtype, as NumPy's
     ``total += w * x``) to ``output_total``: Stich's weighted iterate sum.
 
@@ -460,7 +489,10 @@ cdef class SGDSteps:
     cdef readonly Py_ssize_t capacity  # the most steps one call takes: len(step_sizes)
     cdef readonly object step_sizes  # (capacity,) float64: eta of the next call's steps, filled by the caller
     cdef readonly object output_weights  # (capacity,) float64 w_t of the next call's steps, or None
+    cdef readonly double sum_seconds  # seconds the last call spent in the sums over the ranks
+    cdef double objective_l2
     cdef object arrays  # what the pointers in s point into
+    cdef object allreduce  # what s.sum_context points into, or None
     cdef object lock
 
     def __init__(self, int kind, tuple matrix, labels, double l2, x, grad, work, rows, bit_generator,
@@ -532,7 +564,8 @@ cdef class SGDSteps:
             check_writable(output_total, "output_total")
         self.s.d = d
         self.s.scale = 1.0 / self.s.batch
-        self.s.l2 = l2
+        self.s.l2 = self.objective_l2 = l2
+        self.s.sum_in_place, self.s.sum_context, self.allreduce = NULL, NULL, None
         self.s.bitgen = bitgen_of(bit_generator)
         self.s.rng = <uint64_t>(n_rows - 1)
         self.lock = bit_generator.lock
@@ -540,17 +573,55 @@ cdef class SGDSteps:
         self.arrays = (matrix, labels, x, grad, work, rows, bit_generator, bit_generator.capsule, step_sizes,
                        output_weights, output_total)
 
+    @property
+    def dtype(self):
+        """numpy dtype of x and grad: float32 or float64."""
+        return np.dtype(np.float32 if self.single else np.float64)
+
+    def average_gradients(self, double weight, allreduce=None):
+        """Synchronous SGD from the next call on: each step's gradient is ``weight`` times the
+        mini-batch gradient (the arithmetic of ``batch_gradient(..., weight=weight)``: scale
+        weight / b, regulariser weight * l2), then summed over the ranks in place by ``allreduce``
+        (an ``mpitrain._native.inplace_allreduce.InPlaceAllreduce`` of x's dtype; None: no sum, one
+        rank) before the update, so x <- x - eta_t sum_k w_k g_k as mpitrain.algorithms.sync_sgd
+        steps it. weight = 1 and no allreduce is plain SGD again; returns None."""
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        if allreduce is not None:
+            capsule = getattr(allreduce, "capsule", None)
+            if not PyCapsule_IsValid(capsule, b"mpitrain.InPlaceSum"):
+                raise ValueError("allreduce must be an mpitrain._native.inplace_allreduce.InPlaceAllreduce")
+            if allreduce.dtype != self.dtype:
+                raise ValueError(f"allreduce sums {allreduce.dtype}; x is {self.dtype}")
+            if self.s.d > INT_MAX:
+                raise ValueError(f"x has {self.s.d} entries; MPI_Allreduce takes at most {INT_MAX}")
+            self.s.sum_in_place = <sum_in_place_t>PyCapsule_GetPointer(capsule, b"mpitrain.InPlaceSum")
+            self.s.sum_context = PyCapsule_GetContext(capsule)
+        else:
+            self.s.sum_in_place, self.s.sum_context = NULL, NULL
+        self.allreduce = allreduce
+        self.s.scale = weight / self.s.batch
+        self.s.l2 = weight * self.objective_l2
+
     def run(self, Py_ssize_t count, double beta=1.0, double weight_sum=0.0):
         """Take ``count`` steps (0 <= count <= capacity) with eta = step_sizes[:count] (and output
         weights output_weights[:count]); the last one is scaled by ``beta``. Returns weight_sum plus
-        the block's output weights, added in order (weight_sum when there is no output)."""
+        the block's output weights, added in order (weight_sum when there is no output); the
+        seconds spent in the sums over the ranks are then in ``sum_seconds``. An MPI error in a sum
+        raises mpi4py's MPI.Exception (the steps before it are taken)."""
+        cdef int code
         if count < 0 or count > self.capacity:
             raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
+        self.sum_seconds = 0.0
         with self.lock, nogil:
             if self.single:
-                weight_sum = sgd_steps(&self.s, <const float*>self.s.values, <const float*>self.s.labels,
-                                       <float*>self.s.x, <float*>self.s.grad, count, beta, weight_sum)
+                code = sgd_steps(&self.s, <const float*>self.s.values, <const float*>self.s.labels,
+                                 <float*>self.s.x, <float*>self.s.grad, count, beta, &weight_sum, &self.sum_seconds)
             else:
-                weight_sum = sgd_steps(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
-                                       <double*>self.s.x, <double*>self.s.grad, count, beta, weight_sum)
+                code = sgd_steps(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
+                                 <double*>self.s.x, <double*>self.s.grad, count, beta, &weight_sum,
+                                 &self.sum_seconds)
+        if code != 0:
+            from mpi4py import MPI
+            raise MPI.Exception(code)
         return weight_sum

@@ -7,13 +7,27 @@ F = (1/N) sum_i f_i); every worker takes the same step
     x_{t+1} = x_t - eta_t * sum_k (n_k / N) g_k(x_t).
 
 With balanced shards this is mini-batch SGD with batch K b (Local SGD with H = 1, Stich 2019).
+
+Steps in blocks: ``run_steps`` takes its steps in one C call per block without the GIL
+(``Objective.sgd_steps`` with ``average_gradients``: draw, gradient with the weight n_k / N folded
+in, MPI_Allreduce of the gradient called from C, update); the iterates, the row stream and the
+metrics, comm rounds and bytes included, are those of ``step`` called for each step, bit for bit
+(the same MPI_Allreduce on the same buffer). The seconds inside MPI_Allreduce, timed in the
+kernel, count as communication, the rest of the call as compute. Objectives without such a
+kernel (networks, features on a GPU), communicators other than mpi4py's (mpitrain.comm.inprocess)
+and an MPI library whose MPI_Allreduce C code cannot reach through mpi4py
+(mpitrain._native.inplace_allreduce; a warning says so) take ``step`` per step.
 """
 from __future__ import annotations
 
 import time
+import warnings
 
+from mpi4py import MPI
+
+from .._native.inplace_allreduce import InPlaceAllreduce
 from .._native.vector import scaled_update
-from .base import Algorithm
+from .base import Algorithm, step_size_filler
 
 
 class SyncSGD(Algorithm):
@@ -22,6 +36,9 @@ class SyncSGD(Algorithm):
     def __init__(self, worker, options=None):
         super().__init__(worker, options)
         self.averager = worker.averager()
+        kernel = worker.objective.sgd_steps(self.x, self.grad, worker.sampler)
+        self.sgd_steps = None if kernel is None else averaging(kernel, worker)
+        self.fill_step_sizes = step_size_filler(worker.step_size)
 
     def step(self, t: int) -> None:
         w = self.worker
@@ -32,3 +49,41 @@ class SyncSGD(Algorithm):
         started = time.perf_counter()
         scaled_update(self.x, self.grad, -w.step_size(t))
         w.stats.compute_seconds += time.perf_counter() - started
+
+    def run_steps(self, t: int, count: int) -> int:
+        """Steps t .. t + count - 1 (within the step budget), up to the kernel's capacity per C call."""
+        kernel = self.sgd_steps
+        if kernel is None:
+            return super().run_steps(t, count)
+        stats = self.worker.stats
+        communicates = self.averager.size > 1
+        end = min(t + count, max(t, self.worker.steps))
+        first = t
+        while t < end:
+            n = min(end - t, kernel.capacity)
+            started = time.perf_counter()
+            self.fill_step_sizes(t, kernel.step_sizes[:n])
+            kernel.run(n)
+            seconds = time.perf_counter() - started
+            stats.compute_seconds += seconds - kernel.sum_seconds
+            if communicates:  # n Allreduces of the gradient, as n calls of Averager.average record them
+                stats.record(kernel.sum_seconds, n * self.grad.nbytes, rounds=n)
+            t += n
+        return t - first
+
+
+def averaging(kernel, worker):
+    """``kernel`` (an SGDSteps over x) set to take sync SGD's steps: the gradient weighted by
+    ``worker.weight`` and summed over ``worker.comm`` by MPI_Allreduce from C (no sum on one rank,
+    where the Averager does nothing and counts nothing); None where C cannot reach the Allreduce."""
+    allreduce = None
+    if worker.size > 1:
+        if not isinstance(worker.comm, MPI.Comm):
+            return None
+        try:
+            allreduce = InPlaceAllreduce(worker.comm, kernel.dtype)
+        except RuntimeError as exc:
+            warnings.warn(f"sync_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=2)
+            return None
+    kernel.average_gradients(worker.weight, allreduce)
+    return kernel

@@ -25,7 +25,9 @@ Rows, per K (each rank steps on its own shard of w8a):
   buffer per iteration, from Python: a synchronous step with nothing of mpitrain in it (the
   Allreduce follows the update here; the cost is that of gradient, Allreduce, update).
 - the methods: ``algorithm.step(t)`` of a :class:`mpitrain.train.Trainer` built from the
-  config (see ``steps_worker.METHODS``): sync_sgd; local_sgd with H = 8 and H = 64;
+  config (see ``steps_worker.METHODS``): sync_sgd (blocks of steps in one C call, Allreduce
+  included) and beside it sync_sgd stepped one Python call a step (``MPITRAIN_BLOCKS=0``, the
+  path networks take); local_sgd with H = 8 and H = 64;
   compressed_sgd with Top-k (k = 30) and with the w8a job's Top-k + natural dithering
   (k = 15, s = 4), both with error feedback; compressed_local_sgd (H = 8, Top-k k = 30);
   hierarchical_local_sgd (a node average every 4 steps, a global one every 16; one machine

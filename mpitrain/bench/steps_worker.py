@@ -17,11 +17,14 @@ own shard of the same rows. Then each item is timed:
    alike): Barrier, run the count, keep the slowest rank's time.
 
 Steps are taken as the training loop takes them, through ``algorithm.run_steps(t, count)``
-(Local SGD runs a stretch of local steps in one C call). The rate kept is the median over
-rounds of count / slowest time; a synchronous method's round is one call. A method with local
-steps gets one call per stretch of steps that do not communicate (decided by the algorithm's
-own period rule), timed on its own, and one per communicating step; the local-step rate is
-local steps / slowest rank's time in those calls. Rank 0 writes one JSON object to ``--out``.
+(Local SGD runs a stretch of local steps in one C call, sync SGD a block of steps with its
+Allreduces); a method marked ``one_step_per_call`` is stepped ``algorithm.step(t)`` once per
+step instead, the path of ``MPITRAIN_BLOCKS=0`` (beside the fused row, it shows what fusing
+gains). The rate kept is the median over rounds of count / slowest time; a synchronous
+method's round is one call. A method with local steps gets one call per stretch of steps that
+do not communicate (decided by the algorithm's own period rule), timed on its own, and one per
+communicating step; the local-step rate is local steps / slowest rank's time in those calls.
+Rank 0 writes one JSON object to ``--out``.
 """
 from __future__ import annotations
 
@@ -68,10 +71,12 @@ class Method:
     overrides: tuple = ()  # --set assignments on top of COMMON
     syncs: Callable = _every_step  # syncs(algorithm, t): whether step t communicates
     local: bool = False  # whether it has local (non-communicating) steps
+    one_step_per_call: bool = False  # step(t) per step, as the loop with MPITRAIN_BLOCKS=0 (a synchronous method)
 
 
 METHODS = (
     Method("sync_sgd", "sync_sgd"),
+    Method("sync_sgd, step() per step (BLOCKS=0)", "sync_sgd", one_step_per_call=True),
     Method("local_sgd H=8", "local_sgd", ("local_sgd.period=8",), _local_sgd_syncs, True),
     Method("local_sgd H=64", "local_sgd", ("local_sgd.period=64",), _local_sgd_syncs, True),
     Method("compressed_sgd top_k k=30 ef", "compressed_sgd",
@@ -123,7 +128,7 @@ def algorithm_item(comm, method: Method, output_dir: str) -> Item:
     config = agree(comm, lambda: load_config(None, assignments), what="invalid configuration")
     trainer = Trainer(config, comm)
     algorithm = trainer.algorithm
-    run_steps = algorithm.run_steps
+    run_steps = one_step_per_call(algorithm) if method.one_step_per_call else algorithm.run_steps
     clock = time.perf_counter
     state = {"t": 0}
 
@@ -153,6 +158,16 @@ def algorithm_item(comm, method: Method, output_dir: str) -> Item:
     if method.local:
         item.comm_fraction = sum(method.syncs(algorithm, t) for t in range(UNIT)) / UNIT
     return item
+
+
+def one_step_per_call(algorithm) -> Callable:
+    """``run_steps(t, count)`` that calls ``algorithm.step`` once per step (MPITRAIN_BLOCKS=0's path)."""
+    step = algorithm.step
+
+    def run_steps(t, count):
+        for i in range(t, t + count):
+            step(i)
+    return run_steps
 
 
 def local_stretches(t0: int, local: list) -> list:
