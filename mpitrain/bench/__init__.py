@@ -11,6 +11,7 @@ BENCHMARKS = {
     "scale": "mpitrain.bench.scale:main",
     "steps": "mpitrain.bench.steps:main",
     "model": "mpitrain.bench.model:main",
+    "bridge": "mpitrain.bench.bridge:main",
 }
 #: one line each, for ``--help`` and ``python -m mpitrain list benches``
 DESCRIPTIONS = {
@@ -21,4 +22,5 @@ DESCRIPTIONS = {
     "scale": "64 ranks on one node, memory at d = 1e7, steady memory over many steps",
     "steps": "steps/s of every lock-step method beside a plain C loop and a bare Allreduce",
     "model": "SGD steps/s of the MLP kernels beside the same model in PyTorch, one thread each",
+    "bridge": "per-step time of the PyTorch bridge's methods beside plain PyTorch and DDP/gloo (1e4 to 1e7 params)",
 }
