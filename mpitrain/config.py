@@ -127,7 +127,7 @@ class RunConfig:
     reference: bool = True  # compute (or read the cached) f* so suboptimality is reported
     save_parameters: bool = True  # rank 0 writes the final parameters as parameters.npy
     stall_timeout: float = bounded(300.0, min=0.0)  # seconds without progress before rank 0 names who it waits for; 0: off
-    checkpoint_every: int = bounded(0, min=0)  # steps between checkpoints; 0: none
+    checkpoint_every: int = bounded(0, min=0)  # steps between checkpoints (async_sgd: store versions); 0: none
     keep_checkpoints: int = bounded(2, min=1)  # newest checkpoints kept on disk; older step folders are removed
 
 

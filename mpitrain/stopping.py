@@ -3,9 +3,9 @@ and the run exits with a code that says why.
 
 - SIGTERM / SIGUSR1 (Slurm's warning before the time limit, ``scancel``): checkpoint, exit
   :data:`EXIT_CHECKPOINTED` (75, sysexits' EX_TEMPFAIL: "try again", what a requeue wants).
-- An algorithm that writes no checkpoints (asynchronous SGD) stops pushing, writes the results
-  it has and exits 128 + the signal's number (143 for SIGTERM), so a requeueing template does
-  not start it over as if it could continue.
+- Asynchronous SGD has no common step: its workers see any rank's signal between steps (a
+  flag in its parameter store, mpitrain.algorithms.async_sgd), pause together, write the
+  records so far and a checkpoint of one store version, and exit with the same codes.
 - SIGINT (Ctrl-C; ``mpiexec`` and ``srun`` pass it to every rank): the same, but exit
   :data:`EXIT_INTERRUPTED` (130 = 128 + SIGINT, what a shell reports for Ctrl-C). A second
   SIGINT kills the process at once (the first one puts the default action back), even while
@@ -42,8 +42,8 @@ EARLY_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 def exit_code(signum: int, checkpointed: bool = True) -> int:
     """130 for Ctrl-C; 75 for SIGTERM / SIGUSR1 with a checkpoint written (a requeued job
-    continues); 128 + the signal's number without one (asynchronous SGD: a requeue would start
-    over, so the templates do not requeue it)."""
+    continues); 128 + the signal's number without one (no algorithm stops so today; a requeue
+    would start over, so the templates do not requeue it)."""
     if signum == signal.SIGINT:
         return EXIT_INTERRUPTED
     return EXIT_CHECKPOINTED if checkpointed else 128 + int(signum)

@@ -35,9 +35,12 @@ refused when it holds another run's results; rank 0's output is kept in its ``tr
 the file and what was kept. The summary records provenance (mpitrain.provenance) and where the
 wall time went: set-up (data, f*), training, evaluation.
 
-Stopping: SIGTERM / SIGUSR1 / SIGINT (mpitrain.stopping) make lock-step algorithms write a
-checkpoint and stop; asynchronous ones stop pushing, evaluate what they have and write their
-results.
+Stopping: SIGTERM / SIGUSR1 / SIGINT (mpitrain.stopping) make every algorithm write a
+checkpoint and stop. An asynchronous one (async_sgd) has no common step: its workers pause
+together (``settle``) when any rank got a signal, at a multiple of ``run.checkpoint_every``
+versions, or at the end of its budget; at a pause that is not the end the loop evaluates and
+writes the points recorded so far, then checkpoints the agreed version (the design is in
+mpitrain.algorithms.async_sgd).
 
 The summary adds each run's peak memory: ``peak_rss_mb_max`` and ``peak_rss_mb_median``, the
 largest and the median over ranks of the process's peak resident set size (getrusage
@@ -133,9 +136,6 @@ class Trainer:
             if resume is None:
                 agree(comm, self.restart_without_checkpoint, what="--resume auto")
         self.resume = resume
-        if not self.algorithm.evaluates_in_loop and (resume is not None or config.run.checkpoint_every):
-            raise JobError(f"config field 'run.checkpoint_every': {config.train.algorithm} does not write or "
-                           "resume checkpoints (its workers are not in lock step)")
 
     def state_dict(self, algorithm_state=None) -> dict:
         """What a checkpoint holds of this rank (nested dicts, arrays inside): the algorithm's
@@ -249,7 +249,8 @@ class Trainer:
             algorithm.on_snapshot = progress.running  # an asynchronous run reports while it runs
         log_every = cfg.run.log_every
         stop = (self.stop or stopping.StopRequest(self.comm)).install()
-        interrupted = 0
+        if not algorithm.evaluates_in_loop:  # asynchronous: its workers check for a stop between steps
+            algorithm.watch(stop, cfg.run.checkpoint_every)
         watchdog = StallWatchdog(self.comm, cfg.run.stall_timeout if algorithm.evaluates_in_loop else 0)
         try:
             # NaN / Inf: the divergence guard reports it once, from rank 0, not numpy on every rank
@@ -264,10 +265,8 @@ class Trainer:
                 watchdog.start(t)
                 blocks = self.blocks and algorithm.evaluates_in_loop and self.fault is None
                 solo_steps = 1  # one rank: steps between stop checks (see block_end)
-                while not algorithm.done(t):
-                    if not algorithm.evaluates_in_loop and stop.received:
-                        interrupted = stop.received  # asynchronous: stop pushing, keep what was done
-                        break
+                # an asynchronous run that pauses for a checkpoint (and does not stop) steps on
+                while not algorithm.done(t) or self.pause_async(writer, progress):
                     started = time.perf_counter()
                     if blocks:
                         taken = algorithm.run_steps(t, self.block_end(t, stop, solo_steps) - t)
@@ -293,25 +292,44 @@ class Trainer:
                         self.maybe_checkpoint(t, stop)
                 watchdog.close()
                 algorithm.finish()
-                progress.replaying = not algorithm.evaluates_in_loop
-                points = algorithm.trajectory()
-                for i, point in enumerate(points):
-                    record = self.evaluate(point["step"], point["x"], point["time"], extras=i + 1 == len(points))
-                    self.write_record(writer, record)
-                    progress.update(record)
+                record = self.write_points(writer, progress, algorithm.trajectory()) or record
         finally:
             watchdog.close()
             if self.stop is None:  # the command line's handlers stay: a late signal must not kill
                 stop.restore()     # the ranks while they write the results
             progress.close()
             writer.close()
-        summary = self.finish(record)
-        if interrupted:
-            raise stopping.Stopped(
-                f"stopped by {stopping.signal_name(interrupted)} after {record['step']} updates; the results so far "
-                f"are in {self.out_dir} ({self.config.train.algorithm} writes no checkpoints)", interrupted,
-                checkpointed=False)
-        return summary
+        return self.finish(record)
+
+    def write_points(self, writer, progress, points, extras: bool = True):
+        """Evaluate and write an asynchronous run's recorded ``points`` (collective); the
+        algorithm's numbers go into the last record when ``extras``. Returns that record."""
+        record = None
+        progress.replaying = True
+        for i, point in enumerate(points):
+            record = self.evaluate(point["step"], point["x"], point["time"], extras=extras and i + 1 == len(points))
+            self.write_record(writer, record)
+            progress.update(record)
+        progress.replaying = False
+        return record
+
+    def pause_async(self, writer, progress) -> bool:
+        """An asynchronous algorithm's workers have all left its loop (collective): False when
+        its budget is spent; otherwise write the points recorded so far and a checkpoint of the
+        agreed version, then stop on a signal or return True to push on."""
+        if self.algorithm.evaluates_in_loop:
+            return False
+        pause = self.algorithm.settle()
+        if pause.over:
+            return False
+        try:
+            self.write_points(writer, progress, self.algorithm.take_points(), extras=False)
+            self.checkpoint(pause.version, pause.signum, self.algorithm.planned_steps())
+        except JobError:  # raised on every rank alike (agree): free the store before the job ends
+            self.algorithm.close()
+            raise
+        self.algorithm.resume()
+        return True
 
     def block_end(self, t: int, stop, solo_steps: int) -> int:
         """The first step boundary after ``t`` where the loop must act: the next evaluation
@@ -341,6 +359,11 @@ class Trainer:
         every = self.config.run.checkpoint_every
         if not signum and not (every and step % every == 0):
             return
+        self.checkpoint(step, signum, self.config.train.steps)
+
+    def checkpoint(self, step: int, signum: int, last: int) -> None:
+        """Write a checkpoint of ``step`` (collective); on a signal, stop unless ``step`` is the
+        ``last`` step."""
         state = self.algorithm.state_dict()
         self.guard.check_state(state, step)  # never write a NaN checkpoint
         try:
@@ -348,9 +371,9 @@ class Trainer:
         except JobError as exc:  # the previous checkpoint is intact: say so
             raise JobError(f"{exc}; {self.kept()}") from None
         self.guard.kept(step, folder)
-        if signum and step < self.config.train.steps:
+        if signum and step < last:
             raise stopping.Stopped(
-                f"stopped by {stopping.signal_name(signum)} after step {step} of {self.config.train.steps}; "
+                f"stopped by {stopping.signal_name(signum)} after step {step} of {last}; "
                 f"checkpoint written to {folder}; continue with --resume {self.checkpoints.root}", signum)
 
     def finish(self, last: dict) -> dict:

@@ -68,5 +68,13 @@ class UpdateRule:
         return True
 
     def counts(self) -> dict:
-        return {"applied": self.applied, "dropped": self.dropped, "clipped": self.clipped,
-                "max_norm_sent": self.max_norm_sent}
+        return {"applied": self.applied, "dropped": self.dropped, "clipped": int(self.clipped),
+                "max_norm_sent": float(self.max_norm_sent)}
+
+    def state_dict(self) -> dict:
+        """The counts, for a checkpoint (the settings come from the config)."""
+        return self.counts()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.applied, self.dropped = int(state["applied"]), int(state["dropped"])
+        self.clipped, self.max_norm_sent = int(state["clipped"]), float(state["max_norm_sent"])

@@ -12,10 +12,16 @@ fixed        wait ``seconds`` every step
 exponential  wait E * seconds, E ~ Exp(1) (mean ``seconds``)
 pareto       wait a Lomax(shape) draw scaled to mean ``seconds`` (heavy-tailed: the
              variance is infinite for shape <= 2)
+
+:func:`sleep` waits in slices so that a stop request reaches a sleeping straggler within
+:data:`STOP_CHECK_SECONDS` (a signal alone does not end ``time.sleep``: Python resumes it);
+:func:`rng_state` / :func:`load_rng_state` checkpoint the random slowdowns' streams.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -71,3 +77,37 @@ def make_straggler(options, seed: int, rank: int):
         "pareto": lambda: Pareto(options.slowdown_seconds, options.slowdown_shape, rng),
     }
     return kinds[options.slowdown]()
+
+
+#: a sleeping straggler asks ``stop()`` at least this often (seconds)
+STOP_CHECK_SECONDS = 0.05
+
+
+def sleep(seconds: float, stop: Callable[[], bool] = lambda: False, tick: Optional[Callable[[], None]] = None,
+          tick_seconds: float = 1e-3, check_seconds: float = STOP_CHECK_SECONDS) -> bool:
+    """Sleep ``seconds`` in slices; False as soon as ``stop()`` is true (checked about every
+    ``check_seconds``; the sleep is cut short), True when the whole time was slept. ``tick``:
+    called about every ``tick_seconds`` (a store's RMA progress when no thread serves it)."""
+    end = time.perf_counter() + seconds
+    next_check = time.perf_counter() + check_seconds
+    pause = check_seconds if tick is None else min(tick_seconds, check_seconds)
+    while (left := end - time.perf_counter()) > 0:
+        if tick is not None:
+            tick()
+        if time.perf_counter() >= next_check:
+            if stop():
+                return False
+            next_check = time.perf_counter() + check_seconds
+        time.sleep(min(left, pause))
+    return True
+
+
+def rng_state(straggler) -> Optional[dict]:
+    """The state of a random slowdown's stream (None for a deterministic one, or no straggler)."""
+    rng = getattr(straggler, "rng", None)
+    return None if rng is None else rng.bit_generator.state
+
+
+def load_rng_state(straggler, state: Optional[dict]) -> None:
+    if state is not None:
+        straggler.rng.bit_generator.state = state

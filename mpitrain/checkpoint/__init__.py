@@ -31,7 +31,8 @@ size, number of ranks, d and dtype. A resumed run may change where and how long 
 how it reports, never what it computes: every field of ``[run]`` (output_dir, so a moved or
 renamed run folder resumes; log_every; progress; reference; save_parameters;
 checkpoint_every; keep_checkpoints), ``train.steps`` (train longer or shorter, but not to
-before the checkpoint's step), ``train.device`` and ``train.cuda_aware_mpi``, and the option
+before the checkpoint's step; for async_sgd, whose step is the store's version, not to a budget
+of updates below it), ``train.device`` and ``train.cuda_aware_mpi``, and the option
 sections of the algorithms the run does not use. Two exceptions make ``train.steps`` part of
 the math: with ``local_sgd.schedule = "auto"`` the averaging period H is computed from
 ``train.steps``, so it must not change; and ``compressed_local_sgd`` also averages after its

@@ -98,6 +98,12 @@ def steps_refusal(manifest: dict, config) -> str | None:
     """Why this run's ``train.steps`` cannot continue the checkpoint, or None."""
     step, new = manifest["step"], config.train.steps
     old = manifest["config"].get("train", {}).get("steps", new)
+    if config.train.algorithm == "async_sgd":  # its step is the store's version, its budget in updates
+        budget = config.section("async_sgd").max_updates or new * manifest["ranks"]
+        if budget < step:
+            return (f"it is at update {step}, after the end of this run (a budget of {budget} updates: "
+                    f"async_sgd.max_updates, default train.steps x ranks)")
+        return None
     if new < step:
         return f"it is at step {step}, after the end of this run (train.steps = {new})"
     if config.train.algorithm == "compressed_local_sgd" and old != new:

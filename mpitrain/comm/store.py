@@ -5,8 +5,8 @@ k; a worker reads x, computes g at it, sends clip_lambda(g); on arrival
 x <- x - gamma * clip_lambda(g) and k <- k + 1. The delay of an update is
 tau = (version when applied) - (version when x was read). Here there is no server process:
 x lives in RMA windows (one shard per hosting rank, see :mod:`mpitrain.comm.layout`) and k
-in a one-integer window on ``root``; workers ``pull`` with ``Get_accumulate(NO_OP)`` and
-``push`` with ``Accumulate(SUM)`` then ``Fetch_and_op(SUM, 1)``.
+in a two-integer window on ``root`` (k and a stop flag); workers ``pull`` with
+``Get_accumulate(NO_OP)`` and ``push`` with ``Accumulate(SUM)`` then ``Fetch_and_op(SUM, 1)``.
 """
 import numpy as np
 from mpi4py import MPI
@@ -52,6 +52,12 @@ class ParameterStore:
       - delay: the push after a pull that returned ``v0`` records
         ``tau = v - 1 - v0`` in ``self.delays`` (pushes by others since the pull; 0 for a
         worker alone), the paper's ``version when applied - version when read``.
+      - stop flag: ``request_stop()`` sets a flag beside the counter that every worker reads
+        with ``stop_requested()`` (one ``Fetch_and_op``): how one rank's signal reaches
+        workers that are computing or sleeping, without a collective. It never resets.
+      - checkpoints: after a barrier (no push in flight) every rank's ``pull`` returns the
+        same x and version; ``restore(x, version)`` on every rank, then a barrier, puts them
+        back into a new store (each host writes its shards, ``root`` the counter).
       - shutdown: ``free`` is collective; leaving a ``with`` block by an exception does
         not free (that could hang) and leaves the job to ``MPI_Abort`` (``python -m
         mpi4py`` calls it on an uncaught exception on any rank).
@@ -84,7 +90,7 @@ class ParameterStore:
         local = sum(s.count for s in self.shards if s.rank == comm.rank)
         itemsize = self.dtype.itemsize
         self.win = MPI.Win.Allocate(local * itemsize, itemsize, comm=comm)
-        self.counter = MPI.Win.Allocate(8 if comm.rank == root else 0, 8, comm=comm)
+        self.counter = MPI.Win.Allocate(16 if comm.rank == root else 0, 8, comm=comm)  # [k, stop]
         self._init_local(x0)
         comm.Barrier()
         self._thread = None
@@ -107,26 +113,29 @@ class ParameterStore:
                 self.win.Unlock(rank)
         if rank == self.root:
             self.counter.Lock(rank)
-            np.frombuffer(self.counter.tomemory(), np.int64, count=1)[0] = 0
+            np.frombuffer(self.counter.tomemory(), np.int64, count=2)[:] = 0
             self.counter.Unlock(rank)
 
-    def _check(self, array, name):
+    def _check_open(self):
         if not self.is_worker:
             raise RuntimeError(f"rank {self.comm.rank} is the {self.layout} layout's server, not a worker")
         if self._free:
             raise RuntimeError("the store has been freed")
+
+    def _check(self, array, name):
+        self._check_open()
         if array.shape != (self.d,) or array.dtype != self.dtype or not array.flags.c_contiguous:
             raise ValueError(f"{name} must be a contiguous ({self.d},) {self.dtype} array, "
                              f"got {array.shape} {array.dtype}")
 
-    def _counter(self, op):
-        self.counter.Fetch_and_op(self._one, self._version, self.root, 0, op=op)
+    def _counter(self, op, slot=0):
+        self.counter.Fetch_and_op(self._one, self._version, self.root, slot, op=op)
         self.counter.Flush(self.root)
         return int(self._version[0])
 
     def version(self):
         """The number of completed pushes so far (workers only)."""
-        self._check(np.empty(self.d, self.dtype), "x")
+        self._check_open()
         return self._counter(MPI.NO_OP)
 
     def pull(self, out):
@@ -159,6 +168,33 @@ class ParameterStore:
         if self._pulled is not None:
             self.delays.append(version - 1 - self._pulled)
         return version
+
+    def request_stop(self):
+        """Set the stop flag that every worker reads (workers only; one ``Fetch_and_op``)."""
+        self._check_open()
+        self._counter(MPI.MAX, slot=1)
+
+    def stop_requested(self):
+        """Whether any worker has called :meth:`request_stop` (workers only)."""
+        self._check_open()
+        return self._counter(MPI.NO_OP, slot=1) > 0
+
+    def restore(self, x, version):
+        """Put a checkpointed ``x`` (shape ``(d,)``) and ``version`` back (every rank, then a
+        barrier before any pull): each host replaces its own shards, ``root`` the counter.
+        Local operations, completed by ``Flush``; the counter's stop flag stays as it is."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        self._check(x, "x")
+        rank = self.comm.rank
+        for s in self.shards:
+            if s.rank == rank:
+                self.win.Accumulate([x[s.start:s.start + s.count], self.mpitype], rank,
+                                    target=(0, s.count, self.mpitype), op=MPI.REPLACE)
+        self.win.Flush(rank)
+        if rank == self.root:
+            self.counter.Accumulate([np.array([version], np.int64), MPI.INT64_T], rank,
+                                    target=(0, 1, MPI.INT64_T), op=MPI.REPLACE)
+            self.counter.Flush(rank)
 
     def progress(self):
         """Let MPI serve RMA aimed at this rank (call it in long compute loops with
