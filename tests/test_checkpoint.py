@@ -169,3 +169,25 @@ def test_hierarchical_local_sgd_resumes_with_its_node_average_count(tmp_path):
     steps = {r["step"] for r in unbroken}
     assert [r for r in again if r["step"] in steps] == unbroken  # the half run's last record (step 50) stays
     assert unbroken[-1]["node_syncs"] > 0
+
+
+def test_async_local_sgd_resumes_with_its_delay_counters_and_the_average_in_flight(tmp_path):
+    """Its checkpoint holds the delay counters and an average still in flight (waited for, kept,
+    applied at the next step): a resumed run finishes with the unbroken run's number of averages,
+    and its delay statistics cover the whole run, not only the part after the resume."""
+    run = ("train.steps=100", "run.reference=false", "train.algorithm=async_local_sgd", "async_local_sgd.period=8")
+    full = run_mpi(2, train_args(tmp_path / "full", *run), timeout=120)
+    assert full.returncode == 0, full.output
+    first = run_mpi(2, train_args(tmp_path / "first", *run, "run.checkpoint_every=50"), timeout=120)
+    assert first.returncode == 0, first.output
+    folder = tmp_path / "first" / "checkpoints" / "step-00000050"
+    with np.load(folder / "rank-00000.npz") as npz:
+        state = json.loads(str(npz["state.json"]))
+    assert "delay_count" in json.dumps(state), state  # the counters are in the checkpoint
+    resumed = run_mpi(2, train_args(tmp_path / "resumed", *run) + ["--resume", str(folder)], timeout=120)
+    assert resumed.returncode == 0, resumed.output
+    last = records(tmp_path / "resumed")[-1]
+    unbroken = records(tmp_path / "full")[-1]
+    assert last["step"] == unbroken["step"] == 100 and last["syncs"] == unbroken["syncs"] == 12
+    assert last["max_delay_seen"] >= records(tmp_path / "first")[2]["max_delay_seen"]  # carried on from step 40
+    assert abs(last["loss"] - unbroken["loss"]) < 0.05 * unbroken["loss"]

@@ -114,6 +114,31 @@ class AsyncLocalSGD(LocalModelAlgorithm):
         self.delay_max = max(self.delay_max, tau)
         self.request = None
 
+    def state_dict(self) -> dict:
+        """Besides x: the delay counters, and an average still in flight. That one is waited for
+        here (every rank checkpoints at the same step, and every rank started it) and kept, not
+        applied: ``snapshot`` and ``recv`` go into the checkpoint, and the run (this one, or the one
+        resumed from it) applies it at its next step, as a Test that finds it arrived would."""
+        state = {**super().state_dict(), "started_at": self.started_at, "delay_count": self.delay_count,
+                 "delay_sum": self.delay_sum, "delay_max": self.delay_max}
+        if self.request is not None:
+            with self.worker.stats.communicate(0, rounds=0):
+                self.request.Wait()  # the request is now MPI_REQUEST_NULL: the next Test says arrived
+            state["pending"] = {"snapshot": self.snapshot, "recv": self.recv}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.started_at = int(state.get("started_at", -1))
+        self.delay_count = int(state.get("delay_count", 0))
+        self.delay_sum = int(state.get("delay_sum", 0))
+        self.delay_max = int(state.get("delay_max", 0))
+        pending = state.get("pending")
+        if pending is not None:
+            self.snapshot[...] = pending["snapshot"]
+            self.recv[...] = pending["recv"]
+            self.request = MPI.REQUEST_NULL  # arrived: applied at the next step's Test (or Wait)
+
     def metrics(self) -> dict:
         mean = self.delay_sum / self.delay_count if self.delay_count else 0.0
         return {**super().metrics(), "mean_delay": mean, "max_delay_seen": self.delay_max}
