@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._native.compress_random import derive_seed  # the kernel itself (mpitrain.compress.base wraps it)
 from ..comm.payloads import PayloadExchange
-from ..compress.base import derive_seed
 from .feedback import FEEDBACKS
 
 SEED_TAG = 0xC0DE  # separates compressor streams from other uses of the run seed
@@ -42,6 +42,7 @@ class CompressedSender:
         self.rank = int(rank)
         self.shared = shares_seed(compressor)
         self.base = derive_seed(int(run_seed), SEED_TAG)
+        self.needs_seed = bool(compressor.random)  # else encode ignores the seed: none is derived
 
     def seed(self, t: int) -> int:
         """The compressor seed of exchange t (uint64)."""
@@ -50,10 +51,11 @@ class CompressedSender:
 
     def encode(self, v: np.ndarray, lr: float, t: int) -> np.ndarray:
         """The payload (uint8) of this worker for vector v at exchange t; updates the memory."""
-        p = self.rule.compensate(v, lr)
-        payload = self.compressor.encode(p, self.seed(t))
-        if self.rule.needs_decoded:
-            self.rule.update(p, self.compressor.decode(payload))
+        rule, compressor = self.rule, self.compressor
+        p = rule.compensate(v, lr)
+        payload = compressor.encode(p, self.seed(t) if self.needs_seed else None)
+        if rule.needs_decoded:
+            rule.update(p, compressor.decode(payload))
         return payload
 
     def direction(self, mean: np.ndarray, lr: float) -> np.ndarray:
@@ -131,7 +133,9 @@ class CompressedAverager:
         self.bits_per_exchange = payload_bits(compressor)
         self.bits_sent = 0
         self.mean = np.zeros(compressor.d, dtype=self.dtype)  # what average() returns
-        distributed = comm.Get_size() > 1
+        self.size = comm.Get_size()
+        self.summable = bool(compressor.summable)
+        distributed = self.size > 1
         self._scratch = np.empty(compressor.d, self.dtype) if distributed and not compressor.summable else None
         self._template = np.empty(compressor.payload_nbytes(), np.uint8) if compressor.summable else None
         self._values = (np.empty_like(compressor.values(self._template))
@@ -143,11 +147,11 @@ class CompressedAverager:
         Returns ``self.mean``, overwritten by the next call.
         """
         c = self.compressor
-        if self.comm.Get_size() == 1:
+        if self.size == 1:
             self.mean[...] = c.decode(payload)
             return self.mean
         self.bits_sent += self.bits_per_exchange
-        if c.summable:
+        if self.summable:
             summed = self.exchange.allreduce(weighted_values(c, payload, self.weight, out=self._values))
             return decode_sum(c, payload, summed, self.dtype, template=self._template, out=self.mean)
         return average_payloads(c, self.exchange.allgather(payload, self.counts), self.weights, self.dtype,

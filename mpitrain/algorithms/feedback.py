@@ -18,10 +18,11 @@ For the model change of compressed Local SGD the same rules run with v = x_k - x
 lr = 1 (``ef`` and ``none`` only; see compressed_local_sgd).
 
 Steady memory: ``compensate`` and ``direction`` write into (d,) buffers each rule allocates
-once (the vector to compress, in the wire dtype, and the step, in the model dtype), so a
-step allocates no parameter-sized temporary here; each returned array is overwritten by the
-next call of the same method. ``compensate`` returns v itself when v already has the wire
-dtype and there is nothing to add (``none``).
+once (the vector to compress, in the wire dtype, and the step, in the model dtype; EF and EF21
+allocate the first at construction, the rest on first use), so a step allocates no
+parameter-sized temporary here; each returned array is overwritten by the next call of the
+same method. ``compensate`` returns v itself when v already has the wire dtype and there is
+nothing to add (``none``).
 """
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ class ErrorFeedbackRule(NoFeedback):
     def __init__(self, compressor, model_dtype):
         super().__init__(compressor, model_dtype)
         self.memory = ErrorFeedback(compressor)
+        self._compensated = np.empty(self.d, dtype=self.wire)  # used every step: allocated now
 
     @property
     def error(self) -> np.ndarray:
@@ -92,7 +94,7 @@ class ErrorFeedbackRule(NoFeedback):
         return self.memory.error
 
     def compensate(self, v, lr):
-        return self.memory.compensate(v, lr, out=self._wire_buffer())
+        return self.memory.compensate(v, lr, out=self._compensated)
 
     def update(self, compensated, decoded):
         self.memory.update(compensated, decoded)
@@ -116,9 +118,11 @@ class EF21(NoFeedback):
         super().__init__(compressor, model_dtype)
         self.local = np.zeros(compressor.d, dtype=self.wire)  # h_k
         self.average = np.zeros(compressor.d, dtype=self.model)  # h = sum_k w_k h_k
+        self._compensated = np.empty(self.d, dtype=self.wire)  # used every step: allocated now
 
     def compensate(self, v, lr):
-        p = self._wire_copy(v)
+        p = self._compensated
+        p[...] = v
         p -= self.local
         return p
 

@@ -19,12 +19,24 @@ rank, or share it between ranks for Rand-k); they never touch NumPy's global RNG
 x may be a NumPy or a CuPy array: payload and decoded vector then live where x lives, and
 the kernels are picked by ``mpitrain.backend.kernels_for`` (Cython or CuPy, same payload).
 """
+import importlib
+
 import numpy as np
 
 from mpitrain import backend
 from mpitrain._native import compress_random
 
 DTYPES = (np.float32, np.float64)
+_NDARRAY = np.ndarray
+_HOST_KERNELS = {}  # name -> mpitrain._native.<name>: the host path skips backend.kernels_for
+
+
+def host_kernels(name):
+    """The Cython kernel module ``name`` (imported once)."""
+    module = _HOST_KERNELS.get(name)
+    if module is None:
+        module = _HOST_KERNELS[name] = importlib.import_module(f"mpitrain._native.{name}")
+    return module
 
 
 def check_positive_int(name, value):
@@ -72,6 +84,7 @@ class Compressor:
     unbiased = False  # True: class U(omega); False: class B3(delta)
     summable = False  # payloads of ranks (same seed) can be summed by an Allreduce
     random = False  # encode needs a seed
+    _nbytes = None  # payload_nbytes(), for subclasses that compute it once in __init__
 
     def __init__(self, d, dtype=np.float32):
         self.d = check_positive_int("d", d)
@@ -111,15 +124,22 @@ class Compressor:
         return f"{type(self).__name__}(d={self.d}, dtype={self.dtype.name})"
 
     # helpers for subclasses
+    # A NumPy array (type exactly np.ndarray) takes the host path without asking mpitrain.backend:
+    # these run several times per step, and the CuPy check costs more than the kernels at small d.
     def _xp(self, a):
         """numpy or cupy: where a lives (payloads and outputs are made there)."""
-        return backend.array_module(a)
+        return np if type(a) is _NDARRAY else backend.array_module(a)
 
     def _kernels(self, a, name):
         """The kernel module ``name`` (Cython or CuPy) for arrays like a."""
+        if type(a) is _NDARRAY:
+            return _HOST_KERNELS.get(name) or host_kernels(name)
         return backend.kernels_for(a, name)
 
     def _input(self, x):
+        if (type(x) is _NDARRAY and x.dtype == self.dtype and x.shape == (self.d,)
+                and x.flags.c_contiguous):
+            return x  # what ascontiguousarray would return
         x = self._xp(x).ascontiguousarray(x, dtype=self.dtype)
         if x.shape != (self.d,):
             raise ValueError(f"x must have shape ({self.d},), got {x.shape}")
@@ -133,6 +153,10 @@ class Compressor:
         return int(seed) & 0xFFFFFFFFFFFFFFFF
 
     def _payload(self, payload):
+        nbytes = self._nbytes if self._nbytes is not None else self.payload_nbytes()
+        if (type(payload) is _NDARRAY and payload.dtype == np.uint8 and payload.flags.c_contiguous
+                and payload.shape == (nbytes,)):
+            return payload  # what the checks below would return
         xp = self._xp(payload)
         payload = xp.asarray(payload)
         if payload.dtype != np.uint8 or payload.shape != (self.payload_nbytes(),):

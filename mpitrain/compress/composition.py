@@ -6,7 +6,8 @@ paper's new compressor.
 """
 import numpy as np
 
-from mpitrain.compress.base import Compressor, derive_seed
+from mpitrain._native.compress_random import derive_seed
+from mpitrain.compress.base import Compressor
 
 
 class Composition(Compressor):
@@ -34,6 +35,8 @@ class Composition(Compressor):
         if self.unbiased_part.dtype != self.dtype:
             raise ValueError("biased and unbiased compressors must share a dtype")
         self.scale = self.dtype.type(1.0 / (1.0 + self.unbiased_part.omega))
+        self._cut = self.unbiased_part.payload_nbytes()  # payload bytes of U's part
+        self._nbytes = self._cut + (self.biased.support_nbytes() if self.sparse else 0)  # payload_nbytes()
 
     def __repr__(self):
         return f"Composition({self.biased!r}, {self.unbiased_part!r})"
@@ -47,8 +50,7 @@ class Composition(Compressor):
         return self.unbiased_part.payload_bits() + support
 
     def payload_nbytes(self):
-        support = self.biased.support_nbytes() if self.sparse else 0
-        return self.unbiased_part.payload_nbytes() + support
+        return self._nbytes
 
     def encode(self, x, seed=None):
         x = self._input(x)
@@ -58,16 +60,17 @@ class Composition(Compressor):
             return self.unbiased_part.encode(self.biased(x, seed), sub)
         indices = self.biased.select(x, seed)
         head = self.unbiased_part.encode(x[indices], sub)
-        payload = self._xp(x).empty(self.payload_nbytes(), dtype=np.uint8)
-        payload[: head.shape[0]] = head
-        self.biased.write_support(indices, seed, payload[head.shape[0]:])
+        payload = self._xp(x).empty(self._nbytes, dtype=np.uint8)
+        cut = self._cut  # == head.shape[0]
+        payload[:cut] = head
+        self.biased.write_support(indices, seed, payload[cut:])
         return payload
 
     def decode(self, payload):
         payload = self._payload(payload)
         if not self.sparse:
             return self.unbiased_part.decode(payload) * self.scale
-        cut = self.unbiased_part.payload_nbytes()
+        cut = self._cut
         out = self._xp(payload).zeros(self.d, dtype=self.dtype)
         out[self.biased.read_support(payload[cut:])] = (
             self.unbiased_part.decode(payload[:cut]) * self.scale)

@@ -21,15 +21,19 @@ class ErrorFeedback:
 
     def __init__(self, compressor):
         self.compressor = compressor
+        self.dtype = compressor.dtype  # e's dtype, the compressor's
         self.error = np.zeros(compressor.d, dtype=compressor.dtype)  # e, shape (d,)
 
     def compensate(self, gradient, lr, out=None):
         """p = e + lr * g (dtype, shape (d,)): what gets compressed. g is cast to the dtype
         first; ``out``: a (d,) array of the dtype to write p into (a new array when None)."""
-        xp = backend.array_module(gradient)  # the memory follows the gradient to a GPU
-        if backend.array_module(self.error) is not xp:
-            self.error = xp.asarray(self.error)
-        dtype = self.compressor.dtype
+        dtype = self.dtype
+        if type(gradient) is np.ndarray and type(self.error) is np.ndarray:
+            xp = np  # host: no backend look-ups (this runs every step)
+        else:
+            xp = backend.array_module(gradient)  # the memory follows the gradient to a GPU
+            if backend.array_module(self.error) is not xp:
+                self.error = xp.asarray(self.error)
         if out is None:
             return self.error + dtype.type(lr) * xp.asarray(gradient, dtype=dtype)
         xp.multiply(gradient, dtype.type(lr), out=out, dtype=dtype)
@@ -38,7 +42,8 @@ class ErrorFeedback:
 
     def update(self, compensated, decoded):
         """e <- compensated - decoded."""
-        backend.array_module(self.error).subtract(compensated, decoded, out=self.error)
+        xp = np if type(self.error) is np.ndarray else backend.array_module(self.error)
+        xp.subtract(compensated, decoded, out=self.error)
 
     def step(self, gradient, lr, seed=None):
         """(payload, decoded v) for this step; updates e."""

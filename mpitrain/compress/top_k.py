@@ -2,6 +2,8 @@
 import numpy as np
 
 from mpitrain._native import compress_pack
+from mpitrain._native.compress_pack import pack_into, unpack_bits
+from mpitrain._native.compress_select import topk_indices
 from mpitrain.compress.base import Compressor, index_bits, resolve_k
 
 
@@ -18,6 +20,8 @@ class TopK(Compressor):
         super().__init__(d, dtype)
         self.k = resolve_k(self.d, k, ratio)
         self.index_bits = index_bits(self.d)
+        self._cut = self.k * self.dtype.itemsize  # payload bytes of the values section
+        self._nbytes = self._cut + self.support_nbytes()  # payload_nbytes()
 
     def __repr__(self):
         return f"TopK(d={self.d}, k={self.k}, dtype={self.dtype.name})"
@@ -29,6 +33,8 @@ class TopK(Compressor):
     # support protocol (used by Composition)
     def select(self, x, seed=None):
         """int64[k], ascending: the kept indices of x."""
+        if type(x) is np.ndarray:
+            return topk_indices(x, self.k)
         return self._kernels(x, "compress_select").topk_indices(x, self.k)
 
     def support_bits(self):
@@ -38,9 +44,14 @@ class TopK(Compressor):
         return compress_pack.packed_nbytes(self.k, self.index_bits)
 
     def write_support(self, indices, seed, out):
+        if type(out) is np.ndarray:
+            pack_into(indices, self.index_bits, out)
+            return
         self._kernels(out, "compress_pack").pack_into(indices, self.index_bits, out)
 
     def read_support(self, buf):
+        if type(buf) is np.ndarray:
+            return unpack_bits(buf, self.k, self.index_bits)
         return self._kernels(buf, "compress_pack").unpack_bits(buf, self.k, self.index_bits)
 
     # payload
@@ -48,21 +59,20 @@ class TopK(Compressor):
         return self.k * self.width + self.support_bits()
 
     def payload_nbytes(self):
-        return self.k * self.dtype.itemsize + self.support_nbytes()
+        return self._nbytes
 
     def encode(self, x, seed=None):
         x = self._input(x)
-        xp = self._xp(x)
-        payload = xp.empty(self.payload_nbytes(), dtype=np.uint8)
-        cut = self.k * self.dtype.itemsize
+        cut = self._cut
+        payload = self._xp(x).empty(self._nbytes, dtype=np.uint8)
         indices = self.select(x)
-        xp.take(x, indices, out=payload[:cut].view(self.dtype))
+        x.take(indices, out=payload[:cut].view(self.dtype))  # the method: np.take adds two Python calls
         self.write_support(indices, None, payload[cut:])
         return payload
 
     def decode(self, payload):
         payload = self._payload(payload)
-        cut = self.k * self.dtype.itemsize
+        cut = self._cut
         out = self._xp(payload).zeros(self.d, dtype=self.dtype)
         out[self.read_support(payload[cut:])] = payload[:cut].view(self.dtype)
         return out
