@@ -33,6 +33,7 @@ from ..algorithms.async_rule import UpdateRule
 from ..algorithms.async_simulation import Simulation
 from ..algorithms.delays import delay_metrics, plot_delays
 from ..argparsing import ArgumentParser
+from ..progress import Countdown
 
 SLOWDOWNS = (1, 4, 16, 64)
 METHODS = ("asgd", "clipped asgd", "sync sgd")
@@ -110,7 +111,7 @@ def simulate_table(args, scheme):
         cells[slowdown] = {m: [r[m] for r in runs] for m in METHODS}
         cells[slowdown]["max_norm_sent"] = max(r["clipped asgd max_norm_sent"] for r in runs)
         print(f"  {scheme} x{slowdown}: " + ", ".join(
-            f"{m} median {np.median(cells[slowdown][m]):.3e}" for m in METHODS), flush=True)
+            f"{m} median {np.median(cells[slowdown][m]):.3e}" for m in METHODS) + f"  {args.countdown.tick()}", flush=True)
     return cells, delays, last_taus
 
 
@@ -198,6 +199,7 @@ def main(argv) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tables, delays = {}, {}
+    args.countdown = Countdown(len(args.sharding) * len(SLOWDOWNS) + (4 if args.mpi else 0))
     for scheme in args.sharding:
         print(f"simulating: {scheme} shards, {args.seeds} seeds, horizon {args.horizon:g}", flush=True)
         tables[scheme], delays[scheme], taus = simulate_table(args, scheme)
@@ -210,6 +212,7 @@ def main(argv) -> int:
             for method, clip in (("asgd", None), ("clipped asgd", args.clip)):
                 print(f"real MPI run: x{slowdown} {method}", flush=True)
                 real[(slowdown, method)] = real_run(args, clip, slowdown, 0, out)
+                print(f"  done  {args.countdown.tick()}", flush=True)
     plot_tables(tables, out / "async_stragglers.png")
     write_report(args, tables, delays, real, out / "async_stragglers.md", time.perf_counter() - started)
     print((out / "async_stragglers.md").read_text())

@@ -49,6 +49,7 @@ from ..algorithms.async_rule import UpdateRule
 from ..algorithms.async_simulation import Simulation
 from ..algorithms.delays import delay_metrics
 from ..argparsing import ArgumentParser
+from ..progress import Countdown
 
 SLOWDOWNS = (1, 4, 16, 64)
 THETAS = (0.5, 1.0, 2.0)
@@ -173,7 +174,8 @@ def cells_of(args, problem, theta):
     for slowdown in SLOWDOWNS[1:]:
         retuned[slowdown], tuning[f"{RETUNED} x{slowdown}"] = tune(args, problem, METHODS[0], slowdown, theta)
     print(f"  {problem.name} theta {theta:g}: tuned " + ", ".join(f"{k} {v:g}" for k, v in steps.items())
-          + "; re-tuned " + ", ".join(f"x{k} {v:g}" for k, v in retuned.items()), flush=True)
+          + "; re-tuned " + ", ".join(f"x{k} {v:g}" for k, v in retuned.items()) + f"  {args.countdown.tick()}",
+          flush=True)
     cells = {}
     for slowdown in SLOWDOWNS:
         cell, delays = {}, []
@@ -188,7 +190,8 @@ def cells_of(args, problem, theta):
                            **{name: {key: [r[key] for r in runs] for key in ("loss", "accuracy", "diverged")}
                               for name, runs in cell.items()}}
         print(f"    x{slowdown}: tau_max {np.median(cells[slowdown]['tau_max']):.0f}, " + ", ".join(
-            f"{name} {np.median(cells[slowdown][name]['loss']):.4f}" for name in COLUMNS), flush=True)
+            f"{name} {np.median(cells[slowdown][name]['loss']):.4f}" for name in COLUMNS) + f"  {args.countdown.tick()}",
+            flush=True)
     return {"steps": steps, "retuned": retuned, "tuning": tuning, "cells": cells}
 
 
@@ -275,6 +278,7 @@ def main(argv) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
+    args.countdown = Countdown(len(args.problem) * len(args.theta) * (1 + len(SLOWDOWNS)))  # tuning, then each slowdown
     for name in args.problem:
         problem = load_problem(name, args.hidden)
         print(f"{name}: {problem.full!r}", flush=True)
