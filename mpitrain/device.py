@@ -60,7 +60,7 @@ def select_device(comm, device: str = "cpu", count: int | None = None, activate:
         count = backend.gpu_count()
     index = gpu_index(local_rank(comm), count)
     if activate:
-        backend.cupy_module().cuda.Device(index).use()
+        backend.activate(index)
     return index
 
 

@@ -9,6 +9,10 @@ Memory: the packed buffer (d + 2 float64) is the only d-sized array the Evaluato
 an evaluation allocates no d-sized temporary for a float64 model: the gradient sum is
 written straight into the buffer and turned into grad F(x) = sum / N + l2 x there, in place.
 (A float32 model needs a float32 gradient buffer and a float64 copy of x per evaluation.)
+
+Device arrays: the objective's sums run where its features are (on the GPU); the gradient sum
+and x are copied to the host once per evaluation, and the rest (the Allreduce included) runs
+on the host. Training never copies to the host for evaluation between evaluations.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import math
 import numpy as np
 from mpi4py import MPI
 
+from . import backend
 from ._native.vector import scaled_update
 
 
@@ -29,8 +34,9 @@ class Evaluator:
         self.is_classifier = bool(getattr(objective, "is_classifier", False))
         d = objective.n_params
         self._packed = np.zeros(d + 2, dtype=np.float64)
-        same = np.dtype(objective.dtype) == np.float64
-        self._grad = self._packed[2:] if same else np.empty(d, dtype=objective.dtype)
+        xp = getattr(objective, "xp", np)  # the gradient sum is formed where the features are
+        same = np.dtype(objective.dtype) == np.float64 and xp is np
+        self._grad = self._packed[2:] if same else xp.empty(d, dtype=objective.dtype)
 
     def evaluate(self, x: np.ndarray) -> dict:
         """{'loss', 'suboptimality', 'grad_norm', 'accuracy'} at x (collective); accuracy is None
@@ -41,10 +47,10 @@ class Evaluator:
         packed[1] = obj.correct_sum(x) if self.is_classifier else 0.0
         obj.gradient_sum(x, self._grad)
         if self._grad.base is not packed:
-            packed[2:] = self._grad
+            packed[2:] = backend.to_host(self._grad)
         if self.comm.Get_size() > 1:
             self.comm.Allreduce(MPI.IN_PLACE, packed, op=MPI.SUM)
-        x64 = x.astype(np.float64, copy=False)
+        x64 = backend.to_host(x).astype(np.float64, copy=False)
         loss = packed[0] / self.n_global + 0.5 * obj.l2 * float(x64 @ x64)
         grad = packed[2:]
         grad /= self.n_global

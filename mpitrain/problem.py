@@ -9,6 +9,10 @@ Binary labels are coded once for the whole data set: every rank reports the dist
 labels it read and the coding (-1/+1, 0/1 or 1/2 to -1/+1) is chosen from their union, so
 a partitioned read in which a rank sees one class only codes it like the others. An
 objective that cannot take the labels (logistic on labels of three classes) is refused.
+
+``train.device = "gpu"``: each rank takes one GPU (mpitrain.device), builds the objective on the
+host (the reference solve for f* runs there), then moves it and x0 to its GPU. The methods in
+``DEVICE_METHODS`` keep their arrays on the device; the others are refused naming the field.
 """
 from __future__ import annotations
 
@@ -20,12 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
+from . import backend
 from .progress import phase
 from .runtime import JobError, agree
 
 
 # models whose minimum f* the reference solve finds (convex, linear in x): the others report no suboptimality
 REFERENCE_MODELS = ("logistic", "least_squares")
+# the methods that train with train.device = "gpu" (parameters, gradients, memories on the device)
+DEVICE_METHODS = ("sync_sgd", "local_sgd", "hierarchical_local_sgd", "async_local_sgd")
 
 
 @dataclass
@@ -178,14 +185,14 @@ def build_problem(config, comm) -> Problem:
     from .objectives import make_objective
     from .objectives.reference import reference_optimum
 
-    if config.train.device == "gpu":
+    on_device = config.train.device == "gpu"
+    if on_device:
         from .device import select_for_config
 
+        if config.train.algorithm not in DEVICE_METHODS:
+            raise JobError(f"config field 'train.device': 'gpu' trains {', '.join(DEVICE_METHODS)} today; "
+                           f"{config.train.algorithm} runs on the CPU only (train.device = 'cpu')")
         select_for_config(comm, config)  # ConfigError naming train.device without CuPy or a GPU
-        raise JobError("config field 'train.device': 'gpu' is not wired into training yet (the "
-                       "algorithms allocate NumPy arrays); the CuPy kernels run through the library "
-                       "API (Objective.to_device, compressors and clipping on CuPy arrays) and "
-                       "'mpitrain bench compress --device gpu'")
     _check_batch_size(comm, config.train.batch_size)
     speaker = comm.Get_rank() == 0 and config.run.progress
     with phase(f"loading {config.data.dataset}", speaker):
@@ -207,6 +214,9 @@ def build_problem(config, comm) -> Problem:
     x0 = objective.initial_point(config.objective.init_seed)  # zeros for a linear model; the same on every rank
     if n_global < comm.Get_size():
         raise JobError(f"{n_global} samples cannot be split over {comm.Get_size()} ranks")
+    if on_device:  # every rank on its GPU: the objective's features and the starting point
+        objective = agree(comm, lambda: backend.device_objective(objective), what="moving the objective to the GPU")
+        x0 = x0 if backend.is_device_array(x0) else backend.to_device(x0)
     return Problem(objective, local, n_global, local.n_samples / n_global, f_star, x0, converged, grad_norm)
 
 

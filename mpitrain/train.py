@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, stopping
+from . import backend, checkpoint, stopping
 from .algorithms import ALGORITHMS
 from .algorithms.base import Worker
 from .algorithms.local_sgd import LocalModelAlgorithm
@@ -364,7 +364,7 @@ class Trainer:
     def checkpoint(self, step: int, signum: int, last: int) -> None:
         """Write a checkpoint of ``step`` (collective); on a signal, stop unless ``step`` is the
         ``last`` step."""
-        state = self.algorithm.state_dict()
+        state = backend.host_tree(self.algorithm.state_dict())  # device arrays copied to the host
         self.guard.check_state(state, step)  # never write a NaN checkpoint
         try:
             folder = self.checkpoints.save(self, step, state)
@@ -378,7 +378,7 @@ class Trainer:
 
     def finish(self, last: dict) -> dict:
         p = self.problem
-        x_final = self.algorithm.evaluation_point()  # collective for some algorithms
+        x_final = backend.to_host(self.algorithm.evaluation_point())  # collective for some algorithms
         summary = {
             "algorithm": self.config.train.algorithm,
             "dataset": self.config.data.dataset,

@@ -142,10 +142,12 @@ def test_host_arrays_pass_untouched():
     assert buffers.send(x) is x and memory.log == []
 
 
-def test_training_on_gpu_is_refused_clearly():
+def test_a_method_that_runs_on_the_cpu_only_is_refused_on_the_gpu_naming_the_field():
+    """compressed_sgd keeps its arrays on the host: train.device = "gpu" is one clear error, before
+    any data is read (on a machine without a GPU the GPU request itself is refused first)."""
     from mpitrain.problem import build_problem
     from mpitrain.runtime import JobError
 
-    config = load_config(overrides=["train.device=gpu"])
+    config = load_config(overrides=["train.device=gpu", "train.algorithm=compressed_sgd"])
     with pytest.raises((ConfigError, JobError), match="train.device"):
         build_problem(config, FakeComm(0))

@@ -22,15 +22,20 @@ depends on timing), so runs with max_delay > 0 are not bit-reproducible.
 The averaging uses a duplicate of the job's communicator, so evaluation collectives can run
 while an average is in flight. Accounting: a started average is one round and its payload;
 time in Iallreduce, Test and Wait is communication time.
+
+Device arrays: the snapshot and the buffers live on the device; the Iallreduce is handed them
+through mpitrain.comm.device_buffers (CUDA-aware MPI, or staging buffers of their own, the
+received one copied to the device when the average has arrived).
 """
 from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
 
-import numpy as np
 from mpi4py import MPI
 
+from .. import backend
+from ..comm.device_buffers import default_buffers
 from ..fields import ConfigError, bounded, choice
 from .local_sgd import OUTPUTS, LocalModelAlgorithm, check_weight_shift
 from .periods import ConstantPeriod
@@ -59,9 +64,11 @@ class AsyncLocalSGD(LocalModelAlgorithm):
         self.period = ConstantPeriod(self.opts.period)
         self.max_delay = self.opts.max_delay if self.opts.max_delay is not None else self.opts.period
         self.weight = self.x.dtype.type(worker.weight)
-        self.snapshot = np.empty_like(self.x)  # x_s
-        self.send = np.empty_like(self.x)  # w_k x_s
-        self.recv = np.empty_like(self.x)  # avg(x_s) once arrived
+        self.snapshot = self.xp.empty_like(self.x)  # x_s
+        self.send = self.xp.empty_like(self.x)  # w_k x_s
+        self.recv = self.xp.empty_like(self.x)  # avg(x_s) once arrived
+        self.buffers = default_buffers() if backend.is_device_array(self.x) else None
+        self.staged = None  # the host buffer MPI writes the average into (device arrays, staging)
         self.request = None
         self.started_at = -1  # s of the average in flight
         self.delay_count = 0  # averages applied
@@ -78,7 +85,7 @@ class AsyncLocalSGD(LocalModelAlgorithm):
                 self.poll(t)
         if sync:
             self.start(t)
-            if self.max_delay == 0:
+            if self.max_delay == 0 and self.request is not None:  # one rank starts none
                 self.wait(t)
 
     def start(self, t: int) -> None:
@@ -88,9 +95,13 @@ class AsyncLocalSGD(LocalModelAlgorithm):
         if self.comm.Get_size() == 1:  # the average of one model is itself
             self.delay_count += 1
             return
-        np.multiply(self.x, self.weight, out=self.send)
+        self.xp.multiply(self.x, self.weight, out=self.send)
+        send, recv = self.send, self.recv
+        if self.buffers is not None:  # synchronised; staged unless MPI is CUDA-aware
+            send = self.buffers.send(self.send, role="async_local_sgd send")
+            recv = self.staged = self.buffers.open_receive(self.recv, role="async_local_sgd receive")
         with self.worker.stats.communicate(self.send.nbytes):
-            self.request = self.comm.Iallreduce(self.send, self.recv, op=MPI.SUM)
+            self.request = self.comm.Iallreduce(send, recv, op=MPI.SUM)
 
     def poll(self, t: int) -> None:
         with self.worker.stats.communicate(0, rounds=0):
@@ -103,10 +114,17 @@ class AsyncLocalSGD(LocalModelAlgorithm):
             self.request.Wait()
         self.apply(t)
 
+    def landed(self) -> None:
+        """The arrived average into ``recv`` (a staged one copied to the device)."""
+        if self.staged is not None:
+            self.buffers.close_receive(self.recv, self.staged)
+            self.staged = None
+
     def apply(self, t: int) -> None:
         """x <- avg(x_s) + (x - x_s), the average arrived after step t."""
+        self.landed()
         with self.worker.stats.compute():
-            np.subtract(self.x, self.snapshot, out=self.x)
+            self.xp.subtract(self.x, self.snapshot, out=self.x)
             self.x += self.recv
         tau = t - self.started_at
         self.delay_count += 1
@@ -124,6 +142,7 @@ class AsyncLocalSGD(LocalModelAlgorithm):
         if self.request is not None:
             with self.worker.stats.communicate(0, rounds=0):
                 self.request.Wait()  # the request is now MPI_REQUEST_NULL: the next Test says arrived
+            self.landed()
             state["pending"] = {"snapshot": self.snapshot, "recv": self.recv}
         return state
 
@@ -135,8 +154,8 @@ class AsyncLocalSGD(LocalModelAlgorithm):
         self.delay_max = int(state.get("delay_max", 0))
         pending = state.get("pending")
         if pending is not None:
-            self.snapshot[...] = pending["snapshot"]
-            self.recv[...] = pending["recv"]
+            backend.assign(self.snapshot, pending["snapshot"])
+            backend.assign(self.recv, pending["recv"])
             self.request = MPI.REQUEST_NULL  # arrived: applied at the next step's Test (or Wait)
 
     def metrics(self) -> dict:

@@ -26,6 +26,12 @@ ones on a budget of total updates or wall time);
 average, for example); ``state_dict()`` / ``load_state_dict()`` hold everything a resumed
 run needs beyond the parameters and the sampler.
 
+Device arrays (``train.device = "gpu"``): ``x0`` may be a device array (mpitrain.backend); an
+algorithm then allocates what it holds through ``xp = backend.array_module(x0)``, so parameters,
+gradients and memories stay on the device, steps with :func:`update` (the fused Cython kernels
+take host arrays only), and hands MPI its buffers through mpitrain.comm.device_buffers. The loop
+copies to the host what it evaluates and checkpoints.
+
 Evaluation is collective. A synchronous algorithm (``evaluates_in_loop = True``) lets the
 loop evaluate between steps every ``run.log_every`` steps. An asynchronous one cannot stop
 its peers for that: it sets ``evaluates_in_loop = False`` and hands the loop, after
@@ -39,6 +45,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import backend
+from .._native.vector import scaled_update
 from ..comm.accounting import CommStats
 from ..comm.averaging import Averager
 from ..sampling import BatchSampler
@@ -89,8 +97,9 @@ class Algorithm:
     def __init__(self, worker: Worker, options=None):
         self.worker = worker
         self.opts = options if options is not None or self.options is None else self.options()
+        self.xp = backend.array_module(worker.x0)  # numpy, or the device's array module
         self.x = worker.x0.copy()
-        self.grad = np.empty_like(self.x)
+        self.grad = self.xp.empty_like(self.x)
 
     @classmethod
     def validate(cls, config):
@@ -145,10 +154,23 @@ class Algorithm:
         return {"x": self.x}
 
     def load_state_dict(self, state: dict) -> None:
-        self.x[...] = state["x"]
+        backend.assign(self.x, state["x"])
 
     def finish(self) -> None:
         """Called once after the last step (collective)."""
+
+
+def update(x, g, alpha: float, beta: float = 1.0) -> None:
+    """x <- beta (x + alpha g), in place: the Cython ``scaled_update`` for host arrays, the same
+    arithmetic (``x -= a g`` with a = -alpha in x's dtype, then ``x *= beta``) in x's array
+    module for device arrays, bit for bit the Cython pass where NumPy runs it."""
+    if type(x) is np.ndarray:
+        scaled_update(x, g, alpha, beta)
+        return
+    dtype = x.dtype.type
+    x -= dtype(-alpha) * g
+    if beta != 1.0:
+        x *= dtype(beta)
 
 
 def _exact(value) -> bool:

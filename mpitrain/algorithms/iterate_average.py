@@ -5,22 +5,24 @@ Stich 2019 (arXiv 1805.09767), Theorem 2.2: with w_t = (a + t)^2 and S_T = sum_{
     x_hat_T = (1 / (K S_T)) sum_{k=1}^K sum_{t=0}^{T-1} w_t x_t^k.
 
 Each rank keeps s^k = sum_t w_t x_t^k (shape (d,), the parameters' dtype accumulated in
-float64) and S_T; the average over workers is one weighted Allreduce of s^k at evaluation
+float64, in the parameters' array module: on the device for a GPU run) and S_T; the average over workers is one weighted Allreduce of s^k at evaluation
 time (the rank weight n_k / N replaces 1/K; they agree for balanced shards).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
+
 
 class WeightedIterateAverage:
     """Running sum of w_t x_t with w_t = (a + t)^2; ``value()`` is sum w_t x_t / sum w_t."""
 
-    def __init__(self, n_features: int, shift: float):
+    def __init__(self, n_features: int, shift: float, xp=np):
         if not shift > 0:
             raise ValueError(f"shift a must be > 0, got {shift}")
         self.shift = float(shift)
-        self.total = np.zeros(n_features, dtype=np.float64)  # sum_t w_t x_t
+        self.total = xp.zeros(n_features, dtype=np.float64)  # sum_t w_t x_t (xp: the parameters' module)
         self.weight_sum = 0.0  # S = sum_t w_t
 
     def weight(self, t: int) -> float:
@@ -42,5 +44,5 @@ class WeightedIterateAverage:
         return {"total": self.total.copy(), "weight_sum": self.weight_sum}
 
     def load_state_dict(self, state: dict) -> None:
-        self.total[...] = state["total"]
+        backend.assign(self.total, state["total"])
         self.weight_sum = float(state["weight_sum"])

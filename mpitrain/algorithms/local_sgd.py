@@ -21,7 +21,7 @@ Steps in blocks: ``run_steps`` takes the local steps up to the next average (and
 average follows, scaled by the rank's weight) in one C call without the GIL
 (``Objective.sgd_steps``: draw, gradient, update, and Stich's weighted sum when that is the
 output), then averages; the iterates, the row stream and the metrics are those of ``step``
-called for each step, bit for bit. Features on a GPU have no such kernel: ``run_steps`` then
+called for each step, bit for bit. Parameters on a GPU have no such kernel: ``run_steps`` then
 calls ``step``.
 """
 from __future__ import annotations
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import backend
 from ..comm.accounting import CommStats
-from .._native.vector import scaled_update
 from ..comm.averaging import Averager
 from ..fields import ConfigError, bounded, choice
-from .base import Algorithm, step_size_filler
+from .base import Algorithm, step_size_filler, update
 from .iterate_average import WeightedIterateAverage
 from .periods import PERIOD_SCHEDULES, ConstantPeriod, PostLocalPeriod, make_period
 
@@ -87,7 +87,7 @@ class LocalModelAlgorithm(Algorithm):
         self.output = None
         if self.opts.output == "weighted":
             shift = self.opts.weight_shift if self.opts.weight_shift is not None else step_size_shift
-            self.output = WeightedIterateAverage(self.x.size, shift)
+            self.output = WeightedIterateAverage(self.x.size, shift, xp=self.xp)
 
     def local_step(self, t: int, weight: float = 1.0) -> None:
         """x <- weight (x - eta_t g) on a fresh local mini-batch (and record x_t in the output).
@@ -102,7 +102,7 @@ class LocalModelAlgorithm(Algorithm):
             stats.compute_seconds += time.perf_counter() - started
         g = self.stochastic_gradient()
         started = time.perf_counter()
-        scaled_update(self.x, g, -self.worker.step_size(t), weight)
+        update(self.x, g, -self.worker.step_size(t), weight)
         stats.compute_seconds += time.perf_counter() - started
 
     def evaluation_point(self) -> np.ndarray:
@@ -122,7 +122,7 @@ class LocalModelAlgorithm(Algorithm):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.x[...] = state["x"]
+        backend.assign(self.x, state["x"])
         self.syncs = int(state["syncs"])
         if self.output is not None:
             self.output.load_state_dict(state["output"])
@@ -140,7 +140,9 @@ class LocalSGD(LocalModelAlgorithm):
         self.averager = worker.averager()
         self.steps_done = 0
         total = self.output.total if self.output is not None else None
-        self.sgd_steps = worker.objective.sgd_steps(self.x, self.grad, worker.sampler, output_total=total)
+        host = not backend.is_device_array(self.x)  # the fused C kernel takes host arrays only
+        self.sgd_steps = (worker.objective.sgd_steps(self.x, self.grad, worker.sampler, output_total=total)
+                          if host else None)
         self.fill_step_sizes = step_size_filler(worker.step_size)
 
     @classmethod

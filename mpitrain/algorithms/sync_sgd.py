@@ -14,7 +14,7 @@ in, MPI_Allreduce of the gradient called from C, update); the iterates, the row 
 metrics, comm rounds and bytes included, are those of ``step`` called for each step, bit for bit
 (the same MPI_Allreduce on the same buffer). The seconds inside MPI_Allreduce, timed in the
 kernel, count as communication, the rest of the call as compute. Objectives without such a
-kernel (networks, features on a GPU), communicators other than mpi4py's (mpitrain.comm.inprocess)
+kernel (networks, parameters on a GPU), communicators other than mpi4py's (mpitrain.comm.inprocess)
 and an MPI library whose MPI_Allreduce C code cannot reach through mpi4py
 (mpitrain._native.inplace_allreduce; a warning says so) take ``step`` per step.
 """
@@ -25,9 +25,9 @@ import warnings
 
 from mpi4py import MPI
 
+from .. import backend
 from .._native.inplace_allreduce import InPlaceAllreduce
-from .._native.vector import scaled_update
-from .base import Algorithm, step_size_filler
+from .base import Algorithm, step_size_filler, update
 
 
 class SyncSGD(Algorithm):
@@ -36,7 +36,8 @@ class SyncSGD(Algorithm):
     def __init__(self, worker, options=None):
         super().__init__(worker, options)
         self.averager = worker.averager()
-        kernel = worker.objective.sgd_steps(self.x, self.grad, worker.sampler)
+        host = not backend.is_device_array(self.x)  # the fused C kernel takes host arrays only
+        kernel = worker.objective.sgd_steps(self.x, self.grad, worker.sampler) if host else None
         self.sgd_steps = None if kernel is None else averaging(kernel, worker)
         self.fill_step_sizes = step_size_filler(worker.step_size)
 
@@ -47,7 +48,7 @@ class SyncSGD(Algorithm):
         w.stats.compute_seconds += time.perf_counter() - started
         self.averager.average(self.grad, prescaled=True)
         started = time.perf_counter()
-        scaled_update(self.x, self.grad, -w.step_size(t))
+        update(self.x, self.grad, -w.step_size(t))
         w.stats.compute_seconds += time.perf_counter() - started
 
     def run_steps(self, t: int, count: int) -> int:

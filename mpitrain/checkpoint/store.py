@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import backend
 from ..runtime import JobError, agree
 from .files import flatten, unflatten, write_json_durable, write_npz_atomic
 from .rule import config_digest
@@ -26,7 +27,7 @@ def capture(trainer, step: int, state=None) -> dict:
     ``state``: the algorithm's state_dict when the caller already took it. The record names
     the rank and step, so a file put in the wrong place is caught on load."""
     arrays: dict = {}
-    tree = trainer.state_dict(state)  # the trainer says what its state is (nested; arrays inside)
+    tree = backend.host_tree(trainer.state_dict(state))  # nested, arrays inside; device arrays copied to the host
     record = {"rank": trainer.rank, "step": int(step), **flatten(tree, arrays, "")}
     arrays["state.json"] = np.array(json.dumps(record))
     return arrays

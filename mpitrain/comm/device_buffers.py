@@ -83,7 +83,8 @@ def cuda_aware_mpi(setting="auto", environ=None, query=library_answer):
 
 
 class CupyMemory:
-    """Device operations of ``MPIBuffers`` on CuPy arrays (tests substitute a NumPy stand-in)."""
+    """Device operations of ``MPIBuffers``, through mpitrain.backend (CuPy, or the tests'
+    stand-in device; unit tests also substitute a logging stand-in of their own)."""
 
     def is_device(self, x):
         return backend.is_device_array(x)
@@ -92,15 +93,13 @@ class CupyMemory:
         backend.synchronize()
 
     def pinned_empty(self, shape, dtype):
-        import cupyx
-
-        return cupyx.empty_pinned(shape, dtype=dtype)
+        return backend.pinned_empty(shape, dtype)
 
     def to_host(self, x, out):
-        x.get(out=out)
+        backend.copy_to_host(x, out)
 
     def to_device(self, host, x):
-        x.set(host)
+        backend.copy_to_device(host, x)
 
 
 class MPIBuffers:
@@ -131,9 +130,18 @@ class MPIBuffers:
             self.copies += 1
         return host
 
-    def send(self, x):
-        """A buffer holding x's values for an MPI call that only reads it."""
-        return self._prepare(x, read=True, role="send")
+    def send(self, x, role="send"):
+        """A buffer holding x's values for an MPI call that only reads it. ``role``: a name of
+        its own for a buffer that stays in use past the call (a nonblocking send)."""
+        return self._prepare(x, read=True, role=role)
+
+    def open_receive(self, x, role="receive"):
+        """For a nonblocking call: a buffer MPI writes; ``close_receive(x, buf)`` once it has
+        completed puts its values into x. ``role`` keeps it apart from blocking calls' buffers."""
+        return self._prepare(x, read=False, role=role)
+
+    def close_receive(self, x, buf) -> None:
+        self._finish(x, buf)
 
     @contextmanager
     def inplace(self, x):

@@ -11,6 +11,9 @@ elsewhere). :class:`HierarchicalAverager` averages
 
 Accounting: every collective a rank takes part in is one round; the bytes are the payload
 the rank contributes (the Bcast root contributes the buffer, the others nothing).
+
+Device arrays go to MPI through mpitrain.comm.device_buffers (synchronised, and staged through
+host buffers unless MPI is CUDA-aware); host arrays go straight to MPI.
 """
 from __future__ import annotations
 
@@ -19,6 +22,37 @@ from mpi4py import MPI
 
 from ..runtime import JobError
 from .accounting import CommStats
+from .device_buffers import MPIBuffers, default_buffers
+
+
+class _HostBuffers:
+    """MPIBuffers' interface for host arrays: every buffer is the array itself."""
+
+    def send(self, x):
+        return x
+
+    def inplace(self, x):
+        return _Same(x)
+
+    receive = inplace
+
+
+class _Same:
+    def __init__(self, x):
+        self.x = x
+
+    def __enter__(self):
+        return self.x
+
+    def __exit__(self, *exc):
+        return False
+
+
+def buffers_for(buf) -> MPIBuffers | _HostBuffers:
+    return _HOST if type(buf) is np.ndarray else default_buffers()
+
+
+_HOST = _HostBuffers()
 
 
 class NodeHierarchy:
@@ -59,26 +93,32 @@ class HierarchicalAverager:
         if node.Get_size() == 1:
             return buf
         buf *= buf.dtype.type(self.weight / self.node_weight)
-        with self.stats.communicate(buf.nbytes):
-            node.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        with self.stats.communicate(buf.nbytes), buffers_for(buf).inplace(buf) as mpi_buf:
+            node.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
         return buf
 
     def average_global(self, buf: np.ndarray) -> np.ndarray:
         """buf <- sum_k w_k buf_k over all ranks: node Reduce, leader Allreduce, node Bcast."""
         h = self.hierarchy
+        buffers = buffers_for(buf)
         if self.weight != 1.0:
             buf *= buf.dtype.type(self.weight)
         node_size = h.node.Get_size()
         if node_size > 1:
             with self.stats.communicate(buf.nbytes):
                 if h.is_leader:
-                    h.node.Reduce(MPI.IN_PLACE, buf, op=MPI.SUM, root=0)
+                    with buffers.inplace(buf) as mpi_buf:
+                        h.node.Reduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM, root=0)
                 else:
-                    h.node.Reduce(buf, None, op=MPI.SUM, root=0)
+                    h.node.Reduce(buffers.send(buf), None, op=MPI.SUM, root=0)
         if h.is_leader and h.leaders.Get_size() > 1:
-            with self.stats.communicate(buf.nbytes):
-                h.leaders.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            with self.stats.communicate(buf.nbytes), buffers.inplace(buf) as mpi_buf:
+                h.leaders.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
         if node_size > 1:
             with self.stats.communicate(buf.nbytes if h.is_leader else 0):
-                h.node.Bcast(buf, root=0)
+                if h.is_leader:
+                    h.node.Bcast(buffers.send(buf), root=0)
+                else:
+                    with buffers.receive(buf) as mpi_buf:
+                        h.node.Bcast(mpi_buf, root=0)
         return buf
