@@ -90,3 +90,17 @@ def test_countdown_says_how_far_and_how_long_is_left():
     now[0] += 10
     assert countdown.tick() == "[4/4, 3 min, done]"
     assert [duration(s) for s in (0.4, 89, 600, 3600, 4500)] == ["0 s", "89 s", "10 min", "1 h", "1 h 15 min"]
+
+
+def test_bench_compress_says_how_far_it_is_on_stderr_and_keeps_stdout_for_the_result():
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mpitrain", "bench", "compress", "--size", "2000", "--repeat", "1",
+                             "--json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bench compress: ")]
+    assert len(lines) == len(rows)
+    assert f"[{len(rows)}/{len(rows)}, " in lines[-1] and lines[-1].endswith(" done]")

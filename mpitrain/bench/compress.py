@@ -23,6 +23,7 @@ from mpitrain._native import compress_round, compress_select
 from mpitrain.argparsing import ArgumentParser
 from mpitrain.bench.compress_cases import cases
 from mpitrain.bench.steps import cpu_model
+from mpitrain.progress import Countdown
 
 
 CLOCKS = {
@@ -63,7 +64,9 @@ def measure(d, ratio, levels, repeat, seed=12345):
     nbytes = x.nbytes
     y = np.empty_like(x)
     rows = []
-    for name, comp, numpy_form in cases(d, ratio, levels, seed):
+    every = list(cases(d, ratio, levels, seed))
+    countdown = Countdown(len(every))
+    for name, comp, numpy_form in every:
         np_enc, np_dec = numpy_form(x)
         t_copy, _ = best_of(lambda: np.copyto(y, x), repeat)
         t_enc, payload = best_of(lambda: comp.encode(x, seed), repeat)
@@ -78,6 +81,7 @@ def measure(d, ratio, levels, repeat, seed=12345):
             "decode_gbs": nbytes / t_dec / 1e9, "numpy_decode_gbs": nbytes / t_np_dec / 1e9,
             "decode_speedup": t_np_dec / t_dec, "decode_of_copy": t_copy / t_dec,
         })
+        print(f"bench compress: {name} {countdown.tick()}", file=sys.stderr, flush=True)  # stdout: the table
     return rows
 
 

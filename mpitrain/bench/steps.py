@@ -69,6 +69,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..argparsing import ArgumentParser, size_list
+from ..progress import Countdown
 from .launch import run_worker
 from .steps_worker import BATCH, METHODS, STEP_SIZE
 
@@ -193,7 +194,10 @@ def main(argv) -> int:
     args = parse_args(argv)
     head = header(args, argv)
     with tempfile.TemporaryDirectory(prefix="mpitrain-steps-") as folder:
-        runs = [launch(ranks, args, Path(folder)) for ranks in args.ranks]
+        countdown, runs = Countdown(len(args.ranks)), []
+        for ranks in args.ranks:  # one mpiexec job each; the table comes at the end, on stdout
+            runs.append(launch(ranks, args, Path(folder)))
+            print(f"bench steps: K = {ranks} {countdown.tick()}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps({**head, "runs": runs}))
     else:
