@@ -40,20 +40,34 @@ def parse_args(argv):
 
 
 class StepProbe:
-    """Wraps ``algorithm.step`` to read this rank's RSS after the steps named in ``probes``."""
+    """Wraps ``algorithm.step`` and ``algorithm.run_steps`` to read this rank's RSS after the steps
+    named in ``probes``. A block of steps taken in one kernel call (sync and Local SGD) is read
+    after the block that holds the probe's step: nothing runs in between that could allocate."""
 
     def __init__(self, algorithm, probes):
         self.probes = sorted(set(probes))
         self.readings = {}
         self.steps = 0
         self._step = algorithm.step
+        self._run_steps = algorithm.run_steps
         algorithm.step = self
+        algorithm.run_steps = self.run_steps
 
     def __call__(self, t):
         self._step(t)
         self.steps += 1
         if self.steps in self.probes:
             self.readings[self.steps] = current_rss_mb()
+
+    def run_steps(self, t, count):
+        before = self.steps
+        taken = self._run_steps(t, count)
+        if self.steps == before:  # a block in one kernel call: step() was not called
+            self.steps += taken
+            for probe in self.probes:
+                if before < probe <= self.steps and probe not in self.readings:
+                    self.readings[probe] = current_rss_mb()
+        return taken
 
     def finish(self):
         """Read the last probe at the end when this rank stopped before reaching it."""
