@@ -50,7 +50,29 @@ def dense_features(features):
     return np.ascontiguousarray(features)
 
 
-class Objective:
+class ArgumentChecks:
+    """The argument checks every objective makes (linear, network, the PyTorch bridge): x and out
+    of the objective's dtype and length n_params, rows a non-empty 1-D int64 array, rows to sum."""
+
+    def _check(self, v, what):
+        if not isinstance(v, self.xp.ndarray) or v.dtype != self.dtype or v.shape != (self.n_params,):
+            got = f"{v.dtype} array of shape {v.shape}" if hasattr(v, "dtype") else type(v).__name__
+            raise ValueError(f"{what} must be a {self.dtype.name} array of shape ({self.n_params},), got {got}")
+        if not v.flags.c_contiguous:
+            raise ValueError(f"{what} must be C-contiguous")
+
+    def _check_rows(self, rows):
+        if not hasattr(rows, "ndim") or rows.dtype != np.int64 or rows.ndim != 1:
+            raise ValueError("rows must be a 1-D int64 array of row indices")
+        if rows.shape[0] == 0:
+            raise ValueError("rows must not be empty")
+
+    def _check_not_empty(self):
+        if self.n_samples == 0:
+            raise ValueError("this objective has no rows: use loss_sum / gradient_sum")
+
+
+class Objective(ArgumentChecks):
     """Loss and gradient of (1/n) sum_i f_i(x) + (l2/2)||x||^2 over local rows.
 
     features: scipy.sparse CSR (or any sparse matrix, converted once) or a 2-D ndarray,
@@ -153,23 +175,6 @@ class Objective:
         if dtype == self.dtype:
             return self
         return type(self)(self.features.astype(dtype), self.labels.astype(dtype), self.l2)
-
-    def _check(self, v, what):
-        if not isinstance(v, self.xp.ndarray) or v.dtype != self.dtype or v.shape != (self.n_features,):
-            got = f"{v.dtype} array of shape {v.shape}" if hasattr(v, "dtype") else type(v).__name__
-            raise ValueError(f"{what} must be a {self.dtype.name} array of shape ({self.n_features},), got {got}")
-        if not v.flags.c_contiguous:
-            raise ValueError(f"{what} must be C-contiguous")
-
-    def _check_rows(self, rows):
-        if not hasattr(rows, "ndim") or rows.dtype != np.int64 or rows.ndim != 1:
-            raise ValueError("rows must be a 1-D int64 array of row indices")
-        if rows.shape[0] == 0:
-            raise ValueError("rows must not be empty")
-
-    def _check_not_empty(self):
-        if self.n_samples == 0:
-            raise ValueError("this objective has no rows: use loss_sum / gradient_sum")
 
     def loss_sum(self, x):
         """sum_i f_i(x) over local rows (no regulariser), accumulated in double; a float."""

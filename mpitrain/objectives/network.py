@@ -24,7 +24,7 @@ from mpitrain._native import network as kernels
 from mpitrain._native.objectives import squared_norm
 from mpitrain.gpu import network as device_kernels
 from mpitrain.objectives import layout
-from mpitrain.objectives.base import INT32_MAX, csr_features, dense_features
+from mpitrain.objectives.base import INT32_MAX, ArgumentChecks, csr_features, dense_features
 
 CHUNK_ROWS = 256  # rows one kernel pass holds in the work buffers (full-data passes go chunk by chunk)
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)  # "relu", "tanh"
@@ -36,7 +36,7 @@ def _first_bad(values, good):
     return float(values[np.flatnonzero(~good)[0]])
 
 
-class Network:
+class Network(ArgumentChecks):
     """Loss and gradient of (1/n) sum_i f(o_i(x); y_i) + (l2/2)||x||^2 for a feed-forward network.
 
     features: scipy.sparse (CSR, converted once, int32 indices) or a 2-D ndarray, shape
@@ -190,23 +190,6 @@ class Network:
         """The seeded starting x (Glorot uniform for tanh, He normal for relu, biases 0; zeros without
         a hidden layer): the same x for the same seed on every rank."""
         return self.xp.asarray(layout.initial_point(self.sizes, self.activation, seed, self.dtype))
-
-    def _check(self, v, what):
-        if not isinstance(v, self.xp.ndarray) or v.dtype != self.dtype or v.shape != (self.n_params,):
-            got = f"{v.dtype} array of shape {v.shape}" if hasattr(v, "dtype") else type(v).__name__
-            raise ValueError(f"{what} must be a {self.dtype.name} array of shape ({self.n_params},), got {got}")
-        if not v.flags.c_contiguous:
-            raise ValueError(f"{what} must be C-contiguous")
-
-    def _check_rows(self, rows):
-        if not hasattr(rows, "ndim") or rows.dtype != np.int64 or rows.ndim != 1:
-            raise ValueError("rows must be a 1-D int64 array of row indices")
-        if rows.shape[0] == 0:
-            raise ValueError("rows must not be empty")
-
-    def _check_not_empty(self):
-        if self.n_samples == 0:
-            raise ValueError("this objective has no rows: use loss_sum / gradient_sum")
 
     def loss_sum(self, x):
         """sum_i f_i(x) over local rows (no regulariser), accumulated in double; a float."""

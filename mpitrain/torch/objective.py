@@ -42,7 +42,7 @@ import scipy.sparse
 import torch
 
 from mpitrain._native.objectives import squared_norm
-from mpitrain.objectives.base import csr_features, dense_features
+from mpitrain.objectives.base import ArgumentChecks, csr_features, dense_features
 from mpitrain.torch.flat import TORCH_DTYPES, FlatParameters, export_state_dict, floating_buffers
 from mpitrain.torch.heads import check_loss, describe, head_of
 from mpitrain.torch.model_spec import load_model
@@ -73,7 +73,7 @@ def set_threads(threads) -> None:
         torch.set_num_threads(threads)
 
 
-class TorchObjective:
+class TorchObjective(ArgumentChecks):
     """Loss and gradient of (1/n) sum_i loss_fn(model(a_i), t_i) + (l2/2)||x||^2 for a torch module.
 
     features: scipy.sparse (CSR, converted once) or a 2-D ndarray, shape (n_samples, n_features),
@@ -369,12 +369,3 @@ class TorchObjective:
         if self.model.training != training:
             self.model.train(training)
 
-    def _check_rows(self, rows):
-        if not hasattr(rows, "ndim") or rows.dtype != np.int64 or rows.ndim != 1:
-            raise ValueError("rows must be a 1-D int64 array of row indices")
-        if rows.shape[0] == 0:
-            raise ValueError("rows must not be empty")
-
-    def _check_not_empty(self):
-        if self.n_samples == 0:
-            raise ValueError("this objective has no rows: use loss_sum / gradient_sum")
