@@ -67,3 +67,11 @@ def _positive_float(text: str) -> float:
 size_list = _list_of(_size, "integers >= 1")
 #: "0.1,0.5" -> [0.1, 0.5]: positive finite numbers
 positive_float_list = _list_of(_positive_float, "numbers > 0")
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0 (finite)."""
+    try:
+        return _positive_float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None

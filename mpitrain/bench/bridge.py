@@ -52,7 +52,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..argparsing import ArgumentParser, size_list, user_error
+from ..argparsing import ArgumentParser, seconds, size_list, user_error
 from . import bridge_worker as worker
 from .launch import run_worker
 from .model import cpu
@@ -68,13 +68,6 @@ NO_TORCH = ("bench bridge needs PyTorch: `pip install 'mpitrain[torch]'`, or `ma
             "`PYTHONPATH=$PWD .venv-torch/bin/python -m mpitrain bench bridge`")
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
 def parse_args(argv):
     p = ArgumentParser(prog="python -m mpitrain bench bridge", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,9 +75,9 @@ def parse_args(argv):
                    help="parameter counts of the MLPs (default 1e4,1e5,1e6,1e7)")
     p.add_argument("--ranks", type=size_list, default=[1, 2], help="comma-separated K values (default 1,2)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7; 2 with --quick)")
-    p.add_argument("--block-seconds", type=_seconds, default=None,
+    p.add_argument("--block-seconds", type=seconds, default=None,
                    help="the slowest contender's time per block (default 0.4; 0.02 with --quick)")
-    p.add_argument("--timeout", type=_seconds, default=1200.0, help="seconds one K-rank job may take (default 1200)")
+    p.add_argument("--timeout", type=seconds, default=1200.0, help="seconds one K-rank job may take (default 1200)")
     p.add_argument("--quick", action="store_true", help="short blocks and few rounds (a smoke test)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)

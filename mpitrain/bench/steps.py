@@ -68,7 +68,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from ..argparsing import ArgumentParser, size_list
+from ..argparsing import ArgumentParser, seconds, size_list
 from ..progress import Countdown
 from .launch import run_worker
 from .steps_worker import BATCH, METHODS, STEP_SIZE
@@ -76,17 +76,10 @@ from .steps_worker import BATCH, METHODS, STEP_SIZE
 REFERENCE_ROWS = 4  # C loop, C step from Python, bare Allreduce, C step + bare Allreduce
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
 def parse_args(argv):
     p = ArgumentParser(prog="python -m mpitrain bench steps", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=_seconds, default=1.5,
+    p.add_argument("--seconds", type=seconds, default=1.5,
                    help="time budget of each measurement, over all its rounds (default 1.5)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is kept (default 3)")
     p.add_argument("--ranks", type=size_list, default=[1, 2], help="comma-separated K values (default 1,2)")
