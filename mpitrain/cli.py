@@ -15,7 +15,6 @@ import importlib
 import json
 import os
 import sys
-import time
 
 from . import __version__
 from .argparsing import ArgumentParser, user_error
@@ -58,13 +57,13 @@ def check_same_config(comm, config) -> None:
 
 def cmd_train(args) -> int:
     from .config import ConfigError, load_config
-    from .runtime import ABORT_GRACE_SECONDS, JobError, agree, world
+    from .runtime import RANK0_SPEAKS_SECONDS, JobError, agree, world
     from .slurm import check_world_size
-    from .stopping import EARLY_SIGNALS, EXIT_INTERRUPTED, StopRequest
+    from .stopping import EXIT_INTERRUPTED, StopRequest
     from .train import error_line, train
 
     comm = world()
-    stop = StopRequest(comm).install(EARLY_SIGNALS)  # Slurm's SIGUSR1 may come during set-up
+    stop = StopRequest(comm).install_for_set_up(RANK0_SPEAKS_SECONDS)  # Slurm's SIGUSR1 may come early
     overrides = list(args.set)
     if args.checkpoint_every is not None:
         overrides.append(f"run.checkpoint_every={args.checkpoint_every}")
@@ -93,13 +92,9 @@ def cmd_train(args) -> int:
             print(error_line(exc) if isinstance(exc, JobError) else f"mpitrain: error: {exc}",
                   file=sys.stderr, flush=True)
         return getattr(exc, "code", 2)
-    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
-        if comm.Get_rank() == 0:
-            print("mpitrain: interrupted (SIGINT) before training started; nothing new was written",
-                  file=sys.stderr, flush=True)
-        else:  # rank 0 speaks: give it time to, before this rank's exit makes mpiexec end the job
-            time.sleep(ABORT_GRACE_SECONDS)
-        sys.stderr.flush()
+    except KeyboardInterrupt:  # Ctrl-C before training started, seen by rank 0 only: nothing to save
+        print("mpitrain: interrupted (SIGINT) before training started; nothing new was written",
+              file=sys.stderr, flush=True)
         os._exit(EXIT_INTERRUPTED)  # the ranks may be in different collectives: no MPI_Finalize
     return 0
 

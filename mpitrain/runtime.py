@@ -38,6 +38,9 @@ def say(comm, message: str, *, file=None):
 
 #: pause between printing an uncaught exception and calling MPI_Abort
 ABORT_GRACE_SECONDS = 1.0
+#: how long a rank other than 0 waits, after Ctrl-C during set-up, for rank 0 to print its line
+#: and end the job (mpitrain.stopping.StopRequest.install_for_set_up)
+RANK0_SPEAKS_SECONDS = 20.0
 
 
 def install_abort_hook():

@@ -11,7 +11,9 @@ and the run exits with a code that says why.
   SIGINT kills the process at once (the first one puts the default action back), even while
   the rank waits inside an MPI call where no Python code runs; ``mpiexec`` then ends the job.
   A SIGINT before training starts (data loading, the f* solve) ends the run with one line and
-  exit 130; nothing is written but the folder's lock is released.
+  exit 130; nothing is written but the folder's lock is released. During that set-up only rank 0
+  acts on Ctrl-C (:meth:`StopRequest.install_for_set_up`): a rank that left early would leave
+  rank 0 blocked in a collective, where it never sees its own KeyboardInterrupt.
 
 The handler only sets a flag (it may run between any two bytecodes). :meth:`StopRequest.agreed`
 compares flags with one small Allreduce, not at every step (with d = 300 a step of sync SGD is
@@ -21,7 +23,10 @@ took since the last one, and every rank derives the same next check step from it
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import threading
 import time
 
 import numpy as np
@@ -80,16 +85,49 @@ class StopRequest:
         self._last = time.monotonic()
         self._buffer = np.zeros(2)
         self._previous = {}
+        self._set_up_grace = None  # seconds a rank other than 0 waits for rank 0 after a set-up Ctrl-C
+        self._set_up_timer = None
 
     def _handle(self, signum, frame):
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends the process at once
             self.received = signum
+            if self._set_up_grace is not None and self._set_up_timer is None:
+                self._set_up_timer = threading.Timer(self._set_up_grace, self._rank_0_did_not_end_the_job)
+                self._set_up_timer.daemon = True
+                self._set_up_timer.start()
         elif self.received != signal.SIGINT:
             self.received = signum
 
-    def install(self, signals=STOP_SIGNALS) -> "StopRequest":
-        """Catch ``signals`` from now on (again: a no-op for those already caught)."""
+    def install_for_set_up(self, grace: float) -> "StopRequest":
+        """Catch what may arrive before the training loop: SIGTERM and SIGUSR1 on every rank
+        (:data:`EARLY_SIGNALS`); Ctrl-C on the ranks other than 0 only.
+
+        Rank 0 keeps Python's KeyboardInterrupt: mpitrain.cli prints one line and exits 130,
+        and its exit makes ``mpiexec`` end the job. The other ranks only remember the SIGINT and
+        go on, so none of them leaves a collective rank 0 is blocked in (rank 0 would never see
+        its own KeyboardInterrupt: it was seen to hang in the f* solve's Reduce after rank 1 had
+        left). Should the job still run ``grace`` seconds later (rank 0 stuck, or ``srun``
+        without ``--kill-on-bad-exit``), such a rank prints the line itself and exits 130. If
+        the training loop starts first (the SIGINT reached only some ranks), :meth:`install`
+        calls the wait off and the run stops at its first step boundary with a checkpoint.
+        """
+        signals = EARLY_SIGNALS if self.comm.Get_rank() == 0 else (*EARLY_SIGNALS, signal.SIGINT)
+        self._set_up_grace = grace
+        return self.install(signals, set_up=True)
+
+    def _rank_0_did_not_end_the_job(self):
+        print(f"mpitrain: interrupted (SIGINT) before training started; nothing new was written "
+              f"(rank {self.comm.Get_rank()}; rank 0 did not end the job)", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
+
+    def install(self, signals=STOP_SIGNALS, *, set_up: bool = False) -> "StopRequest":
+        """Catch ``signals`` from now on (again: a no-op for those already caught); unless
+        ``set_up``, the training loop starts (see :meth:`install_for_set_up`)."""
+        if not set_up:
+            self._set_up_grace = None
+            if self._set_up_timer is not None:
+                self._set_up_timer.cancel()
         for sig in signals:
             if sig not in self._previous:
                 self._previous[sig] = signal.signal(sig, self._handle)

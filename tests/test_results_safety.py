@@ -159,6 +159,50 @@ def test_ctrl_c_during_set_up_is_one_line_and_exit_130_and_frees_the_folder(tmp_
     assert not (out / ".lock").exists()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the rank's pid through /proc")
+def test_ctrl_c_that_reaches_only_rank_1_during_set_up_stops_at_the_first_step_with_a_checkpoint(tmp_path):
+    # Rank 0 acts on a set-up Ctrl-C; the others only remember it, so none leaves a collective
+    # rank 0 is in (it then hung there). A SIGINT rank 0 never got stops the run at step 1.
+    out = tmp_path / "rank1"
+    steps = ["data.n_samples=2000000", "train.steps=30", "run.log_every=10"]
+    proc = start(2, train_args(out, *steps))  # about 5 s of data generation here
+    wait_for(lambda: (out / ".lock").exists(), proc, "the folder being claimed")
+    wait_for(lambda: rank_pid(str(out), 1) is not None, proc, "rank 1's process")
+    pid = rank_pid(str(out), 1)
+    assert not (out / "run.json").exists(), "set-up ended before the signal: the test needs a longer one"
+    os.kill(pid, signal.SIGINT)
+    _, err = finish(proc, timeout=120)
+    assert proc.returncode == 130, err
+    ours = [line for line in err.splitlines() if line.startswith("mpitrain")]
+    assert len(ours) == 1 and ours[0].startswith("mpitrain: stopped by SIGINT after step 1 of 30"), err
+    assert json.loads((out / "checkpoints" / "latest").read_text())["step"] == 1
+
+
+def test_a_rank_whose_set_up_ctrl_c_rank_0_never_acts_on_ends_the_job_itself(tmp_path):
+    # rank 0 never sees the signal and waits in a collective: rank 1 gives up after its grace
+    script = tmp_path / "stuck.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, time
+        from mpi4py import MPI
+        from mpitrain.stopping import StopRequest
+        comm = MPI.COMM_WORLD
+        stop = StopRequest(comm).install_for_set_up(grace=1.0)
+        if comm.Get_rank() == 1:
+            os.kill(os.getpid(), signal.SIGINT)   # remembered, not raised: rank 1 goes on
+            time.sleep(0.2)
+            assert stop.received == signal.SIGINT
+            time.sleep(600)                        # never joins rank 0's barrier
+        comm.Barrier()
+    """))
+    started = time.monotonic()
+    proc = run_mpi(2, [str(script)], timeout=120)
+    assert proc.returncode == 130, proc.output
+    assert time.monotonic() - started < 60
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("mpitrain")]
+    assert ours == ["mpitrain: interrupted (SIGINT) before training started; nothing new was written "
+                    "(rank 1; rank 0 did not end the job)"], proc.output
+
+
 def test_slurms_early_sigusr1_during_set_up_stops_at_the_first_step_with_a_checkpoint(tmp_path):
     out = tmp_path / "early"
     steps = ["data.n_samples=2000000", "train.steps=30", "run.log_every=10"]

@@ -293,6 +293,8 @@ def reference_optimum(objective, comm, *, fingerprint, cache_dir=None, gtol=1e-1
     started = time.perf_counter()
     try:
         solution = solve_on_root(evaluator, gtol, max_iterations, progress)
+    except KeyboardInterrupt:  # Ctrl-C: rank 0 prints one line and its exit ends the job; the
+        raise                  # servers must not raise "failed" tracebacks of their own first
     except BaseException:
         evaluator.stop(failed=True)
         raise
