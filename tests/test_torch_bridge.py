@@ -70,6 +70,31 @@ def test_binding_an_algorithms_vector_shares_it_and_autograd_writes_into_out():
     assert np.abs(out).max() > 0
 
 
+def test_a_parameter_the_loss_does_not_use_gets_a_zero_gradient_not_a_stale_one():
+    class WithSpare(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(D, C).double()
+            self.spare = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))  # not in forward
+
+        def forward(self, inputs):
+            return self.linear(inputs)
+
+    features, labels = data()
+    objective = TorchObjective(features, labels, 0.0, WithSpare(), torch.nn.CrossEntropyLoss())
+    x = objective.initial_point()
+    out = np.full_like(x, 7.0)  # whatever an earlier step left there
+    objective.batch_gradient(x, np.arange(10, dtype=np.int64), out)
+    spare = next(slot for slot in objective.flat.slots if slot.name == "spare")
+    used = np.ones(x.size, dtype=bool)
+    used[spare.offset:spare.offset + 3] = False
+    assert np.all(out[~used] == 0.0)
+    assert np.all(out[used] != 7.0) and np.isfinite(out).all()
+    # the .grad views hold what out holds, the same memory
+    weight = next(slot for slot in objective.flat.slots if slot.name == "linear.weight")
+    assert objective.model.linear.weight.grad.data_ptr() == out[weight.offset:].__array_interface__["data"][0]
+
+
 def test_float32_data_gives_a_float32_module():
     features, labels = data()
     objective = TorchObjective(features.astype(np.float32), labels, 0.0, torch_mlp(D, C), torch.nn.CrossEntropyLoss())
