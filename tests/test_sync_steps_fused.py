@@ -285,3 +285,28 @@ def test_stopped_run_checkpoints_at_a_step_boundary_and_resumes_to_the_unbroken_
     unbroken = root / STOPPED / "blocks-1"
     assert records(stopped) == records(unbroken)
     assert np.load(stopped / "parameters.npy").tobytes() == np.load(unbroken / "parameters.npy").tobytes()
+
+
+def test_an_allreduce_c_cannot_reach_is_one_warning_from_rank_0(tmp_path):
+    script = """
+        import types, warnings
+        import numpy as np
+        from mpi4py import MPI
+        import mpitrain.algorithms.sync_sgd as sync_sgd
+
+        class Unreachable:
+            def __init__(self, comm, dtype):
+                raise RuntimeError("this MPI's handles are not ints")
+
+        sync_sgd.InPlaceAllreduce = Unreachable
+        comm = MPI.COMM_WORLD
+        worker = types.SimpleNamespace(comm=comm, size=comm.Get_size(), rank=comm.Get_rank(), weight=0.5)
+        kernel = types.SimpleNamespace(dtype=np.float64)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert sync_sgd.averaging(kernel, worker) is None
+        print(f"rank {comm.Get_rank()}: {len(caught)} warning(s)", flush=True)
+    """
+    result = run_mpi_script(2, script, tmp_path, timeout=120)
+    assert result.returncode == 0, result.output
+    assert sorted(result.stdout.split("\n")[:2]) == ["rank 0: 1 warning(s)", "rank 1: 0 warning(s)"], result.output

@@ -83,8 +83,9 @@ def averaging(kernel, worker):
             return None
         try:
             allreduce = InPlaceAllreduce(worker.comm, kernel.dtype)
-        except RuntimeError as exc:
-            warnings.warn(f"sync_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=2)
+        except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
+            if worker.rank == 0:
+                warnings.warn(f"sync_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=2)
             return None
     kernel.average_gradients(worker.weight, allreduce)
     return kernel
