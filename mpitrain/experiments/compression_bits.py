@@ -45,7 +45,7 @@ from ..argparsing import ArgumentParser, positive_float_list
 from ..config import build_section
 from ..progress import Countdown
 from ..schedules import Constant
-from .workers import Problem
+from .workers import Problem, checked_run
 
 K_KEPT = 15  # k of the sparsifiers: 5% of d = 300
 LEVELS = 4  # s of the ditherings
@@ -97,24 +97,23 @@ class Run:
         opts = build_section(cls.options, values, cls.name)
         self.name, self.feedback, self.gamma = name, feedback, gamma
 
+        def ends(value):  # diverged, or the target reached
+            return not np.isfinite(value) or value > 1e3 or value <= args.target
+
         def worker(comm):
             method = cls(problem.worker(comm, step_size=Constant(gamma), batch_size=DEFAULTS["batch_size"],
                                         seed=args.seed, steps=args.steps), opts)
-            t = 0
-            value, _ = problem.reached(comm, method.evaluation_point(), args.target)  # collective
-            curve = [(0, 0, value)]
-            bits_to_target = rounds_to_target = None
-            while t < args.steps:
-                t += method.run_steps(t, args.check)
-                value, reached = problem.reached(comm, method.evaluation_point(), args.target)
-                curve.append((t, method.averager.bits_sent, value))
-                if not np.isfinite(value) or value > 1e3:
-                    break  # diverged
-                if reached:
-                    bits_to_target, rounds_to_target = method.averager.bits_sent, method.syncs if period else t
-                    break
-            exchanges = method.syncs if period else t
-            return curve, bits_to_target, rounds_to_target, method.averager.bits_sent // max(1, exchanges)
+            # the step, the bits sent and the exchanges so far at each check (rank 0 scores on a thread)
+            scored = checked_run(comm, problem, method, check=args.check, max_steps=args.steps, stop=ends,
+                                 tag=lambda t: (t, method.averager.bits_sent, method.syncs if period else t),
+                                 score_initial=True)
+            if scored is None:  # not rank 0
+                return None
+            curve = [(t, bits, value) for (t, bits, _), value in scored]
+            (t, bits, exchanges), value = scored[-1]
+            reached = bool(np.isfinite(value) and value <= args.target)
+            bits_to_target, rounds_to_target = (bits, exchanges) if reached else (None, None)
+            return curve, bits_to_target, rounds_to_target, bits // max(1, exchanges)
 
         self.curve, self.bits_to_target, self.rounds_to_target, self.bits_per_exchange = \
             problem.run(DEFAULTS["workers"], worker)

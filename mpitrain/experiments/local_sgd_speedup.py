@@ -36,7 +36,7 @@ from ..algorithms.local_sgd import LocalSGD, LocalSGDOptions
 from ..argparsing import ArgumentParser, size_list
 from ..progress import Countdown
 from ..schedules import InverseTime
-from .workers import Problem
+from .workers import Problem, checked_run
 
 FULL = dict(workers=(1, 2, 4, 8, 16), periods=(1, 2, 4, 8, 16, 32, 64), seeds=3)
 QUICK = dict(workers=(1, 2, 4, 8, 16), periods=(1, 4, 16, 64), seeds=1)
@@ -67,16 +67,18 @@ DEFAULTS = dict(target=0.01, c=20000.0, a=2000.0, max_steps=40000, check=10)
 def steps_to_target(problem, workers, period, seed, args) -> int | None:
     """Steps per worker until the average model reaches ``args.target`` (None: not within max_steps)."""
 
+    def reached(value):
+        return value <= args.target
+
     def worker(comm):
         method = LocalSGD(problem.worker(comm, step_size=InverseTime(args.c, args.a), batch_size=args.batch_size,
                                         seed=seed, steps=args.max_steps), LocalSGDOptions(period=period))
-        t = 0
-        while t < args.max_steps:
-            t += method.run_steps(t, args.check)  # LocalSGD: its local steps in one nogil C call
-            _, reached = problem.reached(comm, method.evaluation_point(), args.target)  # collective
-            if reached:
-                return t
-        return None
+        # LocalSGD takes its local steps in one nogil C call; rank 0 scores on a thread of its own
+        scored = checked_run(comm, problem, method, check=args.check, max_steps=args.max_steps, stop=reached)
+        if scored is None:  # not rank 0
+            return None
+        t, value = scored[-1]
+        return t if reached(value) else None
 
     return problem.run(workers, worker)
 

@@ -19,12 +19,17 @@ runs against ``mpiexec`` runs: the same bits at K = 2, to 1e-12 at K = 4).
 Measurement is the experiment's own, not the training loop's: the model the algorithm
 evaluates (``evaluation_point()``, collective) is scored by rank 0 on the whole data set
 (F(x) - f*, f* solved once; the loss pass only, the same bits as mpitrain.evaluation), and
-rank 0's verdict is broadcast so that all ranks stop at the same step. Scoring is most of an
-experiment's time: a pass over w8a's 49,749 rows every few steps of b = 4 rows per worker.
+rank 0's verdict is broadcast so that all ranks stop at the same step. Scoring was most of the
+Local SGD experiment's time (a pass over w8a's 49,749 rows every 10 steps of b = 4 rows per
+worker), so :func:`checked_run` scores on a thread of its own (:class:`Scorer`) while the
+workers step on: the two overlap on two cores. The verdicts are the same (each checked model
+scored in turn, first hit wins); the workers only run up to ``depth`` checks past it.
 """
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 
 import numpy as np
@@ -87,10 +92,87 @@ class Problem:
         self.shards(workers)
         return inprocess.run(workers, function)[0]
 
-    def reached(self, comm, x, target: float):
-        """(suboptimality, whether it is <= target): rank 0 scores x, every rank gets its verdict."""
-        value = self.suboptimality(x) if comm.Get_rank() == 0 else None
-        return comm.bcast((value, value is not None and value <= target), root=0)
+
+class Scorer:
+    """F(x) - f* of the models handed to :meth:`submit`, in order, on a thread of its own.
+
+    ``stop(value)`` says which value ends the run (the target reached, a divergence); the
+    models submitted after the first such one are not scored. ``depth`` bounds the models
+    waiting, so the workers, stepping on meanwhile, run at most ``depth`` checks past the one
+    that ends the run. Scoring runs without the GIL (the loss kernel's ``nogil`` loop), so on two
+    cores it overlaps the workers' steps. Rank 0 owns it.
+    """
+
+    def __init__(self, problem: Problem, stop, depth: int = 4):
+        self.problem, self.stop = problem, stop
+        self.scored = []  # (tag, value) in submission order, up to the first that met stop
+        self.done = threading.Event()  # set once a value met stop
+        self._pending = queue.Queue(maxsize=depth)
+        self._error = None
+        self._thread = threading.Thread(target=self._score, name="experiment-scorer", daemon=True)
+        self._thread.start()
+
+    def _score(self):
+        while (item := self._pending.get()) is not None:
+            if self.done.is_set() or self._error is not None:
+                continue  # past the end of the run, or failed: drain
+            tag, x, final = item
+            try:
+                value = self.problem.suboptimality(x)
+            except BaseException as exc:  # noqa: BLE001 -- re-raised by submit / close
+                self._error = exc
+                continue
+            self.scored.append((tag, value))
+            if final and self.stop(value):
+                self.done.set()
+
+    def submit(self, tag, x, *, final: bool = True) -> bool:
+        """Queue a copy of ``x`` (blocks while ``depth`` wait); whether the run has ended.
+        ``final=False``: score it, but its value never ends the run (the initial point)."""
+        self._raise()
+        self._pending.put((tag, np.array(x, copy=True), final))
+        return self.done.is_set()
+
+    def close(self) -> list:
+        """Wait for the models queued; [(tag, value)] up to the one that ended the run."""
+        self._pending.put(None)
+        self._thread.join()
+        self._raise()
+        return self.scored
+
+    def _raise(self):
+        if self._error is not None:
+            raise self._error
+
+
+def checked_run(comm, problem: Problem, method, *, check: int, max_steps: int, stop, tag=None,
+                score_initial: bool = False):
+    """Step ``method`` ``check`` steps at a time, at most ``max_steps``; score the model it
+    evaluates (``evaluation_point()``, collective) after each block, and end at the first
+    whose F(x) - f* meets ``stop``. Collective over ``comm``.
+
+    Returns, on rank 0, [(tag, value)] of the checks up to and including that one (all of them
+    if none did), ``tag(t)`` called at each check (default: the step t); with
+    ``score_initial`` the model before the first step comes first (it never ends the run).
+    None on the other ranks. The same list as scoring each check before the next block.
+    """
+    tag = tag or (lambda t: t)
+    scorer = Scorer(problem, stop) if comm.Get_rank() == 0 else None
+    try:
+        if score_initial:
+            point = method.evaluation_point()
+            if scorer is not None:
+                scorer.submit(tag(0), point, final=False)
+        t = 0
+        while t < max_steps:
+            t += method.run_steps(t, check)
+            point = method.evaluation_point()
+            ended = scorer.submit(tag(t), point) if scorer is not None else None
+            if comm.bcast(ended, root=0):
+                break
+    finally:
+        scored = scorer.close() if scorer is not None else None
+    return scored
 
 
 def train_in_process(config, workers: int, timeout: float | None = None):
