@@ -28,7 +28,7 @@ def test_async_sgd_converges_and_reports_delays(tmp_path, ranks, clip):
     assert result.returncode == 0, result.output
     recs = records(tmp_path)
     first, last = recs[0], recs[-1]
-    assert first["step"] == 0 and 600 <= last["step"] < 600 + ranks
+    assert first["step"] == 0 and last["step"] == 600  # exactly the budget: every push is claimed first
     assert [r["step"] for r in recs] == sorted(r["step"] for r in recs)
     assert last["suboptimality"] < 0.5 * first["suboptimality"]
     assert last["updates"] == last["step"] == sum(last["updates_per_worker"])

@@ -196,3 +196,41 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
     result = run_mpi_script(2, RAISE, tmp_path, timeout=60)
     assert result.returncode != 0
     assert "worker failed" in result.output
+
+
+CLAIMS = """
+import json
+import numpy as np
+from mpi4py import MPI
+from mpitrain.comm.store import ParameterStore
+comm = MPI.COMM_WORLD
+d, limit = 5, 37
+with ParameterStore(comm, d, np.float64, layout="sharded") as store:
+    pushes = 0
+    while store.claim(limit):  # every rank races for the last tickets
+        store.push(np.ones(d))
+        pushes += 1
+    refused_again = store.claim(limit)
+    comm.Barrier()
+    out = np.empty(d)
+    version = store.pull(out)
+    counts = comm.gather(pushes, root=0)
+    comm.Barrier()
+    store.restore(out, version)  # a resume: the claims start again from the version
+    comm.Barrier()
+    more = store.claim(version + 1)
+    total_more = comm.allreduce(int(more))
+    if comm.rank == 0:
+        print(json.dumps({"counts": counts, "version": version, "x": out.tolist(), "refused_again": refused_again,
+                          "granted_after_restore": total_more}))
+"""
+
+
+@pytest.mark.parametrize("nprocs", [2, 4])
+def test_claims_grant_exactly_the_budget_and_restore_resets_them(tmp_path, nprocs):
+    result = run_mpi_script(nprocs, CLAIMS, tmp_path, timeout=60)
+    assert result.returncode == 0, result.output
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
+    assert sum(report["counts"]) == report["version"] == 37 and report["x"] == [37.0] * 5
+    assert report["refused_again"] is False
+    assert report["granted_after_restore"] == 1  # one more ticket once the budget grows by one

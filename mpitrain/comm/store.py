@@ -5,8 +5,8 @@ k; a worker reads x, computes g at it, sends clip_lambda(g); on arrival
 x <- x - gamma * clip_lambda(g) and k <- k + 1. The delay of an update is
 tau = (version when applied) - (version when x was read). Here there is no server process:
 x lives in RMA windows (one shard per hosting rank, see :mod:`mpitrain.comm.layout`) and k
-in a two-integer window on ``root`` (k and a stop flag); workers ``pull`` with
-``Get_accumulate(NO_OP)`` and ``push`` with ``Accumulate(SUM)`` then ``Fetch_and_op(SUM, 1)``.
+in a three-integer window on ``root`` (k, a stop flag, the claims of a budget); workers ``pull``
+with ``Get_accumulate(NO_OP)`` and ``push`` with ``Accumulate(SUM)`` then ``Fetch_and_op(SUM, 1)``.
 """
 import numpy as np
 from mpi4py import MPI
@@ -16,6 +16,9 @@ from mpitrain.comm.layout import LAYOUTS
 from mpitrain.comm.progress import ProgressThread
 
 PROGRESS = ("thread", "none")
+#: the int64 slots of the counter window on root
+VERSION, STOP, CLAIMS = 0, 1, 2
+COUNTER_SLOTS = 3
 
 
 class ParameterStore:
@@ -52,6 +55,9 @@ class ParameterStore:
       - delay: the push after a pull that returned ``v0`` records
         ``tau = v - 1 - v0`` in ``self.delays`` (pushes by others since the pull; 0 for a
         worker alone), the paper's ``version when applied - version when read``.
+      - budget: ``claim(limit)`` takes a ticket (one ``Fetch_and_op``) before a push and is
+        True for the first ``limit`` tickets only, so workers that push only after a granted
+        claim make exactly ``limit`` pushes together, however many race for the last ones.
       - stop flag: ``request_stop()`` sets a flag beside the counter that every worker reads
         with ``stop_requested()`` (one ``Fetch_and_op``): how one rank's signal reaches
         workers that are computing or sleeping, without a collective. It never resets.
@@ -90,7 +96,7 @@ class ParameterStore:
         local = sum(s.count for s in self.shards if s.rank == comm.rank)
         itemsize = self.dtype.itemsize
         self.win = MPI.Win.Allocate(local * itemsize, itemsize, comm=comm)
-        self.counter = MPI.Win.Allocate(16 if comm.rank == root else 0, 8, comm=comm)  # [k, stop]
+        self.counter = MPI.Win.Allocate(8 * COUNTER_SLOTS if comm.rank == root else 0, 8, comm=comm)
         self._init_local(x0)
         comm.Barrier()
         self._thread = None
@@ -113,7 +119,7 @@ class ParameterStore:
                 self.win.Unlock(rank)
         if rank == self.root:
             self.counter.Lock(rank)
-            np.frombuffer(self.counter.tomemory(), np.int64, count=2)[:] = 0
+            np.frombuffer(self.counter.tomemory(), np.int64, count=COUNTER_SLOTS)[:] = 0
             self.counter.Unlock(rank)
 
     def _check_open(self):
@@ -169,20 +175,27 @@ class ParameterStore:
             self.delays.append(version - 1 - self._pulled)
         return version
 
+    def claim(self, limit: int) -> bool:
+        """Take the next ticket of a budget of ``limit`` pushes: True if it is one of the first
+        ``limit`` (then push), False once they are all taken (workers only; one ``Fetch_and_op``)."""
+        self._check_open()
+        return self._counter(MPI.SUM, slot=CLAIMS) < limit
+
     def request_stop(self):
         """Set the stop flag that every worker reads (workers only; one ``Fetch_and_op``)."""
         self._check_open()
-        self._counter(MPI.MAX, slot=1)
+        self._counter(MPI.MAX, slot=STOP)
 
     def stop_requested(self):
         """Whether any worker has called :meth:`request_stop` (workers only)."""
         self._check_open()
-        return self._counter(MPI.NO_OP, slot=1) > 0
+        return self._counter(MPI.NO_OP, slot=STOP) > 0
 
     def restore(self, x, version):
         """Put a checkpointed ``x`` (shape ``(d,)``) and ``version`` back (every rank, then a
-        barrier before any pull): each host replaces its own shards, ``root`` the counter.
-        Local operations, completed by ``Flush``; the counter's stop flag stays as it is."""
+        barrier before any pull): each host replaces its own shards, ``root`` the counter and
+        the claims (both ``version``: every claim so far was pushed). Local operations, completed
+        by ``Flush``; the counter's stop flag stays as it is."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
         self._check(x, "x")
         rank = self.comm.rank
@@ -192,8 +205,9 @@ class ParameterStore:
                                     target=(0, s.count, self.mpitype), op=MPI.REPLACE)
         self.win.Flush(rank)
         if rank == self.root:
-            self.counter.Accumulate([np.array([version], np.int64), MPI.INT64_T], rank,
-                                    target=(0, 1, MPI.INT64_T), op=MPI.REPLACE)
+            for slot in (VERSION, CLAIMS):
+                self.counter.Accumulate([np.array([version], np.int64), MPI.INT64_T], rank,
+                                        target=(slot, 1, MPI.INT64_T), op=MPI.REPLACE)
             self.counter.Flush(rank)
 
     def progress(self):
