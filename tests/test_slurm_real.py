@@ -3,7 +3,8 @@ scripts/slurm-local.sh, then runs this file with MPITRAIN_SLURM_TESTS=1).
 
 Through the real sbatch: every template runs to completion with the right world size; `job
 submit` prints the job id; a request the partition cannot hold is refused at submit time; a
-sweep of two configs writes two folders; an early SIGUSR1 does not kill a job; and the
+sweep of two configs writes two folders; an early SIGUSR1 does not kill a job, neither at the
+batch shell nor at ranks that have not started Python yet; and the
 time-limit cycle (Slurm's SIGUSR1 -> checkpoint -> exit 75 -> requeue -> `--resume auto`) ends
 with the metrics of an uninterrupted run, for the mpirun and the srun templates.
 
@@ -287,6 +288,42 @@ def test_early_sigusr1_to_the_batch_shell_does_not_kill_the_job(template, exit_c
         assert "checkpoint written before the time limit" in text
     else:
         assert "with 2 ranks, 600 steps" in text
+
+
+def slow_start_python(folder):
+    """A --python whose ranks (the tasks of a job step, not the batch shell's or submit's calls)
+    wait 4 s before Python starts, writing ``started-<pid>`` first and ``python-<pid>`` when they
+    exec Python: a wide window before Python can set a handler."""
+    folder.mkdir(parents=True)
+    python = folder / "python"
+    python.write_text(f'#!/bin/bash\nif [ "${{SLURM_STEP_ID:-99999}}" -lt 1000 ]; then\n'
+                      f'  touch "{folder}/started-$$"; sleep 4; touch "{folder}/python-$$"\nfi\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return python
+
+
+def test_sigusr1_to_the_ranks_before_python_starts_does_not_kill_them(tmp_path):
+    """The srun templates start each rank with SIGUSR1 ignored until Python has set its handler:
+    Slurm's warning to the job steps in that window is lost (the run goes on; the time limit's
+    SIGTERM would still checkpoint it) instead of killing the ranks."""
+    bin_dir = tmp_path / "env" / "bin"
+    python = slow_start_python(bin_dir)
+    job_id = submit("multi_node", tmp_path, "--ntasks-per-node", "2", "--time", "00:10:00", "--srun-mpi", "pmi2",
+                    "--job-name", "deaf", "--config", str(CONFIG), python=python,
+                    overrides=["train.steps=40", "run.log_every=20", f"run.output_dir={tmp_path}/out"])
+    deadline = time.monotonic() + 60
+    while len(list(bin_dir.glob("started-*"))) < 2:
+        assert time.monotonic() < deadline, f"the ranks of job {job_id} did not start: {jobs(job_id)}"
+        time.sleep(0.05)
+    signalled = subprocess.run(["scancel", "--signal=USR1", job_id], capture_output=True, text=True, timeout=30)
+    assert signalled.returncode == 0, signalled.stderr
+    assert not list(bin_dir.glob("python-*")), "Python started before the signal: the window was missed"
+    [record] = wait(job_id)
+    text = log(tmp_path, f"deaf-{job_id}.out")
+    assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), text
+    assert "User defined signal" not in text
+    assert "with 2 ranks, 40 steps" in text
 
 
 @pytest.mark.parametrize("template", ["single_node", "multi_node"])
