@@ -6,6 +6,8 @@ from libc.math cimport exp, log, log1p, tanh
 from libc.stdint cimport int32_t, int64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
+include "scalar_math.pxi"  # sigmoid, softplus_neg: those of the linear models
+
 cdef enum:
     RELU = 0
     TANH = 1
@@ -59,22 +61,6 @@ cdef inline void times_derivative(int activation, const floating* a, floating* d
     else:
         for j in range(size):
             delta[j] = delta[j] * (1 - a[j] * a[j])
-
-
-cdef inline double softplus_neg(double m) noexcept nogil:
-    """log(1 + exp(-m)) = max(-m, 0) + log1p(exp(-|m|)), as in pyx/objectives.pyx."""
-    if m >= 0.0:
-        return log1p(exp(-m))
-    return -m + log1p(exp(m))
-
-
-cdef inline double sigmoid(double t) noexcept nogil:
-    """1 / (1 + exp(-t)) without overflow for either sign of t."""
-    cdef double e
-    if t >= 0.0:
-        return 1.0 / (1.0 + exp(-t))
-    e = exp(t)
-    return e / (1.0 + e)
 
 
 cdef inline double softmax_row(const floating* o, Py_ssize_t classes, int32_t y, double scale,

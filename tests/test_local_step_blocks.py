@@ -11,7 +11,8 @@ import pytest
 import scipy.sparse
 
 from mpi_run import run_mpi, run_mpi_script
-from mpitrain._native.objectives import SGDSteps, bounded_integers
+from mpitrain._native.objectives import bounded_integers
+from mpitrain._native.sgd_steps import SGDSteps
 from mpitrain._native.vector import scaled_update
 from mpitrain.algorithms.base import step_size_filler
 from mpitrain.algorithms.iterate_average import WeightedIterateAverage

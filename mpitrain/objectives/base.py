@@ -16,6 +16,7 @@ import scipy.sparse
 
 from mpitrain import backend
 from mpitrain._native import objectives as kernels
+from mpitrain._native.sgd_steps import SGDSteps
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INT32_MAX = np.iinfo(np.int32).max
@@ -205,7 +206,7 @@ class Objective(ArgumentChecks):
 
     def sgd_steps(self, x, grad, sampler, capacity=STEP_BLOCK, output_total=None):
         """The kernel that takes many SGD steps ``x <- x - eta_t batch_gradient(x, sampler.draw())``
-        in one call (``mpitrain._native.objectives.SGDSteps``), or None when the features are on a
+        in one call (``mpitrain._native.sgd_steps.SGDSteps``), or None when the features are on a
         GPU (no such kernel there).
 
         x, grad: the parameters and the gradient buffer it updates (this objective's dtype and
@@ -225,7 +226,7 @@ class Objective(ArgumentChecks):
         output_weights = None if output_total is None else np.zeros(capacity, dtype=np.float64)
         rows = np.zeros(sampler.batch_size, dtype=np.int64)
         work = np.zeros(self.n_features, dtype=np.float64)
-        return kernels.SGDSteps(self.kind, self._matrix, self.labels, self.l2, x, grad, work, rows,
+        return SGDSteps(self.kind, self._matrix, self.labels, self.l2, x, grad, work, rows,
                                 sampler.bit_generator, sampler.n_rows, step_sizes, output_weights, output_total)
 
     def batch_loss(self, x, rows):

@@ -1,0 +1,300 @@
+"""Plain SGD steps in blocks: many steps in one call without the GIL.
+
+:class:`SGDSteps` runs many plain SGD steps in one call (draw a mini-batch, gradient, update;
+Local SGD's local steps, Stich 2019, Algorithm 1), with the gradient math of the linear models'
+kernels (pyx/objectives.pyx; both include row_math.pxi) and the row stream of
+``numpy.random.Generator.integers`` (``mpitrain._native.objectives.bounded_integers``; both
+include row_draws.pxi), so a block of steps gives the iterates of the same steps taken one
+Python call at a time, bit for bit. With ``average_gradients`` each step's gradient is also
+summed over the ranks (an in-place MPI_Allreduce, called from C: synchronous SGD).
+"""
+import numpy as np
+
+from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_GetPointer, PyCapsule_IsValid
+from cython cimport floating
+from libc.limits cimport INT_MAX
+from libc.stdint cimport UINT32_MAX, UINT64_MAX, int32_t, int64_t, uint32_t, uint64_t
+from numpy.random cimport bitgen_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+include "row_math.pxi"
+include "row_draws.pxi"
+
+
+# buf[:count] <- its sum over the ranks, in place; 0, or an MPI error code (a "mpitrain.InPlaceSum"
+# capsule's function: mpitrain._native.inplace_allreduce)
+ctypedef int (*sum_in_place_t)(void* context, void* buf, Py_ssize_t count) noexcept nogil
+
+ctypedef struct StepData:
+    int kind  # a value of LOSS_KINDS
+    bint sparse  # CSR rows (values, indices, indptr) or dense rows (values, row_stride)
+    const void* values  # CSR data (nnz,) or the dense (n, d) matrix; the objective's dtype
+    const int32_t* indices
+    const int32_t* indptr
+    Py_ssize_t row_stride  # dense: elements from one row to the next
+    const void* labels  # (n,)
+    void* x  # (d,) the parameters, updated in place
+    void* grad  # (d,) receives each step's gradient (the last one stays)
+    double* work  # (d,) double sums of a gradient
+    int64_t* rows  # (b,) each step's mini-batch
+    const double* step_sizes  # (capacity,) eta of the block's steps
+    const double* output_weights  # (capacity,) w_t of the block's steps, or NULL: no weighted sum
+    double* output_total  # (d,) sum_t w_t x_t, or NULL
+    Py_ssize_t d
+    Py_ssize_t batch  # b
+    double scale  # weight / b (weight: 1, or the rank's weight n_k / N of average_gradients)
+    double l2  # weight * l2
+    bitgen_t* bitgen  # the sampler's generator
+    uint64_t rng  # rows are uniform on [0, rng]: rng = n_rows - 1
+    sum_in_place_t sum_in_place  # after each gradient, g <- sum over the ranks; NULL: no sum
+    void* sum_context
+
+
+cdef inline void scaled_step(floating* x, const floating* g, double eta, double beta,
+                             Py_ssize_t d) noexcept nogil:
+    """x <- beta (x - eta g): the arithmetic of mpitrain._native.vector.scaled_update(x, g, -eta, beta)."""
+    cdef floating a = <floating>eta
+    cdef floating b = <floating>beta
+    cdef Py_ssize_t j
+    if beta == 1.0:
+        for j in range(d):
+            x[j] = x[j] - a * g[j]
+    else:
+        for j in range(d):
+            x[j] = b * (x[j] - a * g[j])
+
+
+cdef inline double monotonic_seconds() noexcept nogil:
+    """CLOCK_MONOTONIC in seconds (the clock of time.perf_counter on Linux)."""
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return <double>now.tv_sec + 1e-9 * <double>now.tv_nsec
+
+
+cdef int sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
+                   floating* g, Py_ssize_t count, double beta, double* weight_sum,
+                   double* sum_seconds) noexcept nogil:
+    """``count`` steps on s (see SGDSteps.run): adds the block's output weights to weight_sum and the
+    seconds inside the sums over the ranks to sum_seconds; returns 0, or the error code of a sum (the
+    step that got it is not taken)."""
+    cdef Py_ssize_t t, j
+    cdef floating w
+    cdef double started
+    cdef int code
+    for t in range(count):
+        if s.output_weights != NULL:  # total += w_t x_t, as NumPy does it (the product in x's dtype)
+            w = <floating>s.output_weights[t]
+            for j in range(s.d):
+                s.output_total[j] = s.output_total[j] + <double>(w * x[j])
+            weight_sum[0] += s.output_weights[t]
+        draw_rows(s.bitgen, s.rng, s.batch, s.rows)
+        if s.sparse:
+            csr_slope_sum(s.kind, values, s.indices, s.indptr, labels, x, s.rows, s.batch, s.work, s.d)
+        else:
+            dense_slope_sum(s.kind, values, s.row_stride, labels, x, s.rows, s.batch, s.work, s.d)
+        finish_gradient(s.work, s.scale, s.l2, x, g, s.d)
+        if s.sum_in_place != NULL:
+            started = monotonic_seconds()
+            code = s.sum_in_place(s.sum_context, <void*>g, s.d)
+            sum_seconds[0] += monotonic_seconds() - started
+            if code != 0:
+                return code
+        scaled_step(x, g, s.step_sizes[t], beta if t + 1 == count else 1.0, s.d)
+    return 0
+
+
+cdef const void* vector_address(object array, bint single, Py_ssize_t length, str what) except NULL:
+    """The data of a C-contiguous 1-D float32 (single) or float64 array of ``length`` entries."""
+    cdef const float[::1] f
+    cdef const double[::1] g
+    cdef Py_ssize_t got
+    try:
+        if single:
+            f = array
+            got = f.shape[0]
+        else:
+            g = array
+            got = g.shape[0]
+    except (ValueError, TypeError, BufferError):
+        raise ValueError(f"{what} must be a C-contiguous 1-D {'float32' if single else 'float64'} array") from None
+    if got != length:
+        raise ValueError(f"{what} must have {length} entries, got {got}")
+    if length == 0:
+        return <const void*>1  # never read; NULL would mean an error
+    return <const void*>&f[0] if single else <const void*>&g[0]
+
+
+cdef int check_writable(object array, str what) except -1:
+    """Raise unless ``array`` (whose address vector_address took) may be written."""
+    if not array.flags.writeable:
+        raise ValueError(f"{what} must be writable")
+    return 0
+
+
+cdef class SGDSteps:
+    """Plain SGD steps on an L2-regularised linear model, many in one call without the GIL.
+
+    Step t of a block (Stich 2019, Algorithm 1, the local step; mpitrain.objectives.base):
+
+        rows = b draws of Generator(bit_generator).integers(0, n_rows)    (the sampler's stream)
+        g    = (1/b) sum_{i in rows} grad f_i(x) + l2 x                   (into grad, x's dtype)
+        x   <- x - eta_t g,  and on the last step of a block  x <- beta (x - eta_t g)
+
+    with the arithmetic of ``batch_gradient`` and ``mpitrain._native.vector.scaled_update``, so a
+    block equals its steps taken one by one, bit for bit. ``average_gradients`` turns this into
+    synchronous SGD (the gradient weighted and summed over the ranks before the update). With
+    ``output_weights`` and
+    ``output_total`` (float64), each step first adds w_t x (the product in x's dtype, as NumPy's
+    ``total += w * x``) to ``output_total``: Stich's weighted iterate sum.
+
+    Built once (every array checked here; the kernel picked by dtype and layout): ``kind``, a
+    value of LOSS_KINDS; ``matrix``, (data, indices, indptr) of a CSR matrix (int32 indices) or
+    (features,), a C-contiguous (n, d) array; labels (n,); x and grad (d,) in the matrix's
+    dtype (float32 or float64); work (d,) float64; rows (b,) int64, b >= 1, receiving each
+    step's mini-batch; bit_generator, the sampler's numpy BitGenerator (its lock is held during
+    a call); 1 <= n_rows <= n; step_sizes (capacity,) float64, filled by the caller before each
+    call. The object keeps every array alive and writes into x, grad, work, rows and
+    output_total.
+    """
+
+    cdef StepData s
+    cdef bint single
+    cdef readonly Py_ssize_t capacity  # the most steps one call takes: len(step_sizes)
+    cdef readonly object step_sizes  # (capacity,) float64: eta of the next call's steps, filled by the caller
+    cdef readonly object output_weights  # (capacity,) float64 w_t of the next call's steps, or None
+    cdef readonly double sum_seconds  # seconds the last call spent in the sums over the ranks
+    cdef double objective_l2
+    cdef object arrays  # what the pointers in s point into
+    cdef object allreduce  # what s.sum_context points into, or None
+    cdef object lock
+
+    def __init__(self, int kind, tuple matrix, labels, double l2, x, grad, work, rows, bit_generator,
+                 int64_t n_rows, step_sizes, output_weights=None, output_total=None):
+        cdef const float[:, ::1] dense32
+        cdef const double[:, ::1] dense64
+        cdef const int32_t[::1] indices
+        cdef const int32_t[::1] indptr
+        cdef int64_t[::1] row_view
+        cdef Py_ssize_t n, d
+        if kind not in LOSS_KINDS.values():
+            raise ValueError(f"kind must be one of {sorted(LOSS_KINDS.values())}, got {kind}")
+        if len(matrix) not in (1, 3):
+            raise ValueError("matrix must be (data, indices, indptr) or (features,)")
+        dtype = np.dtype(getattr(x, "dtype", None))
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"x must be float32 or float64, got {dtype}")
+        self.single = dtype == np.float32
+        self.s.kind = kind
+        self.s.sparse = len(matrix) == 3
+        d = len(x)
+        if self.s.sparse:
+            indices, indptr = matrix[1], matrix[2]
+            n = indptr.shape[0] - 1
+            if n < 0 or indptr[0] != 0 or indptr[n] != indices.shape[0]:
+                raise ValueError("indptr must start at 0 and end at len(indices)")
+            self.s.values = vector_address(matrix[0], self.single, indices.shape[0], "data")
+            self.s.indices = &indices[0] if indices.shape[0] > 0 else NULL
+            self.s.indptr = &indptr[0]
+            self.s.row_stride = 0
+        else:
+            if getattr(matrix[0], "dtype", None) != dtype:
+                raise ValueError(f"features must be {dtype}")
+            if self.single:
+                dense32 = matrix[0]
+                n, d_features = dense32.shape[0], dense32.shape[1]
+                self.s.values, self.s.row_stride = &dense32[0, 0], dense32.strides[0] // sizeof(float)
+            else:
+                dense64 = matrix[0]
+                n, d_features = dense64.shape[0], dense64.shape[1]
+                self.s.values, self.s.row_stride = &dense64[0, 0], dense64.strides[0] // sizeof(double)
+            if d_features != d:
+                raise ValueError(f"x must have {d_features} entries (the features' columns), got {d}")
+        if d == 0:
+            raise ValueError("x must not be empty")
+        if not 1 <= n_rows <= n:
+            raise ValueError(f"n_rows must be in [1, {n}] (the matrix's rows), got {n_rows}")
+        self.s.labels = vector_address(labels, self.single, n, "labels")
+        self.s.x = <void*>vector_address(x, self.single, d, "x")
+        self.s.grad = <void*>vector_address(grad, self.single, d, "grad")
+        self.s.work = <double*>vector_address(work, False, d, "work")
+        for array, what in ((x, "x"), (grad, "grad"), (work, "work")):
+            check_writable(array, what)
+        row_view = rows
+        if row_view.shape[0] < 1:
+            raise ValueError("rows must hold the batch: at least one entry")
+        self.s.rows = &row_view[0]
+        self.s.batch = row_view.shape[0]
+        self.capacity = len(step_sizes)
+        self.s.step_sizes = <const double*>vector_address(step_sizes, False, self.capacity, "step_sizes")
+        if (output_weights is None) != (output_total is None):
+            raise ValueError("pass both output_weights and output_total, or neither")
+        self.s.output_weights = NULL
+        self.s.output_total = NULL
+        if output_weights is not None:
+            self.s.output_weights = <const double*>vector_address(output_weights, False, self.capacity,
+                                                                  "output_weights")
+            self.s.output_total = <double*>vector_address(output_total, False, d, "output_total")
+            check_writable(output_total, "output_total")
+        self.s.d = d
+        self.s.scale = 1.0 / self.s.batch
+        self.s.l2 = self.objective_l2 = l2
+        self.s.sum_in_place, self.s.sum_context, self.allreduce = NULL, NULL, None
+        self.s.bitgen = bitgen_of(bit_generator)
+        self.s.rng = <uint64_t>(n_rows - 1)
+        self.lock = bit_generator.lock
+        self.step_sizes, self.output_weights = step_sizes, output_weights
+        self.arrays = (matrix, labels, x, grad, work, rows, bit_generator, bit_generator.capsule, step_sizes,
+                       output_weights, output_total)
+
+    @property
+    def dtype(self):
+        """numpy dtype of x and grad: float32 or float64."""
+        return np.dtype(np.float32 if self.single else np.float64)
+
+    def average_gradients(self, double weight, allreduce=None):
+        """Synchronous SGD from the next call on: each step's gradient is ``weight`` times the
+        mini-batch gradient (the arithmetic of ``batch_gradient(..., weight=weight)``: scale
+        weight / b, regulariser weight * l2), then summed over the ranks in place by ``allreduce``
+        (an ``mpitrain._native.inplace_allreduce.InPlaceAllreduce`` of x's dtype; None: no sum, one
+        rank) before the update, so x <- x - eta_t sum_k w_k g_k as mpitrain.algorithms.sync_sgd
+        steps it. weight = 1 and no allreduce is plain SGD again; returns None."""
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        if allreduce is not None:
+            capsule = getattr(allreduce, "capsule", None)
+            if not PyCapsule_IsValid(capsule, b"mpitrain.InPlaceSum"):
+                raise ValueError("allreduce must be an mpitrain._native.inplace_allreduce.InPlaceAllreduce")
+            if allreduce.dtype != self.dtype:
+                raise ValueError(f"allreduce sums {allreduce.dtype}; x is {self.dtype}")
+            if self.s.d > INT_MAX:
+                raise ValueError(f"x has {self.s.d} entries; MPI_Allreduce takes at most {INT_MAX}")
+            self.s.sum_in_place = <sum_in_place_t>PyCapsule_GetPointer(capsule, b"mpitrain.InPlaceSum")
+            self.s.sum_context = PyCapsule_GetContext(capsule)
+        else:
+            self.s.sum_in_place, self.s.sum_context = NULL, NULL
+        self.allreduce = allreduce
+        self.s.scale = weight / self.s.batch
+        self.s.l2 = weight * self.objective_l2
+
+    def run(self, Py_ssize_t count, double beta=1.0, double weight_sum=0.0):
+        """Take ``count`` steps (0 <= count <= capacity) with eta = step_sizes[:count] (and output
+        weights output_weights[:count]); the last one is scaled by ``beta``. Returns weight_sum plus
+        the block's output weights, added in order (weight_sum when there is no output); the
+        seconds spent in the sums over the ranks are then in ``sum_seconds``. An MPI error in a sum
+        raises mpi4py's MPI.Exception (the steps before it are taken)."""
+        cdef int code
+        if count < 0 or count > self.capacity:
+            raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
+        self.sum_seconds = 0.0
+        with self.lock, nogil:
+            if self.single:
+                code = sgd_steps(&self.s, <const float*>self.s.values, <const float*>self.s.labels,
+                                 <float*>self.s.x, <float*>self.s.grad, count, beta, &weight_sum, &self.sum_seconds)
+            else:
+                code = sgd_steps(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
+                                 <double*>self.s.x, <double*>self.s.grad, count, beta, &weight_sum,
+                                 &self.sum_seconds)
+        if code != 0:
+            from mpi4py import MPI
+            raise MPI.Exception(code)
+        return weight_sum
