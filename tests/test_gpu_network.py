@@ -9,11 +9,11 @@ full-precision matmul (CUPY_TF32 unset: TF32 would round the inputs to 10 bits).
 """
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from mpitrain import backend
 from mpitrain.gpu import network as device_kernels
-from mpitrain.objectives import MLP, Network, Softmax
+from mpitrain.objectives import MLP, Softmax
+from network_cases import random_network
 
 cupy = pytest.importorskip("cupy")
 cupyx_sparse = pytest.importorskip("cupyx.scipy.sparse")
@@ -33,19 +33,8 @@ RTOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 1e-5}
 
 def make_network(model, layout, dtype, l2=0.05, n=300, d=40, seed=0):
     head, activation, hidden = model
-    rng = np.random.default_rng(seed)
-    dense = (rng.standard_normal((n, d)) * (rng.random((n, d)) < 0.3)).astype(dtype)
-    dense[2] = 0.0  # an empty row
-    if head == "softmax":
-        labels = rng.integers(0, 5, n).astype(np.float64)
-    elif head == "logistic":
-        labels = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    else:
-        labels = rng.standard_normal(n)
-    features = sp.csr_matrix(dense) if layout == "csr" else dense
-    cpu = Network(features, labels, l2, hidden=hidden, activation=activation, head=head,
-                  n_classes=5 if head == "softmax" else None)
-    x = (cpu.initial_point(seed) + 0.3 * rng.standard_normal(cpu.n_params)).astype(dtype)
+    cpu, x, _ = random_network(head, activation, layout, hidden, n=n, d=d, classes=5, density=0.3, l2=l2, seed=seed,
+                               dtype=dtype)
     return cpu, x
 
 

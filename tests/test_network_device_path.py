@@ -15,7 +15,8 @@ import scipy.sparse as sp
 
 from mpitrain import backend
 from mpitrain.gpu import network as device_kernels
-from mpitrain.objectives import MLP, Network, Softmax
+from mpitrain.objectives import MLP, Softmax
+from network_cases import random_network
 
 HEADS = ["softmax", "logistic", "squared"]
 ACTIVATIONS = ["relu", "tanh"]
@@ -34,20 +35,8 @@ class StandIn(types.ModuleType):
 
 def make_network(head, activation, layout, hidden, dtype=np.float64, l2=0.1, n=40, d=8, seed=0):
     """A CPU network on random rows (row 2 empty) and a point x near its seeded start."""
-    rng = np.random.default_rng(seed)
-    dense = rng.standard_normal((n, d)) * (rng.random((n, d)) < 0.5)
-    dense[2] = 0.0
-    if head == "softmax":
-        labels = rng.integers(0, 4, n).astype(np.float64)
-    elif head == "logistic":
-        labels = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    else:
-        labels = rng.standard_normal(n)
-    dense = dense.astype(dtype)
-    features = sp.csr_matrix(dense) if layout == "csr" else dense
-    objective = Network(features, labels, l2, hidden=hidden, activation=activation, head=head,
-                        n_classes=4 if head == "softmax" else None)
-    x = (objective.initial_point(seed) + 0.3 * rng.standard_normal(objective.n_params)).astype(dtype)
+    objective, x, _ = random_network(head, activation, layout, hidden, n=n, d=d, classes=4, density=0.5, l2=l2,
+                                     seed=seed, dtype=dtype)
     return objective, x
 
 

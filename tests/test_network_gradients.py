@@ -7,9 +7,8 @@ kink crossed within h would show up as one wrong entry, and the seeds here cross
 """
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
-from mpitrain.objectives import Network
+from network_cases import random_network
 
 HEADS = ["softmax", "logistic", "squared"]
 ACTIVATIONS = ["relu", "tanh"]
@@ -19,19 +18,8 @@ DEPTHS = [(), (5,), (5, 4)]
 
 def make_network(head, activation, layout, hidden, l2=0.05, n=24, d=6, seed=0):
     """A small float64 network and a point x near its seeded start (biases non-zero)."""
-    rng = np.random.default_rng(seed)
-    dense = rng.standard_normal((n, d)) * (rng.random((n, d)) < 0.5)
-    dense[2] = 0.0  # an empty row
-    if head == "softmax":
-        labels = rng.integers(0, 3, n).astype(np.float64)
-    elif head == "logistic":
-        labels = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    else:
-        labels = rng.standard_normal(n)
-    features = sp.csr_matrix(dense) if layout == "csr" else dense
-    objective = Network(features, labels, l2, hidden=hidden, activation=activation, head=head,
-                        n_classes=3 if head == "softmax" else None)
-    x = objective.initial_point(seed) + 0.3 * rng.standard_normal(objective.n_params)
+    objective, x, _ = random_network(head, activation, layout, hidden, n=n, d=d, classes=3, density=0.5, l2=l2,
+                                     seed=seed)
     return objective, x
 
 

@@ -8,9 +8,8 @@ matrix made dense. Skips where torch is not installed (.venv has none).
 """
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
-from mpitrain.objectives import Network
+from network_cases import random_network
 
 torch = pytest.importorskip("torch")
 functional = torch.nn.functional
@@ -25,17 +24,8 @@ TOLERANCE = 1e-10
 
 
 def make_network(head, activation, layout, hidden, n=50, d=12, seed=0):
-    rng = np.random.default_rng(seed)
-    dense = rng.standard_normal((n, d)) * (rng.random((n, d)) < 0.3)
-    if head == "softmax":
-        labels = rng.integers(0, 4, n).astype(np.float64)
-    elif head == "logistic":
-        labels = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    else:
-        labels = rng.standard_normal(n)
-    objective = Network(sp.csr_matrix(dense) if layout == "csr" else dense, labels, 0.03, hidden=hidden,
-                        activation=activation, head=head, n_classes=4 if head == "softmax" else None)
-    x = objective.initial_point(seed) + 0.2 * rng.standard_normal(objective.n_params)
+    objective, x, dense = random_network(head, activation, layout, hidden, n=n, d=d, classes=4, density=0.3,
+                                         l2=0.03, seed=seed, spread=0.2, empty_row=False)
     return objective, dense, x
 
 
