@@ -126,22 +126,6 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def write_json_atomic(path, payload: dict):
-    """Write JSON to ``path`` via a temporary file, fsync and rename (no temporary is left
-    behind when a write fails)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def format_summary(summary: dict) -> str:
     sub = summary.get("final_suboptimality")
     lines = [

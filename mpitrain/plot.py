@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .atomic import replacing
+
 
 def read_metrics(path) -> list[dict]:
     """The records of a metrics JSONL file; a broken line is reported as ``file:line``."""
@@ -22,13 +24,14 @@ def read_metrics(path) -> list[dict]:
     return records
 
 
-def save_figure(fig, output):
-    """Write a matplotlib figure as PNG (creating the folder) and release it."""
+def save_figure(fig, output, dpi=110):
+    """Write a matplotlib figure as PNG, atomically (creating the folder), and release it."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
+    with replacing(output, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
     plt.close(fig)
 
 

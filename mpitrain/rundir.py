@@ -292,7 +292,7 @@ def differing(record: dict, config) -> str:
 
 def write_run_record(path: Path, config, digest: str, started: str, resumed: bool) -> None:
     """run.json: who the run in this folder is (kept across resumes)."""
-    from .metrics import write_json_atomic
+    from .atomic import write_json
 
     previous = read_json(path / RUN_RECORD) if resumed else None
     record = {
@@ -301,4 +301,4 @@ def write_run_record(path: Path, config, digest: str, started: str, resumed: boo
         "resumed": [*((previous or {}).get("resumed", [])), started] if resumed else [],
         "config": config.to_dict(),
     }
-    write_json_atomic(path / RUN_RECORD, record)
+    write_json(path / RUN_RECORD, record)

@@ -65,7 +65,8 @@ from .divergence import DivergenceGuard
 from .evaluation import Evaluator, is_finite_record
 from .faults import fault_from_environment
 from .memory import peak_rss_mb
-from .metrics import MetricsWriter, ProgressLine, format_summary, write_json_atomic
+from .atomic import replacing, write_json
+from .metrics import MetricsWriter, ProgressLine, format_summary
 from .monitor import StragglerMonitor
 from .problem import build_problem
 from .provenance import provenance
@@ -226,7 +227,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)  # claimed already, unless built directly
             write_run_record(self.out_dir, cfg, checkpoint.config_digest(cfg), self.started_at,
                              resumed=self.resume is not None)
-            write_json_atomic(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
+            write_json(self.out_dir / "config.json", {"ranks": self.size, **cfg.to_dict()})
             if self.resume is not None:
                 source = self.resumed_metrics()
                 if source is not None and not metrics_path.exists():
@@ -409,9 +410,10 @@ class Trainer:
 
         def write_outputs():
             if self.config.run.save_parameters:
-                np.save(self.out_dir / "parameters.npy", x_final)
+                with replacing(self.out_dir / "parameters.npy", "wb") as handle:
+                    np.save(handle, x_final)
             self.algorithm.write_outputs(self.out_dir)
-            write_json_atomic(self.out_dir / "summary.json", summary)  # last: a summary means complete
+            write_json(self.out_dir / "summary.json", summary)  # last: a summary means complete
 
         self.write(self.out_dir / "summary.json", write_outputs)
         return summary

@@ -73,6 +73,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from mpi4py import MPI
 
+from ..atomic import replacing
 from ..comm.quiet import FIRST_SLEEP, LONGEST_SLEEP, quiet_barrier
 from ..comm.store import ParameterStore
 from ..fields import ConfigError, bounded, choice
@@ -385,7 +386,8 @@ class AsyncSGD(Algorithm):
         return dict(self._summary)
 
     def write_outputs(self, out_dir) -> None:
-        np.savez(f"{out_dir}/delays.npz", **{f"worker{r}": t for r, t in self._taus.items()})
-        with open(f"{out_dir}/delays.png", "wb") as f:
-            f.write(self._delays_png)
+        with replacing(f"{out_dir}/delays.npz", "wb") as handle:
+            np.savez(handle, **{f"worker{r}": t for r, t in self._taus.items()})
+        with replacing(f"{out_dir}/delays.png", "wb") as handle:
+            handle.write(self._delays_png)
 

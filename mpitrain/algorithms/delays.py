@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
+
 
 def delay_metrics(taus) -> dict:
     """{"tau_max", "tau_mean", "concurrency", "tau_p50", "tau_p99"} of a sequence of delays."""
@@ -26,7 +28,8 @@ def delay_metrics(taus) -> dict:
 def plot_delays(taus_by_worker: dict, output, title: str = "") -> None:
     """A PNG histogram of delays, one series per worker (log-scaled counts), written to ``output``."""
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_bytes(delays_png(taus_by_worker, title))
+    with replacing(output, "wb") as handle:
+        handle.write(delays_png(taus_by_worker, title))
 
 
 #: above this many workers the histogram pools them (a legend of 64 series is unreadable)

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 
-from ..metrics import write_json_atomic
+from ..atomic import fsync_directory, replacing, write_json
 
-
-def fsync_directory(path) -> None:
-    """Make a rename inside ``path`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+__all__ = ["HashingWriter", "flatten", "fsync_directory", "unflatten", "write_json_durable", "write_npz_atomic"]
 
 
 class HashingWriter:
@@ -50,27 +36,16 @@ class HashingWriter:
 
 
 def write_npz_atomic(path, arrays: dict) -> str:
-    """np.savez to a temporary file, fsync, rename over ``path``, fsync the folder; returns
-    the SHA-256 (hex) of the bytes written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            writer = HashingWriter(fh)
-            np.savez(writer, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_directory(path.parent)
+    """np.savez atomically and durably (mpitrain.atomic: temporary, fsync, rename, fsync of the
+    folder); returns the SHA-256 (hex) of the bytes written."""
+    with replacing(path, "wb", durable=True) as handle:
+        writer = HashingWriter(handle)
+        np.savez(writer, **arrays)
     return writer.sha.hexdigest()
 
 
 def write_json_durable(path, payload: dict) -> None:
-    write_json_atomic(path, payload)
-    fsync_directory(Path(path).parent)
+    write_json(path, payload, durable=True)
 
 
 def flatten(tree: dict, arrays: dict, prefix: str):

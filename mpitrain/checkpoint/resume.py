@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from ..atomic import replacing
 from ..plot import read_metrics
 from ..runtime import JobError, agree
 from .rule import comparable_tree, differences, steps_refusal
@@ -238,9 +238,5 @@ def truncate_metrics(path, step: int) -> None:
     if not path.exists():
         return
     kept = [record for record in read_metrics(path) if record["step"] <= step]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.writelines(json.dumps(record) + "\n" for record in kept)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with replacing(path) as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in kept)

@@ -25,11 +25,11 @@ before ``mpiexec``) and barrier before the others read.
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import replacing
 from .errors import DataError
 
 BASE_URL = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/binary/"
@@ -174,18 +174,12 @@ def download(url, target, sha256=None, timeout=DOWNLOAD_TIMEOUT) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        if sha256 is not None and digest.hexdigest() != sha256:
+    with replacing(target, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        while chunk := response.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+        if sha256 is not None and digest.hexdigest() != sha256:  # raised inside: nothing is kept
             raise ValueError(f"sha256 mismatch: expected {sha256}, got {digest.hexdigest()}")
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return target
 
 

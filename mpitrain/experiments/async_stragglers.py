@@ -32,11 +32,15 @@ import numpy as np
 from ..algorithms.async_rule import UpdateRule
 from ..algorithms.async_simulation import Simulation
 from ..algorithms.delays import delay_metrics, plot_delays
-from ..argparsing import ArgumentParser
+from ..argparsing import ArgumentParser, user_error
+from ..atomic import write_text
+from ..plot import save_figure
+from . import outputs
 from ..progress import Countdown
 
 SLOWDOWNS = (1, 4, 16, 64)
 METHODS = ("asgd", "clipped asgd", "sync sgd")
+RESULTS = ("async_stragglers.md", "async_stragglers.png", "delays_x*.png", "mpi-x*")
 ROOT = Path(__file__).resolve().parents[2]
 REAL_CONFIG = ROOT / "jobs" / "configs" / "async_sgd_stragglers.toml"
 
@@ -55,7 +59,7 @@ def parse_args(argv):
     p.add_argument("--mpi", dest="mpi", action="store_true", default=None, help="also run the real MPI subset")
     p.add_argument("--no-mpi", dest="mpi", action="store_false")
     p.add_argument("--mpi-seconds", type=float, default=3.0, help="wall time of each real run")
-    p.add_argument("--out", default="runs/async-stragglers", help="output folder")
+    outputs.add_arguments(p, "runs/async-stragglers")
     args = p.parse_args(argv)
     args.seeds = args.seeds or (5 if args.quick else 10)
     args.horizon = args.horizon or (300.0 if args.quick else 1000.0)
@@ -124,7 +128,8 @@ def real_run(args, clip, slowdown, seed, out_dir):
            "--config", str(REAL_CONFIG), "--set", f"run.output_dir={run_dir}",
            "--set", f"async_sgd.clip={clip_value}", "--set", f"async_sgd.slowdown_factor={slowdown}",
            "--set", f"async_sgd.max_seconds={args.mpi_seconds}", "--set", f"step_size.value={args.step_size}",
-           "--set", f"train.batch_size={args.batch_size}", "--set", f"train.seed={seed}"]
+           "--set", f"train.batch_size={args.batch_size}", "--set", f"train.seed={seed}",
+           *(["--overwrite"] if args.overwrite else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
@@ -166,7 +171,7 @@ def write_report(args, tables, delays, real, path, seconds):
                          f"{rec['suboptimality']:.3e} |")
         lines.append("")
     lines.append(f"Total time {seconds:.0f} s.")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def plot_tables(tables, path):
@@ -188,16 +193,16 @@ def plot_tables(tables, path):
         ax.set_xticks(SLOWDOWNS, [f"x{s}" for s in SLOWDOWNS])
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    refused = outputs.refusal(out, RESULTS, args.overwrite)
+    if refused:
+        return user_error(refused)
     tables, delays = {}, {}
     args.countdown = Countdown(len(args.sharding) * len(SLOWDOWNS) + (4 if args.mpi else 0))
     for scheme in args.sharding:

@@ -48,10 +48,14 @@ import numpy as np
 from ..algorithms.async_rule import UpdateRule
 from ..algorithms.async_simulation import Simulation
 from ..algorithms.delays import delay_metrics
-from ..argparsing import ArgumentParser
+from ..argparsing import ArgumentParser, user_error
+from ..atomic import write_text
+from ..plot import save_figure
+from . import outputs
 from ..progress import Countdown
 
 SLOWDOWNS = (1, 4, 16, 64)
+RESULTS = ("async_stragglers_mlp.md", "results.json", "async_stragglers_mlp.png")
 THETAS = (0.5, 1.0, 2.0)
 PROBLEMS = ("w8a", "synthetic")
 WORKERS = 4
@@ -87,7 +91,7 @@ def parse_args(argv):
     p.add_argument("--clip", type=float, default=1.0, help="lambda of clipped ASGD (default 1)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--hidden", type=int, default=32, help="tanh units of the hidden layer (default 32)")
-    p.add_argument("--out", default="runs/async-stragglers-mlp", help="output folder")
+    outputs.add_arguments(p, "runs/async-stragglers-mlp")
     args = p.parse_args(argv)
     args.problem = args.problem or list(PROBLEMS)
     args.theta = args.theta or ([2.0] if args.quick else list(THETAS))
@@ -267,16 +271,16 @@ def plot(results, path):
             ax.set_xticks(SLOWDOWNS, [f"x{s}" for s in SLOWDOWNS])
             ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    refused = outputs.refusal(out, RESULTS, args.overwrite)
+    if refused:
+        return user_error(refused)
     results = {}
     args.countdown = Countdown(len(args.problem) * len(args.theta) * (1 + len(SLOWDOWNS)))  # tuning, then each slowdown
     for name in args.problem:
@@ -286,9 +290,9 @@ def main(argv) -> int:
     seconds = time.perf_counter() - started
     command = " ".join(["python -m mpitrain experiment async-stragglers-mlp", *argv]).rstrip()
     text = report(args, results, seconds, command)
-    (out / "async_stragglers_mlp.md").write_text(text)
-    (out / "results.json").write_text(json.dumps({"grid": args.grid, "seconds": seconds, "command": command,
-                                                  "results": results}, indent=1, default=float))
+    write_text(out / "async_stragglers_mlp.md", text)
+    write_text(out / "results.json", json.dumps({"grid": args.grid, "seconds": seconds, "command": command,
+                                                 "results": results}, indent=1, default=float))
     plot(results, out / "async_stragglers_mlp.png")
     print(text)
     print(f"wrote {out}/async_stragglers_mlp.md, results.json, async_stragglers_mlp.png", flush=True)

@@ -33,7 +33,6 @@ Writes DIR/bits.md (tables and conclusions), DIR/bits.json, DIR/bits.png.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -41,7 +40,10 @@ import numpy as np
 
 from ..algorithms.compressed_local_sgd import CompressedLocalSGD
 from ..algorithms.compressed_sgd import CompressedSGD
-from ..argparsing import ArgumentParser, positive_float_list
+from ..argparsing import ArgumentParser, positive_float_list, user_error
+from ..atomic import write_json, write_text
+from ..plot import save_figure
+from . import outputs
 from ..config import build_section
 from ..progress import Countdown
 from ..schedules import Constant
@@ -66,6 +68,7 @@ COMPRESSORS = {
 }
 FULL = dict(steps=4000, divisors=(1, 2, 4), tune=True)
 QUICK = dict(steps=1500, divisors=(1,), tune=False)
+RESULTS = ("bits.md", "bits.json", "bits.png")
 DEFAULTS = dict(target=0.01, gamma=4.0, workers=4, batch_size=32, check=50, period=4)
 
 
@@ -73,7 +76,7 @@ def parse_args(argv):
     p = ArgumentParser(prog="python -m mpitrain experiment compression-bits", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer steps, gamma* only, no tuning (about 30 s on 2 cores)")
-    p.add_argument("--out", default="runs/compression-bits", help="output folder")
+    outputs.add_arguments(p, "runs/compression-bits")
     p.add_argument("--dataset", default="w8a")
     p.add_argument("--target", type=float, default=DEFAULTS["target"], help="target suboptimality")
     p.add_argument("--gamma", type=float, default=DEFAULTS["gamma"], help="gamma* when not tuned")
@@ -206,9 +209,7 @@ def plot(results, gamma_star, args, path):
     axes[0].set_ylabel("suboptimality F(x) - f*")
     axes[1].legend(fontsize=7)
     fig.suptitle(f"Compressed SGD on {args.dataset}, K = 4 (threads of one process), solid: biased, dashed: unbiased")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv) -> int:
@@ -217,7 +218,9 @@ def main(argv) -> int:
     args.steps = args.steps or preset["steps"]
     args.divisors = preset["divisors"]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    refused = outputs.refusal(out, RESULTS, args.overwrite)
+    if refused:
+        return user_error(refused)
     started = time.perf_counter()
     problem = Problem(args.dataset, DEFAULTS["batch_size"])
     print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
@@ -252,15 +255,15 @@ def main(argv) -> int:
               f"{countdown.tick()}", flush=True)
     text = markdown(results, local, args, gamma_star, tuning)
     print("\n" + text, flush=True)
-    (out / "bits.md").write_text(text)
-    (out / "bits.json").write_text(json.dumps({
+    write_text(out / "bits.md", text)
+    write_json(out / "bits.json", {
         "target": args.target, "gamma_star": gamma_star, "tuning": tuning, "steps": args.steps,
         "runs": {f"{n}/{fb}": {"gamma": r.gamma, "bits_to_target": r.bits_to_target, "final": r.final,
                                "bits_per_step": r.bits_per_exchange, "curve": r.curve}
                  for (n, fb), r in results.items()},
         "local": {label: {"rounds_to_target": r.rounds_to_target, "bits_to_target": r.bits_to_target,
                           "bits_per_round": r.bits_per_exchange} for label, r in local.items()},
-    }, indent=1))
+    }, indent=1)
     plot(results, gamma_star, args, out / "bits.png")
     print(f"wrote {out}/bits.md, bits.json, bits.png in {time.perf_counter() - started:.0f} s")
     return 0

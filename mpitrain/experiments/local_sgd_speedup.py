@@ -26,27 +26,30 @@ Writes ``DIR/speedup.md`` (the table), ``DIR/speedup.json`` (all numbers) and
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..algorithms.local_sgd import LocalSGD, LocalSGDOptions
-from ..argparsing import ArgumentParser, size_list
+from ..argparsing import ArgumentParser, size_list, user_error
+from ..atomic import write_json, write_text
+from ..plot import save_figure
+from . import outputs
 from ..progress import Countdown
 from ..schedules import InverseTime
 from .workers import Problem, checked_run
 
 FULL = dict(workers=(1, 2, 4, 8, 16), periods=(1, 2, 4, 8, 16, 32, 64), seeds=3)
 QUICK = dict(workers=(1, 2, 4, 8, 16), periods=(1, 4, 16, 64), seeds=1)
+RESULTS = ("speedup.md", "speedup.json", "speedup.png")
 
 
 def parse_args(argv):
     p = ArgumentParser(prog="python -m mpitrain experiment local-sgd-speedup", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer periods and one seed (about 15-30 s on 2 cores)")
-    p.add_argument("--out", default="runs/local-sgd-speedup", help="output folder")
+    outputs.add_arguments(p, "runs/local-sgd-speedup")
     p.add_argument("--dataset", default="w8a", help="data set name (default w8a)")
     p.add_argument("--target", type=float, default=None, help="target suboptimality eps (default: see module)")
     p.add_argument("--c", type=float, default=None, help="step size eta_t = c / (a + t): c")
@@ -114,9 +117,7 @@ def plot(workers, periods, speedup, path):
     ax.set_title("Local SGD on w8a (K workers as threads of one process)")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv) -> int:
@@ -131,7 +132,9 @@ def main(argv) -> int:
         if getattr(args, key) is None:
             setattr(args, key, value)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    refused = outputs.refusal(out, RESULTS, args.overwrite)
+    if refused:
+        return user_error(refused)
     started = time.perf_counter()
     problem = Problem(args.dataset, args.batch_size)
     print(f"local-sgd-speedup: {args.dataset}, n = {problem.n}, lambda = 1/n = {problem.l2:.3e}, b = {args.batch_size}, "
@@ -157,10 +160,10 @@ def main(argv) -> int:
             f"The K workers are mpitrain's LocalSGD on K threads of one process (the in-process "
             f"communicator: same shards, sampling, kernels and averaging as an MPI run).")
     print(table + "\n\n" + note, flush=True)
-    (out / "speedup.md").write_text(table + "\n\n" + note + "\n")
-    (out / "speedup.json").write_text(json.dumps({"workers": workers, "periods": periods, "steps": steps,
-                                                  "speedup": speedup, "target": args.target, "c": args.c,
-                                                  "a": args.a, "seeds": seeds, "f_star": problem.f_star}, indent=2))
+    write_text(out / "speedup.md", table + "\n\n" + note + "\n")
+    write_json(out / "speedup.json", {"workers": workers, "periods": periods, "steps": steps, "speedup": speedup,
+                                      "target": args.target, "c": args.c, "a": args.a, "seeds": seeds,
+                                      "f_star": problem.f_star})
     plot(workers, periods, speedup, out / "speedup.png")
     print(f"wrote {out}/speedup.md, speedup.json, speedup.png in {time.perf_counter() - started:.0f} s")
     return 0

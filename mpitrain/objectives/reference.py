@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
+
+from mpitrain.atomic import write_json
 
 ROOT = 0
 EVALUATE, HESSIAN, DONE, FAILED = range(4)  # commands rank 0 broadcasts to the serving ranks
@@ -96,16 +97,7 @@ def write_cached(path, key, solution, gtol, meta):
     record = dict(version=CACHE_VERSION, key=key, f_star=solution.f_star, grad_norm=solution.grad_norm,
                   iterations=solution.iterations, gtol=gtol, x_star=solution.x_star.tolist(), **meta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_json(path, record, indent=None)
 
 
 class GlobalEvaluator:
