@@ -198,7 +198,7 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
     assert "worker failed" in result.output
 
 
-CLAIMS = """
+BUDGET = """
 import json
 import numpy as np
 from mpi4py import MPI
@@ -206,31 +206,38 @@ from mpitrain.comm.store import ParameterStore
 comm = MPI.COMM_WORLD
 d, limit = 5, 37
 with ParameterStore(comm, d, np.float64, layout="sharded") as store:
-    pushes = 0
-    while store.claim(limit):  # every rank races for the last tickets
-        store.push(np.ones(d))
-        pushes += 1
-    refused_again = store.claim(limit)
-    comm.Barrier()
     out = np.empty(d)
+    pushes, versions = 0, []
+    while True:  # every rank races for the last versions of the budget
+        store.pull(out)
+        version = store.push(np.ones(d), limit=limit)
+        if not version:
+            break
+        pushes += 1
+        versions.append(version)
+    comm.Barrier()
     version = store.pull(out)
     counts = comm.gather(pushes, root=0)
+    every = comm.gather(versions, root=0)
+    delays = comm.gather(len(store.delays), root=0)
     comm.Barrier()
-    store.restore(out, version)  # a resume: the claims start again from the version
+    store.restore(out, version)  # a resume with a budget one larger
     comm.Barrier()
-    more = store.claim(version + 1)
-    total_more = comm.allreduce(int(more))
+    more = comm.allreduce(int(bool(store.push(np.ones(d), limit=version + 1))))
+    comm.Barrier()
+    after = store.version()
     if comm.rank == 0:
-        print(json.dumps({"counts": counts, "version": version, "x": out.tolist(), "refused_again": refused_again,
-                          "granted_after_restore": total_more}))
+        print(json.dumps({"counts": counts, "version": version, "x": out.tolist(), "delays": delays,
+                          "versions": sorted(v for vs in every for v in vs), "more": more, "after": after}))
 """
 
 
 @pytest.mark.parametrize("nprocs", [2, 4])
-def test_claims_grant_exactly_the_budget_and_restore_resets_them(tmp_path, nprocs):
-    result = run_mpi_script(nprocs, CLAIMS, tmp_path, timeout=60)
+def test_pushes_within_a_budget_are_exactly_the_budget(tmp_path, nprocs):
+    result = run_mpi_script(nprocs, BUDGET, tmp_path, timeout=60)
     assert result.returncode == 0, result.output
     report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
     assert sum(report["counts"]) == report["version"] == 37 and report["x"] == [37.0] * 5
-    assert report["refused_again"] is False
-    assert report["granted_after_restore"] == 1  # one more ticket once the budget grows by one
+    assert report["versions"] == list(range(1, 38))  # refused versions were handed back
+    assert report["delays"] == report["counts"]  # a refused push records no delay
+    assert report["more"] == 1 and report["after"] == 38  # after a restore, one more within a larger budget

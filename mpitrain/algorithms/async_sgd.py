@@ -11,10 +11,10 @@ layout: x split over all ranks' windows). Each worker, independently of the othe
 with gamma_k, clipping and dropping from :class:`mpitrain.algorithms.async_rule.UpdateRule`
 (eta from the [step_size] schedule at the version read). No collective runs while workers
 push: the run ends on a budget of total updates (``max_updates``, default
-``train.steps`` x K; a worker claims each push first, ``ParameterStore.claim``, so the
-workers make exactly that many together, never the few more that racing for the last ones
-would give) or wall time (``max_seconds``), each worker deciding for itself from
-the versions it sees and the claims refused; then ``finish`` barriers (every push is complete: ``push``
+``train.steps`` x K; each push takes its version first and is made only within the budget,
+``ParameterStore.push(delta, limit)``, so the workers make exactly that many together, never
+the few more that racing for the last ones would give) or wall time (``max_seconds``), each
+worker deciding for itself from the versions it sees and the pushes refused; then ``finish`` barriers (every push is complete: ``push``
 flushes), every rank pulls the same final x, the delays are gathered and the windows freed,
 and rank 0 renders the delays plot (``write_outputs`` only writes it) while the others wait
 in :func:`mpitrain.comm.quiet.quiet_barrier`, which sleeps: 63 ranks spinning in a blocking
@@ -155,7 +155,7 @@ class AsyncSGD(Algorithm):
         self.delta = np.empty_like(self.x)
         self.version = 0          # the latest version this rank has seen
         self.pushes = 0
-        self._budget_taken = False  # a claim was refused: every update of the budget is someone's
+        self._budget_taken = False  # a push was refused: every update of the budget is someone's
         self.stop = None          # the run's StopRequest (watch): .received is this rank's signal
         self._stop_raised = False  # this rank has set the store's stop flag
         self._stop_seen = False   # the store's stop flag was read set
@@ -238,10 +238,9 @@ class AsyncSGD(Algorithm):
             keep = self.rule.delta(g, w.step_size(v0), tau, self.delta)
         if keep:
             with w.stats.communicate(nbytes=self.delta.nbytes):
-                granted = self.store.claim(self.max_updates)  # exactly max_updates pushes in all
-                if granted:
-                    self.version = max(self.version, self.store.push(self.delta))
-            if granted:
+                version = self.store.push(self.delta, limit=self.max_updates)  # exactly max_updates in all
+            if version:
+                self.version = max(self.version, version)
                 self.pushes += 1
             else:  # the budget's last updates went to other workers: this gradient would overshoot it
                 self._budget_taken = True

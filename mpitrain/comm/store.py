@@ -5,8 +5,9 @@ k; a worker reads x, computes g at it, sends clip_lambda(g); on arrival
 x <- x - gamma * clip_lambda(g) and k <- k + 1. The delay of an update is
 tau = (version when applied) - (version when x was read). Here there is no server process:
 x lives in RMA windows (one shard per hosting rank, see :mod:`mpitrain.comm.layout`) and k
-in a three-integer window on ``root`` (k, a stop flag, the claims of a budget); workers ``pull``
-with ``Get_accumulate(NO_OP)`` and ``push`` with ``Accumulate(SUM)`` then ``Fetch_and_op(SUM, 1)``.
+in a two-integer window on ``root`` (k and a stop flag); workers ``pull`` with
+``Get_accumulate(NO_OP)`` and ``push`` with ``Accumulate(SUM)`` then ``Fetch_and_op(SUM, 1)``
+(or, within a budget of pushes, the ``Fetch_and_op`` first).
 """
 import numpy as np
 from mpi4py import MPI
@@ -17,8 +18,8 @@ from mpitrain.comm.progress import ProgressThread
 
 PROGRESS = ("thread", "none")
 #: the int64 slots of the counter window on root
-VERSION, STOP, CLAIMS = 0, 1, 2
-COUNTER_SLOTS = 3
+VERSION, STOP = 0, 1
+COUNTER_SLOTS = 2
 
 
 class ParameterStore:
@@ -55,9 +56,13 @@ class ParameterStore:
       - delay: the push after a pull that returned ``v0`` records
         ``tau = v - 1 - v0`` in ``self.delays`` (pushes by others since the pull; 0 for a
         worker alone), the paper's ``version when applied - version when read``.
-      - budget: ``claim(limit)`` takes a ticket (one ``Fetch_and_op``) before a push and is
-        True for the first ``limit`` tickets only, so workers that push only after a granted
-        claim make exactly ``limit`` pushes together, however many race for the last ones.
+      - budget: ``push(delta, limit)`` takes its version first (the same one ``Fetch_and_op``)
+        and adds delta only if that version is <= ``limit``; past it, it hands the version back
+        and returns 0. Workers pushing with one limit make exactly ``limit`` pushes together,
+        however many race for the last ones (without a limit, up to K - 1 pushes in flight
+        would overshoot a budget checked at the pull). The price: a pull may then read a
+        version whose push is still landing (the counter runs ahead of x by the pushes in
+        flight instead of behind it); after a barrier both agree again.
       - stop flag: ``request_stop()`` sets a flag beside the counter that every worker reads
         with ``stop_requested()`` (one ``Fetch_and_op``): how one rank's signal reaches
         workers that are computing or sleeping, without a collective. It never resets.
@@ -92,11 +97,12 @@ class ParameterStore:
         self.delays = []            # tau of each of this rank's pushes, in push order
         self._pulled = None         # version returned by this rank's last pull
         self._one = np.ones(1, np.int64)
+        self._minus_one = -self._one
         self._version = np.zeros(1, np.int64)
         local = sum(s.count for s in self.shards if s.rank == comm.rank)
         itemsize = self.dtype.itemsize
         self.win = MPI.Win.Allocate(local * itemsize, itemsize, comm=comm)
-        self.counter = MPI.Win.Allocate(8 * COUNTER_SLOTS if comm.rank == root else 0, 8, comm=comm)
+        self.counter = MPI.Win.Allocate(8 * COUNTER_SLOTS if comm.rank == root else 0, 8, comm=comm)  # [k, stop]
         self._init_local(x0)
         comm.Barrier()
         self._thread = None
@@ -159,27 +165,31 @@ class ParameterStore:
         self._pulled = version
         return version
 
-    def push(self, delta):
+    def push(self, delta, limit=None):
         """Add ``delta`` (shape ``(d,)``, e.g. ``-gamma * clip(g)``) to x; return the new version.
 
-        Returns after the sum is complete at every target and the counter is incremented.
-        Appends this push's delay to ``self.delays`` when this rank has pulled before.
+        Without ``limit``: returns after the sum is complete at every target and the counter is
+        incremented. With ``limit``: the version is taken first and the sum is made only if it
+        is <= ``limit``, else nothing is added, the version is handed back and 0 is returned
+        (see the class doc). Appends this push's delay to ``self.delays`` when this rank has
+        pulled before (not for a push refused).
         """
         self._check(delta, "delta")
+        if limit is not None:
+            version = self._counter(MPI.SUM) + 1
+            if version > limit:
+                self.counter.Fetch_and_op(self._minus_one, self._version, self.root, VERSION, op=MPI.SUM)
+                self.counter.Flush(self.root)
+                return 0
         for s in self.shards:
             self.win.Accumulate([delta[s.start:s.start + s.count], self.mpitype], s.rank,
                                 target=(0, s.count, self.mpitype), op=MPI.SUM)
         self.win.Flush_all()
-        version = self._counter(MPI.SUM) + 1
+        if limit is None:
+            version = self._counter(MPI.SUM) + 1
         if self._pulled is not None:
             self.delays.append(version - 1 - self._pulled)
         return version
-
-    def claim(self, limit: int) -> bool:
-        """Take the next ticket of a budget of ``limit`` pushes: True if it is one of the first
-        ``limit`` (then push), False once they are all taken (workers only; one ``Fetch_and_op``)."""
-        self._check_open()
-        return self._counter(MPI.SUM, slot=CLAIMS) < limit
 
     def request_stop(self):
         """Set the stop flag that every worker reads (workers only; one ``Fetch_and_op``)."""
@@ -193,9 +203,8 @@ class ParameterStore:
 
     def restore(self, x, version):
         """Put a checkpointed ``x`` (shape ``(d,)``) and ``version`` back (every rank, then a
-        barrier before any pull): each host replaces its own shards, ``root`` the counter and
-        the claims (both ``version``: every claim so far was pushed). Local operations, completed
-        by ``Flush``; the counter's stop flag stays as it is."""
+        barrier before any pull): each host replaces its own shards, ``root`` the counter.
+        Local operations, completed by ``Flush``; the counter's stop flag stays as it is."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
         self._check(x, "x")
         rank = self.comm.rank
@@ -205,9 +214,8 @@ class ParameterStore:
                                     target=(0, s.count, self.mpitype), op=MPI.REPLACE)
         self.win.Flush(rank)
         if rank == self.root:
-            for slot in (VERSION, CLAIMS):
-                self.counter.Accumulate([np.array([version], np.int64), MPI.INT64_T], rank,
-                                        target=(slot, 1, MPI.INT64_T), op=MPI.REPLACE)
+            self.counter.Accumulate([np.array([version], np.int64), MPI.INT64_T], rank,
+                                    target=(VERSION, 1, MPI.INT64_T), op=MPI.REPLACE)
             self.counter.Flush(rank)
 
     def progress(self):
