@@ -38,30 +38,13 @@ class StandInArray(np.ndarray):
 class _StandInModule(types.ModuleType):
     """NumPy whose allocating functions return StandInArray: the stand-in device's ``xp``."""
 
+    ALLOCATING = frozenset({"zeros", "empty", "zeros_like", "empty_like", "asarray", "ascontiguousarray"})
+
     def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def _device(array):
-        return array.view(StandInArray)
-
-    def zeros(self, *args, **kwargs):
-        return self._device(np.zeros(*args, **kwargs))
-
-    def empty(self, *args, **kwargs):
-        return self._device(np.empty(*args, **kwargs))
-
-    def zeros_like(self, *args, **kwargs):
-        return self._device(np.zeros_like(*args, **kwargs))
-
-    def empty_like(self, *args, **kwargs):
-        return self._device(np.empty_like(*args, **kwargs))
-
-    def asarray(self, *args, **kwargs):
-        return self._device(np.asarray(*args, **kwargs))
-
-    def ascontiguousarray(self, *args, **kwargs):
-        return self._device(np.ascontiguousarray(*args, **kwargs))
+        function = getattr(np, name)
+        if name not in self.ALLOCATING:
+            return function
+        return lambda *args, **kwargs: function(*args, **kwargs).view(StandInArray)
 
 
 _STAND_IN = [None]  # the stand-in's array module while it is on, else None

@@ -19,6 +19,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 include "row_math.pxi"
 include "row_draws.pxi"
+include "update_math.pxi"
 
 
 # buf[:count] <- its sum over the ranks, in place; 0, or an MPI error code (a "mpitrain.InPlaceSum"
@@ -48,20 +49,6 @@ ctypedef struct StepData:
     uint64_t rng  # rows are uniform on [0, rng]: rng = n_rows - 1
     sum_in_place_t sum_in_place  # after each gradient, g <- sum over the ranks; NULL: no sum
     void* sum_context
-
-
-cdef inline void scaled_step(floating* x, const floating* g, double eta, double beta,
-                             Py_ssize_t d) noexcept nogil:
-    """x <- beta (x - eta g): the arithmetic of mpitrain._native.vector.scaled_update(x, g, -eta, beta)."""
-    cdef floating a = <floating>eta
-    cdef floating b = <floating>beta
-    cdef Py_ssize_t j
-    if beta == 1.0:
-        for j in range(d):
-            x[j] = x[j] - a * g[j]
-    else:
-        for j in range(d):
-            x[j] = b * (x[j] - a * g[j])
 
 
 cdef inline double monotonic_seconds() noexcept nogil:

@@ -2,6 +2,8 @@
 """Vector updates fused into one pass (float32 and float64 from one source, GIL released)."""
 from cython cimport floating
 
+include "update_math.pxi"
+
 
 def scaled_update(floating[::1] x, floating[::1] g, double alpha, double beta=1.0):
     """x <- beta * (x + alpha * g) in one pass over x and g; returns None.
@@ -10,15 +12,10 @@ def scaled_update(floating[::1] x, floating[::1] g, double alpha, double beta=1.
     applies a rank's averaging weight, so the following Allreduce needs no pass of its own.
     The arithmetic (and so every bit) equals ``g *= -alpha; x -= g; x *= beta`` in NumPy.
     """
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef floating a = <floating>(-alpha)
-    cdef floating b = <floating>beta
+    cdef Py_ssize_t n = x.shape[0]
     if g.shape[0] != n:
         raise ValueError(f"g has {g.shape[0]} entries, x has {n}")
+    if n == 0:
+        return
     with nogil:
-        if beta == 1.0:
-            for i in range(n):
-                x[i] = x[i] - a * g[i]
-        else:
-            for i in range(n):
-                x[i] = b * (x[i] - a * g[i])
+        scaled_step(&x[0], &g[0], -alpha, beta, n)

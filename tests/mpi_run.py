@@ -76,3 +76,18 @@ def run_mpi_script(nprocs, source, tmp_path, timeout=120, env=None, name="script
     script = Path(tmp_path) / name
     script.write_text(textwrap.dedent(source))
     return run_mpi(nprocs, ["-m", "mpi4py", str(script)], timeout=timeout, env=env)
+
+
+def run_command(args, timeout, env=None):
+    """``python -m mpitrain ARGS`` for a command that starts mpiexec itself (a bench), in a session
+    of its own so that a timeout kills it and every rank; (returncode, stdout, stderr); raises
+    AssertionError on the timeout."""
+    proc = subprocess.Popen([sys.executable, "-m", "mpitrain", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=mpi_env(env), cwd=ROOT, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"python -m mpitrain {' '.join(args)} did not finish within {timeout} s") from None
+    return proc.returncode, out, err

@@ -4,16 +4,12 @@ bench), the ratios and targets are computed from paired rounds, and a ``--quick`
 ranks reports every contender at every size. No timing assertions. Skips without torch."""
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from mpi4py import MPI
 
-from mpi_run import ROOT, mpi_env
+from mpi_run import run_command
 from mpitrain.bench import BENCHMARKS, DESCRIPTIONS, bridge, bridge_worker
 
 torch = pytest.importorskip("torch")
@@ -97,15 +93,7 @@ def test_ratios_are_paired_by_round_and_targets_follow():
 
 def run_bench(args, timeout=300):
     """``python -m mpitrain bench bridge ARGS`` (it launches mpiexec); (returncode, stdout, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "mpitrain", "bench", "bridge", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=ROOT, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise AssertionError(f"bench bridge did not finish within {timeout} s")
-    return proc.returncode, out, err
+    return run_command(["bench", "bridge", *args], timeout)
 
 
 def test_quick_run_reports_every_contender_at_one_and_two_ranks():

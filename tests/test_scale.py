@@ -1,10 +1,6 @@
 """Load and memory: 8-rank w8a jobs, the d-sized buffers of an evaluation and of a compressed
 step, and the ``bench scale`` modes that measure them (mpitrain.bench.scale)."""
 import json
-import os
-import signal
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -12,21 +8,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mpi_run import ROOT, mpi_env
+from mpi_run import mpi_env, run_command
 from step_memory import worst_step_peak
 
 
 def run_bench(args, timeout):
     """``python -m mpitrain bench scale ...`` (it starts mpiexec itself); killed on timeout."""
-    proc = subprocess.Popen([sys.executable, "-m", "mpitrain", "bench", "scale", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=ROOT, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise AssertionError(f"bench scale {' '.join(args)} did not finish within {timeout} s")
-    assert proc.returncode == 0, out + err
+    code, out, err = run_command(["bench", "scale", *args], timeout)
+    assert code == 0, out + err
     return json.loads(out)
 
 

@@ -44,8 +44,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -55,7 +53,7 @@ from pathlib import Path
 from ..argparsing import ArgumentParser, seconds, size_list, user_error
 from . import bridge_worker as worker
 from .launch import run_worker
-from .model import cpu
+from .machine import incomplete, print_provenance, provenance
 
 OVERHEAD_TARGET = 0.10  # bridge / plain - 1 on one rank, at OVERHEAD_SIZE parameters
 OVERHEAD_SIZE = 1_000_000
@@ -140,8 +138,7 @@ def targets(runs: list) -> dict:
 
 
 def header(args, argv) -> dict:
-    return {"command": shlex.join(["python", "-m", "mpitrain", "bench", "bridge", *argv]),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), **cpu(), "python": platform.python_version(),
+    return {**provenance("bridge", argv),
             "model": f"MLP {worker.N_FEATURES} -> h -> h -> {worker.N_CLASSES} (ReLU), cross-entropy, float32",
             "batch_size": worker.BATCH, "step_size": worker.STEP_SIZE, "period": worker.PERIOD,
             "n_rows": worker.N_ROWS, "rounds": args.rounds, "block_seconds": args.block_seconds,
@@ -160,12 +157,11 @@ def _yes(value) -> str:
 def print_table(head: dict, runs: list) -> None:
     print(f"bench bridge: {head['model']}, b = {head['batch_size']} per rank, SGD eta = {head['step_size']:g}; "
           f"ms per step, median of {head['rounds']} interleaved blocks (~{head['block_seconds']:g} s), slowest rank")
-    print(f"command: {head['command']}")
-    print(f"cpu: {head['cpu']} ({head['logical_cpus']} logical CPUs); Python {head['python']}; {head['date']}")
+    print_provenance(head)
     for run in runs:
         print()
-        if not run["completed"]:
-            print(f"K = {run['ranks']}: not completed ({run['error']}) after {run['wall_seconds']:.1f} s")
+        if incomplete(run):
+            print(incomplete(run))
             continue
         print(f"K = {run['ranks']} (torch {run['torch']}, {run['torch_threads']} thread per rank)")
         if run["ranks"] == 1:

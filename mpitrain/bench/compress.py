@@ -22,7 +22,7 @@ import numpy as np
 from mpitrain._native import compress_round, compress_select
 from mpitrain.argparsing import ArgumentParser
 from mpitrain.bench.compress_cases import cases
-from mpitrain.bench.steps import cpu_model
+from mpitrain.bench.machine import cpu_model
 from mpitrain.progress import Countdown
 
 

@@ -44,8 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -61,6 +59,7 @@ import scipy.sparse
 from .._native.vector import scaled_update
 from ..argparsing import ArgumentParser, size_list
 from ..objectives import make_objective
+from .machine import provenance
 
 N_ROWS = 4096  # rows of each synthetic matrix
 FEATURES = {"dense": 128, "sparse": 300}  # d per input kind
@@ -317,26 +316,8 @@ def measure(torch, dtype, hidden, kind, args, timing):
     return row
 
 
-def cpu() -> dict:
-    """The CPU's model name and whether it has AVX2 and AVX-512F (from /proc/cpuinfo)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "logical_cpus": os.cpu_count()}
-
-
 def header(argv, args, timing, torch) -> dict:
-    return {"command": shlex.join(["python", "-m", "mpitrain", "bench", "model", *argv]),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), **cpu(), "python": platform.python_version(),
-            "numpy": np.__version__, "scipy": scipy.__version__,
+    return {**provenance("model", argv), "numpy": np.__version__, "scipy": scipy.__version__,
             "torch": None if torch is None else torch.__version__,
             "threads": {**{name: os.environ.get(name) for name in THREAD_VARIABLES},
                         "torch": None if torch is None else torch.get_num_threads()},

@@ -59,9 +59,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -71,6 +68,7 @@ from pathlib import Path
 from ..argparsing import ArgumentParser, seconds, size_list
 from ..progress import Countdown
 from .launch import run_worker
+from .machine import incomplete, print_provenance, provenance
 from .steps_worker import BATCH, METHODS, STEP_SIZE
 
 REFERENCE_ROWS = 4  # C loop, C step from Python, bare Allreduce, C step + bare Allreduce
@@ -93,16 +91,6 @@ def parse_args(argv):
 def mpiexec() -> str:
     local = Path(sys.executable).parent / "mpiexec"
     return str(local) if local.exists() else "mpiexec"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_limit(seconds: float) -> float:
@@ -143,9 +131,7 @@ def add_ratios(rows: list, ranks: int) -> None:
 
 
 def header(args, argv) -> dict:
-    return {"command": shlex.join(["python", "-m", "mpitrain", "bench", "steps", *argv]),
-            "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "dataset": "w8a", "objective": "logistic, l2 = 1/n",
+    return {**provenance("steps", argv), "dataset": "w8a", "objective": "logistic, l2 = 1/n",
             "batch_size": BATCH, "dtype": "float64", "step_size": STEP_SIZE, "seconds": args.seconds,
             "rounds": args.rounds, "ranks": args.ranks}
 
@@ -162,12 +148,11 @@ def print_table(head: dict, runs: list) -> None:
     print(f"bench steps: w8a, {head['objective']}, b = {head['batch_size']}, {head['dtype']}, "
           f"constant eta = {head['step_size']}; median of {head['rounds']} interleaved rounds, "
           f"{head['seconds']} s per measurement, slowest rank")
-    print(f"command: {head['command']}")
-    print(f"cpu: {head['cpu']} ({head['logical_cpus']} logical CPUs); Python {head['python']}; {head['date']}")
+    print_provenance(head)
     for run in runs:
         print()
-        if not run["completed"]:
-            print(f"K = {run['ranks']}: not completed ({run['error']}) after {run['wall_seconds']:.1f} s")
+        if incomplete(run):
+            print(incomplete(run))
             continue
         print(f"K = {run['ranks']} ({run['n_local_rows_rank0']:,} rows on rank 0)")
         print(f"{'':<44} {'comm':>5} {'steps/s':>10} {'local steps/s':>13} {'/ C':>6} {'/ floor':>7}")

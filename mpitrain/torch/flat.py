@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+_FOREACH_COPY = getattr(torch, "_foreach_copy_", None)  # one multi-tensor kernel (torch >= 2.1), looked up once
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,8 @@ class FlatParameters:
     def fill_grad(self, gradients) -> None:
         """Copy ``gradients`` (one tensor per trainable parameter, in order, as
         ``torch.autograd.grad`` returns them) into the bound ``.grad`` views: one pass over g."""
-        if hasattr(torch, "_foreach_copy_"):  # one multi-tensor kernel (torch >= 2.1)
-            torch._foreach_copy_(self.grad_views, gradients)
+        if _FOREACH_COPY is not None:
+            _FOREACH_COPY(self.grad_views, gradients)
         else:
             for view, gradient in zip(self.grad_views, gradients):
                 view.copy_(gradient)

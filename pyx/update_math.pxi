@@ -1,0 +1,19 @@
+# The fused SGD update (included by pyx/vector.pyx and pyx/sgd_steps.pyx): one statement of the
+# arithmetic that scaled_update exposes and the fused blocks take at every step.
+
+from cython cimport floating
+
+
+cdef inline void scaled_step(floating* x, const floating* g, double eta, double beta,
+                             Py_ssize_t d) noexcept nogil:
+    """x <- beta (x - eta g) in one pass; with beta = 1, x <- x - eta g. Every bit equals
+    ``g *= eta; x -= g; x *= beta`` in NumPy (eta and beta rounded to x's dtype first)."""
+    cdef floating a = <floating>eta
+    cdef floating b = <floating>beta
+    cdef Py_ssize_t j
+    if beta == 1.0:
+        for j in range(d):
+            x[j] = x[j] - a * g[j]
+    else:
+        for j in range(d):
+            x[j] = b * (x[j] - a * g[j])
