@@ -33,7 +33,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "setuptools>=64" wheel "cython>=3.0" "numpy>=1.26" \
-	    "scipy>=1.10" "matplotlib>=3.7" "mpich" "mpi4py>=4.0" "pytest>=7"
+	    "scipy>=1.10" "matplotlib>=3.7" "greenlet>=3.0" "mpich" "mpi4py>=4.0" "pytest>=7"
 	touch $@
 
 venv: $(VENV)/.deps
@@ -66,7 +66,7 @@ test-slurm: build
 $(TORCH_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)" "numpy>=1.26" "scipy>=1.10" \
-	    "matplotlib>=3.7" "mpich" "mpi4py>=4.0" "pytest>=7"
+	    "matplotlib>=3.7" "greenlet>=3.0" "mpich" "mpi4py>=4.0" "pytest>=7"
 	touch $@
 
 test-torch: build $(TORCH_VENV)/.deps

@@ -1,4 +1,4 @@
-"""Compressed SGD and compressed Local SGD under mpiexec: equal to the same job on K threads of
+"""Compressed SGD and compressed Local SGD under mpiexec: equal to the same job on K in-process ranks of
 one process (mpitrain.comm.inprocess), bytes counted from the payload formula, error-feedback
 invariants, warnings and errors."""
 import json
@@ -25,7 +25,7 @@ def train(tmp_path, ranks, name, *overrides, timeout=120):
 
 
 def in_process(ranks, overrides):
-    """The same job, K ranks as threads of this process: rank 0's (parameters, records)."""
+    """The same job, K ranks in this process: rank 0's (parameters, records)."""
     from mpitrain.config import load_config
     from mpitrain.experiments.workers import train_in_process
 

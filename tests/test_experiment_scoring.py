@@ -1,5 +1,5 @@
-"""The experiments' scoring (mpitrain.experiments.workers.checked_run): models scored on a
-thread of their own while the workers step on give the checks and values of scoring each model
+"""The experiments' scoring (mpitrain.experiments.workers.checked_run): models scored on
+threads of their own while the workers step on give the checks and values of scoring each model
 before the next block, end at the first that meets the stop rule, never run more than the
 scorer's depth past it, and pass a scoring error on."""
 import time
@@ -71,7 +71,7 @@ def test_checked_run_scores_what_scoring_each_check_in_turn_would(ranks, target)
     want = sequential(10, 200, stop, score_initial=True)
     assert got[0] == want and all(other is None for other in got[1:])
     assert len(set(ran.values())) == 1  # every rank stopped after the same block
-    assert ran[0] <= want[-1][0] + 10 * (4 + 1)  # at most the scorer's depth (4) checks past the end
+    assert ran[0] <= want[-1][0] + 10 * 4  # at most the scorer's depth (4) checks past the end
 
 
 def test_the_initial_point_never_ends_the_run():

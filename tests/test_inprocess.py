@@ -1,7 +1,8 @@
-"""The in-process communicator (mpitrain.comm.inprocess): K ranks as K threads.
+"""The in-process communicator (mpitrain.comm.inprocess): K ranks as K greenlets of one thread.
 
 First its collectives, one property each (sums in rank order, every buffer form the package
-passes, copies for pickled objects, sub-communicators, no hang when a rank fails or leaves);
+passes, copies for pickled objects, sub-communicators, no hang when a rank fails, leaves or
+deadlocks);
 then the real algorithm classes on it against ``mpiexec`` runs of ``python -m mpitrain
 train``: the same parameters and metrics records bit for bit at K = 2 (a + b == b + a, so MPI
 and the in-process sum agree), within 1e-12 at K = 4 (MPI may associate the sum differently).
@@ -180,6 +181,37 @@ def test_a_timeout_aborts_instead_of_hanging():
     with pytest.raises(TimeoutError, match="did not finish within 0.5 s"):
         inprocess.run(2, body, timeout=0.5)
     release.set()
+
+
+@pytest.mark.parametrize("timeout", [None, TIMEOUT], ids=["caller-thread", "driver-thread"])
+def test_a_deadlock_aborts_the_run_instead_of_hanging(timeout):
+    def body(comm):
+        pair = comm.Split(0 if comm.rank < 2 else 1, comm.rank)
+        if comm.rank == 0:
+            pair.Barrier()  # waits for rank 1, which waits in the world's barrier for rank 0
+        comm.Barrier()
+        if comm.rank == 1:
+            pair.Barrier()
+
+    with pytest.raises(inprocess.Aborted, match=r"deadlock: ranks \[0, 1, 2\] wait in collectives"):
+        inprocess.run(3, body, timeout=timeout)
+
+
+def test_the_ranks_take_turns_in_an_order_the_program_fixes():
+    order = []
+
+    def body(comm):
+        for step in range(3):
+            order.append((step, comm.rank))
+            comm.Allreduce(MPI.IN_PLACE, np.zeros(1))
+        return len(order)
+
+    run(3, body)
+    first, order[:] = list(order), []
+    assert sorted(first) == [(step, rank) for step in range(3) for rank in range(3)]
+    assert [step for step, _ in first] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # no rank passes a collective alone
+    run(3, body)
+    assert order == first  # the same interleaving every time
 
 
 # -- the real algorithms: in-process equals mpiexec --------------------------------------------------------------

@@ -136,7 +136,7 @@ def test_networks_keep_the_step_per_call_path():
 
 
 def test_an_in_process_communicator_keeps_the_step_per_call_path():
-    """K ranks as threads (mpitrain.comm.inprocess): C cannot call their Allreduce."""
+    """K ranks in one process (mpitrain.comm.inprocess): C cannot call their Allreduce."""
     from mpitrain.comm import inprocess
 
     def body(comm):
@@ -305,8 +305,10 @@ def test_an_allreduce_c_cannot_reach_is_one_warning_from_rank_0(tmp_path):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             assert sync_sgd.averaging(kernel, worker) is None
-        print(f"rank {comm.Get_rank()}: {len(caught)} warning(s)", flush=True)
+        counts = comm.gather(len(caught), root=0)  # one print: two ranks' lines can interleave
+        if comm.Get_rank() == 0:
+            print(f"warnings per rank: {counts}", flush=True)
     """
     result = run_mpi_script(2, script, tmp_path, timeout=120)
     assert result.returncode == 0, result.output
-    assert sorted(result.stdout.split("\n")[:2]) == ["rank 0: 1 warning(s)", "rank 1: 0 warning(s)"], result.output
+    assert "warnings per rank: [1, 0]" in result.stdout, result.output

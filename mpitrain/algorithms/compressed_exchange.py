@@ -10,7 +10,7 @@ Beznosikov et al. 2020 (docs/papers.md s.2). The roles, in the GRACE split:
 - :class:`CompressedAverager`: the MPI exchange between them (Allgatherv or Allreduce,
   mpitrain.comm.payloads), with bytes and bits counted.
 
-The experiments run these same classes with K threads as ranks (mpitrain.comm.inprocess), so
+The experiments run these same classes with K ranks in one process (mpitrain.comm.inprocess), so
 an experiment equals a real run up to the summation order of an Allreduce.
 
 Seeds: a random compressor on rank k at exchange t uses derive_seed(derive_seed(s, t), k),

@@ -1,9 +1,11 @@
-"""K ranks as K threads of one process: a communicator with the mpi4py ``Comm`` API subset that
-the synchronous algorithms and their helpers use.
+"""K ranks in one process: a communicator with the mpi4py ``Comm`` API subset that the
+synchronous algorithms and their helpers use.
 
-The model is PyTorch's threaded process group: one process, one thread per rank, collectives
-met at a rendezvous. ``run(size, function)`` starts ``size`` threads, calls ``function(comm)``
-in each with that rank's :class:`InProcessComm`, and returns the results in rank order::
+The model is PyTorch's threaded process group (one process, one rank per thread, collectives
+met at a rendezvous), with greenlets (the ``greenlet`` package, the coroutines under gevent)
+in place of threads: every rank is a greenlet of one driver thread, and a collective switches
+to the next rank instead of waking a thread. ``run(size, function)`` calls ``function(comm)``
+once per rank with that rank's :class:`InProcessComm` and returns the results in rank order::
 
     from mpitrain.comm import inprocess
 
@@ -20,7 +22,7 @@ so an experiment steps K workers without a copy of the algorithm written for one
 Supported: ``Get_rank``, ``Get_size`` (and ``rank`` / ``size``), ``Allreduce`` (SUM, MAX,
 MIN, PROD; ``MPI.IN_PLACE``), ``Reduce``, ``Bcast``, ``Allgather``, ``Allgatherv``,
 ``Barrier``, the pickle-based ``allreduce``, ``allgather``, ``gather``, ``bcast``, ``barrier``,
-and ``Dup``, ``Split``, ``Split_type(MPI.COMM_TYPE_SHARED)`` (every thread is on one node),
+and ``Dup``, ``Split``, ``Split_type(MPI.COMM_TYPE_SHARED)`` (every rank is on one node),
 ``Free``. Buffers are NumPy arrays, given bare or mpi4py-style as ``[array, MPI.TYPE]`` /
 ``[array, counts, displs, MPI.TYPE]`` (counts and displacements in units of the type).
 Point-to-point messages, nonblocking calls and RMA windows are not: the asynchronous methods
@@ -30,25 +32,35 @@ Determinism: a reduction sums in rank order, ``((b_0 + b_1) + b_2) + ...``, comp
 the last rank to arrive; every rank receives the same bits. MPI's Allreduce may associate the
 sum differently for K > 2 (results then agree to rounding; for K = 2, a + b == b + a, the
 same bits). Objects of the lowercase calls are pickled and every rank gets its own copy, as
-with mpi4py.
+with mpi4py. The ranks run one at a time, in an order fixed by the program alone.
 
-Failure: an exception in one thread aborts the run: ranks waiting in (or later entering) a
+Failure: an exception in one rank aborts the run: ranks waiting in (or later entering) a
 collective raise :class:`Aborted`, and ``run`` re-raises the first real exception in the
 caller. A rank that returns while others wait in a collective it will never join aborts the
-run the same way, instead of leaving them waiting forever.
+run the same way, and so does a deadlock (every rank left waits in a collective that no other
+rank will join, such as two sub-communicators' collectives called in opposite orders), instead
+of leaving them waiting forever. A rank that blocks outside the communicator (on a lock, a
+queue, a sleep) blocks them all: ``run(..., timeout=...)`` bounds that.
 
-Performance: the threads share the GIL; only code that releases it (the ``nogil`` Cython
-kernels) runs in parallel. A collective costs a rendezvous, a wake-up and a GIL hand-off
-per rank: an Allreduce of 300 float64 took 20 to 30 us at K = 2, about 60 us at K = 4 and
-0.3 ms at K = 16 on the project's 2-core machine (shared with other jobs, load 6).
+Why greenlets, not threads: with threads, a collective woke K - 1 threads that then took the
+interpreter lock in turn, and on a machine with few cores those hand-offs were most of a
+step. An Allreduce of 300 float64 (a loop of 2,000 on the project's 2-core machine, quiet,
+2026-12-01, the two designs side by side): 24-27 us with threads against 8-10 us with greenlets
+at K = 2, 52-56 against 17-19 us at K = 4, 293-302 against 65-85 us at K = 16; the two paper
+experiments that run on it took half the time (docs/experiments.md), with the same results.
+The price: the ranks' ``nogil`` kernels no longer run in parallel with each other (they still
+run beside other threads, such as an experiment's scorers).
 """
 from __future__ import annotations
 
+import collections
+import functools
 import operator
 import pickle
 import threading
 import time
 
+import greenlet
 import numpy as np
 from mpi4py import MPI
 
@@ -84,14 +96,26 @@ def _bytes(array: np.ndarray) -> np.ndarray:
 
 
 class _World:
-    """What all threads of one ``run`` share: their communicators' groups and the abort state."""
+    """What the ranks of one ``run`` share: their greenlets, the ranks ready to run, their
+    communicators' groups and the abort state.
+
+    Every rank is a greenlet of one driver thread, and the driver's own greenlet, the hub
+    (:meth:`drive`), runs the ready ranks one at a time, in the order they became ready. A rank
+    runs until it returns or waits in a collective; the last rank to arrive at a collective
+    makes the others ready again. So only one rank runs at any time, a collective costs a few
+    greenlet switches (no thread wake-ups, no interpreter-lock hand-offs), and the order of
+    everything is fixed by the program alone.
+    """
 
     def __init__(self, size: int):
         self.size = size
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # abort can come from the caller's thread (a timeout)
         self.groups = []  # every _Group created in this run
         self.reason = None  # why the run was aborted (None: it was not)
         self.exited = set()  # world ranks whose function has returned
+        self.ready = collections.deque()  # world ranks to switch to, in order
+        self.greenlets = []  # one per world rank, children of the hub
+        self.hub = None  # the greenlet that switches between the ranks
 
     def abort(self, reason: str) -> None:
         with self.lock:
@@ -106,30 +130,34 @@ class _World:
         with self.lock:
             self.exited.add(rank)
             groups = [g for g in self.groups if rank in g.members]
-        for group in groups:
-            with group.lock:
-                waiting = bool(group.waiting)
-            if waiting:
-                self.abort(f"rank {rank} returned while other ranks wait for it in a collective")
+        if any(group.waiting for group in groups):
+            self.abort(f"rank {rank} returned while other ranks wait for it in a collective")
+
+    def drive(self, body) -> None:
+        """Run ``body(rank)`` for every rank, each in a greenlet of this thread, to the end."""
+        self.hub = greenlet.getcurrent()
+        self.greenlets = [greenlet.greenlet(functools.partial(body, rank)) for rank in range(self.size)]
+        self.ready.extend(range(self.size))
+        while len(self.exited) < self.size:
+            if not self.ready:  # every rank left waits in a collective that nobody else can join
+                waiting = sorted(r for r in range(self.size) if r not in self.exited)
+                self.abort(f"deadlock: ranks {waiting} wait in collectives that no other rank will join")
+                continue
+            self.greenlets[self.ready.popleft()].switch()
+
+    def wait(self) -> None:
+        """Park the calling rank until another makes it ready (the hub runs the next one)."""
+        self.hub.switch()
 
 
 class _Group:
-    """The ranks of one communicator and their rendezvous (a generation-counting barrier).
-
-    Each rank waits on a gate of its own, a plain lock held while it is closed: the last rank
-    to arrive opens the others' gates. (A ``threading.Condition`` does the same with a new lock
-    and more Python per wait: a collective cost 20 to 30% more with one.)
-    """
+    """The ranks of one communicator and their rendezvous (a generation-counting barrier)."""
 
     def __init__(self, world: _World, members):
         self.world = world
         self.members = tuple(members)  # world rank of each rank of this communicator
         self.size = len(self.members)
-        self.lock = threading.Lock()  # guards everything below
-        self.gates = [threading.Lock() for _ in self.members]  # rank r waits in gates[r].acquire()
-        for gate in self.gates:
-            gate.acquire()  # closed
-        self.waiting = set()  # ranks whose gate is closed on them in the current generation
+        self.waiting = set()  # ranks parked in the current generation
         self.generation = 0
         self.slots = [None] * self.size  # what each rank brought to the current collective
         self.results = [None, None]  # result of generation g at g % 2 (read after release)
@@ -137,15 +165,15 @@ class _Group:
             world.groups.append(self)
 
     def wake_all(self) -> None:
-        """Open every closed gate (the run was aborted: the waiters find out on waking)."""
-        with self.lock:
-            for rank in self.waiting:
-                self.gates[rank].release()
-            self.waiting.clear()
+        """Make every parked rank ready, in rank order (a collective completed, or the run was
+        aborted: they find out on waking)."""
+        with self.world.lock:
+            waiting, self.waiting = self.waiting, set()
+            self.world.ready.extend(self.members[rank] for rank in sorted(waiting))
 
     def _refusal(self, name: str):
         """None if a collective called ``name`` can start now, else (reason to abort the run with,
-        or None when it is aborted already; the message to raise). Called under ``lock``."""
+        or None when it is aborted already; the message to raise)."""
         world = self.world
         if world.reason is not None:
             return None, f"in-process {name}: run aborted: {world.reason}"
@@ -157,41 +185,27 @@ class _Group:
 
     def meet(self, rank: int, contribution, combine, name: str):
         """Every rank brings ``contribution``; the last to arrive runs ``combine(contributions)``
-        (a list in rank order) while the others wait; every rank returns its result.
-
-        ``world.abort`` takes the lock of every group, so it is called here only after this
-        group's lock is released (two aborts in two groups must not wait on each other).
-        """
-        failure = None
-        with self.lock:
-            refusal = self._refusal(name)
-            if refusal is None:
-                generation = self.generation
-                self.slots[rank] = contribution
-                last = len(self.waiting) == self.size - 1
-                if last:
-                    slots, self.slots = self.slots, [None] * self.size
-                    try:
-                        result = combine(slots)
-                    except BaseException as exc:  # noqa: BLE001 -- aborts the run, then re-raised
-                        failure = exc
-                    else:
-                        self.results[generation % 2] = result
-                        self.generation += 1
-                        for other in self.waiting:
-                            self.gates[other].release()
-                        self.waiting.clear()
-                        return result
-                else:
-                    self.waiting.add(rank)
-        if refusal is None and failure is None:
-            self.gates[rank].acquire()  # until the last rank (or an abort) opens it
+        (a list in rank order) while the others wait; every rank returns its result."""
+        refusal = self._refusal(name)
+        if refusal is None:
+            generation = self.generation
+            self.slots[rank] = contribution
+            if len(self.waiting) == self.size - 1:  # the last to arrive
+                slots, self.slots = self.slots, [None] * self.size
+                try:
+                    result = combine(slots)
+                except BaseException as exc:  # noqa: BLE001 -- aborts the run, then re-raised
+                    self.world.abort(f"rank {self.members[rank]} failed in {name}: {type(exc).__name__}: {exc}")
+                    raise
+                self.results[generation % 2] = result
+                self.generation += 1
+                self.wake_all()
+                return result
+            self.waiting.add(rank)
+            self.world.wait()  # until the last rank (or an abort) makes this one ready
             if self.generation != generation:  # the generation completed: its result is ours
                 return self.results[generation % 2]
             refusal = None, f"in-process {name}: run aborted: {self.world.reason}"
-        if failure is not None:
-            self.world.abort(f"rank {self.members[rank]} failed in {name}: {type(failure).__name__}: {failure}")
-            raise failure
         reason, message = refusal
         if reason is not None:
             self.world.abort(reason)
@@ -360,8 +374,8 @@ def _fold(blobs, op) -> bytes:
 
 
 def communicators(size: int) -> list:
-    """``size`` communicators, rank 0 .. size - 1, of one new in-process world (each must be used
-    by its own thread; ``run`` does this for you)."""
+    """``size`` communicators, rank 0 .. size - 1, of one new in-process world (their collectives
+    need the world's ranks driven as greenlets: ``run`` does this for you)."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     group = _Group(_World(size), range(size))
@@ -369,41 +383,40 @@ def communicators(size: int) -> list:
 
 
 def run(size: int, function, timeout: float | None = None) -> list:
-    """Call ``function(comm)`` on ``size`` threads, one per rank; return the results in rank order.
+    """Call ``function(comm)`` once per rank, ``size`` ranks; return the results in rank order.
 
-    An exception in any thread aborts the others' collectives (they raise :class:`Aborted`)
-    and is re-raised here, noted with its rank. ``timeout`` (seconds): abort and raise
-    TimeoutError if the threads have not all finished by then.
+    The ranks are greenlets of one driver thread (:class:`_World`): the caller's thread, or
+    with a ``timeout`` a thread of its own. An exception in any rank aborts the others'
+    collectives (they raise :class:`Aborted`) and is re-raised here, noted with its rank; so is
+    a deadlock (every rank left waits in a collective nobody else will join). ``timeout``
+    (seconds): abort and raise TimeoutError if the ranks have not all finished by then (a rank
+    blocked outside the communicator is left to its daemon thread).
     """
     comms = communicators(size)
     world = comms[0]._group.world
     results = [None] * size
     errors = []  # (rank, exception) in the order they happened
-    errors_lock = threading.Lock()
 
     def body(rank):
         try:
             results[rank] = function(comms[rank])
         except BaseException as exc:  # noqa: BLE001 -- handed to the caller
-            with errors_lock:
-                errors.append((rank, exc))
+            errors.append((rank, exc))
             world.abort(f"rank {rank} raised {type(exc).__name__}: {exc}")
         finally:
             world.leave(rank)
 
-    if size == 1:  # no thread needed
+    if size == 1:  # nothing to switch between
         body(0)
+    elif timeout is None:
+        world.drive(body)
     else:
-        threads = [threading.Thread(target=body, args=(rank,), name=f"inprocess-rank-{rank}", daemon=True)
-                   for rank in range(size)]
-        for thread in threads:
-            thread.start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                world.abort(f"timed out after {timeout} s")
-                raise TimeoutError(f"in-process run of {size} ranks did not finish within {timeout} s")
+        driver = threading.Thread(target=world.drive, args=(body,), name="inprocess-ranks", daemon=True)
+        driver.start()
+        driver.join(timeout)
+        if driver.is_alive():
+            world.abort(f"timed out after {timeout} s")
+            raise TimeoutError(f"in-process run of {size} ranks did not finish within {timeout} s")
     if errors:
         real = [(r, e) for r, e in errors if not isinstance(e, Aborted)] or errors
         rank, exc = real[0]

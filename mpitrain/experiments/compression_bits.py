@@ -21,8 +21,8 @@ A second table compares compressed Local SGD (model changes compressed every H s
 EF) against uncompressed Local SGD (the identity, 32-bit), in rounds and bits to the target.
 
 The K workers are the real :class:`~mpitrain.algorithms.compressed_sgd.CompressedSGD` (and
-:class:`~mpitrain.algorithms.compressed_local_sgd.CompressedLocalSGD`) on K threads of this
-process (mpitrain.experiments.workers, mpitrain.comm.inprocess): the same shards, sampling
+:class:`~mpitrain.algorithms.compressed_local_sgd.CompressedLocalSGD`) on K greenlets of one
+thread (mpitrain.experiments.workers, mpitrain.comm.inprocess): the same shards, sampling
 streams, compressors, seeds, feedback memories and kernels as ``mpiexec -n 4 python -m
 mpitrain train`` with ``train.algorithm = "compressed_sgd"`` (tests/test_inprocess.py checks
 such runs against real MPI runs). ``bits`` are the algorithm's own ``bits_sent`` (per worker).
@@ -89,7 +89,7 @@ def parse_args(argv):
 
 
 class Run:
-    """One run on K threads: the curve (step, bits per worker, suboptimality) and bits/rounds to target."""
+    """One run of K in-process ranks: the curve (step, bits per worker, suboptimality) and bits/rounds to target."""
 
     def __init__(self, problem, name, feedback, gamma, args, period=None):
         params, _, _ = COMPRESSORS[name]
@@ -176,7 +176,7 @@ def markdown(results, local, args, gamma_star, tuning) -> str:
         local_rows.append(f"| {label} | {run.bits_per_exchange} | {rounds} | {bits} |")
     tune = ("gamma* tuned on the identity over " + ", ".join(f"{g:g}: {s}" for g, s in tuning) +
             " (steps to target)") if tuning else f"gamma* = {gamma_star:g} fixed (--quick; the full run tunes it)"
-    note = (f"{args.dataset}, logistic regression, lambda = 1/n, K = {DEFAULTS['workers']} workers (threads of "
+    note = (f"{args.dataset}, logistic regression, lambda = 1/n, K = {DEFAULTS['workers']} workers (ranks of "
             f"one process), b = {DEFAULTS['batch_size']}, {args.steps} steps at most, target suboptimality "
             f"{args.target:g} (checked every {args.check} steps), k = {K_KEPT} of d = 300, s = {LEVELS}, "
             f"32-bit values. {tune}; each compressor's best gamma of {{gamma*/{', gamma*/'.join(map(str, args.divisors))}}} "
@@ -208,7 +208,7 @@ def plot(results, gamma_star, args, path):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("suboptimality F(x) - f*")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"Compressed SGD on {args.dataset}, K = 4 (threads of one process), solid: biased, dashed: unbiased")
+    fig.suptitle(f"Compressed SGD on {args.dataset}, K = 4 (ranks in one process), solid: biased, dashed: unbiased")
     save_figure(fig, path, dpi=120)
 
 
@@ -224,7 +224,7 @@ def main(argv) -> int:
     started = time.perf_counter()
     problem = Problem(args.dataset, DEFAULTS["batch_size"])
     print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
-          f"K = 4 workers as threads of one process, target {args.target:g}", flush=True)
+          f"K = 4 workers as ranks of one process, target {args.target:g}", flush=True)
     gamma_star, tuning = args.gamma, []
     rows = (len(args.tune_grid) if preset["tune"] else 0) + sum(1 for n in COMPRESSORS for fb in ("ef", "none")
                                                                if not (n == "identity" and fb == "ef")) + 3

@@ -8,11 +8,11 @@ model sum_k w_k x^k first drops to the target eps (checked every ``--check`` ste
 rounded up to a multiple of it), averaged over ``--seeds`` sampling seeds; the speedup is
 T(K = 1) / T(K, H), the paper's definition. Ideal: speedup = K.
 
-The K workers are the real :class:`~mpitrain.algorithms.local_sgd.LocalSGD` on K threads of
-this process (mpitrain.experiments.workers, mpitrain.comm.inprocess): each builds its shard,
+The K workers are the real :class:`~mpitrain.algorithms.local_sgd.LocalSGD` on K greenlets of
+one thread of this process (mpitrain.experiments.workers, mpitrain.comm.inprocess): each builds its shard,
 sampling stream, objective and weight as ``mpiexec -n K python -m mpitrain train`` with
 ``train.algorithm = "local_sgd"`` does, and averages by an Allreduce summed in rank order
-(tests/test_inprocess.py checks such runs against real MPI runs). Threads rather than MPI
+(tests/test_inprocess.py checks such runs against real MPI runs). One process rather than K MPI
 ranks, because K = 16 ranks on a 2-core machine would be far too slow.
 
 Step size: Stich's decreasing form eta_t = c / (a + t) (``step_size.schedule =
@@ -114,7 +114,7 @@ def plot(workers, periods, speedup, path):
     ax.set_yscale("log", base=2)
     ax.set_xlabel("workers K")
     ax.set_ylabel("speedup T(K=1) / T(K, H)")
-    ax.set_title("Local SGD on w8a (K workers as threads of one process)")
+    ax.set_title("Local SGD on w8a (K workers in one process)")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     save_figure(fig, path, dpi=120)
@@ -139,7 +139,7 @@ def main(argv) -> int:
     problem = Problem(args.dataset, args.batch_size)
     print(f"local-sgd-speedup: {args.dataset}, n = {problem.n}, lambda = 1/n = {problem.l2:.3e}, b = {args.batch_size}, "
           f"f* = {problem.f_star:.10f}; target suboptimality {args.target:g}; eta_t = {args.c:g} / ({args.a:g} + t); "
-          f"{seeds} seed(s); K workers as K threads of one process (LocalSGD on the in-process "
+          f"{seeds} seed(s); K workers in one process (LocalSGD on the in-process "
           f"communicator)", flush=True)
     steps = {k: {} for k in workers}
     countdown = Countdown(sum(1 for k in workers for h in periods if not (k == 1 and h != periods[0])))
@@ -157,7 +157,7 @@ def main(argv) -> int:
     note = (f"Speedup T(K=1) / T(K, H) (T = steps per worker to suboptimality {args.target:g}, in brackets) on "
             f"{args.dataset}, lambda = 1/n, b = {args.batch_size}, eta_t = {args.c:g} / ({args.a:g} + t), "
             f"mean over {seeds} seed(s); T(K=1) is the K = 1 run (the same for every H). "
-            f"The K workers are mpitrain's LocalSGD on K threads of one process (the in-process "
+            f"The K workers are mpitrain's LocalSGD as K ranks of one process (the in-process "
             f"communicator: same shards, sampling, kernels and averaging as an MPI run).")
     print(table + "\n\n" + note, flush=True)
     write_text(out / "speedup.md", table + "\n\n" + note + "\n")

@@ -1,9 +1,9 @@
-"""K workers of a paper experiment: the real algorithm classes, one thread per rank, on the
+"""K workers of a paper experiment: the real algorithm classes, one greenlet per rank, on the
 in-process communicator (mpitrain.comm.inprocess).
 
 An experiment runs many short jobs (one per K, H, seed, compressor, ...) on a machine with
 few cores; ``mpiexec`` with K = 16 ranks on 2 cores would spend its time in the scheduler.
-So the K ranks are K threads of one process, and each thread builds its parts exactly as
+So the K ranks are K greenlets of one thread, and each builds its parts exactly as
 ``mpiexec -n K python -m mpitrain train`` does (mpitrain.train.Trainer, mpitrain.problem):
 
 - its shard: ``mpitrain.data.shard(full, rank, K, scheme, seed, alpha)`` of the whole data
@@ -21,9 +21,10 @@ evaluates (``evaluation_point()``, collective) is scored by rank 0 on the whole 
 (F(x) - f*, f* solved once; the loss pass only, the same bits as mpitrain.evaluation), and
 rank 0's verdict is broadcast so that all ranks stop at the same step. Scoring was most of the
 Local SGD experiment's time (a pass over w8a's 49,749 rows every 10 steps of b = 4 rows per
-worker), so :func:`checked_run` scores on a thread of its own (:class:`Scorer`) while the
-workers step on: the two overlap on two cores. The verdicts are the same (each checked model
-scored in turn, first hit wins); the workers only run up to ``depth`` checks past it.
+worker), so :func:`checked_run` scores on two threads of their own (:class:`Scorer`, two
+models at once) while the workers step on: the three overlap on two cores. The verdicts are
+the same (each checked model scored whole, values taken in turn, first hit wins); the workers
+only run up to ``depth`` checks past it.
 """
 from __future__ import annotations
 
@@ -94,49 +95,87 @@ class Problem:
 
 
 class Scorer:
-    """F(x) - f* of the models handed to :meth:`submit`, in order, on a thread of its own.
+    """F(x) - f* of the models handed to :meth:`submit`, in order, on threads of their own.
 
     ``stop(value)`` says which value ends the run (the target reached, a divergence); the
-    models submitted after the first such one are not scored. ``depth`` bounds the models
-    waiting, so the workers, stepping on meanwhile, run at most ``depth`` checks past the one
-    that ends the run. Scoring runs without the GIL (the loss kernel's ``nogil`` loop), so on two
-    cores it overlaps the workers' steps. Rank 0 owns it.
+    models submitted after the first such one are not kept. At most ``depth`` models are
+    outstanding (queued, being scored, or scored and waiting for an earlier one), so the
+    workers, stepping on meanwhile, run at most ``depth`` checks past the one that ends the
+    run. ``threads`` models are scored at once, each by one call of the loss kernel (its
+    ``nogil`` loop: the same bits as scoring them one after the other), and the values are
+    taken in submission order; on two cores the scorers and the workers' steps overlap. Rank 0
+    owns it.
     """
 
-    def __init__(self, problem: Problem, stop, depth: int = 4):
+    def __init__(self, problem: Problem, stop, depth: int = 4, threads: int = 2):
         self.problem, self.stop = problem, stop
         self.scored = []  # (tag, value) in submission order, up to the first that met stop
         self.done = threading.Event()  # set once a value met stop
-        self._pending = queue.Queue(maxsize=depth)
+        self._room = threading.Semaphore(depth)  # one slot per outstanding model
+        self._pending = queue.Queue()
+        self._submitted = 0
+        self._values = {}  # index -> (tag, value, final), scored but not yet taken in order
+        self._lock = threading.Lock()  # guards _values, scored, done and _error between scorers
         self._error = None
-        self._thread = threading.Thread(target=self._score, name="experiment-scorer", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._score, name=f"experiment-scorer-{i}", daemon=True)
+                         for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
 
     def _score(self):
         while (item := self._pending.get()) is not None:
+            index, tag, x, final = item
             if self.done.is_set() or self._error is not None:
-                continue  # past the end of the run, or failed: drain
-            tag, x, final = item
+                self._room.release()  # past the end of the run, or failed: drain
+                continue
             try:
                 value = self.problem.suboptimality(x)
             except BaseException as exc:  # noqa: BLE001 -- re-raised by submit / close
-                self._error = exc
+                with self._lock:
+                    self._error = self._error or exc
+                    self._discard_waiting()
+                self._room.release()
                 continue
+            with self._lock:
+                if self.done.is_set() or self._error is not None:
+                    self._room.release()
+                    continue
+                self._values[index] = (tag, value, final)
+                self._take_in_order()
+
+    def _take_in_order(self):
+        """Move the values that follow the last one taken into ``scored``, freeing their slots;
+        stop at the first that ends the run (called under ``_lock``)."""
+        while len(self.scored) in self._values:
+            tag, value, final = self._values.pop(len(self.scored))
             self.scored.append((tag, value))
+            self._room.release()
             if final and self.stop(value):
                 self.done.set()
+                self._discard_waiting()
+                return
+
+    def _discard_waiting(self):
+        """The run ended (or failed): values scored after it are dropped (called under ``_lock``)."""
+        for _ in self._values:
+            self._room.release()
+        self._values.clear()
 
     def submit(self, tag, x, *, final: bool = True) -> bool:
-        """Queue a copy of ``x`` (blocks while ``depth`` wait); whether the run has ended.
-        ``final=False``: score it, but its value never ends the run (the initial point)."""
+        """Queue a copy of ``x`` (blocks while ``depth`` are outstanding); whether the run has
+        ended. ``final=False``: score it, but its value never ends the run (the initial point)."""
         self._raise()
-        self._pending.put((tag, np.array(x, copy=True), final))
+        self._room.acquire()
+        self._pending.put((self._submitted, tag, np.array(x, copy=True), final))
+        self._submitted += 1
         return self.done.is_set()
 
     def close(self) -> list:
         """Wait for the models queued; [(tag, value)] up to the one that ended the run."""
-        self._pending.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._pending.put(None)
+        for thread in self._threads:
+            thread.join()
         self._raise()
         return self.scored
 
