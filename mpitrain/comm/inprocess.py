@@ -47,7 +47,7 @@ interpreter lock in turn, and on a machine with few cores those hand-offs were m
 step. An Allreduce of 300 float64 (a loop of 2,000 on the project's 2-core machine, quiet,
 2026-12-01, the two designs side by side): 24-27 us with threads against 8-10 us with greenlets
 at K = 2, 52-56 against 17-19 us at K = 4, 293-302 against 65-85 us at K = 16; the two paper
-experiments that run on it took half the time (docs/experiments.md), with the same results.
+experiments that run on it took about half the time (docs/experiments.md), with the same results.
 The price: the ranks' ``nogil`` kernels no longer run in parallel with each other (they still
 run beside other threads, such as an experiment's scorers).
 """

@@ -107,7 +107,7 @@ class Scorer:
     owns it.
     """
 
-    def __init__(self, problem: Problem, stop, depth: int = 4, threads: int = 2):
+    def __init__(self, problem: Problem, stop, depth: int = 6, threads: int = 2):
         self.problem, self.stop = problem, stop
         self.scored = []  # (tag, value) in submission order, up to the first that met stop
         self.done = threading.Event()  # set once a value met stop
