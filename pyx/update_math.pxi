@@ -17,3 +17,20 @@ cdef inline void scaled_step(floating* x, const floating* g, double eta, double 
     else:
         for j in range(d):
             x[j] = b * (x[j] - a * g[j])
+
+
+
+cdef extern from "copied_step.h":
+    void mpt_copied_step_f32(float* x, float* g, const float* src, double eta, double beta, Py_ssize_t n) noexcept nogil
+    void mpt_copied_step_f64(double* x, double* g, const double* src, double eta, double beta, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void copied_step(floating* x, floating* g, const floating* src, double eta, double beta,
+                             Py_ssize_t d) noexcept nogil:
+    """g <- src and x <- beta (x - eta src) in one pass: every bit of copying src into g and then
+    ``scaled_step(x, g, eta, beta, d)``, reading src once (pyx/copied_step.h: the same arithmetic,
+    with g written past the cache on x86-64)."""
+    if floating is float:
+        mpt_copied_step_f32(x, g, src, eta, beta, d)
+    else:
+        mpt_copied_step_f64(x, g, src, eta, beta, d)

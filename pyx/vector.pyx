@@ -19,3 +19,18 @@ def scaled_update(floating[::1] x, floating[::1] g, double alpha, double beta=1.
         return
     with nogil:
         scaled_step(&x[0], &g[0], -alpha, beta, n)
+
+def copy_and_update(floating[::1] x, floating[::1] g, const floating[::1] src, double alpha, double beta=1.0):
+    """g <- src, then x <- beta * (x + alpha * g), in one pass over the three; returns None.
+
+    Every bit equals ``g[:] = src; scaled_update(x, g, alpha, beta)``: a gradient that arrives in
+    a buffer of its own (PyTorch's autograd) lands in g and steps x while it is read once.
+    src must not overlap x or g.
+    """
+    cdef Py_ssize_t n = x.shape[0]
+    if g.shape[0] != n or src.shape[0] != n:
+        raise ValueError(f"x, g and src must have one length, got {n}, {g.shape[0]} and {src.shape[0]}")
+    if n == 0:
+        return
+    with nogil:
+        copied_step(&x[0], &g[0], &src[0], -alpha, beta, n)

@@ -1,8 +1,9 @@
-"""The fused update x <- beta (x + alpha g) equals the NumPy steps bit for bit."""
+"""The fused updates: x <- beta (x + alpha g) equals the NumPy steps bit for bit, and the copy of a
+gradient fused into it equals the copy and then the update."""
 import numpy as np
 import pytest
 
-from mpitrain._native.vector import scaled_update
+from mpitrain._native.vector import copy_and_update, scaled_update
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -24,3 +25,21 @@ def test_scaled_update_matches_numpy_bitwise(dtype, beta):
 def test_scaled_update_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="g has 3 entries, x has 4"):
         scaled_update(np.zeros(4), np.zeros(3), 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_and_update_is_a_copy_then_the_update(dtype):
+    """Every length and start (the vector loop's head, body and tail; g written past the cache)."""
+    rng = np.random.default_rng(1)
+    x, src = rng.standard_normal(1031).astype(dtype), rng.standard_normal(1031).astype(dtype)
+    for start in range(4):
+        for stop in (start, start + 1, start + 3, 517, 1031 - start):
+            for beta in (1.0, 0.3):
+                x1, x2 = x.copy(), x.copy()
+                g1, g2 = np.zeros_like(x), np.zeros_like(x)
+                copy_and_update(x1[start:stop], g1[start:stop], src[start:stop], -0.7, beta)
+                g2[start:stop] = src[start:stop]
+                scaled_update(x2[start:stop], g2[start:stop], -0.7, beta)
+                assert x1.tobytes() == x2.tobytes() and g1.tobytes() == g2.tobytes(), (start, stop, beta)
+    with pytest.raises(ValueError, match="one length"):
+        copy_and_update(x, np.zeros_like(x), src[:-1], 1.0)

@@ -15,8 +15,9 @@ rows (this rank's shard of one synthetic data set, float32):
   buckets, overlapped with the backward pass (DDP's defaults);
 - ``sync_sgd`` and ``local_sgd`` (K > 1, H = 8) through the bridge: ``algorithm.run_steps`` of a
   :class:`mpitrain.train.Trainer` built on a ``TorchObjective`` of the module, as
-  ``mpitrain.torch.train`` builds it (its sampler draws the rows; sync_sgd's step is
-  ``batch_gradient``, an in-place MPI Allreduce of the gradient, ``scaled_update``).
+  ``mpitrain.torch.train`` builds it (its sampler draws the rows; sync_sgd steps in blocks,
+  mpitrain.torch.steps: on one rank the gradient is copied into the flat buffer and x stepped in
+  one pass, on K > 1 ``batch_gradient``, an in-place MPI Allreduce of the gradient, the update).
 
 The plain and DDP steps gather their batch from the shard's tensor (``index_select``) with
 indices drawn before the timed loop; the bridge's gathers the rows its sampler draws.

@@ -106,7 +106,7 @@ class Run:
         def worker(comm):
             method = cls(problem.worker(comm, step_size=Constant(gamma), batch_size=DEFAULTS["batch_size"],
                                         seed=args.seed, steps=args.steps), opts)
-            # the step, the bits sent and the exchanges so far at each check (rank 0 scores on a thread)
+            # the step, the bits sent and the exchanges so far at each check (rank 0 scores on threads of its own)
             scored = checked_run(comm, problem, method, check=args.check, max_steps=args.steps, stop=ends,
                                  tag=lambda t: (t, method.averager.bits_sent, method.syncs if period else t),
                                  score_initial=True)

@@ -76,7 +76,7 @@ def steps_to_target(problem, workers, period, seed, args) -> int | None:
     def worker(comm):
         method = LocalSGD(problem.worker(comm, step_size=InverseTime(args.c, args.a), batch_size=args.batch_size,
                                         seed=seed, steps=args.max_steps), LocalSGDOptions(period=period))
-        # LocalSGD takes its local steps in one nogil C call; rank 0 scores on a thread of its own
+        # LocalSGD takes its local steps in one nogil C call; rank 0 scores on threads of its own
         scored = checked_run(comm, problem, method, check=args.check, max_steps=args.max_steps, stop=reached)
         if scored is None:  # not rank 0
             return None

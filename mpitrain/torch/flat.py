@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mpitrain._native.vector import copy_and_update, scaled_update
+
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 _FOREACH_COPY = getattr(torch, "_foreach_copy_", None)  # one multi-tensor kernel (torch >= 2.1), looked up once
 
@@ -66,6 +68,10 @@ def floating_buffers(module) -> list:
 
 def _views(vector: torch.Tensor, slots) -> list:
     return [vector[s.offset:s.offset + s.size].view(s.shape) for s in slots]
+
+
+def _slices(vector: np.ndarray, slots) -> list:
+    return [vector[s.offset:s.offset + s.size] for s in slots]
 
 
 def _check_vector(v, n, dtype, what):
@@ -112,6 +118,7 @@ class FlatParameters:
         self.bound = self.bound_grad = None  # the vectors the module points at now
         self.x_tensor = self.grad_tensor = None  # the same, as torch tensors (shared storage)
         self.grad_views = None  # the parameters' .grad: views into grad_tensor
+        self.x_slices = self.grad_slices = None  # each parameter's slice of x and of g, as NumPy arrays
         self.bind(self.x)
         self.bind_grad(self.grad)
 
@@ -128,6 +135,7 @@ class FlatParameters:
             for view, p in zip(_views(tensor, self.slots), self.parameters):
                 p.data = view
             self.bound, self.x_tensor = x, tensor
+            self.x_slices = _slices(x, self.slots)
         return self.x_tensor
 
     def bind_grad(self, g: np.ndarray) -> torch.Tensor:
@@ -139,6 +147,7 @@ class FlatParameters:
             for view, p in zip(self.grad_views, self.parameters):
                 p.grad = view
             self.bound_grad, self.grad_tensor = g, tensor
+            self.grad_slices = _slices(g, self.slots)
         return self.grad_tensor
 
     def fill_grad(self, gradients) -> None:
@@ -150,6 +159,18 @@ class FlatParameters:
             for view, gradient in zip(self.grad_views, gradients):
                 view.copy_(gradient)
 
+    def fill_grad_and_update(self, gradients, alpha: float, beta: float = 1.0) -> None:
+        """``fill_grad(gradients)``, then x <- beta (x + alpha g) on the bound vectors, in one pass
+        per parameter (mpitrain._native.vector.copy_and_update): each gradient is read once, where
+        copying it and then updating x reads it, and g, once each. Every bit equals the two steps
+        (``fill_grad``, then ``scaled_update(x, g, alpha, beta)``)."""
+        for x, g, gradient, view in zip(self.x_slices, self.grad_slices, gradients, self.grad_views):
+            if gradient.is_contiguous() and gradient.dtype == view.dtype:
+                copy_and_update(x, g, gradient.view(-1).numpy(), alpha, beta)
+            else:  # a strided gradient: torch copies it, then the same update
+                view.copy_(gradient)
+                scaled_update(x, g, alpha, beta)
+
     def load(self, x: np.ndarray) -> None:
         """Copy ``x`` into this object's own vector ``self.x`` and point the module at it."""
         np.copyto(self.x, x)
@@ -159,7 +180,7 @@ class FlatParameters:
         """Drop the ``.grad`` views (the module's gradients become None again)."""
         for p in self.parameters:
             p.grad = None
-        self.bound_grad = self.grad_tensor = self.grad_views = None
+        self.bound_grad = self.grad_tensor = self.grad_views = self.grad_slices = None
 
 
 def load_into(module, x) -> object:

@@ -42,6 +42,7 @@ import scipy.sparse
 import torch
 
 from mpitrain._native.objectives import squared_norm
+from mpitrain._native.vector import scaled_update
 from mpitrain.objectives.base import ArgumentChecks, csr_features, dense_features
 from mpitrain.torch.flat import TORCH_DTYPES, FlatParameters, export_state_dict, floating_buffers
 from mpitrain.torch.heads import check_loss, describe, head_of
@@ -263,19 +264,37 @@ class TorchObjective(ArgumentChecks):
         rows: 1-D int64 array of local row indices, repeats allowed. ``weight`` folds a rank's
         averaging weight in (mpitrain.comm.averaging).
         """
-        self._check_rows(rows)
-        params = self.flat.bind(x)
+        gradients = self._batch_gradients(x, rows, weight)
         grad = self.flat.bind_grad(out)
+        self.flat.fill_grad(gradients)  # one copy into the .grad views, not a zeroing and a += (flat.py)
+        if self.l2:
+            grad.add_(self.flat.x_tensor, alpha=weight * self.l2)
+        return out
+
+    def batch_step(self, x, rows, grad, eta, beta=1.0):
+        """``batch_gradient(x, rows, grad)``, then x <- beta (x - eta grad): every bit of the two
+        (mpitrain.algorithms.base.update), with l2 = 0 in one pass per parameter that reads each
+        new gradient once (FlatParameters.fill_grad_and_update); returns grad."""
+        if self.l2:
+            self.batch_gradient(x, rows, grad)
+            scaled_update(x, grad, -eta, beta)
+            return grad
+        gradients = self._batch_gradients(x, rows, 1.0)
+        self.flat.bind_grad(grad)
+        self.flat.fill_grad_and_update(gradients, -eta, beta)
+        return grad
+
+    def _batch_gradients(self, x, rows, weight):
+        """The gradients of ``weight`` times the mini-batch loss at x (no regulariser), one new
+        tensor per trainable parameter (autograd's own; zeros for a parameter the loss does not use)."""
+        self._check_rows(rows)
+        self.flat.bind(x)
         self._mode(training=True)
         index = torch.from_numpy(rows)
         with torch.enable_grad():
             loss = self._loss(index)
-            gradients = torch.autograd.grad(loss * weight if weight != 1.0 else loss, self.flat.parameters,
-                                            allow_unused=True, materialize_grads=True)
-        self.flat.fill_grad(gradients)  # one copy into the .grad views, not a zeroing and a += (flat.py)
-        if self.l2:
-            grad.add_(params, alpha=weight * self.l2)
-        return out
+            return torch.autograd.grad(loss * weight if weight != 1.0 else loss, self.flat.parameters,
+                                       allow_unused=True, materialize_grads=True)
 
     def batch_loss(self, x, rows):
         """(1/b) sum_{i in rows} loss_fn(o_i(x), t_i) + (l2/2)||x||^2 over a mini-batch; a float."""
@@ -292,8 +311,14 @@ class TorchObjective(ArgumentChecks):
         return self.loss_sum(x) / self.n_samples + 0.5 * self.l2 * self._norm(x)
 
     def sgd_steps(self, x, grad, sampler, capacity=None, output_total=None):
-        """None: no many-steps kernel, so the algorithms take one Python step at a time."""
-        return None
+        """The object that takes many SGD steps ``x <- x - eta_t batch_gradient(x, sampler.draw())``
+        in one call (mpitrain.torch.steps.TorchSGDSteps, the interface of the linear models'
+        ``mpitrain._native.sgd_steps.SGDSteps``): the same iterates, bit for bit, with each step's
+        gradient copied into ``grad`` and x stepped in one pass where no sum over the ranks
+        comes between them."""
+        from mpitrain.torch.steps import TorchSGDSteps
+
+        return TorchSGDSteps(self, x, grad, sampler, capacity=capacity, output_total=output_total)
 
     def astype(self, dtype):
         """The same objective with features, labels and a copy of the model in ``dtype`` (self if it
