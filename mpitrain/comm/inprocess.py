@@ -44,9 +44,10 @@ queue, a sleep) blocks them all: ``run(..., timeout=...)`` bounds that.
 
 Why greenlets, not threads: with threads, a collective woke K - 1 threads that then took the
 interpreter lock in turn, and on a machine with few cores those hand-offs were most of a
-step. An Allreduce of 300 float64 (a loop of 2,000 on the project's 2-core machine, quiet,
-2026-12-01, the two designs side by side): 24-27 us with threads against 8-10 us with greenlets
-at K = 2, 52-56 against 17-19 us at K = 4, 293-302 against 65-85 us at K = 16; the two paper
+step. An Allreduce of 300 float64 (each rank calls it 2,000 times in one ``run`` and rank 0's
+mean is kept; the project's 2-core machine, 2026-12-01, this module before and after, run in
+turn): 24-27 us with threads against 8-10 us with greenlets at K = 2, 52-56 against 17-19 us at
+K = 4, 293-302 against 65-85 us at K = 16; the two paper
 experiments that run on it took about half the time (docs/experiments.md), with the same results.
 The price: the ranks' ``nogil`` kernels no longer run in parallel with each other (they still
 run beside other threads, such as an experiment's scorers).
