@@ -197,6 +197,18 @@ def test_a_deadlock_aborts_the_run_instead_of_hanging(timeout):
         inprocess.run(3, body, timeout=timeout)
 
 
+def test_a_rank_parked_outside_the_communicator_aborts_the_run_instead_of_spinning():
+    import greenlet
+
+    def body(comm):
+        if comm.rank == 1:
+            greenlet.getcurrent().parent.switch()  # parks itself where no collective will wake it
+        comm.Barrier()
+
+    with pytest.raises(inprocess.Aborted, match="deadlock"):
+        run(2, body)
+
+
 def test_the_ranks_take_turns_in_an_order_the_program_fixes():
     order = []
 

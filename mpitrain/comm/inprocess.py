@@ -143,6 +143,8 @@ class _World:
             if not self.ready:  # every rank left waits in a collective that nobody else can join
                 waiting = sorted(r for r in range(self.size) if r not in self.exited)
                 self.abort(f"deadlock: ranks {waiting} wait in collectives that no other rank will join")
+                if not self.ready:  # parked outside any collective (a switch of its own): never spin
+                    return
                 continue
             self.greenlets[self.ready.popleft()].switch()
 
@@ -418,6 +420,8 @@ def run(size: int, function, timeout: float | None = None) -> list:
         if driver.is_alive():
             world.abort(f"timed out after {timeout} s")
             raise TimeoutError(f"in-process run of {size} ranks did not finish within {timeout} s")
+    if not errors and len(world.exited) < size:
+        raise Aborted(f"in-process run of {size} ranks: run aborted: {world.reason}")
     if errors:
         real = [(r, e) for r, e in errors if not isinstance(e, Aborted)] or errors
         rank, exc = real[0]
