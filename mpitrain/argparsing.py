@@ -75,3 +75,14 @@ def seconds(text: str) -> float:
         return _positive_float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value

@@ -66,6 +66,18 @@ import numpy as np
 from mpi4py import MPI
 
 #: reduction operations on arrays: (mpi4py Op, NumPy ufunc); mpi4py's Op objects are not hashable
+# bytes of the types payloads travel as; known without asking MPI, which an experiment's child
+# processes never initialise (mpitrain.experiments.parallel)
+TYPE_SIZES = ((MPI.BYTE, 1), (MPI.FLOAT, 4), (MPI.DOUBLE, 8))
+
+
+def _type_size(datatype) -> int:
+    for known, size in TYPE_SIZES:
+        if datatype == known:
+            return size
+    return datatype.Get_size()
+
+
 ARRAY_OPS = ((MPI.SUM, np.add), (MPI.MAX, np.maximum), (MPI.MIN, np.minimum), (MPI.PROD, np.multiply))
 
 
@@ -294,7 +306,7 @@ class InProcessComm:
             raise TypeError("in-process Allgatherv: recvbuf must be [array, counts, displacements, MPI.TYPE]")
         array, counts, displacements, datatype = recvbuf
         recv = _bytes(_array(array, "Allgatherv"))
-        unit = datatype.Get_size()
+        unit = _type_size(datatype)
         counts = [int(c) * unit for c in counts]
         if len(counts) != self.Get_size() or send.size != counts[self._rank]:
             raise ValueError(f"in-process Allgatherv: rank {self._rank} sends {send.size} bytes, counts say "

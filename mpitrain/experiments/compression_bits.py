@@ -28,6 +28,12 @@ mpitrain train`` with ``train.algorithm = "compressed_sgd"`` (tests/test_inproce
 such runs against real MPI runs). ``bits`` are the algorithm's own ``bits_sent`` (per worker).
 Runs of a biased compressor without error feedback print the algorithm's divergence warning.
 
+Runs go to ``--jobs`` processes at once (default: the usable cores; mpitrain.experiments.parallel),
+each run whole on one of them, so the tables do not depend on ``--jobs``. A run at gamma*/2 or
+gamma*/4 that can no longer need fewer bits than the best run before it is cut short
+(:class:`GammaSearch`), and a run the tuning made already is not made again: the tables are
+those of running every run to its end.
+
 Writes DIR/bits.md (tables and conclusions), DIR/bits.json, DIR/bits.png.
 """
 from __future__ import annotations
@@ -40,13 +46,14 @@ import numpy as np
 
 from ..algorithms.compressed_local_sgd import CompressedLocalSGD
 from ..algorithms.compressed_sgd import CompressedSGD
-from ..argparsing import ArgumentParser, positive_float_list, user_error
+from ..argparsing import ArgumentParser, positive_float_list, positive_int, user_error
 from ..atomic import write_json, write_text
 from ..plot import save_figure
 from . import outputs
 from ..config import build_section
 from ..progress import Countdown
 from ..schedules import Constant
+from .parallel import RunPool, usable_cores
 from .workers import Problem, checked_run
 
 K_KEPT = 15  # k of the sparsifiers: 5% of d = 300
@@ -85,13 +92,19 @@ def parse_args(argv):
     p.add_argument("--check", type=int, default=DEFAULTS["check"], help="evaluate every this many steps")
     p.add_argument("--period", type=int, default=DEFAULTS["period"], help="H of the Local SGD comparison")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=positive_int, default=usable_cores(),
+                   help="runs at once, each in a process of its own (default: the usable cores, %(default)s here); "
+                        "the tables are the same for any value")
     return p.parse_args(argv)
 
 
 class Run:
-    """One run of K in-process ranks: the curve (step, bits per worker, suboptimality) and bits/rounds to target."""
+    """One run of K in-process ranks: the curve (step, bits per worker, suboptimality) and bits/rounds to target.
 
-    def __init__(self, problem, name, feedback, gamma, args, period=None):
+    ``budget``: the last step that may be checked (default ``args.steps``; a multiple of
+    ``args.check`` when smaller, see :class:`GammaSearch`)."""
+
+    def __init__(self, problem, name, feedback, gamma, args, period=None, budget=None):
         params, _, _ = COMPRESSORS[name]
         cls = CompressedSGD if period is None else CompressedLocalSGD
         values = {"compressor": name, "error_feedback": feedback, **params}
@@ -99,6 +112,7 @@ class Run:
             values["period"] = period
         opts = build_section(cls.options, values, cls.name)
         self.name, self.feedback, self.gamma = name, feedback, gamma
+        self.budget = args.steps if budget is None else budget
 
         def ends(value):  # diverged, or the target reached
             return not np.isfinite(value) or value > 1e3 or value <= args.target
@@ -107,7 +121,7 @@ class Run:
             method = cls(problem.worker(comm, step_size=Constant(gamma), batch_size=DEFAULTS["batch_size"],
                                         seed=args.seed, steps=args.steps), opts)
             # the step, the bits sent and the exchanges so far at each check (rank 0 scores on threads of its own)
-            scored = checked_run(comm, problem, method, check=args.check, max_steps=args.steps, stop=ends,
+            scored = checked_run(comm, problem, method, check=args.check, max_steps=self.budget, stop=ends,
                                  tag=lambda t: (t, method.averager.bits_sent, method.syncs if period else t),
                                  score_initial=True)
             if scored is None:  # not rank 0
@@ -121,6 +135,62 @@ class Run:
         self.curve, self.bits_to_target, self.rounds_to_target, self.bits_per_exchange = \
             problem.run(DEFAULTS["workers"], worker)
         self.final = self.curve[-1][2]
+
+
+_PROBLEMS = {}  # (dataset, f*) -> this process's Problem
+
+
+def problem_for(dataset: str, f_star: float) -> Problem:
+    """This process's Problem (built once per process; f* comes from the process that solved it)."""
+    key = (dataset, f_star)
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = Problem(dataset, DEFAULTS["batch_size"], f_star=f_star)
+    return _PROBLEMS[key]
+
+
+def run_job(problem_key, name, feedback, gamma, args, period=None, budget=None) -> Run:
+    """One :class:`Run`, in whichever process of the pool takes it (a module-level function)."""
+    return Run(problem_for(*problem_key), name, feedback, gamma, args, period, budget)
+
+
+class GammaSearch:
+    """The runs of one compressor and feedback rule at ``gammas`` (gamma*, gamma*/2, ...) and the
+    best of them (:func:`best`, which prefers the earlier run on a tie).
+
+    Cutting short. Every step of compressed SGD sends the same bits (``bits_per_exchange``), so a
+    run that reaches the target at check t has sent t * bits_per_exchange. Once an earlier run
+    (a larger gamma) has reached it with B bits, a later one can be the best only by reaching it
+    with fewer, that is at a check t with t * bits_per_exchange < B; so it stops after the last
+    such check (:meth:`budget`, a multiple of ``check``: checks it would make anyway). It reaches
+    the target within that budget exactly when the whole run would, with the same curve up to
+    there; otherwise it cannot be the best. So the best run and its curve (all that the tables,
+    the JSON and the plot show) are those of running every run to its end. While no earlier
+    run has reached the target, the best may be the lowest final value: nothing is cut. The
+    first run is made alone, the others then side by side, each cut by what ran before it.
+    """
+
+    def __init__(self, gammas, steps: int, check: int):
+        self.gammas, self.steps, self.check = list(gammas), int(steps), int(check)
+        self.runs = [None] * len(self.gammas)
+
+    def budget(self, index: int) -> int:
+        """The last step run ``index`` may check, from the runs before it known now."""
+        reached = [run for run in self.runs[:index] if run is not None and run.bits_to_target is not None]
+        if not reached:
+            return self.steps
+        fewest = min(run.bits_to_target for run in reached)
+        per_check = reached[0].bits_per_exchange * self.check
+        return min(self.steps, self.check * ((fewest - 1) // per_check))
+
+    def add(self, index: int, run) -> None:
+        self.runs[index] = run
+
+    @property
+    def complete(self) -> bool:
+        return all(run is not None for run in self.runs)
+
+    def best(self):
+        return best(self.runs)
 
 
 def best(runs):
@@ -212,6 +282,23 @@ def plot(results, gamma_star, args, path):
     save_figure(fig, path, dpi=120)
 
 
+def tune(pool, problem_key, args, countdown, known):
+    """gamma* (fewest steps to the target of the identity over ``--tune-grid``) and the
+    [(gamma, steps or "not reached")] of the grid; the runs go into ``known``."""
+    for gamma in args.tune_grid:
+        pool.submit(gamma, run_job, problem_key, "identity", "none", gamma, args)
+    for gamma, run in pool.results():
+        known[("identity", "none", gamma)] = run
+        steps = run.rounds_to_target if run.bits_to_target is not None else "not reached"
+        print(f"  tune identity gamma = {gamma:g}: steps to target {steps}  {countdown.tick()}", flush=True)
+    tuning = []
+    for gamma in args.tune_grid:
+        run = known[("identity", "none", gamma)]
+        tuning.append((gamma, run.rounds_to_target if run.bits_to_target is not None else "not reached"))
+    reached = [(s, g) for g, s in tuning if s != "not reached"]
+    return (min(reached)[1] if reached else args.gamma), tuning
+
+
 def main(argv) -> int:
     args = parse_args(argv)
     preset = QUICK if args.quick else FULL
@@ -223,36 +310,65 @@ def main(argv) -> int:
         return user_error(refused)
     started = time.perf_counter()
     problem = Problem(args.dataset, DEFAULTS["batch_size"])
+    problem_key = (args.dataset, problem.f_star)  # what the other processes build theirs from
+    _PROBLEMS[problem_key] = problem
     print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
-          f"K = 4 workers as ranks of one process, target {args.target:g}", flush=True)
+          f"K = 4 workers as ranks of one process, target {args.target:g}, {args.jobs} run(s) at once", flush=True)
     gamma_star, tuning = args.gamma, []
-    rows = (len(args.tune_grid) if preset["tune"] else 0) + sum(1 for n in COMPRESSORS for fb in ("ef", "none")
-                                                               if not (n == "identity" and fb == "ef")) + 3
+    configs = [(name, fb) for name in COMPRESSORS for fb in ("ef", "none") if not (name == "identity" and fb == "ef")]
+    rows = (len(args.tune_grid) if preset["tune"] else 0) + len(configs) + 3
     countdown = Countdown(rows)
-    if preset["tune"]:
-        for gamma in args.tune_grid:
-            run = Run(problem, "identity", "none", gamma, args)
-            tuning.append((gamma, run.rounds_to_target if run.bits_to_target is not None else "not reached"))
-            print(f"  tune identity gamma = {gamma:g}: steps to target {tuning[-1][1]}  {countdown.tick()}", flush=True)
-        reached = [(s, g) for g, s in tuning if s != "not reached"]
-        gamma_star = min(reached)[1] if reached else args.gamma
-    results = {}
-    for name in COMPRESSORS:
-        for fb in ("ef", "none"):
-            if name == "identity" and fb == "ef":
-                continue  # the identity leaves no error: EF changes nothing
-            runs = [Run(problem, name, fb, gamma_star / div, args) for div in args.divisors]
-            results[(name, fb)] = best(runs)
-            print(f"  {name:26s} {fb:4s} bits to target {fmt_bits(results[(name, fb)])}  {countdown.tick()}",
-                  flush=True)
+    known = {}  # (name, feedback, gamma) -> a Run made already (a whole run can stand in for a cut one)
+    with RunPool(args.jobs) as pool:
+        if preset["tune"]:
+            gamma_star, tuning = tune(pool, problem_key, args, countdown, known)
+        searches = {config: GammaSearch([gamma_star / div for div in args.divisors], args.steps, args.check)
+                    for config in configs}
+        results = {}
+
+        def advance(config, index):
+            """After run ``index`` of ``config``: queue the runs it unblocks (runs made already
+            are taken from ``known``); print the row once all have run."""
+            search = searches[config]
+            for later in (range(1, len(search.gammas)) if index == 0 else ()):
+                gamma = search.gammas[later]
+                if (*config, gamma) in known:
+                    search.add(later, known[(*config, gamma)])
+                else:
+                    pool.submit((config, later), run_job, problem_key, *config, gamma, args, None,
+                                search.budget(later))
+            if search.complete:
+                results[config] = search.best()
+                name, fb = config
+                print(f"  {name:26s} {fb:4s} bits to target {fmt_bits(results[config])}  {countdown.tick()}",
+                      flush=True)
+
+        local_labels = {"Local SGD (identity, 32-bit)": "identity",
+                        "compressed Local SGD, top_k_natural_dithering + EF": "top_k_natural_dithering",
+                        "compressed Local SGD, top_k + EF": "top_k"}
+        for label, name in local_labels.items():
+            pool.submit(("local", label), run_job, problem_key, name, "ef", gamma_star, args, args.period)
+        for config in configs:
+            first = searches[config].gammas[0]
+            if (*config, first) in known:
+                searches[config].add(0, known[(*config, first)])
+                advance(config, 0)
+            else:
+                pool.submit((config, 0), run_job, problem_key, *config, first, args)
+        local_runs = {}
+        for key, run in pool.results():
+            if key[0] == "local":
+                local_runs[key[1]] = run
+                print(f"  {key[1]}: rounds {run.rounds_to_target}, bits {run.bits_to_target}  {countdown.tick()}",
+                      flush=True)
+            else:
+                config, index = key
+                searches[config].add(index, run)
+                advance(config, index)
+    # in the order of the table, whatever order the runs ended in (ties in the conclusions go to the first)
+    results = {config: results[config] for config in configs}
     results[("identity", "ef")] = results[("identity", "none")]
-    local = {}
-    for label, name in (("Local SGD (identity, 32-bit)", "identity"),
-                        ("compressed Local SGD, top_k_natural_dithering + EF", "top_k_natural_dithering"),
-                        ("compressed Local SGD, top_k + EF", "top_k")):
-        local[label] = Run(problem, name, "ef", gamma_star, args, period=args.period)
-        print(f"  {label}: rounds {local[label].rounds_to_target}, bits {local[label].bits_to_target}  "
-              f"{countdown.tick()}", flush=True)
+    local = {label: local_runs[label] for label in local_labels}
     text = markdown(results, local, args, gamma_star, tuning)
     print("\n" + text, flush=True)
     write_text(out / "bits.md", text)

@@ -49,14 +49,19 @@ from ..sampling import BatchSampler
 class Problem:
     """The full data set, its objective, f*, and the per-K shards (built once per K)."""
 
-    def __init__(self, dataset: str, batch_size: int):
+    def __init__(self, dataset: str, batch_size: int, f_star: float | None = None):
+        """``f_star``: F's minimum when known (a process that solved it passes it on; the
+        solve is a collective over MPI.COMM_SELF, and the children of mpitrain.experiments.parallel
+        have no MPI)."""
         self.config = load_config(None, [f"data.dataset={json.dumps(dataset)}", 'objective.l2="1/n"',
                                          f"train.batch_size={batch_size}"])
         self.full = open_dataset(dataset, dtype=np.float64)
         self.n = self.full.n_samples
         self.l2 = self.config.objective.l2_value(self.n)
         self.objective = make_objective("logistic", self.full.features, self.full.labels, self.l2)
-        self.f_star = float(reference_optimum(self.objective, MPI.COMM_SELF, fingerprint=self.full.fingerprint).f_star)
+        if f_star is None:
+            f_star = reference_optimum(self.objective, MPI.COMM_SELF, fingerprint=self.full.fingerprint).f_star
+        self.f_star = float(f_star)
         self._cache = {}
 
     def shards(self, workers: int):

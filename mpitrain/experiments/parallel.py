@@ -1,0 +1,146 @@
+"""An experiment's independent runs on this process and on ``jobs - 1`` child processes.
+
+An experiment is dozens of runs that share nothing but the data set. One run is K ranks as
+greenlets of one thread (mpitrain.comm.inprocess), so it keeps one core busy; a machine with
+two cores can run two at once. :class:`RunPool` queues calls ``function(*args)`` and hands
+them, in the order they were queued, to whichever process is free: this one (between two
+results it runs the next call itself) or a child. Calls may be queued while earlier results
+are read, so a run that depends on another's result (a step budget, say) is queued when that
+result arrives.
+
+Every call must be deterministic: its result may not depend on the process that ran it, so
+the experiment's tables are the same for any ``jobs``. (The runs are: seeds, shards and sums
+in rank order are fixed, and each run is scored whole by the same kernels.)
+
+The children are spawned, not forked, and do not initialise MPI (``mpi4py.rc.initialize`` is
+set to False before they import anything of the package): this process has initialised it, a
+fork after ``MPI_Init`` is undefined under several MPI libraries, and a child that initialised
+MPI inside an ``srun`` or ``mpiexec`` job would present itself to the process manager as a
+second rank 0. (A ``__main__`` script that imports ``mpi4py.MPI`` at its top is imported again
+by each spawned child, before that setting; ``python -m mpitrain`` imports no MPI there.) The
+in-process runs make no MPI calls; whatever needs MPI (the f* solve) is done here and passed
+to the children. A child costs one import of the package (about 0.6 s), taken while this
+process works.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, as Slurm sets it), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity call on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+class RunPool:
+    """Calls queued with :meth:`submit`, run here and on ``jobs - 1`` children; results come
+    back through :meth:`results` as they finish, each with the key it was queued under.
+
+    An exception in a call (here or in a child) is raised by :meth:`results` once the calls
+    running at that moment have ended; the calls still queued are dropped.
+    """
+
+    def __init__(self, jobs: int):
+        self.jobs = max(1, int(jobs))
+        self._queued = deque()  # (key, function, args) not started yet
+        self._finished = queue.Queue()  # (key, result, error) from the children
+        self._lock = threading.Lock()  # guards _queued and _in_children
+        self._in_children = 0
+        self._executor = None
+        self._failed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._queued.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def submit(self, key, function, *args) -> None:
+        """Queue ``function(*args)`` (a module-level function; picklable arguments)."""
+        with self._lock:
+            self._queued.append((key, function, args))
+        self._feed_children()
+
+    def results(self):
+        """(key, result) for every call queued, including calls queued while iterating, in
+        the order they finish; ends when none is queued or running."""
+        while True:
+            try:
+                key, result, error = self._finished.get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    local = self._queued.popleft() if self._queued and not self._failed else None
+                    running = self._in_children
+                if local is not None:
+                    key, function, args = local
+                    try:
+                        result = function(*args)
+                    except BaseException:
+                        self._failed = True
+                        self.close()
+                        raise
+                    yield key, result
+                    continue
+                if running == 0:  # every child result is in the queue by now
+                    try:
+                        key, result, error = self._finished.get_nowait()
+                    except queue.Empty:
+                        return
+                else:
+                    key, result, error = self._finished.get()
+            if error is not None:
+                self._failed = True
+                self.close()
+                raise error
+            yield key, result
+
+    def _feed_children(self) -> None:
+        """Keep every child busy with one call (called on submit and when a child finishes)."""
+        if self.jobs == 1:
+            return
+        while True:
+            with self._lock:
+                if self._failed or not self._queued or self._in_children >= self.jobs - 1:
+                    return
+                key, function, args = self._queued.popleft()
+                self._in_children += 1
+            future = self._children().submit(function, *args)
+            future.add_done_callback(lambda done, key=key: self._child_done(key, done))
+
+    def _child_done(self, key, future) -> None:
+        # the result goes in before the count goes down: results() reads the count, then the queue
+        if not future.cancelled():
+            error = future.exception()
+            self._finished.put((key, None if error is not None else future.result(), error))
+        with self._lock:
+            self._in_children -= 1
+        self._feed_children()
+
+    def _children(self) -> ProcessPoolExecutor:
+        """The child processes (started on first use, each set up by :func:`_without_mpi`)."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=self.jobs - 1, initializer=_without_mpi,
+                                                 mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+
+def _without_mpi() -> None:
+    """A child's first act: importing mpi4py.MPI from now on does not initialise MPI."""
+    import mpi4py
+
+    mpi4py.rc.initialize = False
+    mpi4py.rc.finalize = False

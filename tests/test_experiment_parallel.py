@@ -1,0 +1,116 @@
+"""An experiment's runs on several processes (mpitrain.experiments.parallel), and the runs the
+compression experiment cuts short (compression_bits.GammaSearch): the tables must not change."""
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from mpitrain.experiments.parallel import RunPool
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def square(x):
+    return x * x
+
+
+def mpi_state(_):
+    from mpi4py import MPI
+
+    return MPI.Is_initialized(), os.getpid()
+
+
+def fail(x):
+    raise ValueError(f"bad input {x}")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_every_call_comes_back_once_with_its_key_including_calls_queued_meanwhile(jobs):
+    seen = {}
+    with RunPool(jobs) as pool:
+        for x in range(6):
+            pool.submit(("first", x), square, x)
+        for key, value in pool.results():
+            seen[key] = value
+            if key[0] == "first" and key[1] % 2 == 0:
+                pool.submit(("then", key[1]), square, value)
+    assert seen == {**{("first", x): x * x for x in range(6)}, **{("then", x): x ** 4 for x in (0, 2, 4)}}
+
+
+def test_children_do_not_start_mpi():
+    with RunPool(2) as pool:
+        for x in range(4):
+            pool.submit(x, mpi_state, x)
+        states = [value for _, value in pool.results()]
+    children = [state for state in states if state[1] != os.getpid()]
+    assert children, "no call ran in a child"
+    assert all(state[0] is False for state in children), children
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_error_in_a_call_is_raised_by_results(jobs):
+    with RunPool(jobs) as pool:
+        for x in range(4):
+            pool.submit(x, fail if x == 2 else square, x)
+        with pytest.raises(ValueError, match="bad input 2"):
+            for _ in pool.results():
+                pass
+
+
+def fake_run(bits_to_target, bits_per_exchange=100):
+    return SimpleNamespace(bits_to_target=bits_to_target, bits_per_exchange=bits_per_exchange, final=0.5)
+
+
+def test_a_later_run_stops_after_the_last_check_that_could_still_send_fewer_bits():
+    from mpitrain.experiments.compression_bits import GammaSearch
+
+    search = GammaSearch([16, 8, 4], steps=4000, check=50)
+    assert search.budget(1) == 4000  # nothing before it is known yet
+    search.add(0, fake_run(None))
+    assert search.budget(1) == search.budget(2) == 4000  # not reached: the final values decide
+    search = GammaSearch([16, 8, 4], steps=4000, check=50)
+    search.add(0, fake_run(40000))  # reached at step 400 with 100 bits a step
+    assert search.budget(1) == 350  # 350 * 100 < 40000 <= 400 * 100: a tie goes to the earlier run
+    search.add(1, fake_run(30000))
+    assert search.budget(2) == 250
+    search = GammaSearch([16, 8], steps=300, check=50)
+    search.add(0, fake_run(10 ** 9))
+    assert search.budget(1) == 300  # never more than the run's steps
+
+
+@pytest.mark.skipif(not (DATA / "w8a").exists(), reason="w8a not available")
+def test_cut_runs_pick_the_same_best_run_as_whole_runs(monkeypatch):
+    from mpitrain.experiments import compression_bits as cb
+
+    monkeypatch.setenv("MPITRAIN_DATA", str(DATA))
+    args = SimpleNamespace(steps=600, check=50, target=0.05, seed=0)
+    problem = cb.problem_for("w8a", cb.Problem("w8a", cb.DEFAULTS["batch_size"]).f_star)
+    gammas = [16.0, 4.0, 1.0]
+    cut_any = False
+    for name, feedback in (("top_k", "ef"), ("top_k_natural_dithering", "none"), ("scaled_sign", "ef")):
+        whole = [cb.Run(problem, name, feedback, gamma, args) for gamma in gammas]
+        search = cb.GammaSearch(gammas, args.steps, args.check)
+        search.add(0, whole[0])
+        for index in (1, 2):
+            budget = search.budget(index)
+            cut_any |= budget < args.steps
+            search.add(index, cb.Run(problem, name, feedback, gammas[index], args, budget=budget))
+        chosen, expected = search.best(), cb.best(whole)
+        assert (chosen.gamma, chosen.bits_to_target, chosen.curve) == (expected.gamma, expected.bits_to_target,
+                                                                       expected.curve), name
+    assert cut_any, "no run was cut: the test shows nothing"
+
+
+@pytest.mark.skipif(not (DATA / "w8a").exists(), reason="w8a not available")
+def test_the_tables_do_not_depend_on_the_number_of_processes(tmp_path, monkeypatch):
+    from mpitrain.experiments.compression_bits import main
+
+    monkeypatch.setenv("MPITRAIN_DATA", str(DATA))
+    common = ["--steps", "150", "--check", "50", "--target", "0.2", "--tune-grid", "4,16"]
+    for jobs in (1, 2):
+        assert main([*common, "--jobs", str(jobs), "--out", str(tmp_path / str(jobs))]) == 0
+    one, two = (json.loads((tmp_path / str(jobs) / "bits.json").read_text()) for jobs in (1, 2))
+    assert one == two
+    assert (tmp_path / "1" / "bits.md").read_text() == (tmp_path / "2" / "bits.md").read_text()
