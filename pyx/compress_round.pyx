@@ -575,6 +575,11 @@ def sign_encode(const floating[::1] x, uint8_t[::1] out):
     return <floating>mean
 
 
+# sign_decode builds its 2048-value table (one per byte value and bit) only for d at least this;
+# at d = 300 the table took 4.4 us of a 4.5 us call (2026-12-01)
+SIGN_TABLE_MIN_D = 8192
+
+
 def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     """out_i = -scale if bit i is set else scale (scale rounded to the dtype)."""
     cdef Py_ssize_t d = out.shape[0], i
@@ -582,9 +587,9 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     cdef uint64_t sb = bits_of(scale)
     cdef int M = 31 if floating is float else 63
     cdef floating table[2048]  # the 8 values of each byte value
-    cdef Py_ssize_t c, nb = d // 8
+    cdef Py_ssize_t c, nb = d // 8 if d >= SIGN_TABLE_MIN_D else 0  # below: the table costs more than it saves
     with nogil:
-        for c in range(2048):
+        for c in range(2048 if nb else 0):
             table[c] = from_bits(sb ^ (<uint64_t>(((c >> 3) >> (c & 7)) & 1) << M), scale)
         for i in range(nb):
             memcpy(&out[8 * i], &table[8 * buf[i]], 8 * sizeof(floating))

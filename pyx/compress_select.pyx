@@ -42,6 +42,7 @@ cdef extern from *:
 
 cdef enum:
     BLOCK = 4096
+    SMALL_K = 64  # k up to which a small x (d <= SORT_MAX_D) takes topk_small, not a sort
 
 ctypedef fused key_t:
     uint32_t
@@ -214,6 +215,75 @@ def topk_exact(x, Py_ssize_t k):
     return out
 
 
+cdef inline bint worse(uint64_t key_a, int64_t index_a, uint64_t key_b, int64_t index_b) noexcept nogil:
+    """Whether entry a ranks below entry b: a smaller key, or an equal key at a larger index."""
+    return key_a < key_b or (key_a == key_b and index_a > index_b)
+
+
+cdef void topk_small(const key_t *v, Py_ssize_t d, Py_ssize_t k, uint64_t absmask, int64_t *out,
+                     uint64_t *heap) noexcept nogil:
+    """out[:k] = the top k of d keys (v_i & absmask), ascending, with ties to the smaller
+    index (the selection of ``_topk_sorted``). One pass keeps the best k so far in a heap
+    whose root is the worst of them (``heap`` the keys, ``out`` the indices); a later entry
+    replaces the root only with a strictly larger key, since on a tie the root's smaller
+    index wins. O(d log k), whatever the order of the keys."""
+    cdef Py_ssize_t i, j, child, n
+    cdef uint64_t key
+    cdef int64_t index
+    for i in range(d):
+        key = (<uint64_t>v[i]) & absmask
+        if i < k:  # sift the new entry up
+            j = i
+            while j > 0 and worse(key, i, heap[(j - 1) // 2], out[(j - 1) // 2]):
+                heap[j] = heap[(j - 1) // 2]
+                out[j] = out[(j - 1) // 2]
+                j = (j - 1) // 2
+        elif key > heap[0]:  # replace the root and sift down
+            j = 0
+            while True:
+                child = 2 * j + 1
+                if child >= k:
+                    break
+                if child + 1 < k and worse(heap[child + 1], out[child + 1], heap[child], out[child]):
+                    child += 1
+                if not worse(heap[child], out[child], key, i):
+                    break
+                heap[j] = heap[child]
+                out[j] = out[child]
+                j = child
+        else:
+            continue
+        heap[j] = key
+        out[j] = i
+    n = k
+    for i in range(1, n):  # indices ascending (insertion sort: k <= SMALL_K)
+        index = out[i]
+        j = i
+        while j > 0 and out[j - 1] > index:
+            out[j] = out[j - 1]
+            j -= 1
+        out[j] = index
+
+
+def _topk_small(x, Py_ssize_t k):
+    """``_topk_sorted``'s result by :func:`topk_small` (d <= SORT_MAX_D, k <= SMALL_K)."""
+    cdef Py_ssize_t d = x.shape[0]
+    out = np.empty(k, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    cdef uint64_t best[SMALL_K]
+    cdef const uint32_t[::1] v32
+    cdef const uint64_t[::1] v64
+    if x.dtype == np.float32:
+        v32 = x.view(np.uint32)
+        with nogil:
+            topk_small(&v32[0], d, k, 0x7FFFFFFFULL, &o[0], best)
+    else:
+        v64 = x.view(np.uint64)
+        with nogil:
+            topk_small(&v64[0], d, k, 0x7FFFFFFFFFFFFFFFULL, &o[0], best)
+    return out
+
+
 def _topk_sorted(x, Py_ssize_t k):
     """``topk_exact``'s result by a stable sort of the magnitude keys, descending (ties keep
     index order, so the smaller index wins); for small d."""
@@ -270,7 +340,7 @@ def topk_indices(x, Py_ssize_t k):
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"x must be float32 or float64, got {x.dtype}")
     if d <= SORT_MAX_D:
-        return _topk_sorted(x, k)
+        return _topk_small(x, k) if k <= SMALL_K else _topk_sorted(x, k)
     if d < 4 * SAMPLE or 4 * k > d:
         return topk_exact(x, k)
     nbits = 32 if x.dtype == np.float32 else 64

@@ -34,3 +34,26 @@ def copy_and_update(floating[::1] x, floating[::1] g, const floating[::1] src, d
         return
     with nogil:
         copied_step(&x[0], &g[0], &src[0], -alpha, beta, n)
+
+
+ctypedef fused source_t:
+    float
+    double
+
+
+def add_weighted(floating[::1] out, const source_t[::1] src, double weight):
+    """out <- out + w * src, with w = weight rounded to out's dtype and src converted to it,
+    in one pass; returns None.
+
+    Every bit equals NumPy's ``out += np.multiply(src, out.dtype.type(weight), dtype=out.dtype)``
+    (a product rounded, then a sum rounded: no fused multiply-add). It adds one rank's decoded
+    payload, weighted, into the mean of a compressed exchange
+    (mpitrain.algorithms.compressed_exchange.average_payloads).
+    """
+    cdef Py_ssize_t n = out.shape[0], i
+    if src.shape[0] != n:
+        raise ValueError(f"src has {src.shape[0]} entries, out has {n}")
+    cdef floating w = <floating>weight
+    with nogil:
+        for i in range(n):
+            out[i] = out[i] + (<floating>src[i]) * w

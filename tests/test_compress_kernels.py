@@ -67,6 +67,28 @@ def test_topk_matches_reference(dtype):
             assert np.array_equal(got, topk_reference(x, k)), (x[:5], k)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_topk_of_a_small_vector_is_the_sorted_selection_whatever_the_order(dtype):
+    # d <= SORT_MAX_D and k <= 64 take the heap pass (topk_small); larger k the sort
+    rng = np.random.default_rng(3)
+    cases = []
+    for d in (1, 2, 15, 64, 65, 300, 1024):
+        x = rng.standard_normal(d)
+        cases += [x, np.sort(np.abs(x)), np.sort(np.abs(x))[::-1].copy(), np.round(3 * x) / 3, np.zeros(d),
+                  np.where(np.arange(d) % 7 == 0, -2.0, 2.0)]
+    special = rng.standard_normal(300)
+    special[::11], special[3::13], special[5::17], special[7::19] = np.inf, -np.inf, -0.0, np.nan
+    cases.append(special)
+    for x in cases:
+        x = x.astype(dtype)
+        for k in sorted({min(k, x.size) for k in (1, 2, 15, 63, 64, 65, x.size)}):
+            got = compress_select.topk_indices(x, k)
+            assert got.dtype == np.int64
+            assert np.array_equal(got, compress_select._topk_sorted(x, k)), (x.size, k)
+            if not np.isnan(x).any():
+                assert np.array_equal(got, topk_reference(x, k)), (x.size, k)
+
+
 def test_topk_ties_deterministic():
     x = np.array([3.0, -3.0, 1.0, 3.0, -3.0], np.float32)
     assert list(compress_select.topk_indices(x, 2)) == [0, 1]

@@ -1,9 +1,10 @@
-"""The fused updates: x <- beta (x + alpha g) equals the NumPy steps bit for bit, and the copy of a
-gradient fused into it equals the copy and then the update."""
+"""The fused updates: x <- beta (x + alpha g) equals the NumPy steps bit for bit, the copy of a
+gradient fused into it equals the copy and then the update, and a weighted term added in one
+pass equals NumPy's multiply and add."""
 import numpy as np
 import pytest
 
-from mpitrain._native.vector import copy_and_update, scaled_update
+from mpitrain._native.vector import add_weighted, copy_and_update, scaled_update
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -43,3 +44,25 @@ def test_copy_and_update_is_a_copy_then_the_update(dtype):
                 assert x1.tobytes() == x2.tobytes() and g1.tobytes() == g2.tobytes(), (start, stop, beta)
     with pytest.raises(ValueError, match="one length"):
         copy_and_update(x, np.zeros_like(x), src[:-1], 1.0)
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("src_dtype", [np.float32, np.float64])
+def test_add_weighted_matches_numpy_multiply_then_add_bitwise(out_dtype, src_dtype):
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 7, 300, 1001):
+        out = rng.standard_normal(n).astype(out_dtype)
+        src = (rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30, n)).astype(src_dtype)
+        if n > 7:
+            src[:4] = [np.inf, -0.0, np.nan, 1e300 if src_dtype == np.float64 else 3e38]
+        for weight in (0.25, 1 / 3, 0.1234567891234):
+            expected = out.copy()
+            expected += np.multiply(src, out_dtype(weight), dtype=out_dtype)
+            with np.errstate(over="ignore", invalid="ignore"):
+                add_weighted(out, src, weight)
+            assert out.tobytes() == expected.tobytes(), (n, weight)
+
+
+def test_add_weighted_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="src has 3 entries, out has 4"):
+        add_weighted(np.zeros(4), np.zeros(3), 1.0)

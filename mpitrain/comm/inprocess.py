@@ -103,6 +103,8 @@ def _array(buf, what: str) -> np.ndarray:
 
 def _bytes(array: np.ndarray) -> np.ndarray:
     """A flat uint8 view of a contiguous array (what MPI.BYTE counts address)."""
+    if array.dtype == np.uint8 and array.ndim == 1 and array.flags.c_contiguous:
+        return array  # a payload already
     if not array.flags.c_contiguous:
         raise ValueError("in-process communicator: buffers must be C-contiguous")
     return array.reshape(-1).view(np.uint8)
@@ -311,12 +313,25 @@ class InProcessComm:
         if len(counts) != self.Get_size() or send.size != counts[self._rank]:
             raise ValueError(f"in-process Allgatherv: rank {self._rank} sends {send.size} bytes, counts say "
                              f"{counts[self._rank] if self._rank < len(counts) else 'nothing'}")
-        parts = self._meet(send, lambda parts: [p.copy() for p in parts], "Allgatherv")
-        for part, count, start in zip(parts, counts, displacements):
-            if part.size != count:
-                raise ValueError(f"in-process Allgatherv: a rank sent {part.size} bytes, counts say {count}")
+        # the last rank to arrive joins the parts into one array (one copy) and notes their sizes
+        sizes, joined = self._meet(send, lambda parts: ([p.size for p in parts], np.concatenate(parts)),
+                                   "Allgatherv")
+        if sizes != counts:
+            count, size = next((c, n) for c, n in zip(counts, sizes) if c != n)
+            raise ValueError(f"in-process Allgatherv: a rank sent {size} bytes, counts say {count}")
+        end = 0
+        for count, start in zip(counts, displacements):
+            if int(start) * unit != end:  # not packed in rank order: part by part
+                break
+            end += count
+        else:
+            recv[:end] = joined
+            return
+        end = 0
+        for count, start in zip(counts, displacements):
             start = int(start) * unit
-            recv[start:start + count] = part
+            recv[start:start + count] = joined[end:end + count]
+            end += count
 
     def Barrier(self) -> None:
         self._meet(None, lambda slots: None, "Barrier")
