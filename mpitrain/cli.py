@@ -208,11 +208,20 @@ def cmd_job(args) -> int:
 
 
 def _registry_command(registry: dict, kind: str, args) -> int:
+    """Run a benchmark or an experiment; a data set it cannot open or a bad field is one line
+    (rank 0 under MPI) and exit code 2, not a traceback."""
+    from .argparsing import user_error
+    from .data.errors import DataError
+    from .fields import ConfigError
+
     if args.name not in registry:
         known = ", ".join(sorted(registry)) or "none"
         print(f"mpitrain: error: unknown {kind} {args.name!r}; known: {known}", file=sys.stderr)
         return 2
-    return int(_load_entry(registry[args.name])(args.rest) or 0)
+    try:
+        return int(_load_entry(registry[args.name])(args.rest) or 0)
+    except (DataError, ConfigError) as exc:
+        return user_error(f"{kind} {args.name}: {exc}")
 
 
 def cmd_bench(args) -> int:

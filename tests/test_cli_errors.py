@@ -20,6 +20,10 @@ CASES = [
      "experiment local-sgd-speedup: error: argument --workers: expected a comma-separated list of integers >= 1"),
     (["experiment", "compression-bits", "--tune-grid", "1,-2"],
      "experiment compression-bits: error: argument --tune-grid: expected a comma-separated list of numbers > 0"),
+    (["experiment", "compression-bits", "--dataset", "nosuch"],
+     "mpitrain: error: experiment compression-bits: 'nosuch' is neither a file nor a known data set"),
+    (["experiment", "local-sgd-speedup", "--dataset", "{bad}"],
+     "mpitrain: error: experiment local-sgd-speedup: {bad}:1:"),
     (["train", "--bogus"], "python -m mpitrain: error: unrecognized arguments: --bogus"),
     (["train", "--resume", "auto", "--overwrite"], "mpitrain: error: --resume and --overwrite exclude each other"),
 ]

@@ -59,6 +59,22 @@ def test_an_error_in_a_call_is_raised_by_results(jobs):
                 pass
 
 
+def die_in_a_child(parent):
+    if os.getpid() != parent:
+        os._exit(3)  # a child killed outright (the OOM killer, a segfault): no exception to send back
+    return "ran here"
+
+
+def test_a_child_that_dies_ends_the_results_with_an_error_not_a_hang():
+    from concurrent.futures.process import BrokenProcessPool
+
+    with RunPool(2) as pool:
+        pool.submit("dies", die_in_a_child, os.getpid())  # the first call goes to the idle child
+        with pytest.raises(BrokenProcessPool):
+            for _ in pool.results():
+                pass
+
+
 def fake_run(bits_to_target, bits_per_exchange=100):
     return SimpleNamespace(bits_to_target=bits_to_target, bits_per_exchange=bits_per_exchange, final=0.5)
 

@@ -28,7 +28,7 @@ mpitrain train`` with ``train.algorithm = "compressed_sgd"`` (tests/test_inproce
 such runs against real MPI runs). ``bits`` are the algorithm's own ``bits_sent`` (per worker).
 Runs of a biased compressor without error feedback print the algorithm's divergence warning.
 
-Runs go to ``--jobs`` processes at once (default: the usable cores; mpitrain.experiments.parallel),
+Runs go to ``--jobs`` processes at once (default: the usable cores, at most 8; mpitrain.experiments.parallel),
 each run whole on one of them, so the tables do not depend on ``--jobs``. A run at gamma*/2 or
 gamma*/4 that can no longer need fewer bits than the best run before it is cut short
 (:class:`GammaSearch`), and a run the tuning made already is not made again: the tables are
@@ -76,6 +76,7 @@ COMPRESSORS = {
 FULL = dict(steps=4000, divisors=(1, 2, 4), tune=True)
 QUICK = dict(steps=1500, divisors=(1,), tune=False)
 RESULTS = ("bits.md", "bits.json", "bits.png")
+MAX_DEFAULT_JOBS = 8  # about 25 runs are ready at a time; a child costs an import and ~100 MB
 DEFAULTS = dict(target=0.01, gamma=4.0, workers=4, batch_size=32, check=50, period=4)
 
 
@@ -92,9 +93,9 @@ def parse_args(argv):
     p.add_argument("--check", type=int, default=DEFAULTS["check"], help="evaluate every this many steps")
     p.add_argument("--period", type=int, default=DEFAULTS["period"], help="H of the Local SGD comparison")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=positive_int, default=usable_cores(),
-                   help="runs at once, each in a process of its own (default: the usable cores, %(default)s here); "
-                        "the tables are the same for any value")
+    p.add_argument("--jobs", type=positive_int, default=min(usable_cores(), MAX_DEFAULT_JOBS),
+                   help=f"runs at once, each in a process of its own (default: the usable cores, at most "
+                        f"{MAX_DEFAULT_JOBS}; %(default)s here); the tables are the same for any value")
     return p.parse_args(argv)
 
 

@@ -79,13 +79,12 @@ class RunPool:
         """(key, result) for every call queued, including calls queued while iterating, in
         the order they finish; ends when none is queued or running."""
         while True:
-            try:
-                key, result, error = self._finished.get_nowait()
-            except queue.Empty:
+            finished = self._take_finished()
+            if finished is None:
                 with self._lock:
                     local = self._queued.popleft() if self._queued and not self._failed else None
                     running = self._in_children
-                if local is not None:
+                if local is not None:  # nothing back from the children: run the next call here
                     key, function, args = local
                     try:
                         result = function(*args)
@@ -95,18 +94,23 @@ class RunPool:
                         raise
                     yield key, result
                     continue
-                if running == 0:  # every child result is in the queue by now
-                    try:
-                        key, result, error = self._finished.get_nowait()
-                    except queue.Empty:
-                        return
-                else:
-                    key, result, error = self._finished.get()
+                # every child result is in the queue once the count is 0 (see _child_done)
+                finished = self._take_finished() if running == 0 else self._finished.get()
+                if finished is None:
+                    return
+            key, result, error = finished
             if error is not None:
                 self._failed = True
                 self.close()
                 raise error
             yield key, result
+
+    def _take_finished(self):
+        """A child's (key, result, error) if one is waiting, else None."""
+        try:
+            return self._finished.get_nowait()
+        except queue.Empty:
+            return None
 
     def _feed_children(self) -> None:
         """Keep every child busy with one call (called on submit and when a child finishes)."""
