@@ -75,8 +75,9 @@ def average_payloads(compressor, payloads, weights, dtype, out=None, scratch=Non
     """sum_k w_k decode(payloads[k]) in rank order, accumulated in ``dtype`` (shape (d,)).
 
     ``out`` and ``scratch``: (d,) arrays of ``dtype`` to reuse (allocated when None; host
-    arrays need no scratch); the result goes to ``out``. Each term is w_k times decode(p_k) cast to ``dtype``, rounded
-    as ``dtype(w_k) * decode(p_k).astype(dtype)``.
+    arrays need no scratch); the result goes to ``out``. Each term is w_k times decode(p_k)
+    cast to ``dtype``, rounded as ``dtype(w_k) * decode(p_k).astype(dtype)``; on the host it
+    is added in one pass (mpitrain._native.vector.add_weighted, the same bits).
     """
     dtype = np.dtype(dtype)
     out = np.zeros(compressor.d, dtype=dtype) if out is None else out
@@ -123,8 +124,8 @@ class CompressedAverager:
 
     Steady memory: every d-sized array it writes is allocated once, here: the mean (model
     dtype) it returns (non-summable payloads are added into it, each in one pass), and for
-    summable ones a payload template and the values section. Allocating fresh d-sized temporaries every step
-    made a rank's resident memory grow by about 300 bytes a step under MPICH's ch4:ucx
+    summable ones a payload template and the values section. Allocating fresh d-sized
+    temporaries every step made a rank's resident memory grow by about 300 bytes a step under MPICH's ch4:ucx
     netmod (its memory-event hooks fire on every heap grow and trim; ``bench scale steady``).
     The decoders of mpitrain.compress still return a new (d,) array per call.
     """

@@ -65,9 +65,8 @@ import greenlet
 import numpy as np
 from mpi4py import MPI
 
-#: reduction operations on arrays: (mpi4py Op, NumPy ufunc); mpi4py's Op objects are not hashable
-# bytes of the types payloads travel as; known without asking MPI, which an experiment's child
-# processes never initialise (mpitrain.experiments.parallel)
+#: bytes of the types payloads travel as; known without asking MPI, which an experiment's child
+#: processes never initialise (mpitrain.experiments.parallel)
 TYPE_SIZES = ((MPI.BYTE, 1), (MPI.FLOAT, 4), (MPI.DOUBLE, 8))
 
 
@@ -78,6 +77,7 @@ def _type_size(datatype) -> int:
     return datatype.Get_size()
 
 
+#: reduction operations on arrays: (mpi4py Op, NumPy ufunc); mpi4py's Op objects are not hashable
 ARRAY_OPS = ((MPI.SUM, np.add), (MPI.MAX, np.maximum), (MPI.MIN, np.minimum), (MPI.PROD, np.multiply))
 
 

@@ -31,6 +31,7 @@ import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask, as Slurm sets it), at least 1."""
     try:
@@ -122,7 +123,13 @@ class RunPool:
                     return
                 key, function, args = self._queued.popleft()
                 self._in_children += 1
-            future = self._children().submit(function, *args)
+            try:
+                future = self._children().submit(function, *args)
+            except BaseException as exc:  # noqa: BLE001 -- a broken pool: results() raises it
+                self._finished.put((key, None, exc))
+                with self._lock:
+                    self._in_children -= 1
+                return
             future.add_done_callback(lambda done, key=key: self._child_done(key, done))
 
     def _child_done(self, key, future) -> None:
