@@ -57,6 +57,37 @@ def csr_loss_sum(int kind, const floating[::1] data, const int32_t[::1] indices,
     return total
 
 
+def csr_loss_sum_repeated(int kind, const floating[::1] data, const int32_t[::1] indices,
+                          const int32_t[::1] indptr, const floating[::1] labels, const floating[::1] x,
+                          const int64_t[::1] row_of, double[::1] work):
+    """sum over i of f_{row_of[i]}(x), in order of i, for the distinct rows of a CSR matrix
+    (``indptr``: one entry per distinct row): each distinct row's loss is computed once (into
+    ``work``), then the losses are added in the order of ``row_of``. On a matrix whose row i
+    is distinct row row_of[i], the same additions of the same doubles as ``csr_loss_sum``
+    over all rows: the same bits. Returns a float."""
+    cdef Py_ssize_t distinct = indptr.shape[0] - 1, n = row_of.shape[0], i, u
+    cdef double total = 0.0
+    cdef bint ok = True
+    if work.shape[0] < distinct or labels.shape[0] < distinct:
+        raise ValueError("work and labels need one entry per distinct row")
+    if n == 0:
+        return 0.0
+    with nogil:
+        for i in range(n):
+            if row_of[i] < 0 or row_of[i] >= distinct:
+                ok = False
+                break
+        if ok:
+            for u in range(distinct):
+                work[u] = row_loss(kind, csr_dot(&data[0], &indices[0], indptr[u], indptr[u + 1], &x[0]),
+                                   <double>labels[u])
+            for i in range(n):
+                total += work[row_of[i]]
+    if not ok:
+        raise IndexError(f"a row_of entry is outside [0, {distinct})")
+    return total
+
+
 def csr_gradient(int kind, const floating[::1] data, const int32_t[::1] indices,
                  const int32_t[::1] indptr, const floating[::1] labels, const floating[::1] x,
                  const int64_t[::1] rows, double scale, double l2, double[::1] work,
