@@ -78,11 +78,8 @@ def seconds(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
+    """An argparse type: an integer >= 1 (exponent notation allowed, as in ``size_list``)."""
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+        return _size(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None

@@ -158,7 +158,8 @@ cdef void hash_keys(uint64_t seed, const int64_t *idx, Py_ssize_t n, uint64_t *k
 
 
 SAMPLE = 32768
-#: up to this d, ``topk_indices`` sorts the keys (``_topk_sorted``): a radix pass zeroes a
+#: up to this d, ``topk_indices`` keeps the best k in a heap (``topk_small``, k <= SMALL_K) or
+#: sorts the keys (``_topk_sorted``, larger k): a radix pass zeroes a
 #: 65536-bucket histogram (512 KiB), 50-100 us at d = 300; the sort takes a few us there and
 #: is slower than the radix select above about d = 2000 (measured 2026-12-01)
 SORT_MAX_D = 1024
@@ -227,7 +228,7 @@ cdef void topk_small(const key_t *v, Py_ssize_t d, Py_ssize_t k, uint64_t absmas
     whose root is the worst of them (``heap`` the keys, ``out`` the indices); a later entry
     replaces the root only with a strictly larger key, since on a tie the root's smaller
     index wins. O(d log k), whatever the order of the keys."""
-    cdef Py_ssize_t i, j, child, n
+    cdef Py_ssize_t i, j, child
     cdef uint64_t key
     cdef int64_t index
     for i in range(d):
@@ -255,8 +256,7 @@ cdef void topk_small(const key_t *v, Py_ssize_t d, Py_ssize_t k, uint64_t absmas
             continue
         heap[j] = key
         out[j] = i
-    n = k
-    for i in range(1, n):  # indices ascending (insertion sort: k <= SMALL_K)
+    for i in range(1, k):  # indices ascending (insertion sort: k <= SMALL_K)
         index = out[i]
         j = i
         while j > 0 and out[j - 1] > index:
@@ -270,17 +270,17 @@ def _topk_small(x, Py_ssize_t k):
     cdef Py_ssize_t d = x.shape[0]
     out = np.empty(k, dtype=np.int64)
     cdef int64_t[::1] o = out
-    cdef uint64_t best[SMALL_K]
+    cdef uint64_t heap[SMALL_K]
     cdef const uint32_t[::1] v32
     cdef const uint64_t[::1] v64
     if x.dtype == np.float32:
         v32 = x.view(np.uint32)
         with nogil:
-            topk_small(&v32[0], d, k, 0x7FFFFFFFULL, &o[0], best)
+            topk_small(&v32[0], d, k, 0x7FFFFFFFULL, &o[0], heap)
     else:
         v64 = x.view(np.uint64)
         with nogil:
-            topk_small(&v64[0], d, k, 0x7FFFFFFFFFFFFFFFULL, &o[0], best)
+            topk_small(&v64[0], d, k, 0x7FFFFFFFFFFFFFFFULL, &o[0], heap)
     return out
 
 

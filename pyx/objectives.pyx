@@ -67,16 +67,13 @@ def csr_loss_sum_repeated(int kind, const floating[::1] data, const int32_t[::1]
     over all rows: the same bits. Returns a float."""
     cdef Py_ssize_t distinct = indptr.shape[0] - 1, n = row_of.shape[0], i, u
     cdef double total = 0.0
-    cdef bint ok = True
+    cdef bint ok
     if work.shape[0] < distinct or labels.shape[0] < distinct:
         raise ValueError("work and labels need one entry per distinct row")
     if n == 0:
         return 0.0
     with nogil:
-        for i in range(n):
-            if row_of[i] < 0 or row_of[i] >= distinct:
-                ok = False
-                break
+        ok = rows_in_range(&row_of[0], n, distinct)
         if ok:
             for u in range(distinct):
                 work[u] = row_loss(kind, csr_dot(&data[0], &indices[0], indptr[u], indptr[u + 1], &x[0]),

@@ -19,7 +19,6 @@ cdef inline void scaled_step(floating* x, const floating* g, double eta, double 
             x[j] = b * (x[j] - a * g[j])
 
 
-
 cdef extern from "copied_step.h":
     void mpt_copied_step_f32(float* x, float* g, const float* src, double eta, double beta, Py_ssize_t n) noexcept nogil
     void mpt_copied_step_f64(double* x, double* g, const double* src, double eta, double beta, Py_ssize_t n) noexcept nogil

@@ -313,25 +313,12 @@ class InProcessComm:
         if len(counts) != self.Get_size() or send.size != counts[self._rank]:
             raise ValueError(f"in-process Allgatherv: rank {self._rank} sends {send.size} bytes, counts say "
                              f"{counts[self._rank] if self._rank < len(counts) else 'nothing'}")
-        # the last rank to arrive joins the parts into one array (one copy) and notes their sizes
-        sizes, joined = self._meet(send, lambda parts: ([p.size for p in parts], np.concatenate(parts)),
-                                   "Allgatherv")
-        if sizes != counts:
-            count, size = next((c, n) for c, n in zip(counts, sizes) if c != n)
-            raise ValueError(f"in-process Allgatherv: a rank sent {size} bytes, counts say {count}")
-        end = 0
-        for count, start in zip(counts, displacements):
-            if int(start) * unit != end:  # not packed in rank order: part by part
-                break
-            end += count
-        else:
-            recv[:end] = joined
-            return
-        end = 0
-        for count, start in zip(counts, displacements):
+        parts = self._meet(send, lambda parts: [p.copy() for p in parts], "Allgatherv")
+        for part, count, start in zip(parts, counts, displacements):
+            if part.size != count:
+                raise ValueError(f"in-process Allgatherv: a rank sent {part.size} bytes, counts say {count}")
             start = int(start) * unit
-            recv[start:start + count] = joined[end:end + count]
-            end += count
+            recv[start:start + count] = part
 
     def Barrier(self) -> None:
         self._meet(None, lambda slots: None, "Barrier")

@@ -288,14 +288,12 @@ def tune(pool, problem_key, args, countdown, known):
     [(gamma, steps or "not reached")] of the grid; the runs go into ``known``."""
     for gamma in args.tune_grid:
         pool.submit(gamma, run_job, problem_key, "identity", "none", gamma, args)
+    steps = {}
     for gamma, run in pool.results():
         known[("identity", "none", gamma)] = run
-        steps = run.rounds_to_target if run.bits_to_target is not None else "not reached"
-        print(f"  tune identity gamma = {gamma:g}: steps to target {steps}  {countdown.tick()}", flush=True)
-    tuning = []
-    for gamma in args.tune_grid:
-        run = known[("identity", "none", gamma)]
-        tuning.append((gamma, run.rounds_to_target if run.bits_to_target is not None else "not reached"))
+        steps[gamma] = run.rounds_to_target if run.bits_to_target is not None else "not reached"
+        print(f"  tune identity gamma = {gamma:g}: steps to target {steps[gamma]}  {countdown.tick()}", flush=True)
+    tuning = [(gamma, steps[gamma]) for gamma in args.tune_grid]
     reached = [(s, g) for g, s in tuning if s != "not reached"]
     return (min(reached)[1] if reached else args.gamma), tuning
 
@@ -327,18 +325,23 @@ def main(argv) -> int:
                     for config in configs}
         results = {}
 
-        def advance(config, index):
-            """After run ``index`` of ``config``: queue the runs it unblocks (runs made already
-            are taken from ``known``); print the row once all have run."""
+        def start(config, index):
+            """Queue run ``index`` of ``config``, cut by the runs before it known now (or take it
+            from ``known``, the tuning's whole runs)."""
             search = searches[config]
+            gamma = search.gammas[index]
+            if (*config, gamma) in known:
+                finished(config, index, known[(*config, gamma)])
+            else:
+                pool.submit((config, index), run_job, problem_key, *config, gamma, args, None, search.budget(index))
+
+        def finished(config, index, run):
+            """Record run ``index``; after the first, queue the others; print the row once all have run."""
+            search = searches[config]
+            search.add(index, run)
             for later in (range(1, len(search.gammas)) if index == 0 else ()):
-                gamma = search.gammas[later]
-                if (*config, gamma) in known:
-                    search.add(later, known[(*config, gamma)])
-                else:
-                    pool.submit((config, later), run_job, problem_key, *config, gamma, args, None,
-                                search.budget(later))
-            if search.complete:
+                start(config, later)
+            if search.complete and config not in results:
                 results[config] = search.best()
                 name, fb = config
                 print(f"  {name:26s} {fb:4s} bits to target {fmt_bits(results[config])}  {countdown.tick()}",
@@ -350,12 +353,7 @@ def main(argv) -> int:
         for label, name in local_labels.items():
             pool.submit(("local", label), run_job, problem_key, name, "ef", gamma_star, args, args.period)
         for config in configs:
-            first = searches[config].gammas[0]
-            if (*config, first) in known:
-                searches[config].add(0, known[(*config, first)])
-                advance(config, 0)
-            else:
-                pool.submit((config, 0), run_job, problem_key, *config, first, args)
+            start(config, 0)
         local_runs = {}
         for key, run in pool.results():
             if key[0] == "local":
@@ -363,9 +361,7 @@ def main(argv) -> int:
                 print(f"  {key[1]}: rounds {run.rounds_to_target}, bits {run.bits_to_target}  {countdown.tick()}",
                       flush=True)
             else:
-                config, index = key
-                searches[config].add(index, run)
-                advance(config, index)
+                finished(*key, run)
     # in the order of the table, whatever order the runs ended in (ties in the conclusions go to the first)
     results = {config: results[config] for config in configs}
     results[("identity", "ef")] = results[("identity", "none")]
