@@ -100,6 +100,43 @@ def test_reduce_bcast_allgather_and_allgatherv():
         np.testing.assert_array_equal(received, [0, 1, 1, 2, 2, 2])
 
 
+def test_apply_calls_compute_once_and_give_every_rank_the_result():
+    """Allgatherv_apply / Allreduce_apply: the function of the last rank to arrive runs once, on
+    the parts in rank order (or on the sum in rank order, which the buffer also receives)."""
+    ran = []
+
+    def body(comm):
+        r = comm.rank
+        payload = np.full(r + 1, r, dtype=np.uint8)  # rank k sends k + 1 bytes
+        joined = comm.Allgatherv_apply(payload, [1, 2, 3], lambda parts: (ran.append(r), np.concatenate(parts))[1])
+        values = np.array([0.1 * (r + 1), 1e16 if r == 0 else 1.0])
+        summed = comm.Allreduce_apply(values, lambda total: (ran.append(r), total * 2)[1])
+        return joined, values, summed
+
+    results = run(3, body)
+    assert len(ran) == 2  # once per call, not once per rank
+    expected_sum = (np.array([0.1, 1e16]) + np.array([0.2, 1.0])) + np.array([0.30000000000000004, 1.0])
+    for joined, values, summed in results:
+        assert joined is results[0][0]  # one object, every rank
+        np.testing.assert_array_equal(joined, [0, 1, 1, 2, 2, 2])
+        np.testing.assert_array_equal(values, expected_sum)  # rank order: 1e16 + 1 + 1 == 1e16
+        np.testing.assert_array_equal(summed, 2 * expected_sum)
+
+
+def test_apply_calls_check_counts_and_abort_on_a_failing_function():
+    def wrong_count(comm):
+        comm.Allgatherv_apply(np.zeros(2, np.uint8), [1] * comm.size, len)
+
+    with pytest.raises(ValueError, match="sends 2 bytes, counts say 1"):
+        run(2, wrong_count)
+
+    def failing(comm):
+        comm.Allgatherv_apply(np.zeros(1, np.uint8), [1] * comm.size, lambda parts: 1 / 0)
+
+    with pytest.raises(ZeroDivisionError):
+        run(3, failing)
+
+
 def test_pickled_objects_are_copies_per_rank():
     def body(comm):
         got = comm.bcast({"list": [1, 2]} if comm.rank == 0 else None, root=0)

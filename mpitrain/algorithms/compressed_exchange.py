@@ -8,7 +8,8 @@ Beznosikov et al. 2020 (docs/papers.md s.2). The roles, in the GRACE split:
   the K payloads (non-summable compressors), or from the summed ``values()`` sections
   (summable ones: Rand-k with a shared seed, the identity).
 - :class:`CompressedAverager`: the MPI exchange between them (Allgatherv or Allreduce,
-  mpitrain.comm.payloads), with bytes and bits counted.
+  mpitrain.comm.payloads), with bytes and bits counted. The mean is the exchange's
+  ``*_apply`` function: with K ranks in one process it is computed once for all of them.
 
 The experiments run these same classes with K ranks in one process (mpitrain.comm.inprocess), so
 an experiment equals a real run up to the summation order of an Allreduce.
@@ -159,7 +160,11 @@ class CompressedAverager:
             return self.mean
         self.bits_sent += self.bits_per_exchange
         if self.summable:
-            summed = self.exchange.allreduce(weighted_values(c, payload, self.weight, out=self._values))
-            return decode_sum(c, payload, summed, self.dtype, template=self._template, out=self.mean)
-        return average_payloads(c, self.exchange.allgather(payload, self.counts), self.weights, self.dtype,
-                                out=self.mean)
+            def decoded(summed, out):
+                return decode_sum(c, payload, summed, self.dtype, template=self._template, out=out)
+            return self.exchange.allreduce_apply(weighted_values(c, payload, self.weight, out=self._values),
+                                                 decoded, self.mean)
+
+        def mean(payloads, out):
+            return average_payloads(c, payloads, self.weights, self.dtype, out=out)
+        return self.exchange.allgather_apply(payload, self.counts, mean, self.mean)

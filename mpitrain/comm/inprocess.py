@@ -25,6 +25,10 @@ MIN, PROD; ``MPI.IN_PLACE``), ``Reduce``, ``Bcast``, ``Allgather``, ``Allgatherv
 and ``Dup``, ``Split``, ``Split_type(MPI.COMM_TYPE_SHARED)`` (every rank is on one node),
 ``Free``. Buffers are NumPy arrays, given bare or mpi4py-style as ``[array, MPI.TYPE]`` /
 ``[array, counts, displs, MPI.TYPE]`` (counts and displacements in units of the type).
+Two calls of its own, ``Allgatherv_apply`` and ``Allreduce_apply``, run a computation that
+every rank would repeat on the gathered or summed bytes once for all ranks
+(mpitrain.comm.payloads uses them for the compressed average: K decodes of K payloads per
+step instead of K^2, the same bits).
 Point-to-point messages, nonblocking calls and RMA windows are not: the asynchronous methods
 need a real MPI (mpitrain.algorithms.async_simulation simulates them with a clock instead).
 
@@ -241,6 +245,11 @@ def _reduce_arrays(arrays, op):
     return total
 
 
+def _reduced_then(total, function):
+    """(total, function(total)): the combine step of ``Allreduce_apply``."""
+    return total, function(total)
+
+
 class InProcessComm:
     """One rank's view of a communicator whose ranks are threads of this process."""
 
@@ -319,6 +328,38 @@ class InProcessComm:
                 raise ValueError(f"in-process Allgatherv: a rank sent {part.size} bytes, counts say {count}")
             start = int(start) * unit
             recv[start:start + count] = part
+
+    # -- a collective and then a computation every rank would repeat on the same bytes -----------
+    # Not in mpi4py's API: mpitrain.comm.payloads uses them when a communicator has them. Each
+    # rank passes its own ``function``; all of them must return the same value for the same
+    # input (a decoder, a weighted mean), because the one of the last rank to arrive runs, once,
+    # and its result (one object) goes to every rank. With K ranks in one process this is the
+    # collective followed by K identical computations, done once.
+    def Allgatherv_apply(self, sendbuf, counts, function):
+        """``function(parts)``, parts = every rank's ``sendbuf`` bytes in rank order (the send
+        buffers themselves, read while their ranks wait: the function must not write to them);
+        ``counts``: the byte count of every rank, checked as ``Allgatherv`` checks them."""
+        send = _bytes(_array(sendbuf, "Allgatherv_apply"))
+        counts = [int(c) for c in counts]
+        if len(counts) != self.Get_size() or send.size != counts[self._rank]:
+            raise ValueError(f"in-process Allgatherv_apply: rank {self._rank} sends {send.size} bytes, counts say "
+                             f"{counts[self._rank] if self._rank < len(counts) else 'nothing'}")
+
+        def combine(parts):
+            for part, count in zip(parts, counts):
+                if part.size != count:
+                    raise ValueError(f"in-process Allgatherv_apply: a rank sent {part.size} bytes, counts say {count}")
+            return function(parts)
+        return self._meet(send, combine, "Allgatherv_apply")
+
+    def Allreduce_apply(self, buf, function):
+        """``buf`` <- the sum over ranks in rank order (as ``Allreduce(MPI.IN_PLACE, buf)``), and
+        ``function(total)`` (``total``: a new array holding that sum, shared by every rank)."""
+        array = _array(buf, "Allreduce_apply")
+        total, result = self._meet(array, lambda arrays: _reduced_then(_reduce_arrays(arrays, MPI.SUM), function),
+                                   "Allreduce_apply")
+        np.copyto(array, total)
+        return result
 
     def Barrier(self) -> None:
         self._meet(None, lambda slots: None, "Barrier")

@@ -84,6 +84,35 @@ class PayloadExchange:
         views = [self._buffer[s:s + c] for s, c in zip(displacements, counts)]
         return key, [self._buffer, counts, displacements, MPI.BYTE], views
 
+    # -- a collective, then a function of its result that every rank computes alike -------------
+    # ``function(result, out)`` writes into ``out`` (or, given None, returns a new array). On
+    # MPI each rank calls it on its own bytes, into ``out``. A communicator whose ranks share
+    # this process (mpitrain.comm.inprocess: ``Allgatherv_apply`` / ``Allreduce_apply``) runs it
+    # once for all of them, and each rank copies the one result into its ``out``: the same bits,
+    # since every rank would compute it from the same bytes.
+    def allgather_apply(self, payload: np.ndarray, counts, function, out: np.ndarray) -> np.ndarray:
+        """``function(every rank's payload in rank order, out)``; ``counts`` as for :meth:`allgather`."""
+        apply = getattr(self.comm, "Allgatherv_apply", None)
+        if apply is None or type(payload) is not np.ndarray or type(out) is not np.ndarray:
+            return function(self.allgather(payload, counts), out)
+        started = time.perf_counter()
+        result = apply(payload, counts, lambda parts: function(parts, None))
+        self.stats.record(time.perf_counter() - started, payload.nbytes)
+        np.copyto(out, result)
+        return out
+
+    def allreduce_apply(self, values: np.ndarray, function, out: np.ndarray) -> np.ndarray:
+        """``function(values summed over ranks, out)``; ``values`` holds the sum afterwards, as
+        after :meth:`allreduce`."""
+        apply = getattr(self.comm, "Allreduce_apply", None)
+        if apply is None or type(values) is not np.ndarray or type(out) is not np.ndarray:
+            return function(self.allreduce(values), out)
+        started = time.perf_counter()
+        result = apply(values, lambda total: function(total, None))
+        self.stats.record(time.perf_counter() - started, values.nbytes)
+        np.copyto(out, result)
+        return out
+
     def allreduce(self, values: np.ndarray) -> np.ndarray:
         """values <- sum over ranks (in place, one Allreduce)."""
         if type(values) is np.ndarray:
