@@ -58,6 +58,17 @@ cdef inline double monotonic_seconds() noexcept nogil:
     return <double>now.tv_sec + 1e-9 * <double>now.tv_nsec
 
 
+cdef void one_gradient(const StepData* s, const floating* values, const floating* labels, const floating* x,
+                       floating* g) noexcept nogil:
+    """g = s.scale sum_{i in rows} grad f_i(x) + s.l2 x on a fresh mini-batch (rows drawn into s.rows)."""
+    draw_rows(s.bitgen, s.rng, s.batch, s.rows)
+    if s.sparse:
+        csr_slope_sum(s.kind, values, s.indices, s.indptr, labels, x, s.rows, s.batch, s.work, s.d)
+    else:
+        dense_slope_sum(s.kind, values, s.row_stride, labels, x, s.rows, s.batch, s.work, s.d)
+    finish_gradient(s.work, s.scale, s.l2, x, g, s.d)
+
+
 cdef int sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
                    floating* g, Py_ssize_t count, double beta, double* weight_sum,
                    double* sum_seconds) noexcept nogil:
@@ -74,12 +85,7 @@ cdef int sgd_steps(const StepData* s, const floating* values, const floating* la
             for j in range(s.d):
                 s.output_total[j] = s.output_total[j] + <double>(w * x[j])
             weight_sum[0] += s.output_weights[t]
-        draw_rows(s.bitgen, s.rng, s.batch, s.rows)
-        if s.sparse:
-            csr_slope_sum(s.kind, values, s.indices, s.indptr, labels, x, s.rows, s.batch, s.work, s.d)
-        else:
-            dense_slope_sum(s.kind, values, s.row_stride, labels, x, s.rows, s.batch, s.work, s.d)
-        finish_gradient(s.work, s.scale, s.l2, x, g, s.d)
+        one_gradient(s, values, labels, x, g)
         if s.sum_in_place != NULL:
             started = monotonic_seconds()
             code = s.sum_in_place(s.sum_context, <void*>g, s.d)
@@ -262,6 +268,20 @@ cdef class SGDSteps:
         self.allreduce = allreduce
         self.s.scale = weight / self.s.batch
         self.s.l2 = weight * self.objective_l2
+
+    def gradient(self):
+        """The gradient of one step without the update: a mini-batch drawn from the sampler's
+        stream (the rows of ``sampler.draw()``), then ``grad`` = weight / b sum_{i in rows}
+        grad f_i(x) + weight * l2 x (weight 1 unless ``average_gradients`` set it; no sum over the
+        ranks), the arithmetic of ``batch_gradient(x, rows, grad, weight)``, bit for bit; x is
+        unchanged. One call with no argument to check (compressed SGD's gradient). Returns None."""
+        with self.lock, nogil:
+            if self.single:
+                one_gradient(&self.s, <const float*>self.s.values, <const float*>self.s.labels,
+                             <const float*>self.s.x, <float*>self.s.grad)
+            else:
+                one_gradient(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
+                             <const double*>self.s.x, <double*>self.s.grad)
 
     def run(self, Py_ssize_t count, double beta=1.0, double weight_sum=0.0):
         """Take ``count`` steps (0 <= count <= capacity) with eta = step_sizes[:count] (and output

@@ -125,6 +125,58 @@ def test_block_equals_steps_one_by_one(name, dtype, layout, weighted):
         assert average.weight_sum == average_ref.weight_sum
 
 
+@pytest.mark.parametrize("name,dtype,layout", CASES)
+def test_gradient_kernel_is_batch_gradient_of_the_next_draw(name, dtype, layout):
+    """objective.gradient_kernel(x, g, sampler).gradient(): the bits of batch_gradient(x,
+    sampler.draw(), g), the same stream state after, x unchanged; and after average_gradients,
+    those of batch_gradient(..., weight)."""
+    objective = objective_for(name, dtype, layout)
+    d = objective.n_features
+    x = np.linspace(-1, 1, d).astype(dtype)
+    g_ref, g = np.empty(d, dtype), np.empty(d, dtype)
+    sampler_ref, sampler = BatchSampler(50, 7, seed=4, rank=1), BatchSampler(50, 7, seed=4, rank=1)
+    kernel = objective.gradient_kernel(x, g, sampler)
+    for i in range(4):
+        weight = 1.0 if i < 2 else 0.3
+        if i == 2:
+            kernel.average_gradients(weight)
+        objective.batch_gradient(x, sampler_ref.draw(), g_ref, weight)
+        before = x.copy()
+        kernel.gradient()
+        assert x.tobytes() == before.tobytes()
+        assert g.tobytes() == g_ref.tobytes()
+        assert sampler.state() == sampler_ref.state()
+        x += dtype(0.25) * g  # a step between gradients: the kernel reads x where it is
+
+
+def test_algorithm_prepares_its_gradient_once_and_again_after_a_rebind():
+    from mpitrain.algorithms.base import Algorithm, Worker
+    from mpitrain.comm.accounting import CommStats
+
+    objective = objective_for("logistic", np.float64, "csr")
+    d = objective.n_features
+
+    def algorithm():
+        worker = Worker(comm=None, objective=objective, n_global=60, weight=1.0,
+                        sampler=BatchSampler(60, 5, 2, 0), step_size=Constant(0.1), stats=CommStats(),
+                        x0=np.full(d, 0.2), steps=10, seed=0, batch_size=5)
+        return Algorithm(worker)
+
+    method, reference = algorithm(), algorithm()
+    method.stochastic_gradient()
+    kernel = method._prepared_gradient[2]
+    assert kernel is not None
+    method.stochastic_gradient()
+    assert method._prepared_gradient[2] is kernel  # made once
+    method.x = method.x + 1.0  # rebound: the next gradient is at the new x, with a new kernel
+    reference.x = reference.x + 1.0
+    method.stochastic_gradient()
+    assert method._prepared_gradient[2] is not kernel
+    for _ in range(3):
+        objective.batch_gradient(reference.x, reference.worker.sampler.draw(), reference.grad)
+    assert method.grad.tobytes() == reference.grad.tobytes()
+
+
 def test_sgd_steps_checks_its_arrays_once():
     objective = objective_for("logistic", np.float64, "csr")
     d = objective.n_features

@@ -93,6 +93,8 @@ class Algorithm:
     options = None
     #: whether the loop may evaluate (collectively) between steps; see the module doc
     evaluates_in_loop = True
+    #: (x, grad, the objective's gradient kernel for them or None), made at the first gradient
+    _prepared_gradient = None
 
     def __init__(self, worker: Worker, options=None):
         self.worker = worker
@@ -135,10 +137,23 @@ class Algorithm:
         """Rank 0 only, after the run: extra files (plots) in ``out_dir``."""
 
     def stochastic_gradient(self) -> np.ndarray:
-        """grad on a fresh local mini-batch at self.x, into self.grad (timed as compute)."""
+        """grad on a fresh local mini-batch at self.x, into self.grad (timed as compute).
+
+        Where the objective has one (linear models on the CPU), a kernel prepared for this x and
+        grad (``objective.gradient_kernel``) draws and computes in one call, the bits of
+        ``batch_gradient(x, sampler.draw(), grad)`` without its per-call checks; it is made again
+        if x or grad is ever rebound."""
         w = self.worker
         started = time.perf_counter()
-        w.objective.batch_gradient(self.x, w.sampler.draw(), self.grad)
+        prepared = self._prepared_gradient
+        if prepared is None or prepared[0] is not self.x or prepared[1] is not self.grad:
+            make = getattr(w.objective, "gradient_kernel", None)
+            kernel = make(self.x, self.grad, w.sampler) if make is not None else None
+            prepared = self._prepared_gradient = (self.x, self.grad, kernel)
+        if prepared[2] is not None:
+            prepared[2].gradient()
+        else:
+            w.objective.batch_gradient(self.x, w.sampler.draw(), self.grad)
         w.stats.compute_seconds += time.perf_counter() - started
         return self.grad
 

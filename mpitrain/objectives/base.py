@@ -229,6 +229,13 @@ class Objective(ArgumentChecks):
         return SGDSteps(self.kind, self._matrix, self.labels, self.l2, x, grad, work, rows,
                                 sampler.bit_generator, sampler.n_rows, step_sizes, output_weights, output_total)
 
+    def gradient_kernel(self, x, grad, sampler):
+        """A prepared ``batch_gradient(x, sampler.draw(), grad)``: an ``SGDSteps`` over x and grad
+        whose ``gradient()`` draws the mini-batch from the sampler's stream and writes the same
+        bits into grad in one call, with every array checked here, once; None when the features
+        are on a GPU. It keeps x and grad: a caller that rebinds either needs a new one."""
+        return self.sgd_steps(x, grad, sampler, capacity=1)
+
     def batch_loss(self, x, rows):
         """(1/b) sum_{i in rows} f_i(x) + (l2/2)||x||^2 over a mini-batch; a float."""
         self._check(x, "x")
