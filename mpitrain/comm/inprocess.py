@@ -198,6 +198,8 @@ class _Group:
         world = self.world
         if world.reason is not None:
             return None, f"in-process {name}: run aborted: {world.reason}"
+        if not world.exited:  # the common case: every rank still runs
+            return None
         gone = [r for r in self.members if r in world.exited]
         if gone:
             reason = f"rank {gone[0]} returned; it cannot join {name}"
