@@ -1,7 +1,10 @@
 """Bad arguments to the tools (plot, compare, bench, experiment, train's own flags): one line on
 stderr, exit 2, never a traceback; under mpiexec only rank 0 speaks."""
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -47,3 +50,48 @@ def test_a_bad_bench_argument_under_mpiexec_is_said_once():
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0
     assert len(lines) == 1 and "expected a comma-separated list" in lines[0], result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(mpi_env()["MPITRAIN_DATA"], "w8a")), reason="w8a not available")
+def test_ctrl_c_during_an_experiment_is_one_line_exit_130_and_no_results(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while compression-bits runs
+    on two processes: one line, exit 130, no traceback, nothing in --out, no process left."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "mpitrain", "experiment", "compression-bits", "--quick",
+                             "--jobs", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=mpi_env(), cwd=tmp_path, start_new_session=True)
+    try:
+        for line in proc.stdout:  # the first finished run: the pool's children are at work
+            if "[1/" in line:
+                break
+        else:
+            pytest.fail(f"no progress line; exit {proc.wait()}: {proc.stderr.read()}")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    ours = [line for line in err.splitlines() if line.startswith("mpitrain") and "warning" not in line]
+    assert ours == ["mpitrain: experiment compression-bits: interrupted (SIGINT); the result files it had written "
+                    "are whole (each is written atomically), the others were not written"], err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not out.exists() or not any(out.iterdir())
+    deadline = time.monotonic() + 10  # the pool's children ended with it (zombies, not yet reaped, count as ended)
+    while live_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not live_members(proc.pid)
+
+
+def live_members(group: int) -> list:
+    """Processes of process group ``group`` that have not exited (from /proc; [] elsewhere)."""
+    live = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        except (OSError, IndexError, ValueError):
+            continue
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            live.append(int(entry))
+    return live

@@ -21,12 +21,19 @@ by each spawned child, before that setting; ``python -m mpitrain`` imports no MP
 in-process runs make no MPI calls; whatever needs MPI (the f* solve) is done here and passed
 to the children. A child costs one import of the package (about 0.6 s), taken while this
 process works.
+
+Ctrl-C is this process's alone, as it is rank 0's in a training job: the children ignore SIGINT
+(spawned with it ignored where this process can arrange it, the main thread; ignored again
+first thing in any case), so a terminal's Ctrl-C, which reaches the whole process group, prints
+no child's traceback; this process raises KeyboardInterrupt, and a pool left by it ends its
+children at once (:meth:`RunPool.__exit__`) instead of waiting for their runs.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -60,13 +67,20 @@ class RunPool:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, kind, value, traceback):
+        self.close(terminate=kind is not None and issubclass(kind, KeyboardInterrupt))
 
-    def close(self) -> None:
+    def close(self, terminate: bool = False) -> None:
+        """Drop the calls not started and wait for the children's running ones; ``terminate``:
+        end the children now instead (Ctrl-C: nobody wants those results)."""
         with self._lock:
             self._queued.clear()
         if self._executor is not None:
+            if terminate:
+                # ProcessPoolExecutor has no public terminate before Python 3.14; its process
+                # table is read defensively (empty if the attribute ever goes)
+                for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+                    process.terminate()
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
@@ -124,7 +138,7 @@ class RunPool:
                 key, function, args = self._queued.popleft()
                 self._in_children += 1
             try:
-                future = self._children().submit(function, *args)
+                future = self._submit_to_children(function, args)
             except BaseException as exc:  # noqa: BLE001 -- a broken pool: results() raises it
                 self._finished.put((key, None, exc))
                 with self._lock:
@@ -142,16 +156,31 @@ class RunPool:
         self._feed_children()
 
     def _children(self) -> ProcessPoolExecutor:
-        """The child processes (started on first use, each set up by :func:`_without_mpi`)."""
+        """The child processes (started on first use, each set up by :func:`_child_setup`)."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.jobs - 1, initializer=_without_mpi,
+            self._executor = ProcessPoolExecutor(max_workers=self.jobs - 1, initializer=_child_setup,
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
+    def _submit_to_children(self, function, args):
+        """``submit`` to the executor, which may spawn a child in this thread: from the main
+        thread, with SIGINT ignored meanwhile, which the child inherits from its first
+        instruction (signal dispositions can be changed in the main thread only)."""
+        executor = self._children()
+        if threading.current_thread() is not threading.main_thread():
+            return executor.submit(function, *args)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return executor.submit(function, *args)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
-def _without_mpi() -> None:
-    """A child's first act: importing mpi4py.MPI from now on does not initialise MPI."""
+
+def _child_setup() -> None:
+    """A child's first act: importing mpi4py.MPI from now on does not initialise MPI, and
+    Ctrl-C is left to the parent."""
     import mpi4py
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     mpi4py.rc.initialize = False
     mpi4py.rc.finalize = False
