@@ -227,7 +227,7 @@ def test_next_average_is_the_first_synchronisation(period):
             assert next_average(period, t, limit) == expected, (t, limit)
 
 
-def local_sgd(options, objective, steps):
+def local_sgd(options, objective, steps, cls=None):
     from mpi4py import MPI
 
     from mpitrain.algorithms.base import Worker
@@ -238,20 +238,31 @@ def local_sgd(options, objective, steps):
                     sampler=BatchSampler(objective.n_samples, 4, seed=2, rank=0), step_size=InverseTime(1.0, 4.0),
                     stats=CommStats(), x0=np.zeros(objective.n_features, objective.dtype), steps=steps, seed=2,
                     batch_size=4)
-    return LocalSGD(worker, options, step_size_shift=4.0)
+    return (cls or LocalSGD)(worker, options, step_size_shift=4.0)
 
 
+def local_options(algorithm, **values):
+    """The option section of ``algorithm`` (local_sgd, or compressed_local_sgd with Top-k + EF)."""
+    from mpitrain.algorithms.compressed_local_sgd import CompressedLocalSGD, CompressedLocalSGDOptions
+    from mpitrain.algorithms.local_sgd import LocalSGD, LocalSGDOptions
+
+    if algorithm == "local_sgd":
+        return LocalSGD, LocalSGDOptions(**values)
+    return CompressedLocalSGD, CompressedLocalSGDOptions(compressor="top_k", k=3, error_feedback="ef", **values)
+
+
+@pytest.mark.parametrize("algorithm", ["local_sgd", "compressed_local_sgd"])
 @pytest.mark.parametrize("schedule", ["constant", "growing", "post_local"])
 @pytest.mark.parametrize("output", ["average", "weighted"])
-def test_local_sgd_run_steps_is_step_by_step(schedule, output):
+def test_local_sgd_run_steps_is_step_by_step(algorithm, schedule, output):
     """In one process: calls of any length, kernel calls of at most 3 steps (a period cut in
-    pieces), and a last call past the step budget (it stops at the budget)."""
-    from mpitrain.algorithms.local_sgd import LocalSGDOptions
-
-    options = LocalSGDOptions(period=5, schedule=schedule, warmup_steps=3 if schedule == "post_local" else 0,
-                              growth=1.5, output=output)
+    pieces), and a last call past the step budget (it stops at the budget); compressed Local
+    SGD too (its rounds, feedback memory and bits included)."""
+    cls, options = local_options(algorithm, period=5, schedule=schedule,
+                                 warmup_steps=3 if schedule == "post_local" else 0, growth=1.5, output=output)
     objective = objective_for("logistic", np.float32, "csr")
-    one, blocks = local_sgd(options, objective, 70), local_sgd(options, objective, 70)
+    one, blocks = local_sgd(options, objective, 70, cls), local_sgd(options, objective, 70, cls)
+    assert one.sgd_steps is not None  # both take blocks when asked to; one is stepped one by one below
     total = blocks.output.total if blocks.output is not None else None
     blocks.sgd_steps = objective.sgd_steps(blocks.x, blocks.grad, blocks.worker.sampler, capacity=3,
                                            output_total=total)
@@ -267,6 +278,10 @@ def test_local_sgd_run_steps_is_step_by_step(schedule, output):
     assert blocks.metrics() == one.metrics()
     assert blocks.worker.sampler.state() == one.worker.sampler.state()
     assert blocks.state_dict().keys() == one.state_dict().keys()
+    if algorithm == "compressed_local_sgd":
+        assert blocks.anchor.tobytes() == one.anchor.tobytes()
+        assert blocks.sender.rule.state_dict()["error"].tobytes() == one.sender.rule.state_dict()["error"].tobytes()
+        assert blocks.averager.bits_sent == one.averager.bits_sent and blocks.syncs == one.syncs > 0
     if output == "weighted":
         assert blocks.output.total.tobytes() == one.output.total.tobytes()
         assert blocks.output.weight_sum == one.output.weight_sum
@@ -289,6 +304,15 @@ RUNS["weighted-inverse_time-checkpoints"] = [
     "step_size.c=2.0", "step_size.a=10.0", "run.checkpoint_every=30", *CSR, "data.dtype=float32"]
 RUNS["sync_sgd"] = ["train.algorithm=sync_sgd", *CSR]
 RUNS["compressed_local_sgd"] = ["train.algorithm=compressed_local_sgd", "compressed_local_sgd.period=8", *CSR]
+RUNS["compressed_local_sgd-growing-weighted-ef"] = [
+    "train.algorithm=compressed_local_sgd", "compressed_local_sgd.period=4", "compressed_local_sgd.schedule=growing",
+    "compressed_local_sgd.output=weighted", "compressed_local_sgd.compressor=top_k", "compressed_local_sgd.k=5",
+    "compressed_local_sgd.error_feedback=ef", *DENSE, "data.dtype=float64"]
+RUNS["hierarchical_local_sgd"] = ["train.algorithm=hierarchical_local_sgd", "hierarchical_local_sgd.ranks_per_node=1",
+                                  "hierarchical_local_sgd.node_period=2", "hierarchical_local_sgd.global_period=8",
+                                  "hierarchical_local_sgd.output=weighted", *CSR]
+RUNS["compressed_local_sgd-clipped"] = [  # clipping: one step per call either way
+    "train.algorithm=compressed_local_sgd", "compressed_local_sgd.period=8", "compressed_local_sgd.clip=0.5", *CSR]
 
 SCRIPT = """
 import os

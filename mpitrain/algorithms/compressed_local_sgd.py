@@ -17,7 +17,9 @@ With the identity compressor this is Local SGD (up to the rounding of Delta in t
 dtype). The evaluated model (``output = "average"``) is the anchor x_a, the same on every
 rank (no extra traffic); ``output = "weighted"`` is Stich's x_hat_T over the local iterates,
 averaged over the ranks like Local SGD's. EF21 tracks a converging quantity (a gradient),
-not a model change: it is not offered here.
+not a model change: it is not offered here. Without clipping the local steps up to each
+round run in one C call, as Local SGD's do (``LocalModelAlgorithm.run_steps``), bit for bit
+the steps taken one at a time.
 
 Steady memory: a round allocates no parameter-sized temporary here. Delta_k is computed
 in place in x (bit-identical to ``x - x_a``), since x is overwritten with the new x_a at the
@@ -80,6 +82,8 @@ class CompressedLocalSGD(LocalModelAlgorithm):
         warn_if_biased_without_feedback(worker, self.name, self.opts, self.compressor)
         self.anchor = self.x.copy()  # x_a, the last average
         self.steps_done = 0
+        if not self.opts.clip > 0:  # the C blocks step without clipping
+            self.use_step_blocks()
 
     @classmethod
     def validate(cls, config):
@@ -98,12 +102,6 @@ class CompressedLocalSGD(LocalModelAlgorithm):
             clip_by_norm(g, self.opts.clip, out=g)
             self.worker.stats.compute_seconds += perf_counter() - started
         return g
-
-    def step(self, t: int) -> None:
-        self.local_step(t)
-        self.steps_done = t + 1
-        if self.period.syncs_after(t):
-            self.synchronise(t)
 
     def synchronise(self, t: int) -> None:
         """One averaging round (module doc); x holds Delta_k between the encode and the reset."""

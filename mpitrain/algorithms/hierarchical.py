@@ -8,7 +8,8 @@ two synchronisation sets: after step t,
     elif (t + 1) % H1 == 0: x^k <- sum_{j in node} w_j x^j / W_node  (one Allreduce in the node)
 
 H2 must be a multiple of H1. With H1 = H2 = H it is Local SGD with period H (same iterates up
-to summation order). Nodes come from ``MPI.COMM_TYPE_SHARED``, or are faked on one machine
+to summation order). The local steps between two averages run as one C call, as Local SGD's
+(``LocalModelAlgorithm.run_steps``). Nodes come from ``MPI.COMM_TYPE_SHARED``, or are faked on one machine
 with ``ranks_per_node`` consecutive ranks (it must divide the number of ranks; checked at
 start on all ranks). This is the pattern of Lin et al. 2020 ("hierarchical local SGD") for
 Slurm jobs whose inter-node network is the bottleneck.
@@ -49,15 +50,17 @@ class HierarchicalLocalSGD(LocalModelAlgorithm):
                                        field=f"{self.name}.ranks_per_node")
         self.averager = HierarchicalAverager(self.hierarchy, worker.weight, worker.stats)
         self.node_syncs = 0
+        self.steps_done = 0
         self.global_period = ConstantPeriod(self.opts.global_period)
-        self.node_period = ConstantPeriod(self.opts.node_period)
+        self.period = ConstantPeriod(self.opts.node_period)  # every average, node or global (H1 divides H2)
+        self.use_step_blocks()
 
-    def step(self, t: int) -> None:
-        self.local_step(t)
+    def synchronise(self, t: int) -> None:
+        """After step t, a boundary of H1: over all nodes when it is one of H2, else in the node."""
         if self.global_period.syncs_after(t):
             self.averager.average_global(self.x)
             self.syncs += 1
-        elif self.node_period.syncs_after(t):
+        else:
             self.averager.average_node(self.x)
             self.node_syncs += 1
 

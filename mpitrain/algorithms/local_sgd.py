@@ -38,7 +38,7 @@ from ..comm.averaging import Averager
 from ..fields import ConfigError, bounded, choice
 from .base import Algorithm, step_size_filler, update
 from .iterate_average import WeightedIterateAverage
-from .periods import PERIOD_SCHEDULES, ConstantPeriod, PostLocalPeriod, make_period
+from .periods import PERIOD_SCHEDULES, AndLast, ConstantPeriod, PostLocalPeriod, make_period
 
 OUTPUTS = ("average", "weighted")
 
@@ -72,11 +72,14 @@ def check_period_options(opts, steps: int, section: str) -> None:
 
 
 class LocalModelAlgorithm(Algorithm):
-    """What every Local SGD variant shares: local steps, the output, evaluation, metrics.
+    """What every Local SGD variant shares: local steps, the output, evaluation, metrics, and
+    the steps in blocks.
 
     Subclasses implement ``synchronise(t)`` (called after the local step of step t when the
-    variant averages) and may override ``step``. ``step_size_shift``: the ``a`` of the step-size
-    schedule, the default shift of Stich's weights w_t = (a + t)^2.
+    variant averages) and either set ``period`` (when to average: ``step`` and ``run_steps``
+    here use it, and ``use_step_blocks`` puts the local steps in C blocks) or override ``step``.
+    ``step_size_shift``: the ``a`` of the step-size schedule, the default shift of Stich's
+    weights w_t = (a + t)^2.
     """
 
     def __init__(self, worker, options=None, step_size_shift: float = 1.0):
@@ -104,6 +107,64 @@ class LocalModelAlgorithm(Algorithm):
         started = time.perf_counter()
         update(self.x, g, -self.worker.step_size(t), weight)
         stats.compute_seconds += time.perf_counter() - started
+
+    # -- steps in blocks ----------------------------------------------------------------------
+    #: the C kernel of this variant's local steps (``use_step_blocks``), or None: one step per call
+    sgd_steps = None
+
+    def use_step_blocks(self) -> None:
+        """Take the local steps up to each average in one C call from now on (``run_steps``),
+        where the objective has the kernel (``Objective.sgd_steps``; not for parameters on a GPU).
+        For variants whose local step is ``local_step``'s plain one (no clipping) and whose
+        ``period`` says when they average."""
+        if backend.is_device_array(self.x):
+            return
+        total = self.output.total if self.output is not None else None
+        make = getattr(self.worker.objective, "sgd_steps", None)
+        self.sgd_steps = make(self.x, self.grad, self.worker.sampler, output_total=total) if make else None
+        self.fill_step_sizes = step_size_filler(self.worker.step_size)
+
+    def sync_weight(self) -> float:
+        """The factor of the local step an average follows (``local_step``'s ``weight``): 1 here."""
+        return 1.0
+
+    def step(self, t: int) -> None:
+        """The local step of step t, then the average when ``period`` says so."""
+        syncs = self.period.syncs_after(t)
+        self.local_step(t, self.sync_weight() if syncs else 1.0)
+        self.steps_done = t + 1
+        if syncs:
+            self.synchronise(t)
+
+    def run_steps(self, t: int, count: int) -> int:
+        """Steps t .. t + count - 1 (within the step budget): each stretch of local steps up to an
+        average, and the step before the average, in one C call; then the average."""
+        if self.sgd_steps is None:
+            return super().run_steps(t, count)
+        end = min(t + count, max(t, self.worker.steps))
+        first = t
+        while t < end:
+            stop = next_average(self.period, t, min(end, t + self.sgd_steps.capacity))
+            syncs = self.period.syncs_after(stop - 1)
+            self.local_steps(t, stop - t, self.sync_weight() if syncs else 1.0)
+            self.steps_done = stop
+            if syncs:
+                self.synchronise(stop - 1)
+            t = stop
+        return t - first
+
+    def local_steps(self, t: int, count: int, weight: float) -> None:
+        """``local_step`` for steps t .. t + count - 1 in one kernel call (the last one scaled by
+        ``weight``), timed as compute once."""
+        kernel = self.sgd_steps
+        started = time.perf_counter()
+        self.fill_step_sizes(t, kernel.step_sizes[:count])
+        if self.output is None:
+            kernel.run(count, weight)
+        else:
+            kernel.output_weights[:count] = [self.output.weight(t + i) for i in range(count)]
+            self.output.weight_sum = kernel.run(count, weight, self.output.weight_sum)
+        self.worker.stats.compute_seconds += time.perf_counter() - started
 
     def evaluation_point(self) -> np.ndarray:
         """sum_k w_k x^k, or Stich's x_hat (collective; counted as evaluation traffic)."""
@@ -139,52 +200,16 @@ class LocalSGD(LocalModelAlgorithm):
         self.period = make_period(self.opts, worker.steps, worker.size, worker.batch_size)
         self.averager = worker.averager()
         self.steps_done = 0
-        total = self.output.total if self.output is not None else None
-        host = not backend.is_device_array(self.x)  # the fused C kernel takes host arrays only
-        self.sgd_steps = (worker.objective.sgd_steps(self.x, self.grad, worker.sampler, output_total=total)
-                          if host else None)
-        self.fill_step_sizes = step_size_filler(worker.step_size)
+        self.use_step_blocks()
 
     @classmethod
     def validate(cls, config):
         check_period_options(config.section(cls.name), config.train.steps, cls.name)
 
-    def step(self, t: int) -> None:
-        syncs = self.period.syncs_after(t)
-        self.local_step(t, self.worker.weight if syncs else 1.0)
-        self.steps_done = t + 1
-        if syncs:
-            self.synchronise(t)
-
-    def run_steps(self, t: int, count: int) -> int:
-        """Steps t .. t + count - 1 (within the step budget): each stretch of local steps up to an
-        average, and the step before the average, in one C call; then the average."""
-        if self.sgd_steps is None:
-            return super().run_steps(t, count)
-        end = min(t + count, max(t, self.worker.steps))
-        first = t
-        while t < end:
-            stop = next_average(self.period, t, min(end, t + self.sgd_steps.capacity))
-            syncs = self.period.syncs_after(stop - 1)
-            self.local_steps(t, stop - t, self.worker.weight if syncs else 1.0)
-            self.steps_done = stop
-            if syncs:
-                self.synchronise(stop - 1)
-            t = stop
-        return t - first
-
-    def local_steps(self, t: int, count: int, weight: float) -> None:
-        """``local_step`` for steps t .. t + count - 1 in one kernel call (the last one scaled by
-        ``weight``), timed as compute once."""
-        kernel = self.sgd_steps
-        started = time.perf_counter()
-        self.fill_step_sizes(t, kernel.step_sizes[:count])
-        if self.output is None:
-            kernel.run(count, weight)
-        else:
-            kernel.output_weights[:count] = [self.output.weight(t + i) for i in range(count)]
-            self.output.weight_sum = kernel.run(count, weight, self.output.weight_sum)
-        self.worker.stats.compute_seconds += time.perf_counter() - started
+    def sync_weight(self) -> float:
+        """The rank's weight n_k / N: the step an average follows is prescaled by it, so the
+        Allreduce (``prescaled=True``) only sums."""
+        return self.worker.weight
 
     def synchronise(self, t: int) -> None:
         self.averager.average(self.x, prescaled=True)
@@ -211,6 +236,9 @@ NEXT_AVERAGE = {ConstantPeriod: _constant_next, PostLocalPeriod: _post_local_nex
 def next_average(period, t: int, limit: int) -> int:
     """The first step boundary s in (t, limit] after which ``period`` averages (its
     ``syncs_after(s - 1)``), or ``limit`` when there is none before it."""
+    if type(period) is AndLast:  # the inner schedule's boundary, or the run's end
+        inner = next_average(period.inner, t, limit)
+        return min(inner, period.steps) if t < period.steps else inner
     closed_form = NEXT_AVERAGE.get(type(period))
     if closed_form is not None:
         return min(closed_form(period, t), limit)
