@@ -16,8 +16,10 @@ once per rank with that rank's :class:`InProcessComm` and returns the results in
 
     results = inprocess.run(4, worker)      # [array([6., 6., 6.]), ...], one per rank
 
-The real algorithm classes run on it unchanged (mpitrain.algorithms take any communicator),
-so an experiment steps K workers without a copy of the algorithm written for one process.
+The greenlets, their scheduling and the rendezvous are mpitrain.comm.greenlet_ranks; this
+module is the communicator on top of them. The real algorithm classes run on it unchanged
+(mpitrain.algorithms take any communicator), so an experiment steps K workers without a copy of
+the algorithm written for one process.
 
 Supported: ``Get_rank``, ``Get_size`` (and ``rank`` / ``size``), ``Allreduce`` (SUM, MAX,
 MIN, PROD; ``MPI.IN_PLACE``), ``Reduce``, ``Bcast``, ``Allgather``, ``Allgatherv``,
@@ -58,16 +60,14 @@ run beside other threads, such as an experiment's scorers).
 """
 from __future__ import annotations
 
-import collections
-import functools
 import operator
 import pickle
 import threading
-import time
 
-import greenlet
 import numpy as np
 from mpi4py import MPI
+
+from .greenlet_ranks import Aborted, Group, World
 
 #: bytes of the types payloads travel as; known without asking MPI, which an experiment's child
 #: processes never initialise (mpitrain.experiments.parallel)
@@ -83,10 +83,6 @@ def _type_size(datatype) -> int:
 
 #: reduction operations on arrays: (mpi4py Op, NumPy ufunc); mpi4py's Op objects are not hashable
 ARRAY_OPS = ((MPI.SUM, np.add), (MPI.MAX, np.maximum), (MPI.MIN, np.minimum), (MPI.PROD, np.multiply))
-
-
-class Aborted(RuntimeError):
-    """A collective could not complete: another rank raised, or left the run without joining it."""
 
 
 def _ufunc(op):
@@ -114,127 +110,6 @@ def _bytes(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1).view(np.uint8)
 
 
-class _World:
-    """What the ranks of one ``run`` share: their greenlets, the ranks ready to run, their
-    communicators' groups and the abort state.
-
-    Every rank is a greenlet of one driver thread, and the driver's own greenlet, the hub
-    (:meth:`drive`), runs the ready ranks one at a time, in the order they became ready. A rank
-    runs until it returns or waits in a collective; the last rank to arrive at a collective
-    makes the others ready again. So only one rank runs at any time, a collective costs a few
-    greenlet switches (no thread wake-ups, no interpreter-lock hand-offs), and the order of
-    everything is fixed by the program alone.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self.lock = threading.Lock()  # abort can come from the caller's thread (a timeout)
-        self.groups = []  # every _Group created in this run
-        self.reason = None  # why the run was aborted (None: it was not)
-        self.exited = set()  # world ranks whose function has returned
-        self.ready = collections.deque()  # world ranks to switch to, in order
-        self.greenlets = []  # one per world rank, children of the hub
-        self.hub = None  # the greenlet that switches between the ranks
-
-    def abort(self, reason: str) -> None:
-        with self.lock:
-            if self.reason is None:
-                self.reason = reason
-            groups = list(self.groups)
-        for group in groups:
-            group.wake_all()
-
-    def leave(self, rank: int) -> None:
-        """World rank ``rank`` returned: any collective that waits for it can never complete."""
-        with self.lock:
-            self.exited.add(rank)
-            groups = [g for g in self.groups if rank in g.members]
-        if any(group.waiting for group in groups):
-            self.abort(f"rank {rank} returned while other ranks wait for it in a collective")
-
-    def drive(self, body) -> None:
-        """Run ``body(rank)`` for every rank, each in a greenlet of this thread, to the end."""
-        self.hub = greenlet.getcurrent()
-        self.greenlets = [greenlet.greenlet(functools.partial(body, rank)) for rank in range(self.size)]
-        self.ready.extend(range(self.size))
-        while len(self.exited) < self.size:
-            if not self.ready:  # every rank left waits in a collective that nobody else can join
-                waiting = sorted(r for r in range(self.size) if r not in self.exited)
-                self.abort(f"deadlock: ranks {waiting} wait in collectives that no other rank will join")
-                if not self.ready:  # parked outside any collective (a switch of its own): never spin
-                    return
-                continue
-            self.greenlets[self.ready.popleft()].switch()
-
-    def wait(self) -> None:
-        """Park the calling rank until another makes it ready (the hub runs the next one)."""
-        self.hub.switch()
-
-
-class _Group:
-    """The ranks of one communicator and their rendezvous (a generation-counting barrier)."""
-
-    def __init__(self, world: _World, members):
-        self.world = world
-        self.members = tuple(members)  # world rank of each rank of this communicator
-        self.size = len(self.members)
-        self.waiting = set()  # ranks parked in the current generation
-        self.generation = 0
-        self.slots = [None] * self.size  # what each rank brought to the current collective
-        self.results = [None, None]  # result of generation g at g % 2 (read after release)
-        with world.lock:
-            world.groups.append(self)
-
-    def wake_all(self) -> None:
-        """Make every parked rank ready, in rank order (a collective completed, or the run was
-        aborted: they find out on waking)."""
-        with self.world.lock:
-            waiting, self.waiting = self.waiting, set()
-            self.world.ready.extend(self.members[rank] for rank in sorted(waiting))
-
-    def _refusal(self, name: str):
-        """None if a collective called ``name`` can start now, else (reason to abort the run with,
-        or None when it is aborted already; the message to raise)."""
-        world = self.world
-        if world.reason is not None:
-            return None, f"in-process {name}: run aborted: {world.reason}"
-        if not world.exited:  # the common case: every rank still runs
-            return None
-        gone = [r for r in self.members if r in world.exited]
-        if gone:
-            reason = f"rank {gone[0]} returned; it cannot join {name}"
-            return reason, f"in-process {name}: {reason}"
-        return None
-
-    def meet(self, rank: int, contribution, combine, name: str):
-        """Every rank brings ``contribution``; the last to arrive runs ``combine(contributions)``
-        (a list in rank order) while the others wait; every rank returns its result."""
-        refusal = self._refusal(name)
-        if refusal is None:
-            generation = self.generation
-            self.slots[rank] = contribution
-            if len(self.waiting) == self.size - 1:  # the last to arrive
-                slots, self.slots = self.slots, [None] * self.size
-                try:
-                    result = combine(slots)
-                except BaseException as exc:  # noqa: BLE001 -- aborts the run, then re-raised
-                    self.world.abort(f"rank {self.members[rank]} failed in {name}: {type(exc).__name__}: {exc}")
-                    raise
-                self.results[generation % 2] = result
-                self.generation += 1
-                self.wake_all()
-                return result
-            self.waiting.add(rank)
-            self.world.wait()  # until the last rank (or an abort) makes this one ready
-            if self.generation != generation:  # the generation completed: its result is ours
-                return self.results[generation % 2]
-            refusal = None, f"in-process {name}: run aborted: {self.world.reason}"
-        reason, message = refusal
-        if reason is not None:
-            self.world.abort(reason)
-        raise Aborted(message)
-
-
 def _reduce_arrays(arrays, op):
     """b_0 op b_1 op ... in rank order, a new array."""
     ufunc = _ufunc(op)
@@ -255,7 +130,7 @@ def _reduced_then(total, function):
 class InProcessComm:
     """One rank's view of a communicator whose ranks are threads of this process."""
 
-    def __init__(self, group: _Group, rank: int):
+    def __init__(self, group: Group, rank: int):
         self._group = group
         self._rank = rank
         self._freed = False
@@ -400,7 +275,7 @@ class InProcessComm:
             placed = [None] * len(pairs)
             for ranks in groups.values():
                 ranks.sort()
-                group = _Group(world, [members[r] for _, r in ranks])
+                group = Group(world, [members[r] for _, r in ranks])
                 for new, (_, r) in enumerate(ranks):
                     placed[r] = (group, new)
             return placed
@@ -438,14 +313,14 @@ def communicators(size: int) -> list:
     need the world's ranks driven as greenlets: ``run`` does this for you)."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    group = _Group(_World(size), range(size))
+    group = Group(World(size), range(size))
     return [InProcessComm(group, rank) for rank in range(size)]
 
 
 def run(size: int, function, timeout: float | None = None) -> list:
     """Call ``function(comm)`` once per rank, ``size`` ranks; return the results in rank order.
 
-    The ranks are greenlets of one driver thread (:class:`_World`): the caller's thread, or
+    The ranks are greenlets of one driver thread (:class:`World`): the caller's thread, or
     with a ``timeout`` a thread of its own. An exception in any rank aborts the others'
     collectives (they raise :class:`Aborted`) and is re-raised here, noted with its rank; so is
     a deadlock (every rank left waits in a collective nobody else will join). ``timeout``
