@@ -210,7 +210,7 @@ def cmd_job(args) -> int:
 def _registry_command(registry: dict, kind: str, args) -> int:
     """Run a benchmark or an experiment; a data set it cannot open or a bad field is one line
     (rank 0 under MPI) and exit code 2, not a traceback; Ctrl-C is one line and exit code 130."""
-    from .argparsing import user_error
+    from .argparsing import speaks, user_error
     from .data.errors import DataError
     from .fields import ConfigError
     from .stopping import EXIT_INTERRUPTED
@@ -224,8 +224,9 @@ def _registry_command(registry: dict, kind: str, args) -> int:
     except (DataError, ConfigError) as exc:
         return user_error(f"{kind} {args.name}: {exc}")
     except KeyboardInterrupt:
-        print(f"mpitrain: {kind} {args.name}: interrupted (SIGINT); the result files it had written are "
-              "whole (each is written atomically), the others were not written", file=sys.stderr, flush=True)
+        if speaks():  # rank 0 under mpiexec (a bench), which passes SIGINT to every rank
+            print(f"mpitrain: {kind} {args.name}: interrupted (SIGINT); the result files it had written are "
+                  "whole (each is written atomically), the others were not written", file=sys.stderr, flush=True)
         os._exit(EXIT_INTERRUPTED)  # under MPI the ranks may be in different collectives: no MPI_Finalize
 
 

@@ -122,6 +122,13 @@ def _reduce_arrays(arrays, op):
     return total
 
 
+def _check_part_sizes(parts, counts, name: str) -> None:
+    """ValueError unless every rank's part has the byte count ``counts`` gives it."""
+    for part, count in zip(parts, counts):
+        if part.size != count:
+            raise ValueError(f"in-process {name}: a rank sent {part.size} bytes, counts say {count}")
+
+
 def _reduced_then(total, function):
     """(total, function(total)): the combine step of ``Allreduce_apply``."""
     return total, function(total)
@@ -195,16 +202,19 @@ class InProcessComm:
         array, counts, displacements, datatype = recvbuf
         recv = _bytes(_array(array, "Allgatherv"))
         unit = _type_size(datatype)
-        counts = [int(c) * unit for c in counts]
-        if len(counts) != self.Get_size() or send.size != counts[self._rank]:
-            raise ValueError(f"in-process Allgatherv: rank {self._rank} sends {send.size} bytes, counts say "
-                             f"{counts[self._rank] if self._rank < len(counts) else 'nothing'}")
+        counts = self._byte_counts(send, [int(c) * unit for c in counts], "Allgatherv")
         parts = self._meet(send, lambda parts: [p.copy() for p in parts], "Allgatherv")
+        _check_part_sizes(parts, counts, "Allgatherv")
         for part, count, start in zip(parts, counts, displacements):
-            if part.size != count:
-                raise ValueError(f"in-process Allgatherv: a rank sent {part.size} bytes, counts say {count}")
             start = int(start) * unit
             recv[start:start + count] = part
+
+    def _byte_counts(self, send, counts: list, name: str) -> list:
+        """``counts`` (bytes per rank), checked against the ranks and this rank's ``send``."""
+        if len(counts) != self.Get_size() or send.size != counts[self._rank]:
+            raise ValueError(f"in-process {name}: rank {self._rank} sends {send.size} bytes, counts say "
+                             f"{counts[self._rank] if self._rank < len(counts) else 'nothing'}")
+        return counts
 
     # -- a collective and then a computation every rank would repeat on the same bytes -----------
     # Not in mpi4py's API: mpitrain.comm.payloads uses them when a communicator has them. Each
@@ -217,15 +227,10 @@ class InProcessComm:
         buffers themselves, read while their ranks wait: the function must not write to them);
         ``counts``: the byte count of every rank, checked as ``Allgatherv`` checks them."""
         send = _bytes(_array(sendbuf, "Allgatherv_apply"))
-        counts = [int(c) for c in counts]
-        if len(counts) != self.Get_size() or send.size != counts[self._rank]:
-            raise ValueError(f"in-process Allgatherv_apply: rank {self._rank} sends {send.size} bytes, counts say "
-                             f"{counts[self._rank] if self._rank < len(counts) else 'nothing'}")
+        counts = self._byte_counts(send, [int(c) for c in counts], "Allgatherv_apply")
 
         def combine(parts):
-            for part, count in zip(parts, counts):
-                if part.size != count:
-                    raise ValueError(f"in-process Allgatherv_apply: a rank sent {part.size} bytes, counts say {count}")
+            _check_part_sizes(parts, counts, "Allgatherv_apply")
             return function(parts)
         return self._meet(send, combine, "Allgatherv_apply")
 

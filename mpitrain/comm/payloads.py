@@ -31,6 +31,10 @@ class PayloadExchange:
         self._buffer = np.empty(0, dtype=np.uint8)
         self._layout = None  # (tuple(counts), [counts, displacements, MPI.BYTE], views): host path
         self._rank = comm.Get_rank()
+        # a communicator whose ranks share this process computes a function of a collective's
+        # result once for all of them (mpitrain.comm.inprocess); None elsewhere
+        self._gather_apply = getattr(comm, "Allgatherv_apply", None)
+        self._reduce_apply = getattr(comm, "Allreduce_apply", None)
 
     def allgather(self, payload: np.ndarray, counts=None) -> list:
         """Every rank's payload, in rank order (views into one reused buffer).
@@ -92,24 +96,23 @@ class PayloadExchange:
     # since every rank would compute it from the same bytes.
     def allgather_apply(self, payload: np.ndarray, counts, function, out: np.ndarray) -> np.ndarray:
         """``function(every rank's payload in rank order, out)``; ``counts`` as for :meth:`allgather`."""
-        apply = getattr(self.comm, "Allgatherv_apply", None)
-        if apply is None or type(payload) is not np.ndarray or type(out) is not np.ndarray:
+        if self._gather_apply is None or type(payload) is not np.ndarray or type(out) is not np.ndarray:
             return function(self.allgather(payload, counts), out)
-        started = time.perf_counter()
-        result = apply(payload, counts, lambda parts: function(parts, None))
-        self.stats.record(time.perf_counter() - started, payload.nbytes)
-        np.copyto(out, result)
-        return out
+        return self._once(payload.nbytes, out, self._gather_apply, payload, counts,
+                          lambda parts: function(parts, None))
 
     def allreduce_apply(self, values: np.ndarray, function, out: np.ndarray) -> np.ndarray:
         """``function(values summed over ranks, out)``; ``values`` holds the sum afterwards, as
         after :meth:`allreduce`."""
-        apply = getattr(self.comm, "Allreduce_apply", None)
-        if apply is None or type(values) is not np.ndarray or type(out) is not np.ndarray:
+        if self._reduce_apply is None or type(values) is not np.ndarray or type(out) is not np.ndarray:
             return function(self.allreduce(values), out)
+        return self._once(values.nbytes, out, self._reduce_apply, values, lambda total: function(total, None))
+
+    def _once(self, nbytes: int, out: np.ndarray, apply, *args) -> np.ndarray:
+        """``apply(*args)`` (counted as one collective of ``nbytes``), its result copied into ``out``."""
         started = time.perf_counter()
-        result = apply(values, lambda total: function(total, None))
-        self.stats.record(time.perf_counter() - started, values.nbytes)
+        result = apply(*args)
+        self.stats.record(time.perf_counter() - started, nbytes)
         np.copyto(out, result)
         return out
 
