@@ -422,6 +422,20 @@ cdef void dither_codes(const floating *x, Py_ssize_t n, uint64_t seed, Py_ssize_
                                    scale_small, True)
 
 
+def check_dither_sizes(Py_ssize_t d, int levels, int max_levels, Py_ssize_t bucket, Py_ssize_t nnorms,
+                       Py_ssize_t nbytes, str name):
+    """ValueError unless the dithering kernels' arguments fit: s in [1, max_levels] (codes of
+    1 + bit_length(s) <= 16 bits to encode; tables of 2^(1 + bit_length(s)) <= 512 codes to
+    decode), bucket >= 1, a norm per bucket and the ceil(d (1 + bit_length(s)) / 8) bytes of
+    the codes (the kernels write and read these buffers without bounds checks)."""
+    if not 1 <= levels <= max_levels or bucket < 1:
+        raise ValueError(f"levels must be in [1, {max_levels}] and bucket >= 1, got {levels} and {bucket}")
+    if nnorms < (d + bucket - 1) // bucket:
+        raise ValueError(f"norms has {nnorms} entries, {(d + bucket - 1) // bucket} buckets need one each")
+    if nbytes < (d * (1 + levels.bit_length()) + 7) // 8:
+        raise ValueError(f"{name} is too short: {nbytes} bytes for {(d * (1 + levels.bit_length()) + 7) // 8}")
+
+
 def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bint natural,
                   double p, floating[::1] norms, uint8_t[::1] out):
     """Standard (QSGD) or natural dithering of x, bucket by bucket (docs/papers.md s.2).
@@ -448,6 +462,7 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
     cdef int64_t pos = 0, cap = out.shape[0]
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
+    check_dither_sizes(d, levels, 32767, bucket, norms.shape[0], out.shape[0], "out")
     if d == 0:
         return
     with nogil:
@@ -488,6 +503,7 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
     cdef floating table[512]
     cdef floating pair[512]
     cdef mpt_reader r
+    check_dither_sizes(d, levels, 255, bucket, norms.shape[0], buf.shape[0], "buf")
     if d == 0:
         return
     with nogil:
@@ -549,6 +565,8 @@ def sign_encode(const floating[::1] x, uint8_t[::1] out):
     cdef uint32_t word
     cdef int M = 31 if floating is float else 63
     cdef mpt_writer w
+    if out.shape[0] < (d + 7) // 8:
+        raise ValueError(f"out is too short: {out.shape[0]} bytes for {(d + 7) // 8} sign bits")
     if d == 0:
         return 0.0
     with nogil:
@@ -588,6 +606,8 @@ def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     cdef int M = 31 if floating is float else 63
     cdef floating table[2048]  # the 8 values of each byte value
     cdef Py_ssize_t c, nb = d // 8 if d >= SIGN_TABLE_MIN_D else 0  # below: the table costs more than it saves
+    if buf.shape[0] < (d + 7) // 8:
+        raise ValueError(f"buf is too short: {buf.shape[0]} bytes for {(d + 7) // 8} sign bits")
     with nogil:
         for c in range(2048 if nb else 0):
             table[c] = from_bits(sb ^ (<uint64_t>(((c >> 3) >> (c & 7)) & 1) << M), scale)

@@ -19,8 +19,8 @@ import threading
 
 import numpy as np
 cimport numpy as cnp
-from libc.string cimport memset
-from libc.math cimport sqrt
+from libc.string cimport memset, memcpy
+from libc.math cimport sqrt, NAN
 include "compress_common.pxi"
 
 cdef extern from "compress_simd.h":
@@ -388,6 +388,27 @@ cdef extern from *:
     uint64_t mpt_draw_below(uint64_t h, uint64_t d) nogil
 
 
+cdef void randk_bitmap(uint64_t s, Py_ssize_t d, Py_ssize_t k, uint64_t *bm) noexcept nogil:
+    """bm[0 .. ceil(d / 64)) (zeroed by the caller): bit v set for each of the first
+    m = min(k, d - k) distinct draws v_j (see ``randk_indices``)."""
+    cdef Py_ssize_t m = d - k if 2 * k > d else k, got = 0, j = 0
+    cdef uint64_t v, bit
+    while got < m:
+        v = mpt_draw_below(mpt_splitmix64(s, <uint64_t>j), <uint64_t>d)
+        j += 1
+        bit = 1ULL << (v & 63)
+        got += (bm[v >> 6] & bit) == 0
+        bm[v >> 6] |= bit
+
+
+cdef inline uint64_t randk_word(const uint64_t *bm, Py_ssize_t w, Py_ssize_t d, bint complement) noexcept nogil:
+    """Word w of the subset's bitmap: the drawn bits, or their complement within [0, d)."""
+    cdef uint64_t word = ~bm[w] if complement else bm[w]
+    if complement and w == (d + 63) // 64 - 1 and d % 64:
+        word &= (1ULL << (d % 64)) - 1ULL
+    return word
+
+
 def randk_indices(seed, Py_ssize_t d, Py_ssize_t k):
     """int64[k], ascending: a uniformly random k-subset of [0, d) fixed by seed, in
     O(k + d / 64) time (a bitmap of d bits).
@@ -401,26 +422,249 @@ def randk_indices(seed, Py_ssize_t d, Py_ssize_t k):
         raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef bint complement = 2 * k > d
-    cdef Py_ssize_t m = d - k if complement else k, got = 0, nw = (d + 63) // 64, w, j = 0
-    cdef uint64_t v, bit, word
+    cdef Py_ssize_t nw = (d + 63) // 64, w, j = 0
+    cdef uint64_t word
     bitmap = np.zeros(nw, dtype=np.uint64)
     out = np.empty(k, dtype=np.int64)
     cdef uint64_t[::1] bm = bitmap
     cdef int64_t[::1] o = out
     with nogil:
-        while got < m:
-            v = mpt_draw_below(mpt_splitmix64(s, <uint64_t>j), <uint64_t>d)
-            j += 1
-            bit = 1ULL << (v & 63)
-            got += (bm[v >> 6] & bit) == 0
-            bm[v >> 6] |= bit
-        j = 0
+        randk_bitmap(s, d, k, &bm[0])
         for w in range(nw):
-            word = ~bm[w] if complement else bm[w]
-            if complement and w == nw - 1 and d % 64:
-                word &= (1ULL << (d % 64)) - 1ULL
+            word = randk_word(&bm[0], w, d, complement)
             while word:
                 o[j] = 64 * w + __builtin_ctzll(word)
                 j += 1
                 word &= word - 1
+    return out
+
+
+# -- Top-k and Rand-k payloads in one call each (mpitrain.compress.top_k / rand_k) ------------
+# At the d of the papers' experiments (d = 300) the selection is the smallest part of an
+# encode: the Python around it (an index array, a gather, a packing call, a range check)
+# cost 3 to 5 times as much. These write and read the same payloads as the compressors'
+# step-by-step form (values then packed indices for Top-k; the seed then the values for
+# Rand-k), from the same selections (``topk_small`` / ``topk_indices``, ``randk_bitmap``).
+
+ctypedef fused real_t:
+    float
+    double
+
+
+cdef extern from "stdlib.h":
+    void *calloc(size_t n, size_t size) nogil
+    void free(void *p) nogil
+
+
+cdef int gather_pack(const real_t *x, const int64_t *idx, Py_ssize_t k, int b, uint8_t *out) noexcept nogil:
+    """out = x[idx[0]], ..., x[idx[k-1]] (the dtype's bytes) then idx packed at b bits."""
+    cdef Py_ssize_t i
+    cdef mpt_writer w
+    for i in range(k):
+        memcpy(out + i * sizeof(real_t), &x[idx[i]], sizeof(real_t))
+    mpt_writer_init(&w, out + k * sizeof(real_t))
+    for i in range(k):
+        mpt_put(&w, <uint64_t>idx[i], b)
+    mpt_flush(&w)
+    return 0
+
+
+cdef void topk_encode_small(const real_t *x, Py_ssize_t d, Py_ssize_t k, int b, uint8_t *out) noexcept nogil:
+    """``gather_pack`` of ``topk_small``'s selection (d <= SORT_MAX_D, k <= SMALL_K)."""
+    cdef uint64_t heap[SMALL_K]
+    cdef int64_t idx[SMALL_K]
+    if real_t is float:
+        topk_small(<const uint32_t *>x, d, k, 0x7FFFFFFFULL, idx, heap)
+    else:
+        topk_small(<const uint64_t *>x, d, k, 0x7FFFFFFFFFFFFFFFULL, idx, heap)
+    gather_pack(x, idx, k, b, out)
+
+
+def topk_encode(x, Py_ssize_t k, int b, uint8_t[::1] out):
+    """Top-k's payload of x (float32 or float64, contiguous) into ``out``: the k values of
+    ``topk_indices(x, k)`` in index order, then those indices packed at b bits (LSB first)."""
+    cdef Py_ssize_t d = x.shape[0]
+    if not 1 <= k <= d:
+        raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
+    if not 0 <= b <= 32 or (1 << b) < d:
+        raise ValueError(f"b = {b} bits cannot hold an index below d = {d}")
+    if out.shape[0] != k * x.itemsize + (k * b + 7) // 8:
+        raise ValueError(f"out has {out.shape[0]} bytes, a Top-k payload needs {k * x.itemsize + (k * b + 7) // 8}")
+    cdef const float[::1] x32
+    cdef const double[::1] x64
+    cdef const int64_t[::1] idx
+    cdef bint small = d <= SORT_MAX_D and k <= SMALL_K
+    if not small:
+        idx = topk_indices(x, k)
+    if x.dtype == np.float32:
+        x32 = x
+        with nogil:
+            if small:
+                topk_encode_small(&x32[0], d, k, b, &out[0])
+            else:
+                gather_pack(&x32[0], &idx[0], k, b, &out[0])
+    elif x.dtype == np.float64:
+        x64 = x
+        with nogil:
+            if small:
+                topk_encode_small(&x64[0], d, k, b, &out[0])
+            else:
+                gather_pack(&x64[0], &idx[0], k, b, &out[0])
+    else:
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    return np.asarray(out)
+
+
+cdef Py_ssize_t topk_scatter(const uint8_t *payload, Py_ssize_t nbytes, Py_ssize_t k, int b,
+                             real_t *out, Py_ssize_t d) noexcept nogil:
+    """out = zeros but value_i at index_i of a Top-k payload; -1, or the first index >= d."""
+    cdef Py_ssize_t i, cut = k * <Py_ssize_t>sizeof(real_t)
+    cdef uint64_t index
+    cdef mpt_reader r
+    memset(out, 0, d * sizeof(real_t))
+    mpt_reader_init(&r, payload + cut, nbytes - cut)
+    for i in range(k):
+        index = mpt_get(&r, b)
+        if index >= <uint64_t>d:
+            return <Py_ssize_t>index
+        memcpy(&out[index], payload + i * sizeof(real_t), sizeof(real_t))
+    return -1
+
+
+def topk_decode(const uint8_t[::1] payload, Py_ssize_t k, int b, out):
+    """out (float32 or float64, contiguous) = the vector a Top-k payload holds: zeros but at
+    its k indices; IndexError when an index is not below d = out's size (a payload for
+    another d, or corrupt)."""
+    cdef Py_ssize_t d = out.shape[0], bad, n = payload.shape[0]
+    cdef Py_ssize_t width = out.itemsize
+    if n != k * width + (k * b + 7) // 8 or not 0 <= b <= 32 or d < 1:
+        raise ValueError(f"payload has {n} bytes, a Top-k payload of k = {k} at {b} bits needs "
+                         f"{k * width + (k * b + 7) // 8}")
+    cdef float[::1] o32
+    cdef double[::1] o64
+    if out.dtype == np.float32:
+        o32 = out
+        with nogil:
+            bad = topk_scatter(&payload[0], n, k, b, &o32[0], d)
+    elif out.dtype == np.float64:
+        o64 = out
+        with nogil:
+            bad = topk_scatter(&payload[0], n, k, b, &o64[0], d)
+    else:
+        raise TypeError(f"out must be float32 or float64, got {out.dtype}")
+    if bad >= 0:
+        raise IndexError(f"index {bad} is out of bounds for axis 0 with size {d}")
+    return out
+
+
+cdef void randk_gather(const real_t *x, Py_ssize_t d, Py_ssize_t k, uint64_t s, const uint64_t *bm,
+                       uint8_t *out, double *top, double *bottom) noexcept nogil:
+    """out = the seed s (8 bytes), then x at the subset of ``bm``, in index order; the largest
+    and smallest value kept (NaN for both when one is NaN)."""
+    cdef Py_ssize_t nw = (d + 63) // 64, w, i = 0, at
+    cdef bint complement = 2 * k > d, nan = False
+    cdef real_t v, hi = 0, lo = 0
+    cdef uint64_t word
+    memcpy(out, &s, 8)  # little-endian host (compress_common.pxi)
+    for w in range(nw):
+        word = randk_word(bm, w, d, complement)
+        while word:
+            at = 64 * w + __builtin_ctzll(word)
+            word &= word - 1
+            v = x[at]
+            memcpy(out + 8 + i * sizeof(real_t), &v, sizeof(real_t))
+            if v != v:
+                nan = True
+            else:
+                if i == 0 or v > hi:
+                    hi = v
+                if i == 0 or v < lo:
+                    lo = v
+            i += 1
+    top[0] = hi
+    bottom[0] = lo
+    if nan:
+        top[0] = bottom[0] = NAN
+
+
+def randk_encode(x, seed, Py_ssize_t k, uint8_t[::1] out):
+    """Rand-k's payload of x (float32 or float64, contiguous) into ``out``: the uint64 seed
+    (8 bytes, little endian), then x at ``randk_indices(seed, d, k)`` in index order.
+    Returns (largest, smallest) kept value (NaN for both when one is NaN, as NumPy's max
+    and min), for the range check."""
+    cdef Py_ssize_t d = x.shape[0], width = x.itemsize
+    if not 1 <= k <= d:
+        raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
+    if out.shape[0] != 8 + k * width:
+        raise ValueError(f"out has {out.shape[0]} bytes, a Rand-k payload needs {8 + k * width}")
+    cdef uint64_t s = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    cdef double top = 0, bottom = 0
+    cdef const float[::1] x32
+    cdef const double[::1] x64
+    if x.dtype == np.float32:
+        x32 = x
+    elif x.dtype == np.float64:
+        x64 = x
+    else:
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    cdef uint64_t *bm = <uint64_t *>calloc((d + 63) // 64, sizeof(uint64_t))
+    if bm == NULL:
+        raise MemoryError()
+    with nogil:
+        randk_bitmap(s, d, k, bm)
+        if width == 4:
+            randk_gather(&x32[0], d, k, s, bm, &out[0], &top, &bottom)
+        else:
+            randk_gather(&x64[0], d, k, s, bm, &out[0], &top, &bottom)
+        free(bm)
+    return top, bottom
+
+
+cdef void randk_scatter(const uint8_t *payload, Py_ssize_t k, double scale, const uint64_t *bm,
+                        real_t *out, Py_ssize_t d) noexcept nogil:
+    """out = zeros, and value_j * scale (rounded in real_t) at the j-th index of ``bm``'s subset."""
+    cdef Py_ssize_t nw = (d + 63) // 64, w, i = 0, at
+    cdef bint complement = 2 * k > d
+    cdef real_t v, sc = <real_t>scale
+    cdef uint64_t word
+    memset(out, 0, d * sizeof(real_t))
+    for w in range(nw):
+        word = randk_word(bm, w, d, complement)
+        while word:
+            at = 64 * w + __builtin_ctzll(word)
+            word &= word - 1
+            memcpy(&v, payload + 8 + i * sizeof(real_t), sizeof(real_t))
+            out[at] = v * sc
+            i += 1
+
+
+def randk_decode(const uint8_t[::1] payload, Py_ssize_t k, double scale, out):
+    """out (float32 or float64, contiguous, size d) = the vector a Rand-k payload holds: zeros,
+    and value_j * scale (rounded in the dtype; ``scale`` must be a number of the dtype) at
+    the j-th index of the subset of [0, d) that the payload's seed draws."""
+    cdef Py_ssize_t d = out.shape[0], width = out.itemsize
+    if not 1 <= k <= d:
+        raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
+    if payload.shape[0] != 8 + k * width:
+        raise ValueError(f"payload has {payload.shape[0]} bytes, a Rand-k payload needs {8 + k * width}")
+    cdef float[::1] o32
+    cdef double[::1] o64
+    if out.dtype == np.float32:
+        o32 = out
+    elif out.dtype == np.float64:
+        o64 = out
+    else:
+        raise TypeError(f"out must be float32 or float64, got {out.dtype}")
+    cdef uint64_t s
+    cdef uint64_t *bm = <uint64_t *>calloc((d + 63) // 64, sizeof(uint64_t))
+    if bm == NULL:
+        raise MemoryError()
+    with nogil:
+        memcpy(&s, &payload[0], 8)
+        randk_bitmap(s, d, k, bm)
+        if width == 4:
+            randk_scatter(&payload[0], k, scale, bm, &o32[0], d)
+        else:
+            randk_scatter(&payload[0], k, scale, bm, &o64[0], d)
+        free(bm)
     return out

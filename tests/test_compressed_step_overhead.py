@@ -28,13 +28,18 @@ COUNTED = ("/mpitrain/algorithms/", "/mpitrain/compress/", "/mpitrain/comm/paylo
 #: top_k_natural_dithering ef 73 -> 39, top_k ef21 45 -> 23, natural_dithering ef (scaled by
 #: 1/(1 + omega)) 44 -> 28. Both ranks at K = 2, before and after the in-process mean was
 #: computed once for both ranks (Allgatherv_apply, 2026-12-01): 64 -> 55, 102 -> 85, 62 -> 53,
-#: 74 -> 64.
+#: 74 -> 64 (57, 87, 55, 66 after the exchange's shared tail, 3295feb). Top-k and Rand-k encode
+#: and decode in one kernel call each (compress_select.topk_encode / randk_encode, 2026-12-01,
+#: sixth session): top_k ef 24 -> 17 and 57 -> 43, top_k ef21 23 -> 16 and 55 -> 41, rand_k
+#: none 30 -> 17 and 67 -> 46, rand_k ef 40 -> 22 and 91 -> 60.
 CASES = {
-    "top_k ef": (dict(compressor="top_k", k=8, error_feedback="ef"), 30, 60),
+    "top_k ef": (dict(compressor="top_k", k=8, error_feedback="ef"), 20, 48),
     "top_k_natural_dithering ef": (dict(compressor="top_k_natural_dithering", k=8, levels=2,
                                         error_feedback="ef"), 48, 94),
-    "top_k ef21": (dict(compressor="top_k", k=8, error_feedback="ef21"), 30, 58),
+    "top_k ef21": (dict(compressor="top_k", k=8, error_feedback="ef21"), 20, 46),
     "natural_dithering ef": (dict(compressor="natural_dithering", levels=2, error_feedback="ef"), 34, 69),
+    "rand_k none": (dict(compressor="rand_k", k=8, error_feedback="none"), 20, 50),
+    "rand_k ef": (dict(compressor="rand_k", k=8, error_feedback="ef"), 26, 65),
 }
 
 

@@ -2,6 +2,7 @@
 import numpy as np
 
 from mpitrain import backend
+from mpitrain._native.compress_select import randk_decode, randk_encode
 from mpitrain.compress.base import Compressor, resolve_k
 
 SEED_BYTES = 8
@@ -37,6 +38,7 @@ class RandK(Compressor):
         self._nbytes = SEED_BYTES + self.k * self.dtype.itemsize  # payload_nbytes()
         # |value| up to which value * d/k cannot overflow (half the limit: no rounding question)
         self._surely_finite = float(np.finfo(self.dtype).max) / (self.d / self.k) / 2
+        self._scale = float(self.scale)  # d/k or 1 in the dtype, as the float the kernel takes
 
     def __repr__(self):
         return f"RandK(d={self.d}, k={self.k}, scaled={self.scaled}, dtype={self.dtype.name})"
@@ -89,6 +91,13 @@ class RandK(Compressor):
     def encode(self, x, seed=None):
         x = self._input(x)
         seed = self._seed(seed)
+        if type(x) is np.ndarray:  # host: draw, gather and write in one call, the same bytes
+            payload = np.empty(self._nbytes, dtype=np.uint8)
+            top, bottom = randk_encode(x, seed, self.k, payload)
+            if self.scaled and self.d > self.k and not (-self._surely_finite <= bottom
+                                                        and top <= self._surely_finite):
+                self._check_range(self.values(payload))  # (NaN fails the test: the exact path)
+            return payload
         xp = self._xp(x)
         payload = xp.empty(self._nbytes, dtype=np.uint8)
         self.write_support(None, seed, payload[:SEED_BYTES])
@@ -127,6 +136,8 @@ class RandK(Compressor):
 
     def decode(self, payload):
         payload = self._payload(payload)
+        if type(payload) is np.ndarray:  # host: draw and scatter in one call
+            return randk_decode(payload, self.k, self._scale, np.empty(self.d, dtype=self.dtype))
         out = self._xp(payload).zeros(self.d, dtype=self.dtype)
         out[self.read_support(payload[:SEED_BYTES])] = self.values(payload) * self.scale
         return out

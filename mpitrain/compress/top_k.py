@@ -3,7 +3,7 @@ import numpy as np
 
 from mpitrain._native import compress_pack
 from mpitrain._native.compress_pack import pack_into, unpack_bits
-from mpitrain._native.compress_select import topk_indices
+from mpitrain._native.compress_select import topk_decode, topk_encode, topk_indices
 from mpitrain.compress.base import Compressor, index_bits, resolve_k
 
 
@@ -63,6 +63,8 @@ class TopK(Compressor):
 
     def encode(self, x, seed=None):
         x = self._input(x)
+        if type(x) is np.ndarray:  # host: select, gather and pack in one call, the same bytes
+            return topk_encode(x, self.k, self.index_bits, np.empty(self._nbytes, dtype=np.uint8))
         cut = self._cut
         payload = self._xp(x).empty(self._nbytes, dtype=np.uint8)
         indices = self.select(x)
@@ -72,6 +74,8 @@ class TopK(Compressor):
 
     def decode(self, payload):
         payload = self._payload(payload)
+        if type(payload) is np.ndarray:  # host: unpack and scatter in one call
+            return topk_decode(payload, self.k, self.index_bits, np.empty(self.d, dtype=self.dtype))
         cut = self._cut
         out = self._xp(payload).zeros(self.d, dtype=self.dtype)
         out[self.read_support(payload[cut:])] = payload[:cut].view(self.dtype)

@@ -1,0 +1,104 @@
+"""The one-call Top-k and Rand-k codecs (compress_select.topk_encode / topk_decode /
+randk_encode / randk_decode) against their payloads built step by step from the selection
+kernels, and the size checks of the kernels that write or read buffers without bounds."""
+import numpy as np
+import pytest
+
+from mpitrain._native import compress_pack, compress_round, compress_select
+from mpitrain.compress.base import index_bits
+
+from test_compress_kernels import randk_reference
+
+SHAPES = [(1, 1), (2, 1), (63, 5), (64, 32), (65, 33), (300, 15), (300, 64), (300, 65), (300, 300),
+          (1024, 64), (1025, 10), (5000, 70), (70_000, 3000)]
+
+
+def vector(d, dtype, seed):
+    """Normal entries, a third of them zero, with -0.0 and +-inf where d allows."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(d) * (rng.random(d) < 2 / 3)).astype(dtype)
+    if d > 5:
+        x[3], x[4], x[d - 1] = -0.0, np.inf, -np.inf
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d,k", SHAPES)
+def test_topk_payload_is_values_then_packed_indices(d, k, dtype):
+    x, b = vector(d, dtype, d + k), index_bits(d)
+    idx = compress_select.topk_indices(x, k)
+    expected = x[idx].tobytes() + compress_pack.pack_bits(idx, b).tobytes()
+    payload = np.empty(len(expected), np.uint8)
+    assert compress_select.topk_encode(x, k, b, payload) is not None
+    assert payload.tobytes() == expected
+    decoded = np.full(d, 7, dtype)  # every entry is written
+    compress_select.topk_decode(payload, k, b, decoded)
+    want = np.zeros(d, dtype)
+    want[idx] = x[idx]
+    assert decoded.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d,k", SHAPES)
+def test_randk_payload_is_seed_then_values(d, k, dtype):
+    x = vector(d, dtype, d * k)
+    for seed in (0, 12345, (1 << 64) - 1):
+        idx = randk_reference(seed, d, k)
+        expected = np.array([seed], "<u8").tobytes() + x[idx].tobytes()
+        payload = np.empty(len(expected), np.uint8)
+        top, bottom = compress_select.randk_encode(x, seed, k, payload)
+        assert payload.tobytes() == expected
+        assert (top, bottom) == (float(x[idx].max()), float(x[idx].min()))
+        scale = float(dtype(d / k))
+        decoded = np.full(d, 7, dtype)
+        compress_select.randk_decode(payload, k, scale, decoded)
+        want = np.zeros(d, dtype)
+        want[idx] = x[idx] * dtype(scale)  # rounded in the dtype
+        assert decoded.tobytes() == want.tobytes()
+
+
+def test_randk_encode_reports_nan_as_numpy_max_does():
+    x = np.array([1.0, np.nan, -3.0, 2.0], np.float32)
+    payload = np.empty(8 + 4 * 4, np.uint8)
+    top, bottom = compress_select.randk_encode(x, 5, 4, payload)  # k = d: every entry
+    assert np.isnan(top) and np.isnan(bottom)
+    x[1] = 0.5
+    assert compress_select.randk_encode(x, 5, 4, payload) == (2.0, -3.0)
+
+
+def test_codecs_refuse_wrong_sizes_and_indices():
+    x = np.ones(300, np.float32)
+    with pytest.raises(ValueError, match="needs"):
+        compress_select.topk_encode(x, 15, 9, np.empty(10, np.uint8))
+    with pytest.raises(ValueError, match="bits cannot hold"):
+        compress_select.topk_encode(x, 15, 8, np.empty(15 * 4 + 15, np.uint8))
+    with pytest.raises(ValueError, match="needs"):
+        compress_select.randk_encode(x, 1, 15, np.empty(8 + 15 * 8, np.uint8))
+    with pytest.raises(ValueError, match="k must satisfy"):
+        compress_select.randk_encode(x, 1, 301, np.empty(8 + 301 * 4, np.uint8))
+    with pytest.raises(ValueError, match="needs"):
+        compress_select.randk_decode(np.zeros(9, np.uint8), 15, 1.0, np.empty(300, np.float32))
+    with pytest.raises(TypeError):
+        compress_select.randk_decode(np.zeros(8 + 15 * 2, np.uint8), 15, 1.0, np.empty(300, np.float16))
+    # an index beyond d (a payload made for a larger d) is refused, not written
+    payload = np.zeros(4 + 2, np.uint8)
+    payload[4:] = compress_pack.pack_bits(np.array([300]), 9)
+    with pytest.raises(IndexError, match="300 is out of bounds"):
+        compress_select.topk_decode(payload, 1, 9, np.empty(300, np.float32))
+
+
+def test_unchecked_buffers_of_the_quantisers_are_checked_first():
+    x = np.ones(300, np.float32)
+    with pytest.raises(ValueError, match="too short"):
+        compress_round.sign_encode(x, np.empty(37, np.uint8))
+    with pytest.raises(ValueError, match="too short"):
+        compress_round.sign_decode(np.empty(37, np.uint8), 1.0, np.empty(300, np.float32))
+    norms = np.empty(1, np.float32)
+    with pytest.raises(ValueError, match="too short"):  # 300 codes of 1 + 3 bits: 150 bytes
+        compress_round.dither_encode(x, 0, 4, 300, False, 2.0, norms, np.empty(149, np.uint8))
+    with pytest.raises(ValueError, match="norms has 1 entries"):
+        compress_round.dither_encode(x, 0, 4, 100, False, 2.0, norms, np.empty(150, np.uint8))
+    with pytest.raises(ValueError, match="levels must be in"):  # decode tables hold s <= 255
+        compress_round.dither_decode(np.empty(300, np.uint8), 256, 300, False, norms, np.empty(300, np.float32))
+    with pytest.raises(ValueError, match="bucket >= 1"):
+        compress_round.dither_decode(np.empty(150, np.uint8), 4, 0, False, norms, np.empty(300, np.float32))
