@@ -24,6 +24,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cython cimport floating
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from numpy.random cimport bitgen_t
+from libc.math cimport NAN
 
 include "row_math.pxi"
 include "row_draws.pxi"
@@ -75,14 +76,108 @@ def csr_loss_sum_repeated(int kind, const floating[::1] data, const int32_t[::1]
     with nogil:
         ok = rows_in_range(&row_of[0], n, distinct)
         if ok:
+            csr_margins(&data[0], &indices[0], &indptr[0], distinct, &x[0], &work[0])
             for u in range(distinct):
-                work[u] = row_loss(kind, csr_dot(&data[0], &indices[0], indptr[u], indptr[u + 1], &x[0]),
-                                   <double>labels[u])
+                work[u] = row_loss(kind, work[u], <double>labels[u])
             for i in range(n):
                 total += work[row_of[i]]
     if not ok:
         raise IndexError(f"a row_of entry is outside [0, {distinct})")
     return total
+
+
+# -- a certified lower bound of the logistic loss sum, for deciding "above a threshold" -------
+# log1p(exp(-u)) for u >= 0 is convex with second derivative at most 1/4, so its chord between
+# table points u_j = j / SOFTPLUS_STEPS lies above it by at most (1/4) h^2 / 8 = h^2 / 32 (h =
+# 1 / SOFTPLUS_STEPS): the chord minus that is a lower bound, and an exp and a log1p become a
+# table look-up. Beyond SOFTPLUS_SPAN the value is below 4.3e-18 and 0 bounds it.
+cdef enum:
+    SOFTPLUS_STEPS = 64  # table points per unit of u (h = 1/64)
+    SOFTPLUS_SPAN = 40  # the table covers u in [0, 40]
+SOFTPLUS_TABLE_SIZE = SOFTPLUS_STEPS * SOFTPLUS_SPAN + 1
+#: chord error h^2 / 32 plus the table's own rounding (a few ulp of values below 0.7)
+SOFTPLUS_SLACK = 1.0 / (32.0 * SOFTPLUS_STEPS * SOFTPLUS_STEPS) + 1e-15
+
+
+def softplus_table():
+    """log1p(exp(-j / SOFTPLUS_STEPS)) for j = 0 .. SOFTPLUS_STEPS * SOFTPLUS_SPAN (float64)."""
+    return np.log1p(np.exp(-np.arange(SOFTPLUS_TABLE_SIZE, dtype=np.float64) / SOFTPLUS_STEPS))
+
+
+cdef void csr_margins(const floating* data, const int32_t* indices, const int32_t* indptr,
+                      Py_ssize_t rows, const floating* x, double* out) noexcept nogil:
+    """out[u] = csr_dot of row u, for u < rows: the same bits (each row's products added in
+    its own order, from 0.0), four rows at a time. A row's sum is a chain of dependent
+    additions (about 4 cycles a term); four rows' chains run side by side, and on rows sorted
+    by length (as DistinctLossSum passes them here) the four have one length almost always."""
+    cdef Py_ssize_t u = 0, k, m, s0, s1, s2, s3, n0, n1, n2, n3
+    cdef double a0, a1, a2, a3
+    while u + 4 <= rows:
+        s0, s1, s2, s3 = indptr[u], indptr[u + 1], indptr[u + 2], indptr[u + 3]
+        n0, n1, n2, n3 = s1 - s0, s2 - s1, s3 - s2, indptr[u + 4] - s3
+        m = min(min(n0, n1), min(n2, n3))
+        a0 = a1 = a2 = a3 = 0.0
+        for k in range(m):
+            a0 += <double>data[s0 + k] * <double>x[indices[s0 + k]]
+            a1 += <double>data[s1 + k] * <double>x[indices[s1 + k]]
+            a2 += <double>data[s2 + k] * <double>x[indices[s2 + k]]
+            a3 += <double>data[s3 + k] * <double>x[indices[s3 + k]]
+        for k in range(m, n0):
+            a0 += <double>data[s0 + k] * <double>x[indices[s0 + k]]
+        for k in range(m, n1):
+            a1 += <double>data[s1 + k] * <double>x[indices[s1 + k]]
+        for k in range(m, n2):
+            a2 += <double>data[s2 + k] * <double>x[indices[s2 + k]]
+        for k in range(m, n3):
+            a3 += <double>data[s3 + k] * <double>x[indices[s3 + k]]
+        out[u], out[u + 1], out[u + 2], out[u + 3] = a0, a1, a2, a3
+        u += 4
+    while u < rows:
+        out[u] = csr_dot(data, indices, indptr[u], indptr[u + 1], x)
+        u += 1
+
+
+def csr_logistic_loss_lower(const floating[::1] data, const int32_t[::1] indices,
+                            const int32_t[::1] indptr, const floating[::1] labels, const floating[::1] x,
+                            const double[::1] counts, const double[::1] table, double[::1] work):
+    """A lower bound of the logistic loss sum that ``csr_loss_sum_repeated`` computes for these
+    distinct rows (in any order; ``work``: one double per row), row u counted ``counts[u]``
+    times (a float no larger than that kernel's
+    result, for any x), or NaN when a margin is not finite or beyond 1e6 in size (then only
+    the exact sum can tell).
+
+    Each row's margin is ``csr_dot``'s (by ``csr_margins``), the same bits as the exact kernel's; its loss
+    log(1 + exp(-t)), t = y z, is bounded below by the chord of ``table`` minus
+    ``SOFTPLUS_SLACK`` (above: the chord is within h^2 / 32 of the convex function), plus -t
+    when t < 0. The sum is then lowered by 1e-9 of its size, which covers the rounding of both
+    sums (n eps of their size, n < 1e7) and of libm's exp and log1p (a few ulp a row)."""
+    cdef Py_ssize_t distinct = indptr.shape[0] - 1, u, j
+    cdef double acc = 0.0, t, a, s, f, g, slack = SOFTPLUS_SLACK
+    if counts.shape[0] < distinct or labels.shape[0] < distinct or work.shape[0] < distinct:
+        raise ValueError("counts, labels and work need one entry per distinct row")
+    if table.shape[0] != SOFTPLUS_TABLE_SIZE:
+        raise ValueError(f"table must be softplus_table() ({SOFTPLUS_TABLE_SIZE} entries)")
+    if distinct == 0:
+        return 0.0
+    with nogil:
+        csr_margins(&data[0], &indices[0], &indptr[0], distinct, &x[0], &work[0])
+        for u in range(distinct):
+            t = <double>labels[u] * work[u]
+            a = t if t >= 0.0 else -t
+            if not a <= 1e6:  # NaN, inf or huge: undecided
+                acc = NAN
+                break
+            if a < SOFTPLUS_SPAN:
+                s = a * SOFTPLUS_STEPS  # exact: a power-of-two scaling
+                j = <Py_ssize_t>s
+                f = s - j
+                g = table[j] + f * (table[j + 1] - table[j]) - slack
+            else:
+                g = -slack
+            acc += counts[u] * (g if t >= 0.0 else a + g)
+    if acc != acc:
+        return float("nan")
+    return acc - 1e-9 * (acc if acc >= 0.0 else -acc)
 
 
 def csr_gradient(int kind, const floating[::1] data, const int32_t[::1] indices,

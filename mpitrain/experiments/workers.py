@@ -86,6 +86,21 @@ class Problem:
         loss = self._loss_sum(x) / self.n + 0.5 * self.objective.l2 * float(x64 @ x64)
         return float(loss - self.f_star)
 
+    def screened_suboptimality(self, x, threshold: float) -> float:
+        """F(x) - f* (:meth:`suboptimality`, the same float), or a lower bound of it when that
+        bound is already above ``threshold``; so the value is <= threshold exactly when F(x) - f*
+        is. The bound (``DistinctLossSum.lower_bound``: the loss by a table, about half the
+        cost) goes through the same float operations, which round monotonically, so it never
+        exceeds the exact value; a model near the threshold, or one the bound cannot handle, is
+        scored exactly."""
+        lower = self._loss_sum.lower_bound(x)
+        if lower is not None:
+            x64 = x.astype(np.float64, copy=False)
+            bound = float(lower / self.n + 0.5 * self.objective.l2 * float(x64 @ x64) - self.f_star)
+            if bound > threshold:
+                return bound
+        return self.suboptimality(x)
+
     def worker(self, comm, *, step_size, batch_size: int, seed: int, steps: int) -> Worker:
         """This thread's Worker for a run on ``comm`` (built as mpitrain.train.Trainer builds it)."""
         rank, size = comm.Get_rank(), comm.Get_size()
@@ -112,11 +127,12 @@ class Scorer:
     run. ``threads`` models are scored at once, each by one call of the loss kernel (its
     ``nogil`` loop: the same bits as scoring them one after the other), and the values are
     taken in submission order; on two cores the scorers and the workers' steps overlap. Rank 0
-    owns it.
+    owns it. ``screen``: a threshold for :meth:`Problem.screened_suboptimality` (a run that
+    only asks "at or below it yet?"): values above it may be lower bounds, not F(x) - f*.
     """
 
-    def __init__(self, problem: Problem, stop, depth: int = 6, threads: int = 2):
-        self.problem, self.stop = problem, stop
+    def __init__(self, problem: Problem, stop, depth: int = 6, threads: int = 2, screen: float | None = None):
+        self.problem, self.stop, self.screen = problem, stop, screen
         self.scored = []  # (tag, value) in submission order, up to the first that met stop
         self.done = threading.Event()  # set once a value met stop
         self._room = threading.Semaphore(depth)  # one slot per outstanding model
@@ -137,7 +153,8 @@ class Scorer:
                 self._room.release()  # past the end of the run, or failed: drain
                 continue
             try:
-                value = self.problem.suboptimality(x)
+                value = (self.problem.suboptimality(x) if self.screen is None
+                         else self.problem.screened_suboptimality(x, self.screen))
             except BaseException as exc:  # noqa: BLE001 -- re-raised by submit / close
                 with self._lock:
                     self._error = self._error or exc
@@ -193,7 +210,7 @@ class Scorer:
 
 
 def checked_run(comm, problem: Problem, method, *, check: int, max_steps: int, stop, tag=None,
-                score_initial: bool = False):
+                score_initial: bool = False, screen: float | None = None):
     """Step ``method`` ``check`` steps at a time, at most ``max_steps``; score the model it
     evaluates (``evaluation_point()``, collective) after each block, and end at the first
     whose F(x) - f* meets ``stop``. Collective over ``comm``.
@@ -202,9 +219,10 @@ def checked_run(comm, problem: Problem, method, *, check: int, max_steps: int, s
     if none did), ``tag(t)`` called at each check (default: the step t); with
     ``score_initial`` the model before the first step comes first (it never ends the run).
     None on the other ranks. The same list as scoring each check before the next block.
+    ``screen``: see :class:`Scorer` (``stop`` must then be "value <= screen").
     """
     tag = tag or (lambda t: t)
-    scorer = Scorer(problem, stop) if comm.Get_rank() == 0 else None
+    scorer = Scorer(problem, stop, screen=screen) if comm.Get_rank() == 0 else None
     try:
         if score_initial:
             point = method.evaluation_point()
