@@ -10,8 +10,6 @@ waiting rank (passive target, docs/papers.md s.3) keeps being served.
 """
 import time
 
-from mpi4py import MPI
-
 FIRST_SLEEP = 1e-4   # seconds; doubled after each unsuccessful test ...
 LONGEST_SLEEP = 5e-3  # ... up to this, the extra latency a waiting rank adds at most
 

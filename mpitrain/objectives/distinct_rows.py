@@ -21,6 +21,8 @@ dense features keep their own ``loss_sum``.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mpitrain._native import objectives as kernels
@@ -44,13 +46,10 @@ def distinct_rows(data, indices, indptr, labels):
     return np.asarray(first, dtype=np.int64), row_of
 
 
-_TABLE = []  # the kernel's softplus table, made on first use
-
-
+@functools.cache
 def _softplus_table():
-    if not _TABLE:
-        _TABLE.append(kernels.softplus_table())
-    return _TABLE[0]
+    """The bound's table (``kernels.softplus_table()``), made once."""
+    return kernels.softplus_table()
 
 
 class DistinctLossSum:
