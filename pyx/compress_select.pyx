@@ -1,4 +1,5 @@
-"""Exact top-k selection by magnitude in O(d) and seeded Rand-k supports in O(k + d / 64).
+"""Exact top-k selection by magnitude in O(d) and seeded Rand-k supports in O(k + d / 64), and
+the Top-k and Rand-k payloads written and read in one call each (at the end of this file).
 
 Radix select on 16-bit digits of an unsigned key, most significant digit first. For
 Top-k the key of x_i is its IEEE bit pattern with the sign bit cleared (monotone in |x_i|
