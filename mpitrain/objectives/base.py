@@ -55,6 +55,12 @@ class ArgumentChecks:
     """The argument checks every objective makes (linear, network, the PyTorch bridge): x and out
     of the objective's dtype and length n_params, rows a non-empty 1-D int64 array, rows to sum."""
 
+    def check_point(self, x, what: str = "x") -> None:
+        """ValueError unless ``x`` is a C-contiguous array of this objective's dtype and length
+        n_params (where it lives: NumPy or CuPy), the check each of its own calls makes; for
+        code that hands x to this objective's arrays by other kernels (distinct_rows)."""
+        self._check(x, what)
+
     def _check(self, v, what):
         if not isinstance(v, self.xp.ndarray) or v.dtype != self.dtype or v.shape != (self.n_params,):
             got = f"{v.dtype} array of shape {v.shape}" if hasattr(v, "dtype") else type(v).__name__

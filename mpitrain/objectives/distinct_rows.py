@@ -62,7 +62,8 @@ class DistinctLossSum:
         self.kernel = None
         if objective.xp is not np or not objective.is_sparse:
             return
-        data, indices, indptr = objective._matrix
+        csr = objective.features  # a host CSR matrix (scipy), as the objective's kernels read it
+        data, indices, indptr = csr.data, csr.indices, csr.indptr
         first, row_of = distinct_rows(data, indices, indptr, objective.labels)
         # distinct rows shortest first (ties in order of first occurrence): which number a
         # distinct row has changes no sum of the exact kernel (it adds in the order of row_of),
@@ -97,7 +98,7 @@ class DistinctLossSum:
         objective, or a margin that is not finite or beyond 1e6 in size."""
         if self.kernel is None or self._lower is None:
             return None
-        self.objective._check(x, "x")
+        self.objective.check_point(x)
         work = np.empty(self.labels.shape[0], dtype=np.float64)  # per call: scorers call it from two threads
         value = self._lower(self.data, self.indices, self.indptr, self.labels, x, self.counts, _softplus_table(), work)
         return None if value != value else value
@@ -105,7 +106,7 @@ class DistinctLossSum:
     def __call__(self, x) -> float:
         if self.kernel is None:
             return self.objective.loss_sum(x)
-        self.objective._check(x, "x")
+        self.objective.check_point(x)
         work = np.empty(self.labels.shape[0], dtype=np.float64)  # per call: scorers call it from two threads
         return self.kernel(self.objective.kind, self.data, self.indices, self.indptr, self.labels, x,
                            self.row_of, work)
