@@ -27,7 +27,14 @@ def user_error(message: str) -> int:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse.ArgumentParser whose errors are one line."""
+    """argparse.ArgumentParser whose errors are one line, and whose ``epilog`` may be a function
+    that makes the text when help is printed (a list that needs heavy imports costs nothing
+    to the commands that never print it)."""
+
+    def format_help(self):
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
     def error(self, message):
         if speaks():

@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="run a configured training job (start it with mpiexec)",
-                       epilog=train_choices(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=train_choices, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML file (defaults apply to what it leaves out)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config value; may be repeated")

@@ -48,6 +48,17 @@ def test_help_lists_the_choices(command, kind):
         assert text.split()[0] in result.stdout  # with its line
 
 
+def test_commands_that_print_no_choices_do_not_import_the_algorithms():
+    """``train --help``'s list of choices is made when it is printed: ``plot --help`` (or any
+    command that is not ``train``) does not pay for importing every algorithm and objective."""
+    probe = ("import sys; from mpitrain.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in sys.modules if m.startswith(('mpitrain.algorithms', 'mpitrain.objectives'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env=mpi_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("action", ["render", "submit"])
 def test_job_help_lists_the_templates_with_a_line_each(action):
     from mpitrain.jobs import TEMPLATES
