@@ -149,10 +149,12 @@ def csr_logistic_loss_lower(const floating[::1] data, const int32_t[::1] indices
     Each row's margin is ``csr_dot``'s (by ``csr_margins``), the same bits as the exact kernel's; its loss
     log(1 + exp(-t)), t = y z, is bounded below by the chord of ``table`` minus
     ``SOFTPLUS_SLACK`` (above: the chord is within h^2 / 32 of the convex function), plus -t
-    when t < 0. The sum is then lowered by 1e-9 of its size, which covers the rounding of both
-    sums (n eps of their size, n < 1e7) and of libm's exp and log1p (a few ulp a row)."""
+    when t < 0 (per row below libm's value: the slack exceeds the table's and the arithmetic's
+    rounding, a few ulp of values below 0.7, and rounding is monotone). The sum is then lowered by
+    (1e-9 + 4.5e-16 n) of its size, n = the rows counted: the rounding of both sums is at most
+    n eps (eps = 1.1e-16) of their size each."""
     cdef Py_ssize_t distinct = indptr.shape[0] - 1, u, j
-    cdef double acc = 0.0, t, a, s, f, g, slack = SOFTPLUS_SLACK
+    cdef double acc = 0.0, rows = 0.0, t, a, s, f, g, slack = SOFTPLUS_SLACK
     if counts.shape[0] < distinct or labels.shape[0] < distinct or work.shape[0] < distinct:
         raise ValueError("counts, labels and work need one entry per distinct row")
     if table.shape[0] != SOFTPLUS_TABLE_SIZE:
@@ -175,9 +177,10 @@ def csr_logistic_loss_lower(const floating[::1] data, const int32_t[::1] indices
             else:
                 g = -slack
             acc += counts[u] * (g if t >= 0.0 else a + g)
+            rows += counts[u]
     if acc != acc:
         return float("nan")
-    return acc - 1e-9 * (acc if acc >= 0.0 else -acc)
+    return acc - (1e-9 + 4.5e-16 * rows) * (acc if acc >= 0.0 else -acc)
 
 
 def csr_gradient(int kind, const floating[::1] data, const int32_t[::1] indices,
