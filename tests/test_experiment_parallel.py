@@ -79,6 +79,44 @@ def fake_run(bits_to_target, bits_per_exchange=100):
     return SimpleNamespace(bits_to_target=bits_to_target, bits_per_exchange=bits_per_exchange, final=0.5)
 
 
+def child_signal_state(_):
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_ctrl_c_during_a_submit_is_delivered_after_it_not_lost():
+    """A SIGINT that arrives while a call is handed to the children (which may spawn one) waits
+    for the hand-over and then interrupts this process; it used to be ignored, and the run went on."""
+    import signal
+    import time
+
+    class Handover:
+        def submit(self, function, *args):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the hand-over
+            time.sleep(0.05)
+            return "future"
+
+    pool = RunPool(2)
+    pool._executor = Handover()
+    # Python's own Ctrl-C handler, whatever this test run inherited (an ignored SIGINT, in a
+    # shell's background job)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            assert pool._submit_to_children(square, (3,)) == "future"
+            time.sleep(0.05)  # a pending signal is handled at once; never past here
+    finally:
+        pool._executor = None
+        signal.signal(signal.SIGINT, previous)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # this thread's mask restored
+    with RunPool(2) as pool:  # a real child ignores SIGINT, and no longer blocks it
+        pool.submit("child", child_signal_state, None)
+        pool.submit("here", square, 2)
+        results = dict(pool.results())
+    assert results["child"] == (True, False)
+
+
 def test_a_later_run_stops_after_the_last_check_that_could_still_send_fewer_bits():
     from mpitrain.experiments.compression_bits import GammaSearch
 

@@ -23,8 +23,7 @@ to the children. A child costs one import of the package (about 0.6 s), taken wh
 process works.
 
 Ctrl-C is this process's alone, as it is rank 0's in a training job: the children ignore SIGINT
-(spawned with it ignored where this process can arrange it, the main thread; ignored again
-first thing in any case), so a terminal's Ctrl-C, which reaches the whole process group, prints
+(spawned with it blocked, ignored first thing, then unblocked), so a terminal's Ctrl-C, which reaches the whole process group, prints
 no child's traceback; this process raises KeyboardInterrupt, and a pool left by it ends its
 children at once (:meth:`RunPool.__exit__`) instead of waiting for their runs.
 """
@@ -163,17 +162,20 @@ class RunPool:
         return self._executor
 
     def _submit_to_children(self, function, args):
-        """``submit`` to the executor, which may spawn a child in this thread: from the main
-        thread, with SIGINT ignored meanwhile, which the child inherits from its first
-        instruction (signal dispositions can be changed in the main thread only)."""
+        """``submit`` to the executor, which may spawn a child in this thread: with SIGINT
+        blocked in this thread meanwhile. A child inherits the blocked signal from its first
+        instruction, so a Ctrl-C while it starts stays pending there until :func:`_child_setup`
+        ignores it (which drops it); here it stays pending for the moment of the submit and is
+        then delivered, not lost. (Ignoring SIGINT here instead, as this did before, dropped a
+        Ctrl-C that came during a submit: the run went on to the end.)"""
         executor = self._children()
-        if threading.current_thread() is not threading.main_thread():
+        if not hasattr(signal, "pthread_sigmask"):  # not a POSIX system
             return executor.submit(function, *args)
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             return executor.submit(function, *args)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _child_setup() -> None:
@@ -181,6 +183,8 @@ def _child_setup() -> None:
     Ctrl-C is left to the parent."""
     import mpi4py
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # drops a SIGINT pending since the start
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent's submit
     mpi4py.rc.initialize = False
     mpi4py.rc.finalize = False
