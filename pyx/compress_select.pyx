@@ -470,14 +470,18 @@ cdef int gather_pack(const real_t *x, const int64_t *idx, Py_ssize_t k, int b, u
     return 0
 
 
-cdef void topk_encode_small(const real_t *x, Py_ssize_t d, Py_ssize_t k, int b, uint8_t *out) noexcept nogil:
-    """``gather_pack`` of ``topk_small``'s selection (d <= SORT_MAX_D, k <= SMALL_K)."""
+cdef void topk_encode_into(const real_t *x, Py_ssize_t d, Py_ssize_t k, int b, const int64_t *idx,
+                           uint8_t *out) noexcept nogil:
+    """``gather_pack`` of the indices ``idx``, or, when it is NULL, of ``topk_small``'s
+    selection (d <= SORT_MAX_D, k <= SMALL_K)."""
     cdef uint64_t heap[SMALL_K]
-    cdef int64_t idx[SMALL_K]
-    if real_t is float:
-        topk_small(<const uint32_t *>x, d, k, 0x7FFFFFFFULL, idx, heap)
-    else:
-        topk_small(<const uint64_t *>x, d, k, 0x7FFFFFFFFFFFFFFFULL, idx, heap)
+    cdef int64_t small[SMALL_K]
+    if idx == NULL:
+        if real_t is float:
+            topk_small(<const uint32_t *>x, d, k, 0x7FFFFFFFULL, small, heap)
+        else:
+            topk_small(<const uint64_t *>x, d, k, 0x7FFFFFFFFFFFFFFFULL, small, heap)
+        idx = small
     gather_pack(x, idx, k, b, out)
 
 
@@ -489,30 +493,25 @@ def topk_encode(x, Py_ssize_t k, int b, uint8_t[::1] out):
         raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
     if not 0 <= b <= 32 or (1 << b) < d:
         raise ValueError(f"b = {b} bits cannot hold an index below d = {d}")
+    if x.dtype != np.float32 and x.dtype != np.float64:
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
     if out.shape[0] != k * x.itemsize + (k * b + 7) // 8:
         raise ValueError(f"out has {out.shape[0]} bytes, a Top-k payload needs {k * x.itemsize + (k * b + 7) // 8}")
     cdef const float[::1] x32
     cdef const double[::1] x64
-    cdef const int64_t[::1] idx
-    cdef bint small = d <= SORT_MAX_D and k <= SMALL_K
-    if not small:
-        idx = topk_indices(x, k)
+    cdef const int64_t[::1] indices
+    cdef const int64_t *idx = NULL  # NULL: topk_encode_into selects (small d and k)
+    if d > SORT_MAX_D or k > SMALL_K:
+        indices = topk_indices(x, k)
+        idx = &indices[0]
     if x.dtype == np.float32:
         x32 = x
         with nogil:
-            if small:
-                topk_encode_small(&x32[0], d, k, b, &out[0])
-            else:
-                gather_pack(&x32[0], &idx[0], k, b, &out[0])
-    elif x.dtype == np.float64:
+            topk_encode_into(&x32[0], d, k, b, idx, &out[0])
+    else:
         x64 = x
         with nogil:
-            if small:
-                topk_encode_small(&x64[0], d, k, b, &out[0])
-            else:
-                gather_pack(&x64[0], &idx[0], k, b, &out[0])
-    else:
-        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+            topk_encode_into(&x64[0], d, k, b, idx, &out[0])
     return np.asarray(out)
 
 

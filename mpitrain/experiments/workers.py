@@ -82,9 +82,13 @@ class Problem:
         """F(x) - f* on the whole data set, the bits of ``Evaluator.evaluate(x)["suboptimality"]``
         without its gradient pass (half the cost; evaluation is most of an experiment's time),
         each distinct row's loss computed once (mpitrain.objectives.distinct_rows)."""
+        return self._suboptimality(self._loss_sum(x), x)
+
+    def _suboptimality(self, loss_sum: float, x) -> float:
+        """F - f* from a loss sum over all n rows: loss_sum / n + (l2/2)||x||^2 - f*, each step
+        rounded monotonically (so a smaller loss sum never gives a larger value)."""
         x64 = x.astype(np.float64, copy=False)
-        loss = self._loss_sum(x) / self.n + 0.5 * self.objective.l2 * float(x64 @ x64)
-        return float(loss - self.f_star)
+        return float(loss_sum / self.n + 0.5 * self.objective.l2 * float(x64 @ x64) - self.f_star)
 
     def screened_suboptimality(self, x, threshold: float) -> float:
         """F(x) - f* (:meth:`suboptimality`, the same float), or a lower bound of it when that
@@ -95,8 +99,7 @@ class Problem:
         scored exactly."""
         lower = self._loss_sum.lower_bound(x)
         if lower is not None:
-            x64 = x.astype(np.float64, copy=False)
-            bound = float(lower / self.n + 0.5 * self.objective.l2 * float(x64 @ x64) - self.f_star)
+            bound = self._suboptimality(lower, x)
             if bound > threshold:
                 return bound
         return self.suboptimality(x)
