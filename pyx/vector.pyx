@@ -1,17 +1,50 @@
 # cython: language_level=3
-"""Vector updates fused into one pass (float32 and float64 from one source, GIL released)."""
+"""Vector updates fused into one pass (float32 and float64 from one source, GIL released).
+
+Each runs every step somewhere (the SGD update, a compressed exchange's weighted sum), so each
+takes C-contiguous 1-D NumPy arrays directly (ndarray_args.pxi: no typed-memoryview set-up per
+call) and anything else through its memoryview version (the ``_buffers`` functions below),
+with the same arithmetic and the same errors. The GIL is released for long vectors only: at a
+few hundred entries releasing it costs a sizeable part of the call.
+"""
 from cython cimport floating
 
 include "update_math.pxi"
+include "ndarray_args.pxi"
+
+# below this many entries the loops keep the GIL (a call of a few hundred ns; a GIL hand-off
+# costs about 100 ns and lets another thread in only for that long)
+NOGIL_MIN = 4096
 
 
-def scaled_update(floating[::1] x, floating[::1] g, double alpha, double beta=1.0):
+def scaled_update(x, g, double alpha, double beta=1.0):
     """x <- beta * (x + alpha * g) in one pass over x and g; returns None.
 
     With beta = 1 this is the SGD step x -= eta g (alpha = -eta). With beta = w_k it also
     applies a rank's averaging weight, so the following Allreduce needs no pass of its own.
     The arithmetic (and so every bit) equals ``g *= -alpha; x -= g; x *= beta`` in NumPy.
     """
+    cdef Py_ssize_t n, ng
+    cdef int kind = vector_type(x, &n, True)
+    if kind < 0 or vector_type(g, &ng, False) != kind or ng != n:
+        _scaled_update_buffers(x, g, alpha, beta)  # the general path: its checks and errors
+        return
+    cdef void* xd = vector_data(x)
+    cdef const void* gd = vector_data(g)
+    if n >= NOGIL_MIN:
+        with nogil:
+            if kind == cnp.NPY_FLOAT:
+                scaled_step(<float*>xd, <const float*>gd, -alpha, beta, n)
+            else:
+                scaled_step(<double*>xd, <const double*>gd, -alpha, beta, n)
+    elif kind == cnp.NPY_FLOAT:
+        scaled_step(<float*>xd, <const float*>gd, -alpha, beta, n)
+    else:
+        scaled_step(<double*>xd, <const double*>gd, -alpha, beta, n)
+
+
+def _scaled_update_buffers(floating[::1] x, floating[::1] g, double alpha, double beta=1.0):
+    """``scaled_update`` for any buffers (typed memoryviews), the GIL released."""
     cdef Py_ssize_t n = x.shape[0]
     if g.shape[0] != n:
         raise ValueError(f"g has {g.shape[0]} entries, x has {n}")
@@ -19,6 +52,7 @@ def scaled_update(floating[::1] x, floating[::1] g, double alpha, double beta=1.
         return
     with nogil:
         scaled_step(&x[0], &g[0], -alpha, beta, n)
+
 
 def copy_and_update(floating[::1] x, floating[::1] g, const floating[::1] src, double alpha, double beta=1.0):
     """g <- src, then x <- beta * (x + alpha * g), in one pass over the three; returns None.
@@ -41,7 +75,14 @@ ctypedef fused source_t:
     double
 
 
-def add_weighted(floating[::1] out, const source_t[::1] src, double weight):
+cdef inline void weighted_sum(floating* out, const source_t* src, double weight, Py_ssize_t n) noexcept nogil:
+    cdef floating w = <floating>weight
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = out[i] + (<floating>src[i]) * w
+
+
+def add_weighted(out, src, double weight):
     """out <- out + w * src, with w = weight rounded to out's dtype and src converted to it,
     in one pass; returns None.
 
@@ -50,10 +91,28 @@ def add_weighted(floating[::1] out, const source_t[::1] src, double weight):
     payload, weighted, into the mean of a compressed exchange
     (mpitrain.algorithms.compressed_exchange.average_payloads).
     """
-    cdef Py_ssize_t n = out.shape[0], i
+    cdef Py_ssize_t n, ns
+    cdef int kind = vector_type(out, &n, True)
+    cdef int source = vector_type(src, &ns, False)
+    if kind < 0 or source < 0 or ns != n or n >= NOGIL_MIN:
+        _add_weighted_buffers(out, src, weight)  # the general path (and long vectors, without the GIL)
+    elif kind == cnp.NPY_FLOAT:
+        if source == cnp.NPY_FLOAT:
+            weighted_sum(<float*>vector_data(out), <const float*>vector_data(src), weight, n)
+        else:
+            weighted_sum(<float*>vector_data(out), <const double*>vector_data(src), weight, n)
+    elif source == cnp.NPY_FLOAT:
+        weighted_sum(<double*>vector_data(out), <const float*>vector_data(src), weight, n)
+    else:
+        weighted_sum(<double*>vector_data(out), <const double*>vector_data(src), weight, n)
+
+
+def _add_weighted_buffers(floating[::1] out, const source_t[::1] src, double weight):
+    """``add_weighted`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t n = out.shape[0]
     if src.shape[0] != n:
         raise ValueError(f"src has {src.shape[0]} entries, out has {n}")
-    cdef floating w = <floating>weight
+    if n == 0:
+        return
     with nogil:
-        for i in range(n):
-            out[i] = out[i] + (<floating>src[i]) * w
+        weighted_sum(&out[0], &src[0], weight, n)

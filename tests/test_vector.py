@@ -66,3 +66,36 @@ def test_add_weighted_matches_numpy_multiply_then_add_bitwise(out_dtype, src_dty
 def test_add_weighted_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="src has 3 entries, out has 4"):
         add_weighted(np.zeros(4), np.zeros(3), 1.0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 300, 5000])  # 5000: the path that releases the GIL
+def test_arrays_and_other_buffers_take_the_same_arithmetic(n):
+    """NumPy arrays go straight to the loops; strided views and other buffers go through typed
+    memoryviews: the same bits either way, whatever the length."""
+    rng = np.random.default_rng(5)
+    x, g = rng.standard_normal(2 * n), rng.standard_normal(2 * n)
+    fast, general = x[:n].copy(), memoryview(x[:n].copy())
+    scaled_update(fast, g[:n], -0.3, 0.7)
+    scaled_update(general, memoryview(g[:n].copy()), -0.3, 0.7)
+    assert fast.tobytes() == np.asarray(general).tobytes()
+    out, out_general = x[:n].copy(), memoryview(x[:n].copy())
+    add_weighted(out, g[:n].astype(np.float32), 1 / 3)
+    add_weighted(out_general, memoryview(g[:n].astype(np.float32)), 1 / 3)
+    assert out.tobytes() == np.asarray(out_general).tobytes()
+
+
+def test_strided_read_only_and_mixed_arrays_fail_as_before():
+    x = np.zeros(8)
+    with pytest.raises(ValueError, match="contiguous"):
+        scaled_update(x[::2], np.zeros(4), 1.0)
+    with pytest.raises(ValueError, match="contiguous"):
+        add_weighted(x[::2], np.zeros(4), 1.0)
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        scaled_update(x, np.zeros(8), 1.0)
+    with pytest.raises(ValueError, match="read-only"):
+        add_weighted(x, np.zeros(8), 1.0)
+    with pytest.raises(ValueError, match="dtype mismatch"):  # float64 x, float32 g: nothing cast silently
+        scaled_update(np.zeros(3), np.zeros(3, np.float32), 1.0)
+    with pytest.raises(ValueError, match="src has 2 entries, out has 3"):
+        add_weighted(np.zeros(3), np.zeros(2, np.float32), 1.0)
