@@ -130,6 +130,16 @@ def test_apply_calls_check_counts_and_abort_on_a_failing_function():
     with pytest.raises(ValueError, match="sends 2 bytes, counts say 1"):
         run(2, wrong_count)
 
+    def counts_checked_every_call(comm):  # the counts of a call seen before are not trusted blindly
+        counts = [1] * comm.size
+        comm.Allgatherv_apply(np.zeros(1, np.uint8), counts, len)
+        counts[:] = [3] * comm.size  # the same list, changed: checked again
+        comm.Allgatherv_apply(np.zeros(3, np.uint8), counts, len)
+        comm.Allgatherv_apply(np.zeros(2, np.uint8), counts, len)  # the same counts, a wrong size
+
+    with pytest.raises(ValueError, match="sends 2 bytes, counts say 3"):
+        run(2, counts_checked_every_call)
+
     def failing(comm):
         comm.Allgatherv_apply(np.zeros(1, np.uint8), [1] * comm.size, lambda parts: 1 / 0)
 

@@ -64,6 +64,10 @@ class CompressedSender:
         """What the model moves by (x <- x - direction) given the decoded mean."""
         return self.rule.direction(mean, lr)
 
+    def descend(self, x: np.ndarray, mean: np.ndarray, lr: float) -> None:
+        """x <- x - direction(mean, lr), in place (one pass on the host)."""
+        self.rule.descend(x, mean, lr)
+
 
 def payload_bits(compressor) -> int:
     """Bits one worker contributes per exchange: the payload (non-summable) or the values."""
@@ -148,6 +152,7 @@ class CompressedAverager:
         self._template = np.empty(compressor.payload_nbytes(), np.uint8) if compressor.summable else None
         self._values = (np.empty_like(compressor.values(self._template))
                         if distributed and compressor.summable else None)
+        self._payload = None  # the payload of the exchange under way (summable: _decoded's template)
 
     def average(self, payload: np.ndarray) -> np.ndarray:
         """The weighted mean of the decoded payloads of all ranks (model dtype, shape (d,)).
@@ -160,11 +165,16 @@ class CompressedAverager:
             return self.mean
         self.bits_sent += self.bits_per_exchange
         if self.summable:
-            def decoded(summed, out):
-                return decode_sum(c, payload, summed, self.dtype, template=self._template, out=out)
+            self._payload = payload  # the template of _decoded (its seed is every rank's)
             return self.exchange.allreduce_apply(weighted_values(c, payload, self.weight, out=self._values),
-                                                 decoded, self.mean)
+                                                 self._decoded, self.mean)
+        return self.exchange.allgather_apply(payload, self.counts, self._weighted_mean, self.mean)
 
-        def mean(payloads, out):
-            return average_payloads(c, payloads, self.weights, self.dtype, out=out)
-        return self.exchange.allgather_apply(payload, self.counts, mean, self.mean)
+    # the functions of the exchange (bound methods, not closures made every step)
+    def _weighted_mean(self, payloads, out=None) -> np.ndarray:
+        """sum_k w_k decode(payloads[k]), into ``out`` (a new array when None)."""
+        return average_payloads(self.compressor, payloads, self.weights, self.dtype, out=out)
+
+    def _decoded(self, summed, out=None) -> np.ndarray:
+        """decode of this rank's last payload with its values section replaced by ``summed``."""
+        return decode_sum(self.compressor, self._payload, summed, self.dtype, template=self._template, out=out)

@@ -79,14 +79,14 @@ class CompressedSGD(Algorithm):
         # Compute time is read off two clock pairs (not the stats.compute() context manager:
         # this runs every step, and its generator frames cost as much as a small kernel).
         stats = self.worker.stats
-        g = self.gradient()
+        g = self.gradient() if self.clip > 0 else self.stochastic_gradient()
         lr = self.worker.step_size(t)
         started = perf_counter()
         payload = self.sender.encode(g, lr, t)
         stats.compute_seconds += perf_counter() - started
         mean = self.averager.average(payload)
         started = perf_counter()
-        self.x -= self.sender.direction(mean, lr)
+        self.sender.descend(self.x, mean, lr)
         stats.compute_seconds += perf_counter() - started
 
     def metrics(self) -> dict:

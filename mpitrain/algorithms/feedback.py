@@ -5,6 +5,7 @@ Each rule is one worker's memory with three verbs, run around one compressed exc
     p = rule.compensate(v, lr)        # the vector that gets compressed (wire dtype, shape (d,))
     rule.update(p, decoded)           # after encoding: decoded = C(p), this worker's own part
     s = rule.direction(mean, lr)      # mean = sum_k w_k C(p_k) (model dtype); x <- x - s
+    rule.descend(x, mean, lr)         # or that step taken at once: x <- x - direction(mean, lr)
 
 - ``none``:  x <- x - lr sum_k w_k C(v_k)                                   (docs/papers.md s.2)
 - ``ef``:    v_k = C(e_k + lr g_k); e_k <- e_k + lr g_k - v_k; x <- x - sum_k w_k v_k
@@ -29,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compress import ErrorFeedback
+from .base import update
 
 
 class NoFeedback:
@@ -62,7 +64,8 @@ class NoFeedback:
         return np.multiply(v, self.model.type(lr), out=self._direction)
 
     def compensate(self, v, lr):
-        v = np.asarray(v)
+        if type(v) is not np.ndarray:
+            v = np.asarray(v)
         return v if v.dtype == self.wire else self._wire_copy(v)
 
     def update(self, compensated, decoded):
@@ -70,6 +73,10 @@ class NoFeedback:
 
     def direction(self, mean, lr):
         return self._scaled(mean, lr)
+
+    def descend(self, x, mean, lr):
+        """x <- x - direction(mean, lr), the same bits in one pass (no direction vector)."""
+        update(x, mean, -lr)
 
     def state_dict(self) -> dict:
         return {}
@@ -102,6 +109,9 @@ class ErrorFeedbackRule(NoFeedback):
     def direction(self, mean, lr):
         return mean
 
+    def descend(self, x, mean, lr):
+        update(x, mean, -1.0)  # x - 1.0 * mean: x - mean, bit for bit
+
     def state_dict(self) -> dict:
         return self.memory.state_dict()
 
@@ -132,6 +142,10 @@ class EF21(NoFeedback):
     def direction(self, mean, lr):
         self.average += mean
         return self._scaled(self.average, lr)
+
+    def descend(self, x, mean, lr):
+        self.average += mean
+        update(x, self.average, -lr)
 
     def state_dict(self) -> dict:
         return {"local": self.local.copy(), "average": self.average.copy()}

@@ -112,7 +112,11 @@ def _bytes(array: np.ndarray) -> np.ndarray:
 
 def _reduce_arrays(arrays, op):
     """b_0 op b_1 op ... in rank order, a new array."""
-    ufunc = _ufunc(op)
+    return _fold_arrays(arrays, _ufunc(op))
+
+
+def _fold_arrays(arrays, ufunc):
+    """``ufunc`` folded over the arrays in rank order (a new array)."""
     total = arrays[0].copy()
     for a in arrays[1:]:
         if a.shape != total.shape or a.dtype != total.dtype:
@@ -129,9 +133,32 @@ def _check_part_sizes(parts, counts, name: str) -> None:
             raise ValueError(f"in-process {name}: a rank sent {part.size} bytes, counts say {count}")
 
 
-def _reduced_then(total, function):
-    """(total, function(total)): the combine step of ``Allreduce_apply``."""
-    return total, function(total)
+class _SumThen:
+    """The combine step of ``Allreduce_apply``: (the sum in rank order, function(sum)).
+    (A small class, not a closure: it runs every step of an experiment.)"""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, arrays):
+        total = _fold_arrays(arrays, np.add)  # MPI.SUM
+        return total, self.function(total)
+
+
+class _GatherThen:
+    """The combine step of ``Allgatherv_apply``: function(parts), once every part is checked
+    against the byte counts of the rank that combines."""
+
+    __slots__ = ("counts", "function")
+
+    def __init__(self, counts, function):
+        self.counts, self.function = counts, function
+
+    def __call__(self, parts):
+        _check_part_sizes(parts, self.counts, "Allgatherv_apply")
+        return self.function(parts)
 
 
 class InProcessComm:
@@ -141,6 +168,7 @@ class InProcessComm:
         self._group = group
         self._rank = rank
         self._freed = False
+        self._counts_checked = None  # the byte counts Allgatherv_apply checked last (ints)
 
     # -- who ------------------------------------------------------------------------------------
     def Get_rank(self) -> int:
@@ -226,21 +254,28 @@ class InProcessComm:
         """``function(parts)``, parts = every rank's ``sendbuf`` bytes in rank order (the send
         buffers themselves, read while their ranks wait: the function must not write to them);
         ``counts``: the byte count of every rank, checked as ``Allgatherv`` checks them."""
-        send = _bytes(_array(sendbuf, "Allgatherv_apply"))
-        counts = self._byte_counts(send, [int(c) for c in counts], "Allgatherv_apply")
-
-        def combine(parts):
-            _check_part_sizes(parts, counts, "Allgatherv_apply")
-            return function(parts)
-        return self._meet(send, combine, "Allgatherv_apply")
+        if type(sendbuf) is np.ndarray and sendbuf.dtype == np.uint8 and sendbuf.ndim == 1 \
+                and sendbuf.flags.c_contiguous:
+            send = sendbuf  # a payload: what _bytes(_array(...)) would return
+        else:
+            send = _bytes(_array(sendbuf, "Allgatherv_apply"))
+        checked = self._counts_checked
+        if type(counts) is not list or counts != checked:  # else the same counts as last time
+            checked = self._counts_checked = self._byte_counts(send, [int(c) for c in counts], "Allgatherv_apply")
+        elif send.size != checked[self._rank]:
+            self._byte_counts(send, checked, "Allgatherv_apply")  # raises
+        if self._freed:
+            raise RuntimeError("in-process Allgatherv_apply on a freed communicator")
+        return self._group.meet(self._rank, send, _GatherThen(checked, function), "Allgatherv_apply")
 
     def Allreduce_apply(self, buf, function):
         """``buf`` <- the sum over ranks in rank order (as ``Allreduce(MPI.IN_PLACE, buf)``), and
         ``function(total)`` (``total``: a new array holding that sum, shared by every rank)."""
-        array = _array(buf, "Allreduce_apply")
-        total, result = self._meet(array, lambda arrays: _reduced_then(_reduce_arrays(arrays, MPI.SUM), function),
-                                   "Allreduce_apply")
-        np.copyto(array, total)
+        array = buf if type(buf) is np.ndarray else _array(buf, "Allreduce_apply")
+        if self._freed:
+            raise RuntimeError("in-process Allreduce_apply on a freed communicator")
+        total, result = self._group.meet(self._rank, array, _SumThen(function), "Allreduce_apply")
+        array[...] = total  # (both of one shape and dtype: the checks of the sum saw to it)
         return result
 
     def Barrier(self) -> None:

@@ -89,31 +89,32 @@ class PayloadExchange:
         return key, [self._buffer, counts, displacements, MPI.BYTE], views
 
     # -- a collective, then a function of its result that every rank computes alike -------------
-    # ``function(result, out)`` writes into ``out`` (or, given None, returns a new array). On
-    # MPI each rank calls it on its own bytes, into ``out``. A communicator whose ranks share
-    # this process (mpitrain.comm.inprocess: ``Allgatherv_apply`` / ``Allreduce_apply``) runs it
-    # once for all of them, and each rank copies the one result into its ``out``: the same bits,
-    # since every rank would compute it from the same bytes.
+    # ``function(result, out=None)`` writes into ``out`` (or, without one, returns a new array).
+    # On MPI each rank calls it on its own bytes, into ``out``. A communicator whose ranks share
+    # this process (mpitrain.comm.inprocess: ``Allgatherv_apply`` / ``Allreduce_apply``) calls it,
+    # as ``function(result)``, once for all of them, and each rank copies the one result into its
+    # ``out``: the same bits, since every rank would compute it from the same bytes.
     def allgather_apply(self, payload: np.ndarray, counts, function, out: np.ndarray) -> np.ndarray:
         """``function(every rank's payload in rank order, out)``; ``counts`` as for :meth:`allgather`."""
-        if self._gather_apply is None or type(payload) is not np.ndarray or type(out) is not np.ndarray:
+        apply = self._gather_apply
+        if apply is None or type(payload) is not np.ndarray or type(out) is not np.ndarray:
             return function(self.allgather(payload, counts), out)
-        return self._once(payload.nbytes, out, self._gather_apply, payload, counts,
-                          lambda parts: function(parts, None))
+        started = time.perf_counter()
+        result = apply(payload, counts, function)
+        self.stats.record(time.perf_counter() - started, payload.nbytes)  # one collective
+        out[...] = result  # (np.copyto's dispatch costs more than the copy at small d)
+        return out
 
     def allreduce_apply(self, values: np.ndarray, function, out: np.ndarray) -> np.ndarray:
         """``function(values summed over ranks, out)``; ``values`` holds the sum afterwards, as
         after :meth:`allreduce`."""
-        if self._reduce_apply is None or type(values) is not np.ndarray or type(out) is not np.ndarray:
+        apply = self._reduce_apply
+        if apply is None or type(values) is not np.ndarray or type(out) is not np.ndarray:
             return function(self.allreduce(values), out)
-        return self._once(values.nbytes, out, self._reduce_apply, values, lambda total: function(total, None))
-
-    def _once(self, nbytes: int, out: np.ndarray, apply, *args) -> np.ndarray:
-        """``apply(*args)`` (counted as one collective of ``nbytes``), its result copied into ``out``."""
         started = time.perf_counter()
-        result = apply(*args)
-        self.stats.record(time.perf_counter() - started, nbytes)
-        np.copyto(out, result)
+        result = apply(values, function)
+        self.stats.record(time.perf_counter() - started, values.nbytes)  # one collective
+        out[...] = result
         return out
 
     def allreduce(self, values: np.ndarray) -> np.ndarray:

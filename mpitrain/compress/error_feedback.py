@@ -5,6 +5,7 @@ Worker k keeps e_k (starts at 0):  v_k = C(e_k + gamma g_k);  e_k <- e_k + gamma
 import numpy as np
 
 from mpitrain import backend
+from mpitrain._native.vector import add_weighted
 
 
 class ErrorFeedback:
@@ -36,6 +37,10 @@ class ErrorFeedback:
                 self.error = xp.asarray(self.error)
         if out is None:
             return self.error + dtype.type(lr) * xp.asarray(gradient, dtype=dtype)
+        if xp is np:  # e + (g in the dtype) * lr, rounded as below, in one pass (a call every step)
+            out[...] = self.error
+            add_weighted(out, gradient, lr)
+            return out
         xp.multiply(gradient, dtype.type(lr), out=out, dtype=dtype)
         out += self.error
         return out
