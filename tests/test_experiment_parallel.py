@@ -2,6 +2,7 @@
 compression experiment cuts short (compression_bits.GammaSearch): the tables must not change."""
 import json
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,6 +74,35 @@ def test_a_child_that_dies_ends_the_results_with_an_error_not_a_hang():
         with pytest.raises(BrokenProcessPool):
             for _ in pool.results():
                 pass
+
+
+def module_state(name):
+    import sys
+
+    return name in sys.modules, os.getpid()
+
+
+def test_started_children_have_imported_the_modules_before_their_first_call():
+    with RunPool(2) as pool:
+        pool.start("colorsys")  # a module nothing here imports
+        pool.submit("child", module_state, "colorsys")  # handed to the (busy or idle) child at once
+        (key, (imported, pid)), = list(pool.results())
+    assert pid != os.getpid() and imported
+
+
+def sleep_then_return(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_an_error_inside_the_pool_ends_its_children_at_once_not_after_their_runs():
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="bad config"):
+        with RunPool(2) as pool:
+            pool.submit("long", sleep_then_return, 60)  # to the child
+            time.sleep(0.5)
+            raise ValueError("bad config")
+    assert time.perf_counter() - started < 30  # not the 60 s of the child's run
 
 
 def fake_run(bits_to_target, bits_per_exchange=100):

@@ -308,17 +308,20 @@ def main(argv) -> int:
     if refused:
         return user_error(refused)
     started = time.perf_counter()
-    problem = Problem(args.dataset, DEFAULTS["batch_size"])
-    problem_key = (args.dataset, problem.f_star)  # what the other processes build theirs from
-    _PROBLEMS[problem_key] = problem
-    print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
-          f"K = 4 workers as ranks of one process, target {args.target:g}, {args.jobs} run(s) at once", flush=True)
-    gamma_star, tuning = args.gamma, []
-    configs = [(name, fb) for name in COMPRESSORS for fb in ("ef", "none") if not (name == "identity" and fb == "ef")]
-    rows = (len(args.tune_grid) if preset["tune"] else 0) + len(configs) + 3
-    countdown = Countdown(rows)
-    known = {}  # (name, feedback, gamma) -> a Run made already (a whole run can stand in for a cut one)
     with RunPool(args.jobs) as pool:
+        pool.start(__name__)  # the children import this module while this process loads the data
+        problem = Problem(args.dataset, DEFAULTS["batch_size"])
+        problem_key = (args.dataset, problem.f_star)  # what the other processes build theirs from
+        _PROBLEMS[problem_key] = problem
+        print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
+              f"K = 4 workers as ranks of one process, target {args.target:g}, {args.jobs} run(s) at once",
+              flush=True)
+        gamma_star, tuning = args.gamma, []
+        configs = [(name, fb) for name in COMPRESSORS for fb in ("ef", "none")
+                   if not (name == "identity" and fb == "ef")]
+        rows = (len(args.tune_grid) if preset["tune"] else 0) + len(configs) + 3
+        countdown = Countdown(rows)
+        known = {}  # (name, feedback, gamma) -> a Run made already (a whole run can stand in for a cut one)
         if preset["tune"]:
             gamma_star, tuning = tune(pool, problem_key, args, countdown, known)
         searches = {config: GammaSearch([gamma_star / div for div in args.divisors], args.steps, args.check)

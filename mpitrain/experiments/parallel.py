@@ -19,13 +19,16 @@ MPI inside an ``srun`` or ``mpiexec`` job would present itself to the process ma
 second rank 0. (A ``__main__`` script that imports ``mpi4py.MPI`` at its top is imported again
 by each spawned child, before that setting; ``python -m mpitrain`` imports no MPI there.) The
 in-process runs make no MPI calls; whatever needs MPI (the f* solve) is done here and passed
-to the children. A child costs one import of the package (about 0.6 s), taken while this
-process works.
+to the children. A child costs one import of the package (about 0.7 s): :meth:`RunPool.start`
+spawns the children and has them import the experiment's module at once, so that import is
+taken while this process does its own set-up (loading the data), not after the first call is
+queued, when this process would run calls alone until a child is ready.
 
 Ctrl-C is this process's alone, as it is rank 0's in a training job: the children ignore SIGINT
 (spawned with it blocked, ignored first thing, then unblocked), so a terminal's Ctrl-C, which reaches the whole process group, prints
-no child's traceback; this process raises KeyboardInterrupt, and a pool left by it ends its
-children at once (:meth:`RunPool.__exit__`) instead of waiting for their runs.
+no child's traceback; this process raises KeyboardInterrupt, and a pool left by it (or by
+any other exception) ends its children at once (:meth:`RunPool.__exit__`) instead of waiting for
+their runs.
 """
 from __future__ import annotations
 
@@ -62,12 +65,13 @@ class RunPool:
         self._in_children = 0
         self._executor = None
         self._failed = False
+        self._preload = ()  # modules every child imports first (start)
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, value, traceback):
-        self.close(terminate=kind is not None and issubclass(kind, KeyboardInterrupt))
+        self.close(terminate=kind is not None)  # an error or Ctrl-C: nobody wants the children's results
 
     def close(self, terminate: bool = False) -> None:
         """Drop the calls not started and wait for the children's running ones; ``terminate``:
@@ -82,6 +86,15 @@ class RunPool:
                     process.terminate()
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+
+    def start(self, *modules: str) -> None:
+        """Spawn the children now, each importing ``modules`` (names, as for ``import``) before
+        it takes a call; without it they are spawned by the first call handed to them."""
+        if self.jobs == 1:
+            return
+        self._preload = tuple(modules)
+        for _ in range(self.jobs - 1):  # one spawn each (the executor starts a child per waiting call)
+            self._submit_to_children(_started, ())
 
     def submit(self, key, function, *args) -> None:
         """Queue ``function(*args)`` (a module-level function; picklable arguments)."""
@@ -158,6 +171,7 @@ class RunPool:
         """The child processes (started on first use, each set up by :func:`_child_setup`)."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.jobs - 1, initializer=_child_setup,
+                                                 initargs=self._preload,
                                                  mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
@@ -178,9 +192,15 @@ class RunPool:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _child_setup() -> None:
+def _started() -> None:
+    """The call :meth:`RunPool.start` hands each child to spawn it: nothing beyond the set-up."""
+
+
+def _child_setup(*modules: str) -> None:
     """A child's first act: importing mpi4py.MPI from now on does not initialise MPI, and
-    Ctrl-C is left to the parent."""
+    Ctrl-C is left to the parent; then it imports ``modules``."""
+    import importlib
+
     import mpi4py
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # drops a SIGINT pending since the start
@@ -188,3 +208,5 @@ def _child_setup() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent's submit
     mpi4py.rc.initialize = False
     mpi4py.rc.finalize = False
+    for module in modules:
+        importlib.import_module(module)

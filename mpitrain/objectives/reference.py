@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
 from mpitrain.atomic import write_json
 
@@ -211,6 +210,8 @@ def solve_on_root(evaluator, gtol, max_iterations, progress=None):
     swallowed: whether the solve worked is judged by the gradient norm it reached, and
     the caller reports that in one line.
     """
+    from scipy.optimize import minimize  # here: about 0.1 s of import, for the processes that solve
+
     x0 = np.zeros(evaluator.d, dtype=np.float64)
     iterations = 0
 
