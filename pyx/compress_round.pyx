@@ -43,6 +43,7 @@ from libc.float cimport FLT_MIN, FLT_MAX, DBL_MIN, DBL_MAX
 from libc.math cimport fabs, sqrt, pow, floor, ldexp, frexp, INFINITY
 from libc.string cimport memcpy
 include "compress_common.pxi"
+include "ndarray_args.pxi"
 
 cdef extern from "compress_simd.h":
     int mpt_simd_level() nogil
@@ -553,68 +554,113 @@ def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint na
             j += 1
 
 
-def sign_encode(const floating[::1] x, uint8_t[::1] out):
+def sign_encode(x, out):
     """Scaled sign (docs/papers.md s.2, B3(d)): pack sign bits of x into out; returns
     ||x||_1 / d rounded to the dtype (accumulated in double). If that sum overflows
     (float64 entries near DBL_MAX; the mean itself is <= max|x_i|, representable), the
     sum of |x_i| 2^-64 instead, and the mean scaled back by 2^64: exact scalings, so the
     header is the mean, not inf (Beznosikov et al., "On biased compression for
     distributed learning": the scale ||x||_1 / d makes C(x) contractive, B3(d))."""
-    cdef Py_ssize_t d = x.shape[0], i, j, nfull = d // 32
-    cdef double acc = 0.0, mean
-    cdef uint32_t word
-    cdef int M = 31 if floating is float else 63
-    cdef mpt_writer w
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(x, &d, False)
+    cdef uint8_t *o = byte_data(out, &n, True)
+    if kind < 0 or o == NULL or n < (d + 7) // 8:
+        return _sign_encode_buffers(x, out)  # the general path: its checks and errors
+    if kind == cnp.NPY_FLOAT:
+        return <float>sign_pack(<const float*>vector_data(x), d, o)
+    return sign_pack(<const double*>vector_data(x), d, o)
+
+
+def _sign_encode_buffers(const floating[::1] x, uint8_t[::1] out):
+    """``sign_encode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = x.shape[0]
+    cdef double mean
     if out.shape[0] < (d + 7) // 8:
         raise ValueError(f"out is too short: {out.shape[0]} bytes for {(d + 7) // 8} sign bits")
     if d == 0:
         return 0.0
     with nogil:
-        mpt_writer_init(&w, &out[0])
-        for j in range(nfull):
-            word = 0
-            for i in range(32):
-                acc += fabs(<double>x[32 * j + i])
-                word |= <uint32_t>(bits_of(x[32 * j + i]) >> M) << i
-            mpt_put(&w, word, 32)
-        for i in range(32 * nfull, d):
-            acc += fabs(<double>x[i])
-            mpt_put(&w, bits_of(x[i]) >> M, 1)
-        mpt_flush(&w)
-        if acc > DBL_MAX:  # overflowed (or an entry is inf: then inf again below)
-            acc = 0.0
-            for i in range(d):
-                acc += fabs(<double>x[i]) * 5.421010862427522e-20  # 2^-64
-            mean = (acc / d) * 18446744073709551616.0  # 2^64
-            if mean > DBL_MAX and acc <= DBL_MAX:
-                mean = DBL_MAX  # finite entries: the mean is <= max|x_i|, off by rounding
-        else:
-            mean = acc / d
+        mean = sign_pack(&x[0], d, &out[0])
     return <floating>mean
+
+
+cdef double sign_pack(const floating* x, Py_ssize_t d, uint8_t* out) noexcept nogil:
+    """The sign bits of x[0:d] into out, and ||x||_1 / d (see ``sign_encode``)."""
+    cdef Py_ssize_t i, j, nfull = d // 32
+    cdef double acc = 0.0, mean
+    cdef uint32_t word
+    cdef int M = 31 if floating is float else 63
+    cdef mpt_writer w
+    if d == 0:
+        return 0.0
+    mpt_writer_init(&w, out)
+    for j in range(nfull):
+        word = 0
+        for i in range(32):
+            acc += fabs(<double>x[32 * j + i])
+            word |= <uint32_t>(bits_of(x[32 * j + i]) >> M) << i
+        mpt_put(&w, word, 32)
+    for i in range(32 * nfull, d):
+        acc += fabs(<double>x[i])
+        mpt_put(&w, bits_of(x[i]) >> M, 1)
+    mpt_flush(&w)
+    if acc > DBL_MAX:  # overflowed (or an entry is inf: then inf again below)
+        acc = 0.0
+        for i in range(d):
+            acc += fabs(<double>x[i]) * 5.421010862427522e-20  # 2^-64
+        mean = (acc / d) * 18446744073709551616.0  # 2^64
+        if mean > DBL_MAX and acc <= DBL_MAX:
+            mean = DBL_MAX  # finite entries: the mean is <= max|x_i|, off by rounding
+    else:
+        mean = acc / d
+    return mean
 
 
 # sign_decode builds its 2048-value table (one per byte value and bit) only for d at least this;
 # at d = 300 the table took 4.4 us of a 4.5 us call (2026-12-01)
-SIGN_TABLE_MIN_D = 8192
+cdef enum:
+    SIGN_TABLE_MIN = 8192
+SIGN_TABLE_MIN_D = SIGN_TABLE_MIN
 
 
-def sign_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
+def sign_decode(buf, double scale_, out):
     """out_i = -scale if bit i is set else scale (scale rounded to the dtype)."""
-    cdef Py_ssize_t d = out.shape[0], i
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(out, &d, True)
+    cdef const uint8_t *b = byte_data(buf, &n, False)
+    if kind < 0 or b == NULL or n < (d + 7) // 8:
+        _sign_decode_buffers(buf, scale_, out)  # the general path: its checks and errors
+    elif kind == cnp.NPY_FLOAT:
+        sign_unpack(b, scale_, <float*>vector_data(out), d)
+    else:
+        sign_unpack(b, scale_, <double*>vector_data(out), d)
+
+
+def _sign_decode_buffers(const uint8_t[::1] buf, double scale_, floating[::1] out):
+    """``sign_decode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = out.shape[0]
+    if buf.shape[0] < (d + 7) // 8:
+        raise ValueError(f"buf is too short: {buf.shape[0]} bytes for {(d + 7) // 8} sign bits")
+    if d == 0:
+        return
+    with nogil:
+        sign_unpack(&buf[0], scale_, &out[0], d)
+
+
+cdef void sign_unpack(const uint8_t* buf, double scale_, floating* out, Py_ssize_t d) noexcept nogil:
+    """out[0:d] from the sign bits in buf (see ``sign_decode``)."""
+    cdef Py_ssize_t i
     cdef floating scale = <floating>scale_
     cdef uint64_t sb = bits_of(scale)
     cdef int M = 31 if floating is float else 63
     cdef floating table[2048]  # the 8 values of each byte value
-    cdef Py_ssize_t c, nb = d // 8 if d >= SIGN_TABLE_MIN_D else 0  # below: the table costs more than it saves
-    if buf.shape[0] < (d + 7) // 8:
-        raise ValueError(f"buf is too short: {buf.shape[0]} bytes for {(d + 7) // 8} sign bits")
-    with nogil:
-        for c in range(2048 if nb else 0):
-            table[c] = from_bits(sb ^ (<uint64_t>(((c >> 3) >> (c & 7)) & 1) << M), scale)
-        for i in range(nb):
-            memcpy(&out[8 * i], &table[8 * buf[i]], 8 * sizeof(floating))
-        for i in range(8 * nb, d):
-            out[i] = from_bits(sb ^ (<uint64_t>((buf[i >> 3] >> (i & 7)) & 1) << M), scale)
+    cdef Py_ssize_t c, nb = d // 8 if d >= SIGN_TABLE_MIN else 0  # below: the table costs more than it saves
+    for c in range(2048 if nb else 0):
+        table[c] = from_bits(sb ^ (<uint64_t>(((c >> 3) >> (c & 7)) & 1) << M), scale)
+    for i in range(nb):
+        memcpy(&out[8 * i], &table[8 * buf[i]], 8 * sizeof(floating))
+    for i in range(8 * nb, d):
+        out[i] = from_bits(sb ^ (<uint64_t>((buf[i >> 3] >> (i & 7)) & 1) << M), scale)
 
 
 def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):

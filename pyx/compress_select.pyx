@@ -23,6 +23,7 @@ cimport numpy as cnp
 from libc.string cimport memset, memcpy
 from libc.math cimport sqrt, NAN
 include "compress_common.pxi"
+include "ndarray_args.pxi"
 
 cdef extern from "compress_simd.h":
     int mpt_simd_level() nogil
@@ -485,9 +486,31 @@ cdef void topk_encode_into(const real_t *x, Py_ssize_t d, Py_ssize_t k, int b, c
     gather_pack(x, idx, k, b, out)
 
 
-def topk_encode(x, Py_ssize_t k, int b, uint8_t[::1] out):
+def topk_encode(x, Py_ssize_t k, int b, out):
     """Top-k's payload of x (float32 or float64, contiguous) into ``out``: the k values of
-    ``topk_indices(x, k)`` in index order, then those indices packed at b bits (LSB first)."""
+    ``topk_indices(x, k)`` in index order, then those indices packed at b bits (LSB first).
+    Returns out (as an array)."""
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(x, &d, False)
+    cdef uint8_t *o = byte_data(out, &n, True)
+    cdef const int64_t[::1] indices
+    cdef const int64_t *idx = NULL  # NULL: topk_encode_into selects (small d and k)
+    cdef Py_ssize_t width = 4 if kind == cnp.NPY_FLOAT else 8
+    if kind < 0 or o == NULL or not 1 <= k <= d or not 0 <= b <= 32 or (<int64_t>1 << b) < d \
+            or n != k * width + (k * b + 7) // 8:
+        return _topk_encode_buffers(x, k, b, out)  # the general path: its checks and errors
+    if d > SORT_MAX_D or k > SMALL_K:
+        indices = topk_indices(x, k)
+        idx = &indices[0]
+    if kind == cnp.NPY_FLOAT:
+        topk_encode_into(<const float*>vector_data(x), d, k, b, idx, o)
+    else:
+        topk_encode_into(<const double*>vector_data(x), d, k, b, idx, o)
+    return out
+
+
+def _topk_encode_buffers(x, Py_ssize_t k, int b, uint8_t[::1] out):
+    """``topk_encode`` for any buffers (typed memoryviews), the GIL released."""
     cdef Py_ssize_t d = x.shape[0]
     if not 1 <= k <= d:
         raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
@@ -531,10 +554,27 @@ cdef Py_ssize_t topk_scatter(const uint8_t *payload, Py_ssize_t nbytes, Py_ssize
     return -1
 
 
-def topk_decode(const uint8_t[::1] payload, Py_ssize_t k, int b, out):
+def topk_decode(payload, Py_ssize_t k, int b, out):
     """out (float32 or float64, contiguous) = the vector a Top-k payload holds: zeros but at
     its k indices; IndexError when an index is not below d = out's size (a payload for
-    another d, or corrupt)."""
+    another d, or corrupt). Returns out."""
+    cdef Py_ssize_t d = 0, n = 0, bad = -1
+    cdef int kind = vector_type(out, &d, True)
+    cdef const uint8_t *p = byte_data(payload, &n, False)
+    cdef Py_ssize_t width = 4 if kind == cnp.NPY_FLOAT else 8
+    if kind < 0 or p == NULL or d < 1 or not 0 <= b <= 32 or n != k * width + (k * b + 7) // 8:
+        return _topk_decode_buffers(payload, k, b, out)  # the general path: its checks and errors
+    if kind == cnp.NPY_FLOAT:
+        bad = topk_scatter(p, n, k, b, <float*>vector_data(out), d)
+    else:
+        bad = topk_scatter(p, n, k, b, <double*>vector_data(out), d)
+    if bad >= 0:
+        raise IndexError(f"index {bad} is out of bounds for axis 0 with size {d}")
+    return out
+
+
+def _topk_decode_buffers(const uint8_t[::1] payload, Py_ssize_t k, int b, out):
+    """``topk_decode`` for any buffers (typed memoryviews), the GIL released."""
     cdef Py_ssize_t d = out.shape[0], bad, n = payload.shape[0]
     cdef Py_ssize_t width = out.itemsize
     if n != k * width + (k * b + 7) // 8 or not 0 <= b <= 32 or d < 1:
@@ -587,11 +627,40 @@ cdef void randk_gather(const real_t *x, Py_ssize_t d, Py_ssize_t k, uint64_t s, 
         top[0] = bottom[0] = NAN
 
 
-def randk_encode(x, seed, Py_ssize_t k, uint8_t[::1] out):
+def randk_encode(x, seed, Py_ssize_t k, out):
     """Rand-k's payload of x (float32 or float64, contiguous) into ``out``: the uint64 seed
     (8 bytes, little endian), then x at ``randk_indices(seed, d, k)`` in index order.
     Returns (largest, smallest) kept value (NaN for both when one is NaN, as NumPy's max
     and min), for the range check."""
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(x, &d, False)
+    cdef uint8_t *o = byte_data(out, &n, True)
+    cdef Py_ssize_t width = 4 if kind == cnp.NPY_FLOAT else 8
+    cdef uint64_t s
+    cdef double top = 0, bottom = 0
+    cdef uint64_t words[64]  # the subset's bitmap, on the stack up to d = 4096
+    cdef uint64_t *bm = words
+    if kind < 0 or o == NULL or not 1 <= k <= d or n != 8 + k * width:
+        return _randk_encode_buffers(x, seed, k, out)  # the general path: its checks and errors
+    s = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    if d > 64 * 64:
+        bm = <uint64_t *>calloc((d + 63) // 64, sizeof(uint64_t))
+        if bm == NULL:
+            raise MemoryError()
+    else:
+        memset(words, 0, ((d + 63) // 64) * sizeof(uint64_t))
+    randk_bitmap(s, d, k, bm)
+    if kind == cnp.NPY_FLOAT:
+        randk_gather(<const float*>vector_data(x), d, k, s, bm, o, &top, &bottom)
+    else:
+        randk_gather(<const double*>vector_data(x), d, k, s, bm, o, &top, &bottom)
+    if bm != words:
+        free(bm)
+    return top, bottom
+
+
+def _randk_encode_buffers(x, seed, Py_ssize_t k, uint8_t[::1] out):
+    """``randk_encode`` for any buffers (typed memoryviews), the GIL released."""
     cdef Py_ssize_t d = x.shape[0], width = x.itemsize
     if not 1 <= k <= d:
         raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
@@ -638,10 +707,38 @@ cdef void randk_scatter(const uint8_t *payload, Py_ssize_t k, double scale, cons
             i += 1
 
 
-def randk_decode(const uint8_t[::1] payload, Py_ssize_t k, double scale, out):
+def randk_decode(payload, Py_ssize_t k, double scale, out):
     """out (float32 or float64, contiguous, size d) = the vector a Rand-k payload holds: zeros,
     and value_j * scale (rounded in the dtype; ``scale`` must be a number of the dtype) at
-    the j-th index of the subset of [0, d) that the payload's seed draws."""
+    the j-th index of the subset of [0, d) that the payload's seed draws. Returns out."""
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(out, &d, True)
+    cdef const uint8_t *p = byte_data(payload, &n, False)
+    cdef Py_ssize_t width = 4 if kind == cnp.NPY_FLOAT else 8
+    cdef uint64_t s
+    cdef uint64_t words[64]  # the subset's bitmap, on the stack up to d = 4096
+    cdef uint64_t *bm = words
+    if kind < 0 or p == NULL or not 1 <= k <= d or n != 8 + k * width:
+        return _randk_decode_buffers(payload, k, scale, out)  # the general path: its checks and errors
+    if d > 64 * 64:
+        bm = <uint64_t *>calloc((d + 63) // 64, sizeof(uint64_t))
+        if bm == NULL:
+            raise MemoryError()
+    else:
+        memset(words, 0, ((d + 63) // 64) * sizeof(uint64_t))
+    memcpy(&s, p, 8)
+    randk_bitmap(s, d, k, bm)
+    if kind == cnp.NPY_FLOAT:
+        randk_scatter(p, k, scale, bm, <float*>vector_data(out), d)
+    else:
+        randk_scatter(p, k, scale, bm, <double*>vector_data(out), d)
+    if bm != words:
+        free(bm)
+    return out
+
+
+def _randk_decode_buffers(const uint8_t[::1] payload, Py_ssize_t k, double scale, out):
+    """``randk_decode`` for any buffers (typed memoryviews), the GIL released."""
     cdef Py_ssize_t d = out.shape[0], width = out.itemsize
     if not 1 <= k <= d:
         raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")

@@ -14,8 +14,8 @@ cnp.import_array()
 
 
 cdef inline int vector_type(object a, Py_ssize_t* n, bint writable) noexcept:
-    """NPY_FLOAT or NPY_DOUBLE when ``a`` is a C-contiguous 1-D float32 / float64 ndarray (and
-    writeable, if asked); its length then in n[0]. -1 for anything else."""
+    """NPY_FLOAT or NPY_DOUBLE when ``a`` is a C-contiguous, aligned 1-D float32 / float64 ndarray
+    (and writeable, if asked); its length then in n[0]. -1 for anything else."""
     cdef cnp.ndarray array
     cdef int kind
     if not cnp.PyArray_CheckExact(a):
@@ -23,7 +23,8 @@ cdef inline int vector_type(object a, Py_ssize_t* n, bint writable) noexcept:
     array = <cnp.ndarray>a
     kind = cnp.PyArray_TYPE(array)
     if (kind != cnp.NPY_FLOAT and kind != cnp.NPY_DOUBLE) or cnp.PyArray_NDIM(array) != 1 \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(array) or (writable and not cnp.PyArray_ISWRITEABLE(array)):
+            or not cnp.PyArray_IS_C_CONTIGUOUS(array) or not cnp.PyArray_ISALIGNED(array) \
+            or (writable and not cnp.PyArray_ISWRITEABLE(array)):
         return -1
     n[0] = cnp.PyArray_DIM(array, 0)
     return kind
@@ -32,3 +33,17 @@ cdef inline int vector_type(object a, Py_ssize_t* n, bint writable) noexcept:
 cdef inline void* vector_data(object a) noexcept:
     """The data pointer of an ndarray ``vector_type`` accepted."""
     return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline unsigned char* byte_data(object a, Py_ssize_t* n, bint writable) noexcept:
+    """The data of a C-contiguous 1-D uint8 ndarray (and writeable, if asked), its length in
+    n[0]; NULL for anything else."""
+    cdef cnp.ndarray array
+    if not cnp.PyArray_CheckExact(a):
+        return NULL
+    array = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(array) != cnp.NPY_UBYTE or cnp.PyArray_NDIM(array) != 1 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(array) or (writable and not cnp.PyArray_ISWRITEABLE(array)):
+        return NULL
+    n[0] = cnp.PyArray_DIM(array, 0)
+    return <unsigned char*>cnp.PyArray_DATA(array)

@@ -24,7 +24,7 @@ def scaled_update(x, g, double alpha, double beta=1.0):
     applies a rank's averaging weight, so the following Allreduce needs no pass of its own.
     The arithmetic (and so every bit) equals ``g *= -alpha; x -= g; x *= beta`` in NumPy.
     """
-    cdef Py_ssize_t n, ng
+    cdef Py_ssize_t n = 0, ng = 0
     cdef int kind = vector_type(x, &n, True)
     if kind < 0 or vector_type(g, &ng, False) != kind or ng != n:
         _scaled_update_buffers(x, g, alpha, beta)  # the general path: its checks and errors
@@ -91,7 +91,7 @@ def add_weighted(out, src, double weight):
     payload, weighted, into the mean of a compressed exchange
     (mpitrain.algorithms.compressed_exchange.average_payloads).
     """
-    cdef Py_ssize_t n, ns
+    cdef Py_ssize_t n = 0, ns = 0
     cdef int kind = vector_type(out, &n, True)
     cdef int source = vector_type(src, &ns, False)
     if kind < 0 or source < 0 or ns != n or n >= NOGIL_MIN:
@@ -116,3 +116,38 @@ def _add_weighted_buffers(floating[::1] out, const source_t[::1] src, double wei
         return
     with nogil:
         weighted_sum(&out[0], &src[0], weight, n)
+
+
+def scaled_copy(out, src, double weight):
+    """out <- w * src, with w = weight rounded to the dtype of out and src (one dtype); returns
+    None. Every bit equals NumPy's ``np.multiply(src, out.dtype.type(weight), out=out)``: a
+    rank's weighted values before the Allreduce of a summable compressed exchange
+    (mpitrain.algorithms.compressed_exchange.weighted_values)."""
+    cdef Py_ssize_t n = 0, ns = 0, i
+    cdef int kind = vector_type(out, &n, True)
+    cdef float* of
+    cdef const float* sf
+    cdef double* od
+    cdef const double* sd
+    cdef float wf = <float>weight
+    if kind < 0 or vector_type(src, &ns, False) != kind or ns != n:
+        _scaled_copy_buffers(out, src, weight)
+    elif kind == cnp.NPY_FLOAT:
+        of, sf = <float*>vector_data(out), <const float*>vector_data(src)
+        for i in range(n):
+            of[i] = sf[i] * wf
+    else:
+        od, sd = <double*>vector_data(out), <const double*>vector_data(src)
+        for i in range(n):
+            od[i] = sd[i] * weight
+
+
+def _scaled_copy_buffers(floating[::1] out, const floating[::1] src, double weight):
+    """``scaled_copy`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t n = out.shape[0], i
+    cdef floating w = <floating>weight
+    if src.shape[0] != n:
+        raise ValueError(f"src has {src.shape[0]} entries, out has {n}")
+    with nogil:
+        for i in range(n):
+            out[i] = src[i] * w

@@ -102,3 +102,53 @@ def test_unchecked_buffers_of_the_quantisers_are_checked_first():
         compress_round.dither_decode(np.empty(300, np.uint8), 256, 300, False, norms, np.empty(300, np.float32))
     with pytest.raises(ValueError, match="bucket >= 1"):
         compress_round.dither_decode(np.empty(150, np.uint8), 4, 0, False, norms, np.empty(300, np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 7, 300, 9000])  # 9000: Rand-k's bitmap off the stack, sign's byte table
+def test_kernels_read_arrays_directly_and_other_buffers_alike(d, dtype):
+    """NumPy arrays take the kernels' direct path (their data pointers); another buffer type
+    (here a bytearray payload) the typed-memoryview path: the same bytes and values."""
+    x = vector(d, dtype, 11)
+    k, b = max(1, d // 20), index_bits(d)
+    width = np.dtype(dtype).itemsize
+
+    def encoded(encode, nbytes):
+        """encode(x, out) into an array and into a bytearray: both payloads, both results."""
+        array, other = np.zeros(nbytes, np.uint8), bytearray(nbytes)
+        got_array, got_other = encode(x, array), encode(x.copy(), other)
+        assert array.tobytes() == bytes(other)
+        return array, got_array, got_other
+
+    def decoded(decode, payload):
+        """decode(payload, out) from an array and from a bytearray: the same values."""
+        array, other = np.full(d, 7, dtype), np.full(d, 7, dtype)
+        decode(payload, array), decode(bytearray(payload.tobytes()), other)
+        assert array.tobytes() == other.tobytes()
+
+    payload, _, _ = encoded(lambda v, out: compress_select.topk_encode(v, k, b, out), k * width + (k * b + 7) // 8)
+    decoded(lambda p, out: compress_select.topk_decode(p, k, b, out), payload)
+    payload, top, other_top = encoded(lambda v, out: compress_select.randk_encode(v, 99, k, out), 8 + k * width)
+    assert np.array_equal(top, other_top, equal_nan=True)
+    decoded(lambda p, out: compress_select.randk_decode(p, k, 0.5, out), payload)
+    payload, scale, other_scale = encoded(lambda v, out: compress_round.sign_encode(v, out), (d + 7) // 8)
+    assert scale == other_scale
+    decoded(lambda p, out: compress_round.sign_decode(p, 0.75, out), payload)
+
+
+def test_kernels_refuse_wrong_buffers_with_the_same_errors():
+    x = np.ones(10, np.float32)
+    with pytest.raises(ValueError, match="a Top-k payload needs"):
+        compress_select.topk_encode(x, 2, 4, np.zeros(5, np.uint8))
+    with pytest.raises(ValueError, match="a Rand-k payload needs"):
+        compress_select.randk_encode(x, 1, 2, np.zeros(5, np.uint8))
+    with pytest.raises(ValueError, match="too short"):
+        compress_round.sign_encode(x, np.zeros(1, np.uint8))
+    with pytest.raises(ValueError, match="too short"):
+        compress_round.sign_decode(np.zeros(1, np.uint8), 1.0, x)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        compress_select.randk_encode(np.ones(10, np.int64), 1, 2, np.zeros(24, np.uint8))
+    read_only = np.zeros(10, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        compress_round.sign_decode(np.zeros(2, np.uint8), 1.0, read_only)

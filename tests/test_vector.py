@@ -4,7 +4,7 @@ pass equals NumPy's multiply and add."""
 import numpy as np
 import pytest
 
-from mpitrain._native.vector import add_weighted, copy_and_update, scaled_update
+from mpitrain._native.vector import add_weighted, copy_and_update, scaled_copy, scaled_update
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -99,3 +99,31 @@ def test_strided_read_only_and_mixed_arrays_fail_as_before():
         scaled_update(np.zeros(3), np.zeros(3, np.float32), 1.0)
     with pytest.raises(ValueError, match="src has 2 entries, out has 3"):
         add_weighted(np.zeros(3), np.zeros(2, np.float32), 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scaled_copy_matches_numpy_multiply_bitwise(dtype):
+    rng = np.random.default_rng(6)
+    for n in (0, 1, 7, 300, 5000):
+        src = (rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30, n)).astype(dtype)
+        if n > 7:
+            src[:4] = [np.inf, -0.0, np.nan, 1e300 if dtype == np.float64 else 3e38]
+        for weight in (0.25, 1 / 3, -0.1234567891234):
+            out, expected = np.empty_like(src), np.empty_like(src)
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.multiply(src, dtype(weight), out=expected)
+                scaled_copy(out, src, weight)
+            assert out.tobytes() == expected.tobytes(), (n, weight)
+
+
+def test_scaled_copy_of_unaligned_or_other_buffers_is_the_same_and_checked():
+    raw = np.zeros(4 * 300 + 1, np.uint8)
+    unaligned = raw[1:].view(np.float32)  # a payload section at an odd offset
+    unaligned[...] = np.arange(300, dtype=np.float32) / 7
+    out, expected = np.empty(300, np.float32), np.arange(300, dtype=np.float32) / 7 * np.float32(0.3)
+    scaled_copy(out, unaligned, 0.3)
+    assert out.tobytes() == expected.tobytes()
+    with pytest.raises(ValueError, match="src has 2 entries, out has 3"):
+        scaled_copy(np.zeros(3), np.zeros(2), 1.0)
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        scaled_copy(np.zeros(3), np.zeros(3, np.float32), 1.0)

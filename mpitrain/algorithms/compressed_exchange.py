@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._native.compress_random import derive_seed  # the kernel itself (mpitrain.compress.base wraps it)
-from .._native.vector import add_weighted
+from .._native.vector import add_weighted, scaled_copy
 from ..comm.payloads import PayloadExchange
 from .feedback import FEEDBACKS
 
@@ -102,8 +102,13 @@ def average_payloads(compressor, payloads, weights, dtype, out=None, scratch=Non
 
 def weighted_values(compressor, payload, weight, out=None) -> np.ndarray:
     """w_k times the summable section of this worker's payload (wire dtype; into ``out``,
-    a new array when None)."""
-    return np.multiply(compressor.values(payload), compressor.dtype.type(weight), out=out)
+    a new array when None). On the host, into ``out``: one kernel call
+    (mpitrain._native.vector.scaled_copy, the bits of the NumPy product)."""
+    values = compressor.values(payload)
+    if type(out) is np.ndarray and type(values) is np.ndarray:
+        scaled_copy(out, values, weight)
+        return out
+    return np.multiply(values, compressor.dtype.type(weight), out=out)
 
 
 def decode_sum(compressor, payload, summed, dtype, template=None, out=None) -> np.ndarray:
