@@ -156,7 +156,7 @@ cdef inline int64_t put_codes(const uint16_t *codes, Py_ssize_t n, int b, uint8_
     return pos
 
 
-def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1] out):
+def natural_encode(x, seed, bint deterministic, out):
     """Natural compression (Horvath et al.; docs/papers.md s.2, U(1/8)) of x into out, or with
     deterministic=True biased rounding to the nearer power of two, midpoint 1.5 * 2^a
     (B3(9/8)). |x_i| = 2^a (1 + m / 2^M) goes up to 2^(a+1) iff u_i < m / 2^M (random:
@@ -171,85 +171,137 @@ def natural_encode(const floating[::1] x, seed, bint deterministic, uint8_t[::1]
     checks its input range from these two numbers (natural_compression.py). They are
     computed in the code loop itself (two vectorised reductions), not in a second pass;
     the largest finite |x_i| is rescanned only for inputs holding inf or NaN."""
-    cdef Py_ssize_t d = x.shape[0], i, start, n
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(x, &d, False)
+    cdef uint8_t *o = byte_data(out, &n, True)
+    cdef double largest = 0.0
+    cdef bint subnormal = False
+    if kind < 0 or o == NULL or n != (d * (1 + (8 if kind == cnp.NPY_FLOAT else 11)) + 7) // 8:
+        return _natural_encode_buffers(x, seed, deterministic, out)  # the general path: its checks and errors
+    if d == 0:
+        return 0.0, False
+    if kind == cnp.NPY_FLOAT:
+        natural_pack(<const float*>vector_data(x), d, <uint64_t>(int(seed) & ((1 << 64) - 1)), deterministic,
+                     o, n, &largest, &subnormal)
+    else:
+        natural_pack(<const double*>vector_data(x), d, <uint64_t>(int(seed) & ((1 << 64) - 1)), deterministic,
+                     o, n, &largest, &subnormal)
+    return largest, bool(subnormal)
+
+
+def _natural_encode_buffers(const floating[::1] x, seed, bint deterministic, uint8_t[::1] out):
+    """``natural_encode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = x.shape[0]
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
     cdef int E = 8 if floating is float else 11
+    cdef double largest = 0.0
+    cdef bint subnormal = False
+    if out.shape[0] != (d * (1 + E) + 7) // 8:
+        raise ValueError("out has the wrong size")
+    if d == 0:
+        return 0.0, False
+    with nogil:
+        natural_pack(&x[0], d, s, deterministic, &out[0], out.shape[0], &largest, &subnormal)
+    return largest, bool(subnormal)
+
+
+cdef void natural_pack(const floating* x, Py_ssize_t d, uint64_t s, bint deterministic, uint8_t* out,
+                       int64_t cap, double* largest, bint* subnormal) noexcept nogil:
+    """The codes of x[0:d] into out (cap bytes), and the range statistics of ``natural_encode``."""
+    cdef Py_ssize_t i, start, n
     cdef uint32_t mx32 = 0, mn32 = 0xFFFFFFFFU, k32
     cdef int64_t mx64 = 0, mn64 = 0x7FFFFFFFFFFFFFFFLL, k64
     cdef floating like = 0
-    cdef int64_t pos = 0, cap = out.shape[0]
+    cdef int E = 8 if floating is float else 11
+    cdef int64_t pos = 0
     cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
     cdef uint32_t *r32 = <uint32_t *>r32w
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     cdef const uint32_t *xb32
     cdef const uint64_t *xb64
-    if out.shape[0] != (d * (1 + E) + 7) // 8:
-        raise ValueError("out has the wrong size")
-    if d == 0:
-        return 0.0, False
-    with nogil:
-        start = 0
-        while start < d:
-            n = min(<Py_ssize_t>BLK, d - start)
-            if floating is float:
-                xb32 = <const uint32_t *>&x[start]
-                if not deterministic:
-                    mpt_random32(s, start, n, r32)
-                # e = exponent + up, 256 (overflow) -> 255 (inf), and the range
-                # statistics in the same loop; compress_simd.h
-                mpt_natural32(xb32, r32, n, deterministic, codes, &mx32, &mn32)
-            else:
-                xb64 = <const uint64_t *>&x[start]
-                if not deterministic:
-                    mpt_random64(s, start, n, r64)
-                # e = exponent + up, 2048 -> 2047, and the range statistics; compress_simd.h
-                mpt_natural64(xb64, r64, n, deterministic, codes, &mx64, &mn64)
-            pos = put_codes(codes, n, 1 + E, &out[0], pos, cap)
-            start += n
-        # inf or NaN seen: rescan for the largest finite |x_i| (rare)
+    start = 0
+    while start < d:
+        n = min(<Py_ssize_t>BLK, d - start)
         if floating is float:
-            if mx32 >= 0x7F800000U:
-                xb32 = <const uint32_t *>&x[0]
-                mx32 = 0
-                for i in range(d):
-                    k32 = xb32[i] & 0x7FFFFFFFU
-                    if k32 < 0x7F800000U and k32 > mx32:
-                        mx32 = k32
+            xb32 = <const uint32_t *>&x[start]
+            if not deterministic:
+                mpt_random32(s, start, n, r32)
+            # e = exponent + up, 256 (overflow) -> 255 (inf), and the range
+            # statistics in the same loop; compress_simd.h
+            mpt_natural32(xb32, r32, n, deterministic, codes, &mx32, &mn32)
         else:
-            if mx64 >= 0x7FF0000000000000LL:
-                xb64 = <const uint64_t *>&x[0]
-                mx64 = 0
-                for i in range(d):
-                    k64 = <int64_t>(xb64[i] & 0x7FFFFFFFFFFFFFFFULL)
-                    if k64 < 0x7FF0000000000000LL and k64 > mx64:
-                        mx64 = k64
+            xb64 = <const uint64_t *>&x[start]
+            if not deterministic:
+                mpt_random64(s, start, n, r64)
+            # e = exponent + up, 2048 -> 2047, and the range statistics; compress_simd.h
+            mpt_natural64(xb64, r64, n, deterministic, codes, &mx64, &mn64)
+        pos = put_codes(codes, n, 1 + E, out, pos, cap)
+        start += n
+    # inf or NaN seen: rescan for the largest finite |x_i| (rare)
     if floating is float:
-        return float(from_bits(mx32, like)), mn32 < 0x7FFFFFU
-    return (float(from_bits(<uint64_t>mx64, like)),
-            mn64 < <int64_t>(0x000FFFFFFFFFFFFFULL ^ 0x8000000000000000ULL))
+        if mx32 >= 0x7F800000U:
+            xb32 = <const uint32_t *>&x[0]
+            mx32 = 0
+            for i in range(d):
+                k32 = xb32[i] & 0x7FFFFFFFU
+                if k32 < 0x7F800000U and k32 > mx32:
+                    mx32 = k32
+        largest[0] = from_bits(mx32, like)
+        subnormal[0] = mn32 < 0x7FFFFFU
+    else:
+        if mx64 >= 0x7FF0000000000000LL:
+            xb64 = <const uint64_t *>&x[0]
+            mx64 = 0
+            for i in range(d):
+                k64 = <int64_t>(xb64[i] & 0x7FFFFFFFFFFFFFFFULL)
+                if k64 < 0x7FF0000000000000LL and k64 > mx64:
+                    mx64 = k64
+        largest[0] = from_bits(<uint64_t>mx64, like)
+        subnormal[0] = mn64 < <int64_t>(0x000FFFFFFFFFFFFFULL ^ 0x8000000000000000ULL)
 
 
-def natural_decode(const uint8_t[::1] buf, floating[::1] out):
+def natural_decode(buf, out):
     """Inverse of ``natural_encode``: out_i = sign * 2^(e - bias) (0 for e = 0)."""
-    cdef Py_ssize_t d = out.shape[0], i
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(out, &d, True)
+    cdef const uint8_t *b = byte_data(buf, &n, False)
+    if kind < 0 or b == NULL or n < (d * (1 + (8 if kind == cnp.NPY_FLOAT else 11)) + 7) // 8:
+        _natural_decode_buffers(buf, out)  # the general path: its checks and errors
+    elif kind == cnp.NPY_FLOAT:
+        natural_unpack(b, n, <float*>vector_data(out), d)
+    else:
+        natural_unpack(b, n, <double*>vector_data(out), d)
+
+
+def _natural_decode_buffers(const uint8_t[::1] buf, floating[::1] out):
+    """``natural_decode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = out.shape[0]
+    cdef int E = 8 if floating is float else 11
+    if d == 0:
+        return
+    if buf.shape[0] < (d * (1 + E) + 7) // 8:
+        raise ValueError("buf is too short")
+    with nogil:
+        natural_unpack(&buf[0], buf.shape[0], &out[0], d)
+
+
+cdef void natural_unpack(const uint8_t* buf, Py_ssize_t nbuf, floating* out, Py_ssize_t d) noexcept nogil:
+    """out[0:d] from the codes in buf (see ``natural_decode``; buf holds them all)."""
+    cdef Py_ssize_t i
     cdef int E = 8 if floating is float else 11
     cdef int M = 23 if floating is float else 52
     cdef uint64_t c
     cdef mpt_reader r
     if d == 0:
         return
-    if floating is float:
-        if buf.shape[0] < (9 * d + 7) // 8:
-            raise ValueError("buf is too short")
-        with nogil:  # out_i bits = code << 23, in a SIMD block (compress_simd.h)
-            mpt_ndecode32(&buf[0], d, <uint32_t *>&out[0])
+    if floating is float:  # out_i bits = code << 23, in a SIMD block (compress_simd.h)
+        mpt_ndecode32(buf, d, <uint32_t *>out)
         return
-    with nogil:
-        mpt_reader_init(&r, &buf[0], buf.shape[0])
-        for i in range(d):
-            c = mpt_get(&r, 1 + E)
-            out[i] = from_bits(((c >> E) << (M + E)) | ((c & ((1ULL << E) - 1ULL)) << M), out[0])
+    mpt_reader_init(&r, buf, nbuf)
+    for i in range(d):
+        c = mpt_get(&r, 1 + E)
+        out[i] = from_bits(((c >> E) << (M + E)) | ((c & ((1ULL << E) - 1ULL)) << M), out[0])
 
 
 cdef double scaled_norm(const floating *x, Py_ssize_t n, double p) noexcept nogil:
@@ -437,8 +489,7 @@ def check_dither_sizes(Py_ssize_t d, int levels, int max_levels, Py_ssize_t buck
         raise ValueError(f"{name} is too short: {nbytes} bytes for {(d * (1 + levels.bit_length()) + 7) // 8}")
 
 
-def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bint natural,
-                  double p, floating[::1] norms, uint8_t[::1] out):
+def dither_encode(x, seed, int levels, Py_ssize_t bucket, bint natural, double p, norms, out):
     """Standard (QSGD) or natural dithering of x, bucket by bucket (docs/papers.md s.2).
 
     norms[j] = ||x_bucket_j||_p rounded to the dtype (``bucket_norm``: scaled when the
@@ -457,101 +508,158 @@ def dither_encode(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bi
     random words in registers at the AVX2 and AVX-512 levels (compress_simd.h), float64
     blocks draw them into a buffer first.
     """
-    cdef Py_ssize_t d = x.shape[0], i, j, start, stop, n, seg
+    cdef Py_ssize_t d = 0, nnorms = 0, n = 0
+    cdef int kind = vector_type(x, &d, False)
+    cdef uint8_t *o = byte_data(out, &n, True)
+    if kind < 0 or o == NULL or vector_type(norms, &nnorms, True) != kind or not 1 <= levels <= 32767 \
+            or bucket < 1 or nnorms < (d + bucket - 1) // bucket or n < (d * (1 + bit_length(levels)) + 7) // 8:
+        _dither_encode_buffers(x, seed, levels, bucket, natural, p, norms, out)  # the general path: its checks and errors
+    elif d == 0:
+        return
+    elif kind == cnp.NPY_FLOAT:
+        dither_pack(<const float*>vector_data(x), d, <uint64_t>(int(seed) & ((1 << 64) - 1)), levels, bucket,
+                    natural, p, <float*>vector_data(norms), o, n)
+    else:
+        dither_pack(<const double*>vector_data(x), d, <uint64_t>(int(seed) & ((1 << 64) - 1)), levels, bucket,
+                    natural, p, <double*>vector_data(norms), o, n)
+
+
+def _dither_encode_buffers(const floating[::1] x, seed, int levels, Py_ssize_t bucket, bint natural,
+                          double p, floating[::1] norms, uint8_t[::1] out):
+    """``dither_encode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = x.shape[0]
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
-    cdef int L = levels.bit_length()
-    cdef int64_t pos = 0, cap = out.shape[0]
-    cdef uint64_t r64[BLK]
-    cdef uint16_t codes[BLK]
     check_dither_sizes(d, levels, 32767, bucket, norms.shape[0], out.shape[0], "out")
     if d == 0:
         return
     with nogil:
-        j = 0
-        start = 0
-        while start < d:
-            stop = min(start + bucket, d)
-            norms[j] = <floating>bucket_norm(&x[start], stop - start, p)
-            start = stop
-            j += 1
-        start = 0
-        while start < d:
-            n = min(<Py_ssize_t>BLK, d - start)
-            if floating is double:  # float32 blocks draw their own words
-                mpt_random64(s, start, n, r64)
-            i = 0
-            while i < n:  # segments of the block inside one bucket
-                j = (start + i) // bucket
-                seg = min(n - i, (j + 1) * bucket - (start + i))
-                dither_codes(&x[start + i], seg, s, start + i, &r64[i], levels, natural,
-                             norms[j], &codes[i])
-                i += seg
-            pos = put_codes(codes, n, 1 + L, &out[0], pos, cap)
-            start += n
+        dither_pack(&x[0], d, s, levels, bucket, natural, p, &norms[0], &out[0], out.shape[0])
 
 
-def dither_decode(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint natural,
-                  const floating[::1] norms, floating[::1] out):
+cdef inline int bit_length(int levels) noexcept nogil:
+    """Python's int.bit_length of levels >= 0."""
+    cdef int L = 0
+    while (levels >> L) != 0:
+        L += 1
+    return L
+
+
+cdef void dither_pack(const floating* x, Py_ssize_t d, uint64_t s, int levels, Py_ssize_t bucket, bint natural,
+                      double p, floating* norms, uint8_t* out, int64_t cap) noexcept nogil:
+    """The norms and packed codes of x[0:d] (see ``dither_encode``; the sizes checked)."""
+    cdef Py_ssize_t i, j, start, stop, n, seg
+    cdef int L = bit_length(levels)
+    cdef int64_t pos = 0
+    cdef uint64_t r64[BLK]
+    cdef uint16_t codes[BLK]
+    j = 0
+    start = 0
+    while start < d:
+        stop = min(start + bucket, d)
+        norms[j] = <floating>bucket_norm(&x[start], stop - start, p)
+        start = stop
+        j += 1
+    start = 0
+    while start < d:
+        n = min(<Py_ssize_t>BLK, d - start)
+        if floating is double:  # float32 blocks draw their own words
+            mpt_random64(s, start, n, r64)
+        i = 0
+        while i < n:  # segments of the block inside one bucket
+            j = (start + i) // bucket
+            seg = min(n - i, (j + 1) * bucket - (start + i))
+            dither_codes(&x[start + i], seg, s, start + i, &r64[i], levels, natural,
+                         norms[j], &codes[i])
+            i += seg
+        pos = put_codes(codes, n, 1 + L, out, pos, cap)
+        start += n
+
+
+def dither_decode(buf, int levels, Py_ssize_t bucket, bint natural, norms, out):
     """Inverse of ``dither_encode``: standard: sign * (norm * level) / s, or
     sign * norm * (level / s) when norm * level overflows (norms near the dtype's
     maximum: the value itself is <= norm, representable); natural:
     sign * norm * 2^(level - s) (0 for level 0; never overflows, level <= s). One table
     of the 2^(1+L) code values per bucket, then a branch-free lookup per entry."""
-    cdef Py_ssize_t d = out.shape[0], i, start, stop, j = 0
-    cdef int L = levels.bit_length(), c, ncodes = 1 << (1 + L)
+    cdef Py_ssize_t d = 0, nnorms = 0, n = 0
+    cdef int kind = vector_type(out, &d, True)
+    cdef const uint8_t *b = byte_data(buf, &n, False)
+    if kind < 0 or b == NULL or vector_type(norms, &nnorms, False) != kind or not 1 <= levels <= 255 \
+            or bucket < 1 or nnorms < (d + bucket - 1) // bucket or n < (d * (1 + bit_length(levels)) + 7) // 8:
+        _dither_decode_buffers(buf, levels, bucket, natural, norms, out)  # the general path: its checks and errors
+    elif d == 0:
+        return
+    elif kind == cnp.NPY_FLOAT:
+        dither_unpack(b, n, levels, bucket, natural, <const float*>vector_data(norms), <float*>vector_data(out), d)
+    else:
+        dither_unpack(b, n, levels, bucket, natural, <const double*>vector_data(norms), <double*>vector_data(out), d)
+
+
+def _dither_decode_buffers(const uint8_t[::1] buf, int levels, Py_ssize_t bucket, bint natural,
+                          const floating[::1] norms, floating[::1] out):
+    """``dither_decode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = out.shape[0]
+    check_dither_sizes(d, levels, 255, bucket, norms.shape[0], buf.shape[0], "buf")
+    if d == 0:
+        return
+    with nogil:
+        dither_unpack(&buf[0], buf.shape[0], levels, bucket, natural, &norms[0], &out[0], d)
+
+
+cdef void dither_unpack(const uint8_t* buf, Py_ssize_t nbuf, int levels, Py_ssize_t bucket, bint natural,
+                        const floating* norms, floating* out, Py_ssize_t d) noexcept nogil:
+    """out[0:d] from the norms and codes (see ``dither_decode``; the sizes checked)."""
+    cdef Py_ssize_t i, start, stop, j = 0
+    cdef int L = bit_length(levels), c, ncodes = 1 << (1 + L)
     cdef uint64_t level
     cdef floating nrm, v, fs = <floating>levels
     cdef floating table[512]
     cdef floating pair[512]
     cdef mpt_reader r
-    check_dither_sizes(d, levels, 255, bucket, norms.shape[0], buf.shape[0], "buf")
-    if d == 0:
-        return
-    with nogil:
-        mpt_reader_init(&r, &buf[0], buf.shape[0])
-        start = 0
-        while start < d:
-            stop = start + bucket
-            if stop > d:
-                stop = d
-            nrm = norms[j]
-            for c in range(ncodes):
-                level = c >> 1
-                if level == 0 or level > <uint64_t>levels:
-                    v = 0
-                elif natural:
-                    v = nrm * <floating>ldexp(1.0, <int>level - levels)
-                else:
-                    v = (nrm * <floating>level) / fs
-                    if floating is float:
-                        if v > FLT_MAX and nrm <= FLT_MAX:
-                            v = nrm * (<floating>level / fs)
-                    else:
-                        if v > DBL_MAX and nrm <= DBL_MAX:
-                            v = nrm * (<floating>level / fs)
-                table[c] = -v if (c & 1) else v
-            if L == 3 and stop - start >= 4096 and r.nacc == 0 and 2 * r.pos == start:
-                # 4-bit codes, two per byte
-                if floating is float:  # table lookups in a SIMD block (compress_simd.h)
-                    mpt_d4decode32(&buf[start >> 1], (stop - start) & ~(<Py_ssize_t>1),
-                                   <const uint32_t *>table, <uint32_t *>&out[start])
-                else:  # one table of both values per byte value
-                    for c in range(256):
-                        pair[2 * c] = table[c & 15]
-                        pair[2 * c + 1] = table[c >> 4]
-                    for i in range(start, stop - 1, 2):
-                        memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
-                r.pos = stop // 2  # the reader resumes here (start was even)
-                if stop % 2:  # last code in a low nibble; the high one is the next bucket's
-                    out[stop - 1] = table[buf[stop >> 1] & 15]
-                    r.acc = buf[stop >> 1] >> 4
-                    r.nacc = 4
-                    r.pos += 1
+    mpt_reader_init(&r, buf, nbuf)
+    start = 0
+    while start < d:
+        stop = start + bucket
+        if stop > d:
+            stop = d
+        nrm = norms[j]
+        for c in range(ncodes):
+            level = c >> 1
+            if level == 0 or level > <uint64_t>levels:
+                v = 0
+            elif natural:
+                v = nrm * <floating>ldexp(1.0, <int>level - levels)
             else:
-                for i in range(start, stop):
-                    out[i] = table[mpt_get(&r, 1 + L)]
-            start = stop
-            j += 1
+                v = (nrm * <floating>level) / fs
+                if floating is float:
+                    if v > FLT_MAX and nrm <= FLT_MAX:
+                        v = nrm * (<floating>level / fs)
+                else:
+                    if v > DBL_MAX and nrm <= DBL_MAX:
+                        v = nrm * (<floating>level / fs)
+            table[c] = -v if (c & 1) else v
+        if L == 3 and stop - start >= 4096 and r.nacc == 0 and 2 * r.pos == start:
+            # 4-bit codes, two per byte
+            if floating is float:  # table lookups in a SIMD block (compress_simd.h)
+                mpt_d4decode32(buf + (start >> 1), (stop - start) & ~(<Py_ssize_t>1),
+                               <const uint32_t *>table, <uint32_t *>&out[start])
+            else:  # one table of both values per byte value
+                for c in range(256):
+                    pair[2 * c] = table[c & 15]
+                    pair[2 * c + 1] = table[c >> 4]
+                for i in range(start, stop - 1, 2):
+                    memcpy(&out[i], &pair[2 * buf[i >> 1]], 2 * sizeof(floating))
+            r.pos = stop // 2  # the reader resumes here (start was even)
+            if stop % 2:  # last code in a low nibble; the high one is the next bucket's
+                out[stop - 1] = table[buf[stop >> 1] & 15]
+                r.acc = buf[stop >> 1] >> 4
+                r.nacc = 4
+                r.pos += 1
+        else:
+            for i in range(start, stop):
+                out[i] = table[mpt_get(&r, 1 + L)]
+        start = stop
+        j += 1
 
 
 def sign_encode(x, out):
@@ -663,7 +771,7 @@ cdef void sign_unpack(const uint8_t* buf, double scale_, floating* out, Py_ssize
         out[i] = from_bits(sb ^ (<uint64_t>((buf[i >> 3] >> (i & 7)) & 1) << M), scale)
 
 
-def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
+def ternary_encode(x, seed, out):
     """TernGrad (Wen et al. 2017; docs/papers.md s.2): returns m = ||x||_inf and packs
     2-bit codes: nonzero iff u_i < |x_i| * (1 / m) (dtype), bit 1 = sign. The maximum is
     taken on the magnitude bits as integers (NaN entries ignored). When 1 / m is not a
@@ -672,8 +780,35 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     |x_i| / m instead, a correctly rounded quotient for every finite m > 0, so that
     E C(x) = x holds over the whole range (Beznosikov et al., "On biased compression for
     distributed learning", class U(omega)); that case runs the scalar loop."""
-    cdef Py_ssize_t d = x.shape[0], i, start, n
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(x, &d, False)
+    cdef uint8_t *o = byte_data(out, &n, True)
+    if kind < 0 or o == NULL or n < (2 * d + 7) // 8:
+        return _ternary_encode_buffers(x, seed, out)  # the general path: its checks and errors
+    if d == 0:
+        return 0.0
+    if kind == cnp.NPY_FLOAT:
+        return ternary_pack(<const float*>vector_data(x), d, <uint64_t>(int(seed) & ((1 << 64) - 1)), o, n)
+    return ternary_pack(<const double*>vector_data(x), d, <uint64_t>(int(seed) & ((1 << 64) - 1)), o, n)
+
+
+def _ternary_encode_buffers(const floating[::1] x, seed, uint8_t[::1] out):
+    """``ternary_encode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = x.shape[0]
     cdef uint64_t s = <uint64_t>(int(seed) & ((1 << 64) - 1))
+    cdef floating mx
+    if d == 0:
+        return 0.0
+    if out.shape[0] < (2 * d + 7) // 8:
+        raise ValueError("out is too short")
+    with nogil:
+        mx = ternary_pack(&x[0], d, s, &out[0], out.shape[0])
+    return mx
+
+
+cdef floating ternary_pack(const floating* x, Py_ssize_t d, uint64_t s, uint8_t* out, int64_t cap) noexcept nogil:
+    """The 2-bit codes of x[0:d] into out (cap bytes); returns m (see ``ternary_encode``)."""
+    cdef Py_ssize_t i, start, n
     cdef int SB = 31 if floating is float else 63
     cdef floating mx = 0, inv, q, ax
     cdef bint div
@@ -682,59 +817,78 @@ def ternary_encode(const floating[::1] x, seed, uint8_t[::1] out):
     cdef uint64_t nz
     cdef uint32_t r = 0
     cdef uint64_t rr = 0
-    cdef int64_t pos = 0, cap = out.shape[0]
+    cdef int64_t pos = 0
     cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
     cdef uint32_t *r32 = <uint32_t *>r32w
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     cdef const int32_t *xi32
     cdef const int64_t *xi64
-    if d == 0:
-        return 0.0
-    if out.shape[0] < (2 * d + 7) // 8:
-        raise ValueError("out is too short")
-    with nogil:
-        if floating is float:
-            xi32 = <const int32_t *>&x[0]
-            mpt_absmax32(xi32, d, &m32)  # max of |x_i| bits, NaN ignored
-            mx = from_bits(<uint64_t>m32, mx)
+    if floating is float:
+        xi32 = <const int32_t *>x
+        mpt_absmax32(xi32, d, &m32)  # max of |x_i| bits, NaN ignored
+        mx = from_bits(<uint64_t>m32, mx)
+    else:
+        xi64 = <const int64_t *>x
+        for i in range(d):
+            k64 = xi64[i] & 0x7FFFFFFFFFFFFFFFLL
+            k64 = 0 if k64 > 0x7FF0000000000000LL else k64
+            m64 = k64 if k64 > m64 else m64
+        mx = from_bits(<uint64_t>m64, mx)
+    inv = (<floating>1) / mx if mx > 0 else 0
+    div = divides(mx, inv)
+    start = 0
+    if floating is float:
+        # one pass: random words, codes and packing in registers (compress_simd.h)
+        if not div and mpt_ternary_enc32(x, d, s, inv, out):
+            start = d
+    while start < d:
+        n = min(<Py_ssize_t>BLK, d - start)
+        random_block(s, start, n, r32, r64, floating is float)
+        if floating is float and not div:
+            mpt_ternary32(&x[start], r32, n, inv, codes)
         else:
-            xi64 = <const int64_t *>&x[0]
-            for i in range(d):
-                k64 = xi64[i] & 0x7FFFFFFFFFFFFFFFLL
-                k64 = 0 if k64 > 0x7FF0000000000000LL else k64
-                m64 = k64 if k64 > m64 else m64
-            mx = from_bits(<uint64_t>m64, mx)
-        inv = (<floating>1) / mx if mx > 0 else 0
-        div = divides(mx, inv)
-        start = 0
-        if floating is float:
-            # one pass: random words, codes and packing in registers (compress_simd.h)
-            if not div and mpt_ternary_enc32(&x[0], d, s, inv, &out[0]):
-                start = d
-        while start < d:
-            n = min(<Py_ssize_t>BLK, d - start)
-            random_block(s, start, n, r32, r64, floating is float)
-            if floating is float and not div:
-                mpt_ternary32(&x[start], r32, n, inv, codes)
-            else:
-                for i in range(n):
-                    if floating is float:
-                        r = r32[i]
-                    else:
-                        rr = r64[i]
-                    ax = <floating>fabs(x[start + i])  # exact
-                    q = ax / mx if div else ax * inv  # in the dtype
-                    nz = below(r, rr, q)
-                    codes[i] = <uint16_t>(nz | ((nz & (bits_of(x[start + i]) >> SB)) << 1))
-            pos = put_codes(codes, n, 2, &out[0], pos, cap)
-            start += n
+            for i in range(n):
+                if floating is float:
+                    r = r32[i]
+                else:
+                    rr = r64[i]
+                ax = <floating>fabs(x[start + i])  # exact
+                q = ax / mx if div else ax * inv  # in the dtype
+                nz = below(r, rr, q)
+                codes[i] = <uint16_t>(nz | ((nz & (bits_of(x[start + i]) >> SB)) << 1))
+        pos = put_codes(codes, n, 2, out, pos, cap)
+        start += n
     return mx
 
 
-def ternary_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
+def ternary_decode(buf, double scale_, out):
     """out_i = 0, scale or -scale from the 2-bit codes (scale rounded to the dtype)."""
-    cdef Py_ssize_t d = out.shape[0], i
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(out, &d, True)
+    cdef const uint8_t *b = byte_data(buf, &n, False)
+    if kind < 0 or b == NULL or n < (2 * d + 7) // 8:
+        _ternary_decode_buffers(buf, scale_, out)  # the general path: its checks and errors
+    elif kind == cnp.NPY_FLOAT:
+        ternary_unpack(b, scale_, <float*>vector_data(out), d)
+    else:
+        ternary_unpack(b, scale_, <double*>vector_data(out), d)
+
+
+def _ternary_decode_buffers(const uint8_t[::1] buf, double scale_, floating[::1] out):
+    """``ternary_decode`` for any buffers (typed memoryviews), the GIL released."""
+    cdef Py_ssize_t d = out.shape[0]
+    if d == 0:
+        return
+    if buf.shape[0] < (2 * d + 7) // 8:  # (float64 read past a short buf before 2026-12-01)
+        raise ValueError("buf is too short")
+    with nogil:
+        ternary_unpack(&buf[0], scale_, &out[0], d)
+
+
+cdef void ternary_unpack(const uint8_t* buf, double scale_, floating* out, Py_ssize_t d) noexcept nogil:
+    """out[0:d] from the 2-bit codes in buf (see ``ternary_decode``)."""
+    cdef Py_ssize_t i
     cdef floating scale = <floating>scale_
     cdef floating table[4]
     table[0] = 0
@@ -744,17 +898,12 @@ def ternary_decode(const uint8_t[::1] buf, double scale_, floating[::1] out):
     cdef floating quad[1024]  # the 4 values of each byte value
     cdef Py_ssize_t c, nb = d // 4
     if floating is float:
-        if d == 0:
-            return
-        if buf.shape[0] < (2 * d + 7) // 8:
-            raise ValueError("buf is too short")
-        with nogil:  # the same values from the bits of scale, in a SIMD block (compress_simd.h)
-            mpt_tdecode32(&buf[0], d, <uint32_t>bits_of(scale), <uint32_t *>&out[0])
+        if d > 0:  # the same values from the bits of scale, in a SIMD block (compress_simd.h)
+            mpt_tdecode32(buf, d, <uint32_t>bits_of(scale), <uint32_t *>out)
         return
-    with nogil:
-        for c in range(1024):
-            quad[c] = table[((c >> 2) >> (2 * (c & 3))) & 3]
-        for i in range(nb):
-            memcpy(&out[4 * i], &quad[4 * buf[i]], 4 * sizeof(floating))
-        for i in range(4 * nb, d):
-            out[i] = table[(buf[i >> 2] >> (2 * (i & 3))) & 3]
+    for c in range(1024):
+        quad[c] = table[((c >> 2) >> (2 * (c & 3))) & 3]
+    for i in range(nb):
+        memcpy(&out[4 * i], &quad[4 * buf[i]], 4 * sizeof(floating))
+    for i in range(4 * nb, d):
+        out[i] = table[(buf[i >> 2] >> (2 * (i & 3))) & 3]

@@ -134,6 +134,24 @@ def test_kernels_read_arrays_directly_and_other_buffers_alike(d, dtype):
     payload, scale, other_scale = encoded(lambda v, out: compress_round.sign_encode(v, out), (d + 7) // 8)
     assert scale == other_scale
     decoded(lambda p, out: compress_round.sign_decode(p, 0.75, out), payload)
+    codes, m, other_m = encoded(lambda v, out: compress_round.ternary_encode(v, 5, out), (2 * d + 7) // 8)
+    assert m == other_m
+    decoded(lambda p, out: compress_round.ternary_decode(p, 0.75, out), codes)
+    x = np.concatenate([x[:-1], [np.nan]]).astype(dtype)  # the rescan for the largest finite entry too
+    for deterministic in (False, True):
+        codes, stats, other_stats = encoded(lambda v, out: compress_round.natural_encode(v, 5, deterministic, out),
+                                            (d * (9 if width == 4 else 12) + 7) // 8)
+        assert stats == other_stats
+        decoded(lambda p, out: compress_round.natural_decode(p, out), codes)
+    x = np.nan_to_num(x, nan=0.5, posinf=1.0, neginf=-1.0).astype(dtype)
+    for natural, levels, bucket in ((True, 4, 128), (False, 7, 5000)):
+        nbytes = (d * (1 + levels.bit_length()) + 7) // 8
+        buckets = -(-d // bucket)
+        norms, other_norms = np.zeros(buckets, dtype), np.zeros(buckets, dtype)
+        codes, _, _ = encoded(lambda v, out: compress_round.dither_encode(
+            v, 5, levels, bucket, natural, 2.0, norms if isinstance(out, np.ndarray) else other_norms, out), nbytes)
+        assert norms.tobytes() == other_norms.tobytes()
+        decoded(lambda p, out: compress_round.dither_decode(p, levels, bucket, natural, norms, out), codes)
 
 
 def test_kernels_refuse_wrong_buffers_with_the_same_errors():
@@ -152,3 +170,13 @@ def test_kernels_refuse_wrong_buffers_with_the_same_errors():
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         compress_round.sign_decode(np.zeros(2, np.uint8), 1.0, read_only)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_natural_and_ternary_decoders_refuse_a_short_buffer_in_either_dtype(dtype):
+    """(Before, float64 ternary read past a short buffer and float64 natural decoded zeros past its end.)"""
+    for short in (np.zeros(3, np.uint8), bytearray(3)):
+        with pytest.raises(ValueError, match="too short"):
+            compress_round.ternary_decode(short, 1.0, np.zeros(100, dtype))
+        with pytest.raises(ValueError, match="too short"):
+            compress_round.natural_decode(short, np.zeros(100, dtype))
