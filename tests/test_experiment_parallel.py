@@ -82,12 +82,32 @@ def module_state(name):
     return name in sys.modules, os.getpid()
 
 
-def test_started_children_have_imported_the_modules_before_their_first_call():
+def module_state_after(seconds, name):
+    time.sleep(seconds)
+    return module_state(name)
+
+
+def test_started_children_take_calls_only_once_set_up_with_the_modules_imported():
     with RunPool(2) as pool:
         pool.start("colorsys")  # a module nothing here imports
-        pool.submit("child", module_state, "colorsys")  # handed to the (busy or idle) child at once
-        (key, (imported, pid)), = list(pool.results())
-    assert pid != os.getpid() and imported
+        for i in range(40):
+            pool.submit(i, module_state_after, 0.05, "colorsys")
+        states = [state for _, state in pool.results()]
+    children = [imported for imported, pid in states if pid != os.getpid()]
+    here = len(states) - len(children)
+    assert children and all(children)  # every call a child ran found the module imported
+    assert here >= 1  # this process ran calls while the child was setting up: the first at least
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_idle_work_runs_once_while_a_child_runs_and_never_without_children(jobs):
+    idle = []
+    with RunPool(jobs) as pool:
+        pool.submit("child", sleep_then_return, 1.0)  # to the child when there is one
+        pool.submit("here", square, 3)
+        results = dict(pool.results(idle=lambda: idle.append(len(idle))))
+    assert results == {"child": 1.0, "here": 9}
+    assert idle == ([0] if jobs == 2 else [])
 
 
 def sleep_then_return(seconds):

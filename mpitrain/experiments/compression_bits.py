@@ -258,11 +258,19 @@ def markdown(results, local, args, gamma_star, tuning) -> str:
                       note, "", "Conclusions:", *conclusions(results), ""])
 
 
-def plot(results, gamma_star, args, path):
+def import_matplotlib():
+    """matplotlib with the Agg backend (imported here, not with the module: about 0.4 s that
+    the pool's idle moment can take, ``RunPool.results(idle=...)``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(results, gamma_star, args, path):
+    plt = import_matplotlib()
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, fb in zip(axes, ("ef", "none")):
@@ -289,7 +297,7 @@ def tune(pool, problem_key, args, countdown, known):
     for gamma in args.tune_grid:
         pool.submit(gamma, run_job, problem_key, "identity", "none", gamma, args)
     steps = {}
-    for gamma, run in pool.results():
+    for gamma, run in pool.results(idle=import_matplotlib):  # the plot's import while a child finishes
         known[("identity", "none", gamma)] = run
         steps[gamma] = run.rounds_to_target if run.bits_to_target is not None else "not reached"
         print(f"  tune identity gamma = {gamma:g}: steps to target {steps[gamma]}  {countdown.tick()}", flush=True)
@@ -358,7 +366,7 @@ def main(argv) -> int:
         for config in configs:
             start(config, 0)
         local_runs = {}
-        for key, run in pool.results():
+        for key, run in pool.results(idle=import_matplotlib):  # the plot's import while a child finishes
             if key[0] == "local":
                 local_runs[key[1]] = run
                 print(f"  {key[1]}: rounds {run.rounds_to_target}, bits {run.bits_to_target}  {countdown.tick()}",

@@ -66,6 +66,7 @@ class RunPool:
         self._executor = None
         self._failed = False
         self._preload = ()  # modules every child imports first (start)
+        self._ready = None  # children set up so far, after start (None: not started; all count as ready)
 
     def __enter__(self):
         return self
@@ -89,12 +90,24 @@ class RunPool:
 
     def start(self, *modules: str) -> None:
         """Spawn the children now, each importing ``modules`` (names, as for ``import``) before
-        it takes a call; without it they are spawned by the first call handed to them."""
+        it takes a call; without it they are spawned by the first call handed to them. A child
+        gets calls only once it is set up: until then this process runs the queued calls
+        itself, from the first (the longest, if queued first), instead of leaving one waiting
+        for a child that is still importing."""
         if self.jobs == 1:
             return
         self._preload = tuple(modules)
+        with self._lock:
+            self._ready = 0
         for _ in range(self.jobs - 1):  # one spawn each (the executor starts a child per waiting call)
-            self._submit_to_children(_started, ())
+            future = self._submit_to_children(_started, ())
+            future.add_done_callback(self._child_started)
+
+    def _child_started(self, future) -> None:
+        """A child finished its set-up (or failed it: then its first call reports the broken pool)."""
+        with self._lock:
+            self._ready += 1
+        self._feed_children()
 
     def submit(self, key, function, *args) -> None:
         """Queue ``function(*args)`` (a module-level function; picklable arguments)."""
@@ -102,9 +115,12 @@ class RunPool:
             self._queued.append((key, function, args))
         self._feed_children()
 
-    def results(self):
+    def results(self, idle=None):
         """(key, result) for every call queued, including calls queued while iterating, in
-        the order they finish; ends when none is queued or running."""
+        the order they finish; ends when none is queued or running. ``idle``: a function of
+        no argument called once, the first time this process has no call left to run and
+        waits for a child's (work it would do later anyway: importing the plotting library,
+        say, in time that would otherwise be lost)."""
         while True:
             finished = self._take_finished()
             if finished is None:
@@ -122,6 +138,10 @@ class RunPool:
                     yield key, result
                     continue
                 # every child result is in the queue once the count is 0 (see _child_done)
+                if running and idle is not None:  # once, then look again (results may have come)
+                    idle, call = None, idle
+                    call()
+                    continue
                 finished = self._take_finished() if running == 0 else self._finished.get()
                 if finished is None:
                     return
@@ -145,7 +165,8 @@ class RunPool:
             return
         while True:
             with self._lock:
-                if self._failed or not self._queued or self._in_children >= self.jobs - 1:
+                capacity = self.jobs - 1 if self._ready is None else self._ready
+                if self._failed or not self._queued or self._in_children >= capacity:
                     return
                 key, function, args = self._queued.popleft()
                 self._in_children += 1
