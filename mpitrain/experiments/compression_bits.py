@@ -83,7 +83,7 @@ DEFAULTS = dict(target=0.01, gamma=4.0, workers=4, batch_size=32, check=50, peri
 def parse_args(argv):
     p = ArgumentParser(prog="python -m mpitrain experiment compression-bits", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer steps, gamma* only, no tuning (about 9 s on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="fewer steps, gamma* only, no tuning (about 4 s on 2 cores)")
     outputs.add_arguments(p, "runs/compression-bits")
     p.add_argument("--dataset", default="w8a")
     p.add_argument("--target", type=float, default=DEFAULTS["target"], help="target suboptimality")
