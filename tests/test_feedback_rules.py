@@ -23,3 +23,20 @@ def test_descend_is_x_minus_the_direction_bit_for_bit(feedback, model_dtype):
         stepped.descend(x_stepped, mean, lr)
         assert x_moved.tobytes() == x_stepped.tobytes(), lr
         assert repr(moved.state_dict()) == repr(stepped.state_dict())
+
+
+@pytest.mark.parametrize("gradient", [
+    np.arange(40, dtype=np.float64)[::2] / 7,  # strided
+    np.arange(20, dtype=np.int64),  # integers
+    np.arange(20, dtype=np.float32) / 3,  # already the wire dtype
+])
+def test_error_feedback_compensates_any_gradient_numpy_takes(gradient):
+    """The one-pass compensation (a kernel) and NumPy's multiply-then-add give the same bits,
+    and a gradient the kernel does not take (strided, integer) still works."""
+    from mpitrain.compress import ErrorFeedback
+
+    memory = ErrorFeedback(make_compressor("top_k", 20, k=3))
+    memory.error[...] = np.linspace(-1, 1, 20, dtype=np.float32)
+    out = np.empty(20, np.float32)
+    expected = np.multiply(gradient, np.float32(0.3), dtype=np.float32) + memory.error
+    assert memory.compensate(gradient, 0.3, out=out).tobytes() == expected.tobytes()

@@ -39,8 +39,11 @@ class ErrorFeedback:
             return self.error + dtype.type(lr) * xp.asarray(gradient, dtype=dtype)
         if xp is np:  # e + (g in the dtype) * lr, rounded as below, in one pass (a call every step)
             out[...] = self.error
-            add_weighted(out, gradient, lr)
-            return out
+            try:
+                add_weighted(out, gradient, lr)
+                return out
+            except (TypeError, ValueError):  # a strided, integer or mis-sized g: NumPy's way below
+                pass
         xp.multiply(gradient, dtype.type(lr), out=out, dtype=dtype)
         out += self.error
         return out
