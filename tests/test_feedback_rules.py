@@ -26,7 +26,7 @@ def test_descend_is_x_minus_the_direction_bit_for_bit(feedback, model_dtype):
 
 
 @pytest.mark.parametrize("gradient", [
-    np.arange(40, dtype=np.float64)[::2] / 7,  # strided
+    (np.arange(40, dtype=np.float64) / 7)[::2],  # strided
     np.arange(20, dtype=np.int64),  # integers
     np.arange(20, dtype=np.float32) / 3,  # already the wire dtype
 ])
