@@ -627,6 +627,20 @@ cdef void randk_gather(const real_t *x, Py_ssize_t d, Py_ssize_t k, uint64_t s, 
         top[0] = bottom[0] = NAN
 
 
+cdef uint64_t* subset_bitmap(uint64_t s, Py_ssize_t d, Py_ssize_t k, uint64_t* words) except NULL:
+    """The bitmap of Rand-k's subset for seed s (``randk_bitmap``): in ``words`` (64 of them, on the
+    caller's stack) up to d = 4096, else allocated (the caller frees it when it is not ``words``)."""
+    cdef uint64_t *bm = words
+    if d > 64 * 64:
+        bm = <uint64_t *>calloc((d + 63) // 64, sizeof(uint64_t))
+        if bm == NULL:
+            raise MemoryError()
+    else:
+        memset(words, 0, ((d + 63) // 64) * sizeof(uint64_t))
+    randk_bitmap(s, d, k, bm)
+    return bm
+
+
 def randk_encode(x, seed, Py_ssize_t k, out):
     """Rand-k's payload of x (float32 or float64, contiguous) into ``out``: the uint64 seed
     (8 bytes, little endian), then x at ``randk_indices(seed, d, k)`` in index order.
@@ -643,13 +657,7 @@ def randk_encode(x, seed, Py_ssize_t k, out):
     if kind < 0 or o == NULL or not 1 <= k <= d or n != 8 + k * width:
         return _randk_encode_buffers(x, seed, k, out)  # the general path: its checks and errors
     s = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
-    if d > 64 * 64:
-        bm = <uint64_t *>calloc((d + 63) // 64, sizeof(uint64_t))
-        if bm == NULL:
-            raise MemoryError()
-    else:
-        memset(words, 0, ((d + 63) // 64) * sizeof(uint64_t))
-    randk_bitmap(s, d, k, bm)
+    bm = subset_bitmap(s, d, k, words)
     if kind == cnp.NPY_FLOAT:
         randk_gather(<const float*>vector_data(x), d, k, s, bm, o, &top, &bottom)
     else:
@@ -720,14 +728,8 @@ def randk_decode(payload, Py_ssize_t k, double scale, out):
     cdef uint64_t *bm = words
     if kind < 0 or p == NULL or not 1 <= k <= d or n != 8 + k * width:
         return _randk_decode_buffers(payload, k, scale, out)  # the general path: its checks and errors
-    if d > 64 * 64:
-        bm = <uint64_t *>calloc((d + 63) // 64, sizeof(uint64_t))
-        if bm == NULL:
-            raise MemoryError()
-    else:
-        memset(words, 0, ((d + 63) // 64) * sizeof(uint64_t))
     memcpy(&s, p, 8)
-    randk_bitmap(s, d, k, bm)
+    bm = subset_bitmap(s, d, k, words)
     if kind == cnp.NPY_FLOAT:
         randk_scatter(p, k, scale, bm, <float*>vector_data(out), d)
     else:
