@@ -292,3 +292,35 @@ def test_linear_objectives_have_the_same_interface():
     assert squares.n_params == 5 and squares.is_convex and not squares.is_classifier
     with pytest.raises(ValueError, match="not a classifier"):
         squares.correct_sum(x)
+
+
+def test_the_cpu_kernels_take_the_names_the_models_check():
+    from mpitrain._native import network as kernels
+
+    assert set(network_module.ACTIVATIONS) == set(kernels.ACTIVATIONS)
+    assert set(network_module.HEADS) == set(kernels.HEADS)
+
+
+def test_linear_models_load_neither_the_network_kernels_nor_their_scipy(tmp_path):
+    """The network kernels (and scipy.linalg, which they load for BLAS) and scipy.special are
+    imported when first needed, not with the package: about 0.2 s in every process that trains
+    a linear model (the experiments start one per core). The first network built loads them."""
+    import subprocess
+    import sys
+
+    from mpi_run import ROOT, mpi_env
+
+    lazy = ("mpitrain._native.network", "scipy.linalg", "scipy.special", "matplotlib")
+    code = ("import sys, numpy as np, scipy.sparse as sp\n"
+            "import mpitrain.cli, mpitrain.train, mpitrain.experiments.compression_bits\n"
+            "from mpitrain.objectives import make_objective\n"
+            "a = sp.random(20, 5, density=0.5, format='csr', random_state=0)\n"
+            "y = np.where(np.arange(20) % 2 == 0, 1.0, -1.0)\n"
+            "make_objective('logistic', a, y, 0.1).gradient(np.zeros(5))\n"
+            f"print([m for m in {lazy!r} if m in sys.modules])\n"
+            "make_objective('mlp', a, y, 0.1, hidden=[3], head='logistic').gradient(np.zeros(22))\n"
+            "print('mpitrain._native.network' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=mpi_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[]", "True"], result.stdout

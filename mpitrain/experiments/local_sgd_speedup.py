@@ -40,7 +40,7 @@ import numpy as np
 from ..algorithms.local_sgd import LocalSGD, LocalSGDOptions
 from ..argparsing import ArgumentParser, size_list, user_error
 from ..atomic import write_json, write_text
-from ..plot import save_figure
+from ..plot import log_scale, save_figure
 from . import outputs
 from ..progress import Countdown
 from ..schedules import InverseTime
@@ -118,8 +118,8 @@ def plot(workers, periods, speedup, path):
     for h in periods:
         ks = [k for k in workers if speedup[k][h] is not None]
         ax.plot(ks, [speedup[k][h] for k in ks], "o-", label=f"H = {h}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
+    log_scale(ax, "x", base=2)
+    log_scale(ax, "y", base=2)
     ax.set_xlabel("workers K")
     ax.set_ylabel("speedup T(K=1) / T(K, H)")
     ax.set_title("Local SGD on w8a (K workers in one process)")

@@ -20,15 +20,17 @@ import numpy as np
 import scipy.sparse
 
 from mpitrain import backend
-from mpitrain._native import network as kernels
 from mpitrain._native.objectives import squared_norm
 from mpitrain.gpu import network as device_kernels
 from mpitrain.objectives import layout
 from mpitrain.objectives.base import INT32_MAX, ArgumentChecks, csr_features, dense_features
 
 CHUNK_ROWS = 256  # rows one kernel pass holds in the work buffers (full-data passes go chunk by chunk)
-ACTIVATIONS = tuple(kernels.ACTIVATIONS)  # "relu", "tanh"
-HEADS = tuple(kernels.HEADS)  # "softmax", "logistic", "squared"
+# The names both kernels take (mpitrain.gpu.network's tuples; the CPU kernels' tables have the same
+# keys, tests/test_network.py). The CPU kernels' module is imported when a model first builds one:
+# it loads scipy.linalg for BLAS (about 0.1 s), which a process training a linear model never needs.
+ACTIVATIONS = device_kernels.ACTIVATIONS  # "relu", "tanh"
+HEADS = device_kernels.HEADS  # "softmax", "logistic", "squared"
 
 
 def _first_bad(values, good):
@@ -129,6 +131,8 @@ class Network(ArgumentChecks):
             self._kernel = device_kernels.for_network(self)
             self._squared_norm = self._kernel.squared_norm
             return
+        from mpitrain._native import network as kernels
+
         chunk, sizes, dtype = CHUNK_ROWS, self.sizes, self.dtype
         width = max(sizes[1:])
         self._table = layout.kernel_layout(sizes, chunk)
