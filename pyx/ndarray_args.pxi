@@ -15,7 +15,8 @@ cnp.import_array()
 
 cdef inline int vector_type(object a, Py_ssize_t* n, bint writable) noexcept:
     """NPY_FLOAT or NPY_DOUBLE when ``a`` is a C-contiguous, aligned 1-D float32 / float64 ndarray
-    (and writeable, if asked); its length then in n[0]. -1 for anything else."""
+    in this machine's byte order (and writeable, if asked); its length then in n[0]. -1 for
+    anything else (a byte-swapped array has the same type number: its order is checked too)."""
     cdef cnp.ndarray array
     cdef int kind
     if not cnp.PyArray_CheckExact(a):
@@ -24,7 +25,7 @@ cdef inline int vector_type(object a, Py_ssize_t* n, bint writable) noexcept:
     kind = cnp.PyArray_TYPE(array)
     if (kind != cnp.NPY_FLOAT and kind != cnp.NPY_DOUBLE) or cnp.PyArray_NDIM(array) != 1 \
             or not cnp.PyArray_IS_C_CONTIGUOUS(array) or not cnp.PyArray_ISALIGNED(array) \
-            or (writable and not cnp.PyArray_ISWRITEABLE(array)):
+            or not cnp.PyArray_ISNOTSWAPPED(array) or (writable and not cnp.PyArray_ISWRITEABLE(array)):
         return -1
     n[0] = cnp.PyArray_DIM(array, 0)
     return kind

@@ -8,6 +8,7 @@ with the same arithmetic and the same errors. The GIL is released for long vecto
 few hundred entries releasing it costs a sizeable part of the call.
 """
 from cython cimport floating
+from libc.string cimport memcpy
 
 include "update_math.pxi"
 include "ndarray_args.pxi"
@@ -151,3 +152,31 @@ def _scaled_copy_buffers(floating[::1] out, const floating[::1] src, double weig
     with nogil:
         for i in range(n):
             out[i] = src[i] * w
+
+
+
+def cast_copy(out, src):
+    """out <- src in out's dtype (float32 or float64 each; a float64 value rounded to the nearest
+    float32, as C's conversion and NumPy's cast do); returns None. Every bit equals NumPy's
+    ``out[...] = src`` for 1-D arrays of one length: a gradient put into a compressor's wire
+    dtype (mpitrain.algorithms.feedback). Anything else (other arrays, overlapping memory,
+    long vectors) goes to that NumPy assignment, its errors included."""
+    cdef Py_ssize_t n = 0, ns = 0, i
+    cdef int kind = vector_type(out, &n, True)
+    cdef int source = vector_type(src, &ns, False)
+    cdef char* o
+    cdef const char* s
+    if kind < 0 or source < 0 or ns != n or n >= NOGIL_MIN:
+        out[...] = src
+        return
+    o, s = <char*>vector_data(out), <const char*>vector_data(src)
+    if o < s + ns * (4 if source == cnp.NPY_FLOAT else 8) and s < o + n * (4 if kind == cnp.NPY_FLOAT else 8):
+        out[...] = src  # the two overlap: NumPy buffers the copy
+    elif kind == source:
+        memcpy(o, s, n * (4 if kind == cnp.NPY_FLOAT else 8))
+    elif kind == cnp.NPY_FLOAT:
+        for i in range(n):
+            (<float*>o)[i] = <float>(<const double*>s)[i]
+    else:
+        for i in range(n):
+            (<double*>o)[i] = <double>(<const float*>s)[i]

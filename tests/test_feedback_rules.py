@@ -40,3 +40,27 @@ def test_error_feedback_compensates_any_gradient_numpy_takes(gradient):
     out = np.empty(20, np.float32)
     expected = np.multiply(gradient, np.float32(0.3), dtype=np.float32) + memory.error
     assert memory.compensate(gradient, 0.3, out=out).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("feedback", sorted(FEEDBACKS))
+def test_compensate_casts_each_gradient_as_numpy_does_whatever_came_before(feedback):
+    """The rules cast a gradient into the wire dtype with a kernel, remembering the dtype they
+    cast from; a gradient of another dtype, shape or layout afterwards is still cast (or, for
+    ``none``, passed through) exactly as ``buffer[...] = v`` / ``v`` itself."""
+    rng = np.random.default_rng(5)
+    compressor = make_compressor("top_k", 30, k=3)  # float32 on the wire
+    rule, reference = FEEDBACKS[feedback](compressor, np.float64), FEEDBACKS[feedback](compressor, np.float64)
+    gradients = [rng.standard_normal(30), rng.standard_normal(30), rng.standard_normal(30).astype(np.float32),
+                 rng.standard_normal(60)[::2], rng.standard_normal(30) * 1e300, rng.standard_normal(30)]
+    for v in gradients:
+        with np.errstate(over="ignore"):
+            got = rule.compensate(v, 0.5).copy()
+            if feedback == "none":
+                expected = v if v.dtype == np.float32 else v.astype(np.float32)
+            else:
+                expected = reference.compensate(np.array(v, dtype=np.float32), 0.5).copy()
+        assert got.dtype == np.float32 and got.tobytes() == np.asarray(expected).tobytes()
+        if feedback == "none" and v.dtype == np.float32:
+            assert rule.compensate(v, 0.5) is v
+    with pytest.raises(ValueError):
+        rule.compensate(np.ones(31), 0.5)

@@ -4,7 +4,7 @@ pass equals NumPy's multiply and add."""
 import numpy as np
 import pytest
 
-from mpitrain._native.vector import add_weighted, copy_and_update, scaled_copy, scaled_update
+from mpitrain._native.vector import add_weighted, cast_copy, copy_and_update, scaled_copy, scaled_update
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -127,3 +127,50 @@ def test_scaled_copy_of_unaligned_or_other_buffers_is_the_same_and_checked():
         scaled_copy(np.zeros(3), np.zeros(2), 1.0)
     with pytest.raises(ValueError, match="dtype mismatch"):
         scaled_copy(np.zeros(3), np.zeros(3, np.float32), 1.0)
+
+
+def test_byte_swapped_arrays_are_never_read_as_native():
+    """A byte-swapped float array has the native type number; the kernels' array path checks
+    the byte order too, so such an array goes where it went before that path existed (an error,
+    or NumPy's conversion), never read as if native."""
+    x, g = np.zeros(4), np.arange(4.0)
+    swapped = g.astype(g.dtype.newbyteorder())
+    for call in (lambda: scaled_update(x, swapped, 1.0), lambda: add_weighted(x, swapped, 1.0),
+                 lambda: scaled_copy(x, swapped, 1.0)):
+        with pytest.raises(ValueError):
+            call()
+    assert np.array_equal(x, np.zeros(4))
+    out = np.zeros(4, dtype=np.float32)
+    cast_copy(out, swapped)
+    assert np.array_equal(out, np.arange(4.0, dtype=np.float32))
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("src_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 300, 5000])  # 5000: NumPy's own assignment
+def test_cast_copy_equals_numpy_assignment_bitwise(out_dtype, src_dtype, n):
+    rng = np.random.default_rng(n)
+    out = np.full(n, 7.0, dtype=out_dtype)
+    expected = np.empty(n, dtype=out_dtype)
+    with np.errstate(over="ignore"):  # values beyond float32's range become infinities
+        src = (rng.standard_normal(n) * np.exp(rng.uniform(-100, 100, n))).astype(src_dtype)
+        src[: min(n, 4)] = [np.inf, -np.nan, -0.0, 1e-45][: min(n, 4)]
+        expected[...] = src
+        cast_copy(out, src)
+    assert out.tobytes() == expected.tobytes()
+
+
+def test_cast_copy_of_overlapping_strided_or_read_only_arrays_is_numpys():
+    base = np.arange(8, dtype=np.float64)
+    expected = base.astype(np.float32)
+    cast_copy(base.view(np.float32)[:8], base)  # out overlaps src: NumPy buffers it
+    assert np.array_equal(base.view(np.float32)[:8], expected)
+    out = np.zeros(5)
+    cast_copy(out, np.arange(10.0)[::2])
+    assert np.array_equal(out, np.arange(0.0, 10.0, 2.0))
+    frozen = np.zeros(3)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        cast_copy(frozen, np.ones(3))
+    with pytest.raises(ValueError):
+        cast_copy(np.zeros(3), np.ones(4))

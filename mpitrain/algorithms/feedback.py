@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._native.vector import cast_copy
 from ..compress import ErrorFeedback
 from .base import update
 
@@ -44,6 +45,7 @@ class NoFeedback:
         self.d = compressor.d
         self._compensated = None  # (d,) wire dtype, allocated on first use
         self._direction = None  # (d,) model dtype, allocated on first use
+        self._cast_from = None  # the dtype compensate cast from last, into the host buffer
 
     def _wire_buffer(self):
         """This rule's compensation buffer ((d,), wire dtype)."""
@@ -52,9 +54,14 @@ class NoFeedback:
         return self._compensated
 
     def _wire_copy(self, v):
-        """v cast to the wire dtype, in this rule's compensation buffer."""
+        """v cast to the wire dtype, in this rule's compensation buffer (the bits of
+        ``buffer[...] = v``; a kernel for host vectors: NumPy's cast costs several times more
+        at small d)."""
         buffer = self._wire_buffer()
-        buffer[...] = v
+        if type(buffer) is np.ndarray:
+            cast_copy(buffer, v)
+        else:
+            buffer[...] = v
         return buffer
 
     def _scaled(self, v, lr):
@@ -66,7 +73,15 @@ class NoFeedback:
     def compensate(self, v, lr):
         if type(v) is not np.ndarray:
             v = np.asarray(v)
-        return v if v.dtype == self.wire else self._wire_copy(v)
+        dtype = v.dtype
+        if dtype is self._cast_from:  # what the last call cast (a gradient of the model's dtype)
+            cast_copy(self._compensated, v)
+            return self._compensated
+        if dtype == self.wire:
+            return v
+        if type(self._wire_buffer()) is np.ndarray:
+            self._cast_from = dtype  # (dtype objects compared by identity above: no compare every step)
+        return self._wire_copy(v)
 
     def update(self, compensated, decoded):
         pass
@@ -131,8 +146,7 @@ class EF21(NoFeedback):
         self._compensated = np.empty(self.d, dtype=self.wire)  # used every step: allocated now
 
     def compensate(self, v, lr):
-        p = self._compensated
-        p[...] = v
+        p = self._wire_copy(v)
         p -= self.local
         return p
 

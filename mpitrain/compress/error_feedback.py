@@ -5,7 +5,7 @@ Worker k keeps e_k (starts at 0):  v_k = C(e_k + gamma g_k);  e_k <- e_k + gamma
 import numpy as np
 
 from mpitrain import backend
-from mpitrain._native.vector import add_weighted
+from mpitrain._native.vector import add_weighted, cast_copy
 
 
 class ErrorFeedback:
@@ -38,7 +38,7 @@ class ErrorFeedback:
         if out is None:
             return self.error + dtype.type(lr) * xp.asarray(gradient, dtype=dtype)
         if xp is np:  # e + (g in the dtype) * lr, rounded as below, in one pass (a call every step)
-            out[...] = self.error
+            cast_copy(out, self.error)  # out[...] = self.error, without NumPy's dispatch
             try:
                 add_weighted(out, gradient, lr)
                 return out
