@@ -180,3 +180,15 @@ def test_natural_and_ternary_decoders_refuse_a_short_buffer_in_either_dtype(dtyp
             compress_round.ternary_decode(short, 1.0, np.zeros(100, dtype))
         with pytest.raises(ValueError, match="too short"):
             compress_round.natural_decode(short, np.zeros(100, dtype))
+
+
+def test_byte_swapped_input_is_refused_not_read_as_native():
+    """A byte-swapped float vector has the native type number; the kernels' array path checks its
+    byte order and leaves it to the general path, which refuses it, as before."""
+    x = np.arange(1.0, 301.0, dtype=np.float32)
+    swapped = x.astype(x.dtype.newbyteorder())
+    out = np.zeros(4 * 15 + 8 * 15, dtype=np.uint8)
+    with pytest.raises((TypeError, ValueError)):
+        compress_select.topk_encode(swapped, 15, index_bits(300), out)
+    with pytest.raises((TypeError, ValueError)):
+        compress_select.randk_encode(swapped, 7, 15, np.zeros(8 + 4 * 15, dtype=np.uint8))
