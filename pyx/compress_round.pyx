@@ -755,6 +755,50 @@ def _sign_decode_buffers(const uint8_t[::1] buf, double scale_, floating[::1] ou
         sign_unpack(&buf[0], scale_, &out[0], d)
 
 
+def sign_encode_payload(x, payload):
+    """Scaled sign's whole payload of x in one call: the scale that ``sign_encode`` returns, in
+    x's dtype (its bytes in this machine's order), then the sign bits, into ``payload`` (uint8,
+    exactly itemsize + ceil(d / 8) bytes); returns payload. The bytes of writing that scale into
+    the header's view and calling ``sign_encode`` on the rest (mpitrain.compress.ScaledSign),
+    without the views. ValueError for any other arrays (the compressor checks them first)."""
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(x, &d, False)
+    cdef uint8_t *o = byte_data(payload, &n, True)
+    cdef float s32
+    cdef double s64
+    if kind == cnp.NPY_FLOAT and o != NULL and n == 4 + (d + 7) // 8:
+        s32 = <float>sign_pack(<const float*>vector_data(x), d, o + 4)
+        memcpy(o, &s32, 4)
+    elif kind == cnp.NPY_DOUBLE and o != NULL and n == 8 + (d + 7) // 8:
+        s64 = sign_pack(<const double*>vector_data(x), d, o + 8)
+        memcpy(o, &s64, 8)
+    else:
+        raise ValueError("sign_encode_payload takes a contiguous float32 or float64 x and a writable "
+                         "uint8 payload of exactly itemsize + ceil(d / 8) bytes")
+    return payload
+
+
+def sign_decode_payload(payload, out):
+    """out_i = -scale if bit i is set else scale, from a whole ``sign_encode_payload`` payload
+    (the scale read from its header in out's dtype); returns out. ValueError for arrays of any
+    other kind or size (the compressor checks them first)."""
+    cdef Py_ssize_t d = 0, n = 0
+    cdef int kind = vector_type(out, &d, True)
+    cdef const uint8_t *b = byte_data(payload, &n, False)
+    cdef float s32
+    cdef double s64
+    if kind == cnp.NPY_FLOAT and b != NULL and n == 4 + (d + 7) // 8:
+        memcpy(&s32, b, 4)
+        sign_unpack(b + 4, <double>s32, <float*>vector_data(out), d)
+    elif kind == cnp.NPY_DOUBLE and b != NULL and n == 8 + (d + 7) // 8:
+        memcpy(&s64, b, 8)
+        sign_unpack(b + 8, s64, <double*>vector_data(out), d)
+    else:
+        raise ValueError("sign_decode_payload takes a uint8 payload of exactly itemsize + ceil(d / 8) "
+                         "bytes and a writable contiguous float32 or float64 out of d entries")
+    return out
+
+
 cdef void sign_unpack(const uint8_t* buf, double scale_, floating* out, Py_ssize_t d) noexcept nogil:
     """out[0:d] from the sign bits in buf (see ``sign_decode``)."""
     cdef Py_ssize_t i

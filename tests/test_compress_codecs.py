@@ -192,3 +192,28 @@ def test_byte_swapped_input_is_refused_not_read_as_native():
         compress_select.topk_encode(swapped, 15, index_bits(300), out)
     with pytest.raises((TypeError, ValueError)):
         compress_select.randk_encode(swapped, 7, 15, np.zeros(8 + 4 * 15, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 7, 8, 31, 33, 300, 1001])
+def test_scaled_sign_payload_kernels_equal_the_header_view_and_sign_kernels(dtype, d):
+    """sign_encode_payload / sign_decode_payload (ScaledSign's host path) write and read the
+    bytes of the scale written into the header's view plus sign_encode on the rest."""
+    rng = np.random.default_rng(d)
+    x = (rng.standard_normal(d) * 10.0 ** rng.integers(-30, 30, d)).astype(dtype)
+    x[0] = -0.0
+    cut, nbytes = np.dtype(dtype).itemsize, np.dtype(dtype).itemsize + (d + 7) // 8
+    expected = np.zeros(nbytes, dtype=np.uint8)
+    expected[:cut].view(dtype)[0] = compress_round.sign_encode(x, expected[cut:])
+    got = compress_round.sign_encode_payload(x, np.full(nbytes, 0xAB, dtype=np.uint8))
+    assert got.tobytes() == expected.tobytes()
+    decoded = np.empty(d, dtype=dtype)
+    compress_round.sign_decode(expected[cut:], expected[:cut].view(dtype)[0], decoded)
+    assert compress_round.sign_decode_payload(got, np.empty(d, dtype=dtype)).tobytes() == decoded.tobytes()
+    for wrong in (nbytes - 1, nbytes + 1):
+        with pytest.raises(ValueError):
+            compress_round.sign_encode_payload(x, np.zeros(wrong, dtype=np.uint8))
+        with pytest.raises(ValueError):
+            compress_round.sign_decode_payload(np.zeros(wrong, dtype=np.uint8), np.empty(d, dtype=dtype))
+    with pytest.raises(ValueError):
+        compress_round.sign_decode_payload(got, np.empty(d, dtype=np.float64 if dtype == np.float32 else np.float32))

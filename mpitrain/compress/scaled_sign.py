@@ -2,6 +2,7 @@
 import numpy as np
 
 from mpitrain._native import compress_pack
+from mpitrain._native.compress_round import sign_decode_payload, sign_encode_payload
 from mpitrain.compress.base import Compressor
 
 
@@ -15,6 +16,10 @@ class ScaledSign(Compressor):
     learning": the contraction needs the exact scale ||x||_1 / d, not inf).
     """
 
+    def __init__(self, d, dtype=np.float32):
+        super().__init__(d, dtype)
+        self._nbytes = self.dtype.itemsize + compress_pack.packed_nbytes(self.d, 1)
+
     @property
     def delta(self):
         return float(self.d)
@@ -23,17 +28,21 @@ class ScaledSign(Compressor):
         return self.width + self.d
 
     def payload_nbytes(self):
-        return self.dtype.itemsize + compress_pack.packed_nbytes(self.d, 1)
+        return self._nbytes
 
     def encode(self, x, seed=None):
         x = self._input(x)
-        payload = self._xp(x).empty(self.payload_nbytes(), dtype=np.uint8)
+        if type(x) is np.ndarray:  # host: the header and the bits in one call, the same bytes
+            return sign_encode_payload(x, np.empty(self._nbytes, dtype=np.uint8))
+        payload = self._xp(x).empty(self._nbytes, dtype=np.uint8)
         cut = self.dtype.itemsize
         self._header(payload, 1)[0] = self._kernels(x, "compress_round").sign_encode(x, payload[cut:])
         return payload
 
     def decode(self, payload):
         payload = self._payload(payload)
+        if type(payload) is np.ndarray:  # host: one call, the scale read from the header
+            return sign_decode_payload(payload, np.empty(self.d, dtype=self.dtype))
         out = self._xp(payload).empty(self.d, dtype=self.dtype)
         self._kernels(payload, "compress_round").sign_decode(payload[self.dtype.itemsize:],
                                    self._header(payload, 1)[0], out)
