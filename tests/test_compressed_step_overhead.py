@@ -135,3 +135,28 @@ def test_two_rank_step_stays_within_its_call_budget(case):
     objectives, weights, x0 = problem(workers=2)
     calls = steady_calls_of_two_ranks(objectives, weights, x0, options(**values))
     assert calls <= budget, f"{case}: {calls} Python calls in one step of both ranks, budget {budget}"
+
+
+@pytest.mark.parametrize("case", ["top_k ef", "rand_k none"])
+def test_a_step_counts_its_time_as_compute_or_communication_once(case):
+    """The step is timed as a whole, less what its exchange recorded as communication: each
+    rank's compute and communication seconds are positive and add up to no more than the wall
+    time around its steps (a bound no load can break: both are parts of that time)."""
+    import time
+
+    from mpitrain.comm import inprocess
+
+    values = CASES[case][0]
+    objectives, weights, x0 = problem(workers=2)
+
+    def rank(comm):
+        method = make_method(comm, objectives, weights, x0, options(**values))
+        stats = method.worker.stats
+        started = time.perf_counter()
+        for t in range(20):
+            method.step(t)
+        return stats.compute_seconds, stats.comm_seconds, time.perf_counter() - started
+
+    for compute, comm, wall in inprocess.run(2, rank, timeout=60):
+        assert compute > 0.0 and comm > 0.0
+        assert compute + comm <= wall

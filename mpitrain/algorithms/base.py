@@ -143,18 +143,25 @@ class Algorithm:
         grad (``objective.gradient_kernel``) draws and computes in one call, the bits of
         ``batch_gradient(x, sampler.draw(), grad)`` without its per-call checks; it is made again
         if x or grad is ever rebound."""
-        w = self.worker
         started = time.perf_counter()
+        self.fresh_gradient()
+        self.worker.stats.compute_seconds += time.perf_counter() - started
+        return self.grad
+
+    def fresh_gradient(self) -> np.ndarray:
+        """What :meth:`stochastic_gradient` computes, untimed: for a step that times itself as a
+        whole (compressed SGD: its time less its exchange's)."""
         prepared = self._prepared_gradient
         if prepared is None or prepared[0] is not self.x or prepared[1] is not self.grad:
+            w = self.worker
             make = getattr(w.objective, "gradient_kernel", None)
             kernel = make(self.x, self.grad, w.sampler) if make is not None else None
             prepared = self._prepared_gradient = (self.x, self.grad, kernel)
         if prepared[2] is not None:
             prepared[2].gradient()
         else:
+            w = self.worker
             w.objective.batch_gradient(self.x, w.sampler.draw(), self.grad)
-        w.stats.compute_seconds += time.perf_counter() - started
         return self.grad
 
     def evaluation_point(self) -> np.ndarray:
