@@ -180,3 +180,34 @@ def cast_copy(out, src):
     else:
         for i in range(n):
             (<double*>o)[i] = <double>(<const float*>s)[i]
+
+
+def scaled_copy_from(out, payload, Py_ssize_t offset, double weight):
+    """out <- w * values, where values are out's length of out's dtype stored in the bytes of
+    ``payload`` (uint8) from ``offset`` to its end (any alignment), w = weight rounded to that
+    dtype; returns None. The bits of ``scaled_copy(out, payload[offset:].view(out.dtype),
+    weight)``, without the view: a rank's weighted values section before the Allreduce of a
+    summable compressed exchange (mpitrain.algorithms.compressed_exchange). ValueError for
+    anything else."""
+    cdef Py_ssize_t n = 0, nbytes = 0, i
+    cdef int kind = vector_type(out, &n, True)
+    cdef const unsigned char* p = byte_data(payload, &nbytes, False)
+    cdef float* of
+    cdef double* od
+    cdef float wf = <float>weight
+    if kind < 0 or p == NULL or offset < 0 \
+            or nbytes - offset != n * (4 if kind == cnp.NPY_FLOAT else 8):
+        raise ValueError("scaled_copy_from takes a writable contiguous float32 or float64 out and a "
+                         "uint8 payload whose bytes from offset to its end hold exactly len(out) values")
+    if <const unsigned char*>vector_data(out) < p + nbytes and p < <const unsigned char*>vector_data(out) + (nbytes - offset):
+        raise ValueError("scaled_copy_from: out overlaps the payload")
+    if kind == cnp.NPY_FLOAT:
+        of = <float*>vector_data(out)
+        memcpy(of, p + offset, n * sizeof(float))
+        for i in range(n):
+            of[i] = of[i] * wf
+    else:
+        od = <double*>vector_data(out)
+        memcpy(od, p + offset, n * sizeof(double))
+        for i in range(n):
+            od[i] = od[i] * weight

@@ -4,7 +4,8 @@ pass equals NumPy's multiply and add."""
 import numpy as np
 import pytest
 
-from mpitrain._native.vector import add_weighted, cast_copy, copy_and_update, scaled_copy, scaled_update
+from mpitrain._native.vector import (add_weighted, cast_copy, copy_and_update, scaled_copy, scaled_copy_from,
+                                     scaled_update)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -174,3 +175,27 @@ def test_cast_copy_of_overlapping_strided_or_read_only_arrays_is_numpys():
         cast_copy(frozen, np.ones(3))
     with pytest.raises(ValueError):
         cast_copy(np.zeros(3), np.ones(4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0, 3, 8])  # 3: values not aligned to their dtype in the payload
+def test_scaled_copy_from_a_payload_equals_scaled_copy_of_its_view(dtype, offset):
+    rng = np.random.default_rng(offset)
+    values = (rng.standard_normal(15) * 10.0 ** rng.integers(-20, 20, 15)).astype(dtype)
+    payload = np.zeros(offset + values.nbytes, dtype=np.uint8)
+    payload[offset:] = values.view(np.uint8)
+    expected = np.empty(15, dtype=dtype)
+    scaled_copy(expected, values, 0.3)
+    out = np.empty(15, dtype=dtype)
+    scaled_copy_from(out, payload, offset, 0.3)
+    assert out.tobytes() == expected.tobytes()
+    for bad_offset in (offset - 1, offset + 1):  # the values must end where the payload does
+        with pytest.raises(ValueError):
+            scaled_copy_from(out, payload, bad_offset, 0.3)
+    with pytest.raises(ValueError):
+        scaled_copy_from(out[::2], payload, offset, 0.3)
+    with pytest.raises(ValueError):  # a uint8 out
+        scaled_copy_from(payload[:0], payload, offset, 0.3)
+    shared = np.zeros(8 + 16, dtype=np.uint8)
+    with pytest.raises(ValueError, match="overlaps"):  # out is the payload's own values
+        scaled_copy_from(shared[8:].view(np.float32), shared, 8, 0.3)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._native.compress_random import derive_seed  # the kernel itself (mpitrain.compress.base wraps it)
-from .._native.vector import add_weighted, scaled_copy
+from .._native.vector import add_weighted, scaled_copy, scaled_copy_from
 from ..comm.payloads import PayloadExchange
 from .feedback import FEEDBACKS
 
@@ -157,6 +157,7 @@ class CompressedAverager:
         self._template = np.empty(compressor.payload_nbytes(), np.uint8) if compressor.summable else None
         self._values = (np.empty_like(compressor.values(self._template))
                         if distributed and compressor.summable else None)
+        self._values_offset = self._tail_offset(compressor) if self._values is not None else None
         self._payload = None  # the payload of the exchange under way (summable: _decoded's template)
 
     def average(self, payload: np.ndarray) -> np.ndarray:
@@ -171,9 +172,23 @@ class CompressedAverager:
         self.bits_sent += self.bits_per_exchange
         if self.summable:
             self._payload = payload  # the template of _decoded (its seed is every rank's)
-            return self.exchange.allreduce_apply(weighted_values(c, payload, self.weight, out=self._values),
-                                                 self._decoded, self.mean)
+            values = self._values
+            if self._values_offset is not None and type(payload) is np.ndarray:
+                scaled_copy_from(values, payload, self._values_offset, self.weight)  # weighted_values' bits
+            else:
+                values = weighted_values(c, payload, self.weight, out=values)
+            return self.exchange.allreduce_apply(values, self._decoded, self.mean)
         return self.exchange.allgather_apply(payload, self.counts, self._weighted_mean, self.mean)
+
+    def _tail_offset(self, compressor):
+        """Where a host payload's values section starts when it is the payload's contiguous tail
+        (Rand-k: after the seed; the identity: at 0), so that one kernel call reads it
+        (``scaled_copy_from``) instead of a slice and a view every step; None otherwise."""
+        values = compressor.values(self._template)
+        if type(values) is not np.ndarray or not values.flags.c_contiguous:
+            return None
+        offset = values.__array_interface__["data"][0] - self._template.__array_interface__["data"][0]
+        return offset if 0 <= offset and offset + values.nbytes == self._template.nbytes else None
 
     # the functions of the exchange (bound methods, not closures made every step)
     def _weighted_mean(self, payloads, out=None) -> np.ndarray:
