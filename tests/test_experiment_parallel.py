@@ -99,17 +99,6 @@ def test_started_children_take_calls_only_once_set_up_with_the_modules_imported(
     assert here >= 1  # this process ran calls while the child was setting up: the first at least
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_idle_work_runs_once_while_a_child_runs_and_never_without_children(jobs):
-    idle = []
-    with RunPool(jobs) as pool:
-        pool.submit("child", sleep_then_return, 1.0)  # to the child when there is one
-        pool.submit("here", square, 3)
-        results = dict(pool.results(idle=lambda: idle.append(len(idle))))
-    assert results == {"child": 1.0, "here": 9}
-    assert idle == ([0] if jobs == 2 else [])
-
-
 def sleep_then_return(seconds):
     time.sleep(seconds)
     return seconds

@@ -115,12 +115,9 @@ class RunPool:
             self._queued.append((key, function, args))
         self._feed_children()
 
-    def results(self, idle=None):
+    def results(self):
         """(key, result) for every call queued, including calls queued while iterating, in
-        the order they finish; ends when none is queued or running. ``idle``: a function of
-        no argument called once, the first time this process has no call left to run and
-        waits for a child's (work it would do later anyway: importing the plotting library,
-        say, in time that would otherwise be lost)."""
+        the order they finish; ends when none is queued or running."""
         while True:
             finished = self._take_finished()
             if finished is None:
@@ -138,10 +135,6 @@ class RunPool:
                     yield key, result
                     continue
                 # every child result is in the queue once the count is 0 (see _child_done)
-                if running and idle is not None:  # once, then look again (results may have come)
-                    idle, call = None, idle
-                    call()
-                    continue
                 finished = self._take_finished() if running == 0 else self._finished.get()
                 if finished is None:
                     return

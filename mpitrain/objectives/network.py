@@ -27,7 +27,7 @@ from mpitrain.objectives.base import INT32_MAX, ArgumentChecks, csr_features, de
 
 CHUNK_ROWS = 256  # rows one kernel pass holds in the work buffers (full-data passes go chunk by chunk)
 # The names both kernels take (mpitrain.gpu.network's tuples; the CPU kernels' tables have the same
-# keys, tests/test_network.py). The CPU kernels' module is imported when a model first builds one:
+# keys, tests/test_network_objective.py). The CPU kernels' module is imported when a model first builds one:
 # it loads scipy.linalg for BLAS (about 0.1 s), which a process training a linear model never needs.
 ACTIVATIONS = device_kernels.ACTIVATIONS  # "relu", "tanh"
 HEADS = device_kernels.HEADS  # "softmax", "logistic", "squared"
