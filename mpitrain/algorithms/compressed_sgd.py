@@ -23,8 +23,6 @@ import sys
 from dataclasses import dataclass
 from time import perf_counter
 
-import numpy as np
-
 from ..clip import clip_by_norm
 from .base import Algorithm
 from .compressed_exchange import CompressedAverager, CompressedSender
@@ -65,15 +63,6 @@ class CompressedSGD(Algorithm):
     @classmethod
     def validate(cls, config):
         check_compression_options(config.section(cls.name), cls.name)
-
-    def gradient(self) -> np.ndarray:
-        """A fresh mini-batch gradient at x, clipped when ``clip`` > 0."""
-        g = self.stochastic_gradient()
-        if self.clip > 0:
-            started = perf_counter()
-            clip_by_norm(g, self.clip, out=g)
-            self.worker.stats.compute_seconds += perf_counter() - started
-        return g
 
     def step(self, t: int) -> None:
         # Compute time: the step's time less the communication its exchange recorded, from one

@@ -45,7 +45,7 @@ class NoFeedback:
         self.d = compressor.d
         self._compensated = None  # (d,) wire dtype, allocated on first use
         self._direction = None  # (d,) model dtype, allocated on first use
-        self._cast_from = None  # the dtype compensate cast from last, into the host buffer
+        self._cast_from = None  # the dtype compensate cast from last
 
     def _wire_buffer(self):
         """This rule's compensation buffer ((d,), wire dtype)."""
@@ -58,10 +58,7 @@ class NoFeedback:
         ``buffer[...] = v``; a kernel for host vectors: NumPy's cast costs several times more
         at small d)."""
         buffer = self._wire_buffer()
-        if type(buffer) is np.ndarray:
-            cast_copy(buffer, v)
-        else:
-            buffer[...] = v
+        cast_copy(buffer, v)  # (anything but two host vectors: NumPy's assignment)
         return buffer
 
     def _scaled(self, v, lr):
@@ -79,8 +76,7 @@ class NoFeedback:
             return self._compensated
         if dtype == self.wire:
             return v
-        if type(self._wire_buffer()) is np.ndarray:
-            self._cast_from = dtype  # (dtype objects compared by identity above: no compare every step)
+        self._cast_from = dtype  # (dtype objects compared by identity above: no compare every step)
         return self._wire_copy(v)
 
     def update(self, compensated, decoded):
