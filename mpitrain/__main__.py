@@ -1,4 +1,5 @@
 """``python -m mpitrain``: an uncaught exception on any rank aborts the whole MPI job."""
+import gc
 import sys
 
 from . import early
@@ -11,7 +12,13 @@ def run():
     install_abort_hook()
     from .cli import main
 
-    sys.exit(main())
+    code = main()
+    # At exit CPython collects the cyclic garbage among every object still alive: 0.08 s once
+    # numpy, scipy and matplotlib are loaded, after a command's work is done. Frozen objects
+    # are skipped. Everything an exit must do is done by then or still runs: the results are
+    # written and closed, and atexit handlers (MPI_Finalize) run as before.
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -237,9 +237,18 @@ def cmd_bench(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, RUN_POOL
 
-    return _registry_command(EXPERIMENTS, "experiment", args)
+    if args.name not in RUN_POOL:
+        return _registry_command(EXPERIMENTS, "experiment", args)
+    from .experiments import parallel
+
+    # the pool's first child imports the experiment while this process does (and loads the data)
+    parallel.start_ahead(EXPERIMENTS[args.name].split(":")[0])
+    try:
+        return _registry_command(EXPERIMENTS, "experiment", args)
+    finally:
+        parallel.discard_ahead()  # unless the experiment's pool took the child over
 
 
 def train_choices() -> str:

@@ -128,3 +128,25 @@ def test_docs_config_md_is_generated_from_the_dataclasses():
 def test_every_config_field_is_documented():
     undocumented = [name for name, text in listing("fields").items() if ": " not in text]
     assert not undocumented, f"fields without a comment beside them: {undocumented}"
+
+
+def test_the_command_line_freezes_the_heap_before_it_exits(monkeypatch):
+    """``python -m mpitrain`` skips the exit's collection of cyclic garbage (0.08 s with numpy,
+    scipy and matplotlib loaded): gc.freeze() once the command is done, then the exit code."""
+    import gc
+
+    from mpitrain import __main__ as entry
+    from mpitrain import cli
+
+    frozen = []
+    monkeypatch.setattr(entry, "install_abort_hook", lambda: None)
+    monkeypatch.setattr(cli, "main", lambda: frozen.append(gc.get_freeze_count()) or 3)
+    monkeypatch.setattr(entry.sys, "argv", ["mpitrain", "list"])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            entry.run()
+        assert exit_.value.code == 3
+        assert frozen == [0] and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -99,6 +99,90 @@ def test_started_children_take_calls_only_once_set_up_with_the_modules_imported(
     assert here >= 1  # this process ran calls while the child was setting up: the first at least
 
 
+def test_a_child_started_ahead_is_taken_over_by_the_next_pool():
+    """The command line spawns the first child before it imports the experiment (start_ahead);
+    the experiment's pool takes that child, set up with the same modules, instead of a new one."""
+    from mpitrain.experiments import parallel
+
+    parallel.start_ahead("colorsys")
+    try:
+        executor = parallel._ahead[1]
+        with RunPool(2) as pool:
+            pool.start("colorsys")
+            assert pool._executor is executor and parallel._ahead is None
+            for i in range(20):
+                pool.submit(i, module_state_after, 0.05, "colorsys")
+            states = [state for _, state in pool.results()]
+            children = {pid for _, pid in states if pid != os.getpid()}
+            assert children and all(imported for imported, pid in states if pid != os.getpid())
+            assert len(children) == 1 and children <= {p.pid for p in executor._processes.values()}
+    finally:
+        parallel.discard_ahead()
+
+
+@pytest.mark.parametrize("jobs, modules", [(1, ("colorsys",)), (2, ("json",))])
+def test_a_child_started_ahead_that_no_pool_can_use_is_ended(jobs, modules):
+    """One job (no children), or a pool for other modules: the child spawned ahead is ended at
+    once, not left to run (or hold the exit) until the pool shuts down."""
+    from mpitrain.experiments import parallel
+
+    parallel.start_ahead("colorsys")
+    processes = list(parallel._ahead[1]._processes.values())
+    assert processes
+    with RunPool(jobs) as pool:
+        pool.start(*modules)
+        assert parallel._ahead is None
+        for process in processes:
+            process.join(timeout=30)
+            assert not process.is_alive()
+        pool.submit("x", square, 3)
+        assert dict(pool.results()) == {"x": 9}
+
+
+def test_a_child_started_ahead_and_not_taken_is_ended_by_discard():
+    from mpitrain.experiments import parallel
+
+    parallel.start_ahead("colorsys")
+    processes = list(parallel._ahead[1]._processes.values())
+    parallel.discard_ahead()
+    assert parallel._ahead is None
+    for process in processes:
+        process.join(timeout=30)
+        assert not process.is_alive()
+    parallel.discard_ahead()  # nothing left: a no-op
+
+
+@pytest.mark.parametrize("outcome", ["returns", "raises"])
+def test_the_command_line_starts_a_pool_experiments_first_child_ahead_and_ends_it_after(monkeypatch, outcome):
+    from mpitrain import cli
+    from mpitrain.experiments import EXPERIMENTS, RUN_POOL, parallel
+
+    calls = []
+    monkeypatch.setattr(parallel, "start_ahead", lambda *modules: calls.append(("ahead", modules)))
+    monkeypatch.setattr(parallel, "discard_ahead", lambda: calls.append(("discard",)))
+
+    def experiment(registry, kind, args):
+        calls.append(("run", args.name))
+        if outcome == "raises":
+            raise KeyboardInterrupt
+        return 0
+
+    monkeypatch.setattr(cli, "_registry_command", experiment)
+    name = sorted(RUN_POOL)[0]
+    args = SimpleNamespace(name=name, rest=[])
+    if outcome == "raises":
+        with pytest.raises(KeyboardInterrupt):
+            cli.cmd_experiment(args)
+    else:
+        assert cli.cmd_experiment(args) == 0
+    assert calls == [("ahead", (EXPERIMENTS[name].split(":")[0],)), ("run", name), ("discard",)]
+    calls.clear()
+    other = next(n for n in EXPERIMENTS if n not in RUN_POOL)
+    outcome = "returns"
+    assert cli.cmd_experiment(SimpleNamespace(name=other, rest=[])) == 0
+    assert calls == [("run", other)]  # no pool, no child ahead
+
+
 def sleep_then_return(seconds):
     time.sleep(seconds)
     return seconds

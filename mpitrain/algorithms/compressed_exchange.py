@@ -45,6 +45,9 @@ class CompressedSender:
         self.shared = shares_seed(compressor)
         self.base = derive_seed(int(run_seed), SEED_TAG)
         self.needs_seed = bool(compressor.random)  # else encode ignores the seed: none is derived
+        # descend(x, mean, lr): x <- x - direction(mean, lr), in place (one pass on the host);
+        # the rule's own method, bound once (a method of this class calling it costs a call a step)
+        self.descend = self.rule.descend
 
     def seed(self, t: int) -> int:
         """The compressor seed of exchange t (uint64)."""
@@ -63,10 +66,6 @@ class CompressedSender:
     def direction(self, mean: np.ndarray, lr: float) -> np.ndarray:
         """What the model moves by (x <- x - direction) given the decoded mean."""
         return self.rule.direction(mean, lr)
-
-    def descend(self, x: np.ndarray, mean: np.ndarray, lr: float) -> None:
-        """x <- x - direction(mean, lr), in place (one pass on the host)."""
-        self.rule.descend(x, mean, lr)
 
 
 def payload_bits(compressor) -> int:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._native.vector import cast_copy
+from .._native.vector import cast_copy, scaled_update
 from ..compress import ErrorFeedback
 from .base import update
 
@@ -87,7 +87,10 @@ class NoFeedback:
 
     def descend(self, x, mean, lr):
         """x <- x - direction(mean, lr), the same bits in one pass (no direction vector)."""
-        update(x, mean, -lr)
+        if type(x) is np.ndarray:
+            scaled_update(x, mean, -lr)  # update()'s host path, without its call (every step)
+        else:
+            update(x, mean, -lr)
 
     def state_dict(self) -> dict:
         return {}
@@ -121,7 +124,10 @@ class ErrorFeedbackRule(NoFeedback):
         return mean
 
     def descend(self, x, mean, lr):
-        update(x, mean, -1.0)  # x - 1.0 * mean: x - mean, bit for bit
+        if type(x) is np.ndarray:  # x - 1.0 * mean: x - mean, bit for bit
+            scaled_update(x, mean, -1.0)  # update()'s host path, without its call (every step)
+        else:
+            update(x, mean, -1.0)
 
     def state_dict(self) -> dict:
         return self.memory.state_dict()
@@ -155,7 +161,10 @@ class EF21(NoFeedback):
 
     def descend(self, x, mean, lr):
         self.average += mean
-        update(x, self.average, -lr)
+        if type(x) is np.ndarray:
+            scaled_update(x, self.average, -lr)  # update()'s host path, without its call (every step)
+        else:
+            update(x, self.average, -lr)
 
     def state_dict(self) -> dict:
         return {"local": self.local.copy(), "average": self.average.copy()}

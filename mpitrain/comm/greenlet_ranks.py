@@ -106,7 +106,7 @@ class Group:
         aborted: they find out on waking)."""
         with self.world.lock:
             waiting, self.waiting = self.waiting, set()
-            self.world.ready.extend(self.members[rank] for rank in sorted(waiting))
+            self.world.ready.extend([self.members[rank] for rank in sorted(waiting)])
 
     def _refusal(self, name: str):
         """None if a collective called ``name`` can start now, else (reason to abort the run with,
@@ -125,7 +125,9 @@ class Group:
     def meet(self, rank: int, contribution, combine, name: str):
         """Every rank brings ``contribution``; the last to arrive runs ``combine(contributions)``
         (a list in rank order) while the others wait; every rank returns its result."""
-        refusal = self._refusal(name)
+        world = self.world
+        # _refusal, its common case first (every rank still runs, no abort): this runs every step
+        refusal = None if world.reason is None and not world.exited else self._refusal(name)
         if refusal is None:
             generation = self.generation
             self.slots[rank] = contribution

@@ -169,6 +169,7 @@ class InProcessComm:
         self._rank = rank
         self._freed = False
         self._counts_checked = None  # the byte counts Allgatherv_apply checked last (ints)
+        self._gather_then = self._sum_then = None  # the combine steps of the last *_apply calls
 
     # -- who ------------------------------------------------------------------------------------
     def Get_rank(self) -> int:
@@ -266,7 +267,10 @@ class InProcessComm:
             self._byte_counts(send, checked, "Allgatherv_apply")  # raises
         if self._freed:
             raise RuntimeError("in-process Allgatherv_apply on a freed communicator")
-        return self._group.meet(self._rank, send, _GatherThen(checked, function), "Allgatherv_apply")
+        combine = self._gather_then
+        if combine is None or combine.function != function or combine.counts is not checked:
+            combine = self._gather_then = _GatherThen(checked, function)  # else last call's (every step)
+        return self._group.meet(self._rank, send, combine, "Allgatherv_apply")
 
     def Allreduce_apply(self, buf, function):
         """``buf`` <- the sum over ranks in rank order (as ``Allreduce(MPI.IN_PLACE, buf)``), and
@@ -274,7 +278,10 @@ class InProcessComm:
         array = buf if type(buf) is np.ndarray else _array(buf, "Allreduce_apply")
         if self._freed:
             raise RuntimeError("in-process Allreduce_apply on a freed communicator")
-        total, result = self._group.meet(self._rank, array, _SumThen(function), "Allreduce_apply")
+        combine = self._sum_then
+        if combine is None or combine.function != function:
+            combine = self._sum_then = _SumThen(function)  # else last call's (every step)
+        total, result = self._group.meet(self._rank, array, combine, "Allreduce_apply")
         array[...] = total  # (both of one shape and dtype: the checks of the sum saw to it)
         return result
 

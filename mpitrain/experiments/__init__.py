@@ -16,3 +16,6 @@ DESCRIPTIONS = {
     "compression-bits": "bits to a target for every compressor, with and without error feedback (Beznosikov et al.)",
     "local-sgd-speedup": "steps to a target against workers K and period H (Stich)",
 }
+#: experiments whose runs go to a RunPool (mpitrain.experiments.parallel): the command line
+#: spawns the pool's first child before it imports them (parallel.start_ahead)
+RUN_POOL = {"compression-bits"}

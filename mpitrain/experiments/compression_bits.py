@@ -296,6 +296,7 @@ def tune(pool, problem_key, args, countdown, known):
     [(gamma, steps or "not reached")] of the grid; the runs go into ``known``."""
     for gamma in args.tune_grid:
         pool.submit(gamma, run_job, problem_key, "identity", "none", gamma, args)
+    import_matplotlib()  # see main: with runs queued, the child runs one meanwhile
     steps = {}
     for gamma, run in pool.results():
         known[("identity", "none", gamma)] = run
@@ -321,9 +322,9 @@ def main(argv) -> int:
         problem = Problem(args.dataset, DEFAULTS["batch_size"])
         problem_key = (args.dataset, problem.f_star)  # what the other processes build theirs from
         _PROBLEMS[problem_key] = problem
-        # The plot's import now, while the runs keep both processes busy: at the end, when it
-        # is needed, it would run alone (about 0.4 s on one core; the runs absorb half of it here).
-        import_matplotlib()
+        # The plot's import (about 0.3 s) comes once the first runs are queued, while a child
+        # runs one (tune, or before the results below): at the end, when it is needed, it
+        # would run alone, with the other cores idle.
         print(f"compression-bits: {args.dataset}, n = {problem.n}, lambda = 1/n, f* = {problem.f_star:.10f}, "
               f"K = 4 workers as ranks of one process, target {args.target:g}, {args.jobs} run(s) at once",
               flush=True)
@@ -368,6 +369,7 @@ def main(argv) -> int:
             pool.submit(("local", label), run_job, problem_key, name, "ef", gamma_star, args, args.period)
         for config in configs:
             start(config, 0)
+        import_matplotlib()  # (imported by tune already, in a full run)
         local_runs = {}
         for key, run in pool.results():
             if key[0] == "local":

@@ -24,6 +24,14 @@ spawns the children and has them import the experiment's module at once, so that
 taken while this process does its own set-up (loading the data), not after the first call is
 queued, when this process would run calls alone until a child is ready.
 
+Started ahead. Spawning a child and importing the experiment's module in it takes about as long
+as this process takes to import that module itself, so the command line spawns the first child
+before it imports the experiment (:func:`start_ahead`, for the experiments that use a pool):
+the two imports then run side by side, and the child is ready about as soon as this process
+has loaded the data. The :class:`RunPool` made next takes that child over in :meth:`RunPool.start`
+(same modules); a child nobody takes over (``--jobs 1``, ``--help``, bad arguments) is ended
+by :meth:`RunPool.start` or by :func:`discard_ahead`, which the command line calls on its way out.
+
 Ctrl-C is this process's alone, as it is rank 0's in a training job: the children ignore SIGINT
 (spawned with it blocked, ignored first thing, then unblocked), so a terminal's Ctrl-C, which reaches the whole process group, prints
 no child's traceback; this process raises KeyboardInterrupt, and a pool left by it (or by
@@ -80,12 +88,7 @@ class RunPool:
         with self._lock:
             self._queued.clear()
         if self._executor is not None:
-            if terminate:
-                # ProcessPoolExecutor has no public terminate before Python 3.14; its process
-                # table is read defensively (empty if the attribute ever goes)
-                for process in list((getattr(self._executor, "_processes", None) or {}).values()):
-                    process.terminate()
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            _end(self._executor, terminate)
             self._executor = None
 
     def start(self, *modules: str) -> None:
@@ -93,14 +96,21 @@ class RunPool:
         it takes a call; without it they are spawned by the first call handed to them. A child
         gets calls only once it is set up: until then this process runs the queued calls
         itself, from the first (the longest, if queued first), instead of leaving one waiting
-        for a child that is still importing."""
+        for a child that is still importing. A child :func:`start_ahead` spawned for the same
+        modules is taken over (and counts as one of the ``jobs - 1``); any other is ended."""
+        self._preload = tuple(modules)
+        ahead = _take_ahead(self._preload, self.jobs - 1)
         if self.jobs == 1:
             return
-        self._preload = tuple(modules)
         with self._lock:
             self._ready = 0
-        for _ in range(self.jobs - 1):  # one spawn each (the executor starts a child per waiting call)
-            future = self._submit_to_children(_started, ())
+        spawned = []
+        if ahead is not None:
+            self._executor, first = ahead
+            spawned.append(first)
+        while len(spawned) < self.jobs - 1:  # one spawn each (the executor starts a child per waiting call)
+            spawned.append(self._submit_to_children(_started, ()))
+        for future in spawned:
             future.add_done_callback(self._child_started)
 
     def _child_started(self, future) -> None:
@@ -184,26 +194,81 @@ class RunPool:
     def _children(self) -> ProcessPoolExecutor:
         """The child processes (started on first use, each set up by :func:`_child_setup`)."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=self.jobs - 1, initializer=_child_setup,
-                                                 initargs=self._preload,
-                                                 mp_context=multiprocessing.get_context("spawn"))
+            self._executor = _executor(self.jobs - 1, self._preload)
         return self._executor
 
     def _submit_to_children(self, function, args):
-        """``submit`` to the executor, which may spawn a child in this thread: with SIGINT
-        blocked in this thread meanwhile. A child inherits the blocked signal from its first
-        instruction, so a Ctrl-C while it starts stays pending there until :func:`_child_setup`
-        ignores it (which drops it); here it stays pending for the moment of the submit and is
-        then delivered, not lost. (Ignoring SIGINT here instead, as this did before, dropped a
-        Ctrl-C that came during a submit: the run went on to the end.)"""
-        executor = self._children()
-        if not hasattr(signal, "pthread_sigmask"):  # not a POSIX system
-            return executor.submit(function, *args)
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            return executor.submit(function, *args)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        """``submit`` to the executor (:func:`_submit_quietly`)."""
+        return _submit_quietly(self._children(), function, args)
+
+
+def _executor(workers: int, modules) -> ProcessPoolExecutor:
+    """At most ``workers`` spawned children, each set up by :func:`_child_setup` with ``modules``
+    (the executor starts a child when a call waits and none is idle)."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=_child_setup, initargs=tuple(modules),
+                               mp_context=multiprocessing.get_context("spawn"))
+
+
+def _submit_quietly(executor, function, args):
+    """``executor.submit``, which may spawn a child in this thread: with SIGINT blocked in this
+    thread meanwhile. A child inherits the blocked signal from its first instruction, so a Ctrl-C
+    while it starts stays pending there until :func:`_child_setup` ignores it (which drops it);
+    here it stays pending for the moment of the submit and is then delivered, not lost.
+    (Ignoring SIGINT here instead, as this did before, dropped a Ctrl-C that came during a
+    submit: the run went on to the end.)"""
+    if not hasattr(signal, "pthread_sigmask"):  # not a POSIX system
+        return executor.submit(function, *args)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return executor.submit(function, *args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+_ahead = None  # (modules, executor, its most children, its first child's set-up future): start_ahead
+
+
+def start_ahead(*modules: str) -> None:
+    """Spawn one child now, importing ``modules``, for the :class:`RunPool` this process makes
+    next (see the module's docstring); nothing on a single usable core (one job: no children)."""
+    global _ahead
+    if _ahead is not None or usable_cores() < 2:
+        return
+    workers = usable_cores() - 1
+    executor = _executor(workers, modules)
+    _ahead = tuple(modules), executor, workers, _submit_quietly(executor, _started, ())
+
+
+def _take_ahead(modules, children: int):
+    """(executor, first child's set-up future) of :func:`start_ahead` when it spawned for
+    ``modules`` and may run ``children`` children; else None (a child spawned ahead is ended)."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    if ahead is None:
+        return None
+    spawned_for, executor, workers, first = ahead
+    if spawned_for == tuple(modules) and 1 <= children <= workers:
+        return executor, first
+    _end(executor, terminate=True)
+    return None
+
+
+def discard_ahead() -> None:
+    """End the child :func:`start_ahead` spawned if no :class:`RunPool` took it over."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    if ahead is not None:
+        _end(ahead[1], terminate=True)
+
+
+def _end(executor, terminate: bool) -> None:
+    """Shut ``executor`` down: wait for its children's running calls, or end them at once."""
+    if terminate:
+        # ProcessPoolExecutor has no public terminate before Python 3.14; its process table is
+        # read defensively (empty if the attribute ever goes)
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.terminate()
+    executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _started() -> None:
