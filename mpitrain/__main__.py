@@ -1,5 +1,7 @@
 """``python -m mpitrain``: an uncaught exception on any rank aborts the whole MPI job."""
 import gc
+import os
+import signal
 import sys
 
 from . import early
@@ -10,9 +12,16 @@ def run():
     if sys.argv[1:2] == ["train"]:
         early.catch()  # before MPI starts: Slurm may signal a job that is still starting
     install_abort_hook()
-    from .cli import main
+    try:
+        from .cli import main
 
-    code = main()
+        code = main()
+    except KeyboardInterrupt:
+        # A Ctrl-C that no command caught: it came while the package was still importing (the
+        # commands print their own line). One line and SIGINT's exit code, no MPI_Finalize, as
+        # the commands do (mpitrain.cli).
+        print("mpitrain: interrupted (SIGINT)", file=sys.stderr, flush=True)
+        os._exit(128 + signal.SIGINT)
     # At exit CPython collects the cyclic garbage among every object still alive: 0.08 s once
     # numpy, scipy and matplotlib are loaded, after a command's work is done. Frozen objects
     # are skipped. Everything an exit must do is done by then or still runs: the results are

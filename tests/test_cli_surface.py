@@ -150,3 +150,24 @@ def test_the_command_line_freezes_the_heap_before_it_exits(monkeypatch):
         assert frozen == [0] and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_ctrl_c_before_any_command_handles_it_is_one_line_and_exit_130(monkeypatch, capsys):
+    """A Ctrl-C while the package still imports (the first half second of a command) used to
+    print the import's traceback."""
+    from mpitrain import __main__ as entry
+    from mpitrain import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    def exit_now(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(entry, "install_abort_hook", lambda: None)
+    monkeypatch.setattr(cli, "main", interrupted)
+    monkeypatch.setattr(entry.os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as exit_:
+        entry.run()
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "mpitrain: interrupted (SIGINT)\n"

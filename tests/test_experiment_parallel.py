@@ -183,6 +183,51 @@ def test_the_command_line_starts_a_pool_experiments_first_child_ahead_and_ends_i
     assert calls == [("run", other)]  # no pool, no child ahead
 
 
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="the kernel's parent-death signal is Linux's")
+@pytest.mark.parametrize("how", ["SIGKILL", "os._exit"])
+def test_children_end_when_their_parent_is_killed_outright(how):
+    """A parent killed with no chance to end its pool (SIGKILL; os._exit, as after Ctrl-C) left
+    its children waiting forever on their call queues; now the kernel ends them."""
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, sys, time
+from mpitrain.experiments.parallel import RunPool, start_ahead
+start_ahead("colorsys")
+pool = RunPool(3)
+pool.start("colorsys")
+deadline = time.time() + 60
+while pool._ready < 2 and time.time() < deadline:
+    time.sleep(0.01)
+print(*[p.pid for p in pool._executor._processes.values()], flush=True)
+{"os.kill(os.getpid(), signal.SIGKILL)" if how == "SIGKILL" else "os._exit(130)"}
+"""
+    # (the children inherit the pipe: read the line, wait for the parent, not for end of file)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    children = []
+    try:
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+        parent.wait(timeout=120)
+        assert len(children) == 2
+        deadline = time.time() + 30
+        alive = children
+        while alive and time.time() < deadline:
+            alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and
+                     open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"]
+            time.sleep(0.05)
+        assert not alive, f"children {alive} outlived their parent"
+    finally:
+        parent.kill()
+        parent.stdout.close()
+        for pid in children:  # whatever outlived the test
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def sleep_then_return(seconds):
     time.sleep(seconds)
     return seconds

@@ -44,6 +44,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -205,7 +206,7 @@ class RunPool:
 def _executor(workers: int, modules) -> ProcessPoolExecutor:
     """At most ``workers`` spawned children, each set up by :func:`_child_setup` with ``modules``
     (the executor starts a child when a call waits and none is idle)."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=_child_setup, initargs=tuple(modules),
+    return ProcessPoolExecutor(max_workers=workers, initializer=_child_setup, initargs=(os.getpid(), *modules),
                                mp_context=multiprocessing.get_context("spawn"))
 
 
@@ -275,13 +276,15 @@ def _started() -> None:
     """The call :meth:`RunPool.start` hands each child to spawn it: nothing beyond the set-up."""
 
 
-def _child_setup(*modules: str) -> None:
-    """A child's first act: importing mpi4py.MPI from now on does not initialise MPI, and
-    Ctrl-C is left to the parent; then it imports ``modules``."""
+def _child_setup(parent: int, *modules: str) -> None:
+    """A child's first act: it ends with ``parent`` (:func:`_end_with_parent`), importing
+    mpi4py.MPI from now on does not initialise MPI, and Ctrl-C is left to the parent; then it
+    imports ``modules``."""
     import importlib
 
     import mpi4py
 
+    _end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # drops a SIGINT pending since the start
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent's submit
@@ -289,3 +292,21 @@ def _child_setup(*modules: str) -> None:
     mpi4py.rc.finalize = False
     for module in modules:
         importlib.import_module(module)
+
+
+def _end_with_parent(parent: int) -> None:
+    """Linux: have the kernel kill this child when the thread that spawned it ends, so that a
+    parent killed outright (SIGKILL, a SIGTERM it does not handle, ``os._exit`` after Ctrl-C)
+    leaves no child behind. Without it such a child waits forever on its call queue, whose
+    write end it holds itself. (The spawning thread is this package's main thread, or the
+    executor's manager thread, which ends only after the children.) Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl to be found: as elsewhere
+        return
+    if os.getppid() != parent:  # the parent was gone before the prctl: it would never fire
+        os._exit(1)
