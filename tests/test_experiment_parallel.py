@@ -99,11 +99,12 @@ def test_started_children_take_calls_only_once_set_up_with_the_modules_imported(
     assert here >= 1  # this process ran calls while the child was setting up: the first at least
 
 
-def test_a_child_started_ahead_is_taken_over_by_the_next_pool():
+def test_a_child_started_ahead_is_taken_over_by_the_next_pool(monkeypatch):
     """The command line spawns the first child before it imports the experiment (start_ahead);
     the experiment's pool takes that child, set up with the same modules, instead of a new one."""
     from mpitrain.experiments import parallel
 
+    monkeypatch.setattr(parallel, "default_jobs", lambda: 2)  # (the pool's jobs on any machine)
     parallel.start_ahead("colorsys")
     try:
         executor = parallel._ahead[1]
@@ -116,16 +117,20 @@ def test_a_child_started_ahead_is_taken_over_by_the_next_pool():
             children = {pid for _, pid in states if pid != os.getpid()}
             assert children and all(imported for imported, pid in states if pid != os.getpid())
             assert len(children) == 1 and children <= {p.pid for p in executor._processes.values()}
+            assert len(executor._processes) == 1  # no second child spawned for the same one job
     finally:
         parallel.discard_ahead()
 
 
-@pytest.mark.parametrize("jobs, modules", [(1, ("colorsys",)), (2, ("json",))])
-def test_a_child_started_ahead_that_no_pool_can_use_is_ended(jobs, modules):
-    """One job (no children), or a pool for other modules: the child spawned ahead is ended at
-    once, not left to run (or hold the exit) until the pool shuts down."""
+@pytest.mark.parametrize("extra_jobs, modules", [(-1, ("colorsys",)), (0, ("json",)), (1, ("colorsys",))])
+def test_a_child_started_ahead_that_no_pool_can_use_is_ended(monkeypatch, extra_jobs, modules):
+    """One job (no children), a pool for other modules, or for more children than the default
+    (``--jobs``): the child spawned ahead is ended at once, not left to run (or hold the exit)
+    until the pool shuts down, and the pool makes its own."""
     from mpitrain.experiments import parallel
 
+    monkeypatch.setattr(parallel, "default_jobs", lambda: 2)
+    jobs = 2 + extra_jobs
     parallel.start_ahead("colorsys")
     processes = list(parallel._ahead[1]._processes.values())
     assert processes
@@ -139,9 +144,10 @@ def test_a_child_started_ahead_that_no_pool_can_use_is_ended(jobs, modules):
         assert dict(pool.results()) == {"x": 9}
 
 
-def test_a_child_started_ahead_and_not_taken_is_ended_by_discard():
+def test_a_child_started_ahead_and_not_taken_is_ended_by_discard(monkeypatch):
     from mpitrain.experiments import parallel
 
+    monkeypatch.setattr(parallel, "default_jobs", lambda: 2)
     parallel.start_ahead("colorsys")
     processes = list(parallel._ahead[1]._processes.values())
     parallel.discard_ahead()
@@ -194,7 +200,9 @@ def test_children_end_when_their_parent_is_killed_outright(how):
 
     script = f"""
 import os, signal, sys, time
+from mpitrain.experiments import parallel
 from mpitrain.experiments.parallel import RunPool, start_ahead
+parallel.default_jobs = lambda: 3  # so that the pool takes the child started ahead over
 start_ahead("colorsys")
 pool = RunPool(3)
 pool.start("colorsys")

@@ -53,7 +53,7 @@ from . import outputs
 from ..config import build_section
 from ..progress import Countdown
 from ..schedules import Constant
-from .parallel import RunPool, usable_cores
+from .parallel import MAX_DEFAULT_JOBS, RunPool, default_jobs
 from .workers import Problem, checked_run
 
 K_KEPT = 15  # k of the sparsifiers: 5% of d = 300
@@ -76,7 +76,6 @@ COMPRESSORS = {
 FULL = dict(steps=4000, divisors=(1, 2, 4), tune=True)
 QUICK = dict(steps=1500, divisors=(1,), tune=False)
 RESULTS = ("bits.md", "bits.json", "bits.png")
-MAX_DEFAULT_JOBS = 8  # about 25 runs are ready at a time; a child costs an import and ~100 MB
 DEFAULTS = dict(target=0.01, gamma=4.0, workers=4, batch_size=32, check=50, period=4)
 
 
@@ -93,7 +92,7 @@ def parse_args(argv):
     p.add_argument("--check", type=int, default=DEFAULTS["check"], help="evaluate every this many steps")
     p.add_argument("--period", type=int, default=DEFAULTS["period"], help="H of the Local SGD comparison")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=positive_int, default=min(usable_cores(), MAX_DEFAULT_JOBS),
+    p.add_argument("--jobs", type=positive_int, default=default_jobs(),
                    help=f"runs at once, each in a process of its own (default: the usable cores, at most "
                         f"{MAX_DEFAULT_JOBS}; %(default)s here); the tables are the same for any value")
     return p.parse_args(argv)

@@ -50,6 +50,15 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
 
+MAX_DEFAULT_JOBS = 8  # compression-bits has about 25 runs ready at a time; a child costs an import and ~100 MB
+
+
+def default_jobs() -> int:
+    """Processes an experiment's runs go to unless ``--jobs`` says otherwise: the usable cores,
+    at most :data:`MAX_DEFAULT_JOBS` (what :func:`start_ahead` spawns for)."""
+    return min(usable_cores(), MAX_DEFAULT_JOBS)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask, as Slurm sets it), at least 1."""
     try:
@@ -230,25 +239,29 @@ _ahead = None  # (modules, executor, its most children, its first child's set-up
 
 
 def start_ahead(*modules: str) -> None:
-    """Spawn one child now, importing ``modules``, for the :class:`RunPool` this process makes
-    next (see the module's docstring); nothing on a single usable core (one job: no children)."""
+    """Spawn one child now, importing ``modules``, for the :class:`RunPool` of
+    :func:`default_jobs` processes this process makes next (see the module's docstring); nothing
+    where that is one process (no children)."""
     global _ahead
-    if _ahead is not None or usable_cores() < 2:
+    workers = default_jobs() - 1
+    if _ahead is not None or workers < 1:
         return
-    workers = usable_cores() - 1
     executor = _executor(workers, modules)
     _ahead = tuple(modules), executor, workers, _submit_quietly(executor, _started, ())
 
 
 def _take_ahead(modules, children: int):
     """(executor, first child's set-up future) of :func:`start_ahead` when it spawned for
-    ``modules`` and may run ``children`` children; else None (a child spawned ahead is ended)."""
+    ``modules`` and ``children`` children; else None (a child spawned ahead is ended). The
+    executor starts a child whenever a call waits and none is idle, up to its ``max_workers``,
+    and a pool hands a child its next call before the executor counts that child idle again: an
+    executor made for more children than the pool's would spawn the rest one by one."""
     global _ahead
     ahead, _ahead = _ahead, None
     if ahead is None:
         return None
     spawned_for, executor, workers, first = ahead
-    if spawned_for == tuple(modules) and 1 <= children <= workers:
+    if spawned_for == tuple(modules) and children == workers:
         return executor, first
     _end(executor, terminate=True)
     return None
