@@ -158,6 +158,22 @@ def test_a_child_started_ahead_and_not_taken_is_ended_by_discard(monkeypatch):
     parallel.discard_ahead()  # nothing left: a no-op
 
 
+@pytest.mark.parametrize("fails", ["executor", "spawn"])
+def test_a_child_that_cannot_be_started_ahead_is_left_to_the_pool(monkeypatch, fails):
+    """Starting a child ahead is only a head start: if its executor cannot be made (no POSIX
+    semaphores, say) or the spawn fails (no processes left), nothing is raised and the pool
+    later spawns, or reports the failure, as without it."""
+    from mpitrain.experiments import parallel
+
+    def fail(*args):
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(parallel, "default_jobs", lambda: 2)
+    monkeypatch.setattr(parallel, "_executor" if fails == "executor" else "_submit_quietly", fail)
+    parallel.start_ahead("colorsys")
+    assert parallel._ahead is None
+
+
 @pytest.mark.parametrize("outcome", ["returns", "raises"])
 def test_the_command_line_starts_a_pool_experiments_first_child_ahead_and_ends_it_after(monkeypatch, outcome):
     from mpitrain import cli

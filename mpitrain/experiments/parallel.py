@@ -246,8 +246,15 @@ def start_ahead(*modules: str) -> None:
     workers = default_jobs() - 1
     if _ahead is not None or workers < 1:
         return
-    executor = _executor(workers, modules)
-    _ahead = tuple(modules), executor, workers, _submit_quietly(executor, _started, ())
+    executor = None
+    try:
+        executor = _executor(workers, modules)
+        first = _submit_quietly(executor, _started, ())
+    except Exception:  # noqa: BLE001 -- only a head start: the pool spawns (and reports) its own
+        if executor is not None:
+            _end(executor, terminate=True)
+        return
+    _ahead = tuple(modules), executor, workers, first
 
 
 def _take_ahead(modules, children: int):
