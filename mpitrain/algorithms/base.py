@@ -113,14 +113,11 @@ class Algorithm:
     def run_steps(self, t: int, count: int) -> int:
         """Steps t, t + 1, ..., t + count - 1, or fewer if ``done`` first; returns how many were
         taken. The iterates, draws and metrics are those of ``step`` called for each."""
+        done = self.done
         if type(self).done is Algorithm.done:  # the step budget alone decides: no call a step
-            count = max(0, min(count, self.worker.steps - t))
-            step = self.step
-            for i in range(count):
-                step(t + i)
-            return count
+            count, done = max(0, min(count, self.worker.steps - t)), None
         for i in range(count):
-            if self.done(t + i):
+            if done is not None and done(t + i):
                 return i
             self.step(t + i)
         return count

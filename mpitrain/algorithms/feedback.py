@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._native.vector import cast_copy, scaled_update
+from .._native.vector import cast_copy
 from ..compress import ErrorFeedback
 from .base import update
 
@@ -87,10 +87,7 @@ class NoFeedback:
 
     def descend(self, x, mean, lr):
         """x <- x - direction(mean, lr), the same bits in one pass (no direction vector)."""
-        if type(x) is np.ndarray:
-            scaled_update(x, mean, -lr)  # update()'s host path, without its call (every step)
-        else:
-            update(x, mean, -lr)
+        update(x, mean, -lr)
 
     def state_dict(self) -> dict:
         return {}
@@ -124,10 +121,7 @@ class ErrorFeedbackRule(NoFeedback):
         return mean
 
     def descend(self, x, mean, lr):
-        if type(x) is np.ndarray:  # x - 1.0 * mean: x - mean, bit for bit
-            scaled_update(x, mean, -1.0)  # update()'s host path, without its call (every step)
-        else:
-            update(x, mean, -1.0)
+        update(x, mean, -1.0)  # x - 1.0 * mean: x - mean, bit for bit
 
     def state_dict(self) -> dict:
         return self.memory.state_dict()
@@ -161,10 +155,7 @@ class EF21(NoFeedback):
 
     def descend(self, x, mean, lr):
         self.average += mean
-        if type(x) is np.ndarray:
-            scaled_update(x, self.average, -lr)  # update()'s host path, without its call (every step)
-        else:
-            update(x, self.average, -lr)
+        update(x, self.average, -lr)
 
     def state_dict(self) -> dict:
         return {"local": self.local.copy(), "average": self.average.copy()}

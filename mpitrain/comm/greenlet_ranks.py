@@ -110,12 +110,11 @@ class Group:
 
     def _refusal(self, name: str):
         """None if a collective called ``name`` can start now, else (reason to abort the run with,
-        or None when it is aborted already; the message to raise)."""
+        or None when it is aborted already; the message to raise). Asked only once the run
+        was aborted or a rank has returned (:meth:`meet`; every step, it is neither)."""
         world = self.world
         if world.reason is not None:
             return None, f"in-process {name}: run aborted: {world.reason}"
-        if not world.exited:  # the common case: every rank still runs
-            return None
         gone = [r for r in self.members if r in world.exited]
         if gone:
             reason = f"rank {gone[0]} returned; it cannot join {name}"
@@ -126,8 +125,7 @@ class Group:
         """Every rank brings ``contribution``; the last to arrive runs ``combine(contributions)``
         (a list in rank order) while the others wait; every rank returns its result."""
         world = self.world
-        # _refusal, its common case first (every rank still runs, no abort): this runs every step
-        refusal = None if world.reason is None and not world.exited else self._refusal(name)
+        refusal = self._refusal(name) if world.reason is not None or world.exited else None
         if refusal is None:
             generation = self.generation
             self.slots[rank] = contribution
