@@ -24,6 +24,7 @@ from libc.string cimport memset, memcpy
 from libc.math cimport sqrt, NAN
 include "compress_common.pxi"
 include "ndarray_args.pxi"
+include "topk_payload.pxi"
 
 cdef extern from "compress_simd.h":
     int mpt_simd_level() nogil
@@ -44,11 +45,6 @@ cdef extern from *:
 
 cdef enum:
     BLOCK = 4096
-    SMALL_K = 64  # k up to which a small x (d <= SORT_MAX_D) takes topk_small, not a sort
-
-ctypedef fused key_t:
-    uint32_t
-    uint64_t
 
 
 cdef inline uint64_t key_of(const key_t *v, uint64_t absmask, bint hashed,
@@ -56,7 +52,6 @@ cdef inline uint64_t key_of(const key_t *v, uint64_t absmask, bint hashed,
     if hashed:
         return mpt_splitmix64(seed, <uint64_t>i)
     return (<uint64_t>v[i]) & absmask
-
 
 
 cdef Py_ssize_t radix_select(const key_t *v, Py_ssize_t d, Py_ssize_t k, uint64_t absmask,
@@ -160,11 +155,11 @@ cdef void hash_keys(uint64_t seed, const int64_t *idx, Py_ssize_t n, uint64_t *k
 
 
 SAMPLE = 32768
-#: up to this d, ``topk_indices`` keeps the best k in a heap (``topk_small``, k <= SMALL_K) or
-#: sorts the keys (``_topk_sorted``, larger k): a radix pass zeroes a
+#: up to this d, ``topk_indices`` selects by quickselect (``topk_small`` of topk_payload.pxi,
+#: k <= SMALL_K) or sorts the keys (``_topk_sorted``, larger k): a radix pass zeroes a
 #: 65536-bucket histogram (512 KiB), 50-100 us at d = 300; the sort takes a few us there and
 #: is slower than the radix select above about d = 2000 (measured 2026-12-01)
-SORT_MAX_D = 1024
+SORT_MAX_D = SMALL_D  # 1024
 
 
 def _margin(Py_ssize_t k, Py_ssize_t d, Py_ssize_t s):
@@ -218,72 +213,23 @@ def topk_exact(x, Py_ssize_t k):
     return out
 
 
-cdef inline bint worse(uint64_t key_a, int64_t index_a, uint64_t key_b, int64_t index_b) noexcept nogil:
-    """Whether entry a ranks below entry b: a smaller key, or an equal key at a larger index."""
-    return key_a < key_b or (key_a == key_b and index_a > index_b)
-
-
-cdef void topk_small(const key_t *v, Py_ssize_t d, Py_ssize_t k, uint64_t absmask, int64_t *out,
-                     uint64_t *heap) noexcept nogil:
-    """out[:k] = the top k of d keys (v_i & absmask), ascending, with ties to the smaller
-    index (the selection of ``_topk_sorted``). One pass keeps the best k so far in a heap
-    whose root is the worst of them (``heap`` the keys, ``out`` the indices); a later entry
-    replaces the root only with a strictly larger key, since on a tie the root's smaller
-    index wins. O(d log k), whatever the order of the keys."""
-    cdef Py_ssize_t i, j, child
-    cdef uint64_t key
-    cdef int64_t index
-    for i in range(d):
-        key = (<uint64_t>v[i]) & absmask
-        if i < k:  # sift the new entry up
-            j = i
-            while j > 0 and worse(key, i, heap[(j - 1) // 2], out[(j - 1) // 2]):
-                heap[j] = heap[(j - 1) // 2]
-                out[j] = out[(j - 1) // 2]
-                j = (j - 1) // 2
-        elif key > heap[0]:  # replace the root and sift down
-            j = 0
-            while True:
-                child = 2 * j + 1
-                if child >= k:
-                    break
-                if child + 1 < k and worse(heap[child + 1], out[child + 1], heap[child], out[child]):
-                    child += 1
-                if not worse(heap[child], out[child], key, i):
-                    break
-                heap[j] = heap[child]
-                out[j] = out[child]
-                j = child
-        else:
-            continue
-        heap[j] = key
-        out[j] = i
-    for i in range(1, k):  # indices ascending (insertion sort: k <= SMALL_K)
-        index = out[i]
-        j = i
-        while j > 0 and out[j - 1] > index:
-            out[j] = out[j - 1]
-            j -= 1
-        out[j] = index
-
-
 def _topk_small(x, Py_ssize_t k):
     """``_topk_sorted``'s result by :func:`topk_small` (d <= SORT_MAX_D, k <= SMALL_K)."""
     cdef Py_ssize_t d = x.shape[0]
-    out = np.empty(k, dtype=np.int64)
+    out = np.empty(k + 1, dtype=np.int64)  # topk_small stores one past the last kept index
     cdef int64_t[::1] o = out
-    cdef uint64_t heap[SMALL_K]
+    cdef uint64_t keys[2 * SMALL_D]
     cdef const uint32_t[::1] v32
     cdef const uint64_t[::1] v64
     if x.dtype == np.float32:
         v32 = x.view(np.uint32)
         with nogil:
-            topk_small(&v32[0], d, k, 0x7FFFFFFFULL, &o[0], heap)
+            topk_small(&v32[0], d, k, 0x7FFFFFFFULL, &o[0], <uint32_t *>keys)
     else:
         v64 = x.view(np.uint64)
         with nogil:
-            topk_small(&v64[0], d, k, 0x7FFFFFFFFFFFFFFFULL, &o[0], heap)
-    return out
+            topk_small(&v64[0], d, k, 0x7FFFFFFFFFFFFFFFULL, &o[0], keys)
+    return out[:k]
 
 
 def _topk_sorted(x, Py_ssize_t k):
@@ -447,43 +393,12 @@ def randk_indices(seed, Py_ssize_t d, Py_ssize_t k):
 # cost 3 to 5 times as much. These write and read the same payloads as the compressors'
 # step-by-step form (values then packed indices for Top-k; the seed then the values for
 # Rand-k), from the same selections (``topk_small`` / ``topk_indices``, ``randk_bitmap``).
-
-ctypedef fused real_t:
-    float
-    double
-
+# Top-k's C parts (topk_small, gather_pack, topk_encode_into, topk_scatter) are in
+# topk_payload.pxi, which compressed SGD's fused exchange (compressed_steps.pyx) includes too.
 
 cdef extern from "stdlib.h":
     void *calloc(size_t n, size_t size) nogil
     void free(void *p) nogil
-
-
-cdef int gather_pack(const real_t *x, const int64_t *idx, Py_ssize_t k, int b, uint8_t *out) noexcept nogil:
-    """out = x[idx[0]], ..., x[idx[k-1]] (the dtype's bytes) then idx packed at b bits."""
-    cdef Py_ssize_t i
-    cdef mpt_writer w
-    for i in range(k):
-        memcpy(out + i * sizeof(real_t), &x[idx[i]], sizeof(real_t))
-    mpt_writer_init(&w, out + k * sizeof(real_t))
-    for i in range(k):
-        mpt_put(&w, <uint64_t>idx[i], b)
-    mpt_flush(&w)
-    return 0
-
-
-cdef void topk_encode_into(const real_t *x, Py_ssize_t d, Py_ssize_t k, int b, const int64_t *idx,
-                           uint8_t *out) noexcept nogil:
-    """``gather_pack`` of the indices ``idx``, or, when it is NULL, of ``topk_small``'s
-    selection (d <= SORT_MAX_D, k <= SMALL_K)."""
-    cdef uint64_t heap[SMALL_K]
-    cdef int64_t small[SMALL_K]
-    if idx == NULL:
-        if real_t is float:
-            topk_small(<const uint32_t *>x, d, k, 0x7FFFFFFFULL, small, heap)
-        else:
-            topk_small(<const uint64_t *>x, d, k, 0x7FFFFFFFFFFFFFFFULL, small, heap)
-        idx = small
-    gather_pack(x, idx, k, b, out)
 
 
 def topk_encode(x, Py_ssize_t k, int b, out):
@@ -536,22 +451,6 @@ def _topk_encode_buffers(x, Py_ssize_t k, int b, uint8_t[::1] out):
         with nogil:
             topk_encode_into(&x64[0], d, k, b, idx, &out[0])
     return np.asarray(out)
-
-
-cdef Py_ssize_t topk_scatter(const uint8_t *payload, Py_ssize_t nbytes, Py_ssize_t k, int b,
-                             real_t *out, Py_ssize_t d) noexcept nogil:
-    """out = zeros but value_i at index_i of a Top-k payload; -1, or the first index >= d."""
-    cdef Py_ssize_t i, cut = k * <Py_ssize_t>sizeof(real_t)
-    cdef uint64_t index
-    cdef mpt_reader r
-    memset(out, 0, d * sizeof(real_t))
-    mpt_reader_init(&r, payload + cut, nbytes - cut)
-    for i in range(k):
-        index = mpt_get(&r, b)
-        if index >= <uint64_t>d:
-            return <Py_ssize_t>index
-        memcpy(&out[index], payload + i * sizeof(real_t), sizeof(real_t))
-    return -1
 
 
 def topk_decode(payload, Py_ssize_t k, int b, out):

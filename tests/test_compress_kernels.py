@@ -69,24 +69,47 @@ def test_topk_matches_reference(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_topk_of_a_small_vector_is_the_sorted_selection_whatever_the_order(dtype):
-    # d <= SORT_MAX_D and k <= 64 take the heap pass (topk_small); larger k the sort
+    # d <= SORT_MAX_D and k <= 64 take topk_small (a heap up to k = 12, quickselect above); larger k the sort
     rng = np.random.default_rng(3)
     cases = []
-    for d in (1, 2, 15, 64, 65, 300, 1024):
+    for d in (1, 2, 15, 33, 64, 65, 300, 1024):
         x = rng.standard_normal(d)
+        organ = np.abs(np.arange(d) - d / 2.0)  # the median-of-samples' worst shapes
         cases += [x, np.sort(np.abs(x)), np.sort(np.abs(x))[::-1].copy(), np.round(3 * x) / 3, np.zeros(d),
-                  np.where(np.arange(d) % 7 == 0, -2.0, 2.0)]
+                  np.where(np.arange(d) % 7 == 0, -2.0, 2.0), organ, np.tile([1.0, 3.0], d)[:d],
+                  np.where(np.arange(d) < d - 3, 1.0, 5.0), rng.integers(0, 4, d) * 1.0]
     special = rng.standard_normal(300)
     special[::11], special[3::13], special[5::17], special[7::19] = np.inf, -np.inf, -0.0, np.nan
     cases.append(special)
     for x in cases:
         x = x.astype(dtype)
-        for k in sorted({min(k, x.size) for k in (1, 2, 15, 63, 64, 65, x.size)}):
+        for k in sorted({min(k, x.size) for k in (1, 2, 12, 13, 15, 30, 63, 64, 65, x.size)}):
             got = compress_select.topk_indices(x, k)
             assert got.dtype == np.int64
             assert np.array_equal(got, compress_select._topk_sorted(x, k)), (x.size, k)
             if not np.isnan(x).any():
                 assert np.array_equal(got, topk_reference(x, k)), (x.size, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_topk_selection_agrees_with_the_sort_on_random_shapes(dtype):
+    """topk_small's quickselect (k > 12) and heap (k <= 12) against the stable sort: random sizes,
+    k, value sets with many ties at the threshold, and vectors made of a few distinct values."""
+    rng = np.random.default_rng(11)
+    for trial in range(3000):
+        d = int(rng.integers(1, 1025))
+        k = int(rng.integers(1, min(d, 64) + 1))
+        kind = trial % 4
+        if kind == 0:
+            x = rng.standard_normal(d)
+        elif kind == 1:
+            x = rng.integers(-3, 4, d) * 0.5  # a handful of magnitudes: ties everywhere
+        elif kind == 2:
+            x = np.sort(rng.standard_exponential(d))[:: 1 if trial % 8 == 2 else -1].copy()
+        else:
+            x = np.where(rng.random(d) < 0.9, 1.0, rng.standard_normal(d))  # one value for 90%
+        x = x.astype(dtype)
+        assert np.array_equal(compress_select._topk_small(x, k), compress_select._topk_sorted(x, k)), (d, k, kind)
 
 
 def test_topk_ties_deterministic():
