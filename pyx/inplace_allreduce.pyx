@@ -2,12 +2,9 @@
 that a Cython kernel calls in C without the GIL (synchronous SGD's gradient average, many steps per
 call: ``mpitrain._native.objectives.SGDSteps.average_gradients``).
 
-The kernels are built without mpi.h and mpi4py loads the MPI library privately (RTLD_LOCAL), so a
-kernel cannot call MPI_Allreduce by name. :class:`InPlaceAllreduce` finds the library's
-``MPI_Allreduce`` through mpi4py's extension module (``dlsym`` on that module searches the libraries
-it depends on) and reads the handles of the communicator, the datatype (MPI_FLOAT or MPI_DOUBLE),
-MPI_SUM and MPI_IN_PLACE from mpi4py; handles are ints in MPICH's ABI and pointers in Open MPI's
-and the MPI 5 standard ABI (``MPI._sizeof`` says which). Kernels get the call as a PyCapsule named
+The kernels are built without mpi.h: :class:`InPlaceAllreduce` finds the library's
+``MPI_Allreduce`` and reads the handles of the communicator, the datatype (MPI_FLOAT or MPI_DOUBLE),
+MPI_SUM and MPI_IN_PLACE from mpi4py (pyx/mpi_handles.pxi). Kernels get the call as a PyCapsule named
 ``"mpitrain.InPlaceSum"``: its pointer is ``int sum(void* context, void* buf, Py_ssize_t count)
 noexcept nogil`` (0 on success, else the MPI error code), its context the call's handles.
 
@@ -17,9 +14,11 @@ the sums are bit for bit those of mpitrain.comm.averaging.Averager (tests/test_s
 """
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_SetContext
 from libc.limits cimport INT_MAX
-from libc.stdint cimport uint32_t, uintptr_t
+from libc.stdint cimport uintptr_t
 
 import numpy as np
+
+include "mpi_handles.pxi"
 
 # MPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm) with int handles (MPICH's ABI) and with
 # pointer handles (Open MPI, the MPI 5 ABI)
@@ -28,34 +27,18 @@ ctypedef int (*allreduce_pointer_handles)(const void*, void*, int, void*, void*,
 
 ctypedef struct AllreduceCall:
     void* function  # the library's MPI_Allreduce
-    bint int_handles  # handles are int (else pointers)
-    int datatype_int, op_int, comm_int
-    void* datatype_pointer
-    void* op_pointer
-    void* comm_pointer
+    MPIHandles h  # the communicator, the datatype and MPI_SUM
     const void* in_place  # MPI_IN_PLACE
 
 
 cdef int sum_in_place(void* context, void* buf, Py_ssize_t count) noexcept nogil:
     """buf[:count] <- its sum over the ranks (the capsule's function; count <= INT_MAX)."""
     cdef AllreduceCall* call = <AllreduceCall*>context
-    if call.int_handles:
-        return (<allreduce_int_handles>call.function)(call.in_place, buf, <int>count, call.datatype_int,
-                                                      call.op_int, call.comm_int)
-    return (<allreduce_pointer_handles>call.function)(call.in_place, buf, <int>count, call.datatype_pointer,
-                                                      call.op_pointer, call.comm_pointer)
-
-
-cdef object mpi_allreduce_address(object MPI):
-    """The address of MPI_Allreduce in the MPI library mpi4py uses."""
-    import ctypes
-    import os
-
-    try:
-        library = ctypes.CDLL(MPI.__file__, mode=os.RTLD_LAZY | getattr(os, "RTLD_NOLOAD", 0))
-        return ctypes.cast(library.MPI_Allreduce, ctypes.c_void_p).value
-    except (OSError, AttributeError) as exc:
-        raise RuntimeError(f"cannot find MPI_Allreduce through mpi4py ({MPI.__file__}): {exc}") from None
+    if call.h.int_handles:
+        return (<allreduce_int_handles>call.function)(call.in_place, buf, <int>count, call.h.datatype_int,
+                                                      call.h.op_int, call.h.comm_int)
+    return (<allreduce_pointer_handles>call.function)(call.in_place, buf, <int>count, call.h.datatype_pointer,
+                                                      call.h.op_pointer, call.h.comm_pointer)
 
 
 cdef class InPlaceAllreduce:
@@ -79,22 +62,9 @@ cdef class InPlaceAllreduce:
         if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
             raise ValueError(f"comm must be an mpi4py communicator, got {comm!r}")
         datatype = MPI.FLOAT if self.dtype == np.float32 else MPI.DOUBLE
-        sizes = {MPI._sizeof(comm), MPI._sizeof(datatype), MPI._sizeof(MPI.SUM)}
-        mask = (1 << (8 * <object>sizeof(void*))) - 1  # a handle or address as an unsigned word
-        if sizes == {sizeof(int)}:
-            self.call.int_handles = True
-            self.call.comm_int = <int><uint32_t>(MPI._handleof(comm) & 0xFFFFFFFF)
-            self.call.datatype_int = <int><uint32_t>(MPI._handleof(datatype) & 0xFFFFFFFF)
-            self.call.op_int = <int><uint32_t>(MPI._handleof(MPI.SUM) & 0xFFFFFFFF)
-        elif sizes == {sizeof(void*)}:
-            self.call.int_handles = False
-            self.call.comm_pointer = <void*><uintptr_t>(MPI._handleof(comm) & mask)
-            self.call.datatype_pointer = <void*><uintptr_t>(MPI._handleof(datatype) & mask)
-            self.call.op_pointer = <void*><uintptr_t>(MPI._handleof(MPI.SUM) & mask)
-        else:
-            raise RuntimeError(f"unsupported MPI ABI: handles of {sorted(sizes)} bytes")
-        self.call.in_place = <const void*><uintptr_t>(int(MPI.IN_PLACE) & mask)
-        self.call.function = <void*><uintptr_t>mpi_allreduce_address(MPI)
+        read_handles(&self.call.h, MPI, comm, datatype, MPI.SUM)
+        self.call.in_place = mpi_in_place(MPI)
+        self.call.function = <void*><uintptr_t>mpi_function_address(MPI, "MPI_Allreduce")
         self.comm = comm
         self.capsule = PyCapsule_New(<void*>sum_in_place, b"mpitrain.InPlaceSum", NULL)
         PyCapsule_SetContext(self.capsule, &self.call)

@@ -6,7 +6,9 @@ kernels (pyx/objectives.pyx; both include row_math.pxi) and the row stream of
 ``numpy.random.Generator.integers`` (``mpitrain._native.objectives.bounded_integers``; both
 include row_draws.pxi), so a block of steps gives the iterates of the same steps taken one
 Python call at a time, bit for bit. With ``average_gradients`` each step's gradient is also
-summed over the ranks (an in-place MPI_Allreduce, called from C: synchronous SGD).
+summed over the ranks (an in-place MPI_Allreduce, called from C: synchronous SGD). With
+``exchange_steps`` each step's gradient goes to a compressed exchange that takes the step
+(compress, MPI_Allgather from C, decode, update: compressed SGD, mpitrain._native.compressed_steps).
 """
 import numpy as np
 
@@ -25,6 +27,12 @@ include "update_math.pxi"
 # buf[:count] <- its sum over the ranks, in place; 0, or an MPI error code (a "mpitrain.InPlaceSum"
 # capsule's function: mpitrain._native.inplace_allreduce)
 ctypedef int (*sum_in_place_t)(void* context, void* buf, Py_ssize_t count) noexcept nogil
+
+# x <- the step that this rank's gradient grad and step size eta give after an exchange over the
+# ranks, seconds inside MPI added to *seconds; 0, or an MPI error code (a "mpitrain.StepExchange"
+# capsule's function: mpitrain._native.compressed_steps)
+ctypedef int (*step_exchange_t)(void* context, void* x, const void* grad, double eta,
+                                double* seconds) noexcept nogil
 
 ctypedef struct StepData:
     int kind  # a value of LOSS_KINDS
@@ -49,6 +57,8 @@ ctypedef struct StepData:
     uint64_t rng  # rows are uniform on [0, rng]: rng = n_rows - 1
     sum_in_place_t sum_in_place  # after each gradient, g <- sum over the ranks; NULL: no sum
     void* sum_context
+    step_exchange_t exchange  # after each gradient, the exchange takes the step; NULL: x <- x - eta g
+    void* exchange_context
 
 
 cdef inline double monotonic_seconds() noexcept nogil:
@@ -86,6 +96,11 @@ cdef int sgd_steps(const StepData* s, const floating* values, const floating* la
                 s.output_total[j] = s.output_total[j] + <double>(w * x[j])
             weight_sum[0] += s.output_weights[t]
         one_gradient(s, values, labels, x, g)
+        if s.exchange != NULL:  # (no output weights and beta = 1 here: exchange_steps and run check)
+            code = s.exchange(s.exchange_context, <void*>x, <const void*>g, s.step_sizes[t], sum_seconds)
+            if code != 0:
+                return code
+            continue
         if s.sum_in_place != NULL:
             started = monotonic_seconds()
             code = s.sum_in_place(s.sum_context, <void*>g, s.d)
@@ -159,6 +174,7 @@ cdef class SGDSteps:
     cdef double objective_l2
     cdef object arrays  # what the pointers in s point into
     cdef object allreduce  # what s.sum_context points into, or None
+    cdef readonly object exchange  # what s.exchange_context points into, or None
     cdef object lock
 
     def __init__(self, int kind, tuple matrix, labels, double l2, x, grad, work, rows, bit_generator,
@@ -232,6 +248,7 @@ cdef class SGDSteps:
         self.s.scale = 1.0 / self.s.batch
         self.s.l2 = self.objective_l2 = l2
         self.s.sum_in_place, self.s.sum_context, self.allreduce = NULL, NULL, None
+        self.s.exchange, self.s.exchange_context, self.exchange = NULL, NULL, None
         self.s.bitgen = bitgen_of(bit_generator)
         self.s.rng = <uint64_t>(n_rows - 1)
         self.lock = bit_generator.lock
@@ -253,6 +270,8 @@ cdef class SGDSteps:
         steps it. weight = 1 and no allreduce is plain SGD again; returns None."""
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
+        if self.exchange is not None:
+            raise ValueError("this kernel takes compressed steps (exchange_steps); call exchange_steps(None) first")
         if allreduce is not None:
             capsule = getattr(allreduce, "capsule", None)
             if not PyCapsule_IsValid(capsule, b"mpitrain.InPlaceSum"):
@@ -268,6 +287,30 @@ cdef class SGDSteps:
         self.allreduce = allreduce
         self.s.scale = weight / self.s.batch
         self.s.l2 = weight * self.objective_l2
+
+    def exchange_steps(self, exchange=None):
+        """Compressed SGD from the next call on: each step's plain mini-batch gradient (weight 1)
+        goes to ``exchange``, which takes the step (an object with a ``capsule`` named
+        "mpitrain.StepExchange" over x's dtype: mpitrain._native.compressed_steps.TopKFeedbackExchange);
+        the seconds it spends inside MPI are then in ``sum_seconds``. None: plain SGD again. Not with
+        ``average_gradients``' sum nor with output weights; returns None."""
+        if exchange is None:
+            self.s.exchange, self.s.exchange_context, self.exchange = NULL, NULL, None
+            return
+        if self.allreduce is not None or self.s.scale != 1.0 / self.s.batch:
+            raise ValueError("this kernel averages gradients (average_gradients); call average_gradients(1.0) first")
+        if self.output_weights is not None:
+            raise ValueError("a kernel with output weights cannot take compressed steps")
+        capsule = getattr(exchange, "capsule", None)
+        if not PyCapsule_IsValid(capsule, b"mpitrain.StepExchange"):
+            raise ValueError("exchange must be an mpitrain._native.compressed_steps exchange")
+        if exchange.model_dtype != self.dtype:
+            raise ValueError(f"exchange steps {exchange.model_dtype} parameters; x is {self.dtype}")
+        if exchange.d != self.s.d:
+            raise ValueError(f"exchange is for d = {exchange.d}; x has {self.s.d} entries")
+        self.s.exchange = <step_exchange_t>PyCapsule_GetPointer(capsule, b"mpitrain.StepExchange")
+        self.s.exchange_context = PyCapsule_GetContext(capsule)
+        self.exchange = exchange
 
     def gradient(self):
         """The gradient of one step without the update: a mini-batch drawn from the sampler's
@@ -292,6 +335,8 @@ cdef class SGDSteps:
         cdef int code
         if count < 0 or count > self.capacity:
             raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
+        if self.exchange is not None and beta != 1.0:
+            raise ValueError("compressed steps (exchange_steps) take beta = 1")
         self.sum_seconds = 0.0
         with self.lock, nogil:
             if self.single:

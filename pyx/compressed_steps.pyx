@@ -1,0 +1,222 @@
+"""Compressed SGD's exchange in C: Top-k with error feedback, one step at a time without the GIL.
+
+Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), with error feedback:
+
+    p_k = e_k + gamma_t g_k                      (the wire dtype: g cast to it, gamma rounded to it)
+    v_k = C(p_k)    e_k <- p_k - v_k             (C: Top-k, k values then k packed indices)
+    x  <- x - sum_k w_k v_k                      (every rank decodes all K payloads, in rank order)
+
+:class:`TopKFeedbackExchange` takes that step for one rank: it is the step hook of
+``mpitrain._native.sgd_steps.SGDSteps.exchange_steps``, so a block of compressed SGD steps (draw,
+gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update) runs in one call.
+Every operation is the one mpitrain.algorithms.compressed_sgd takes one Python call at a time, on
+the same bytes in the same order: ``ErrorFeedback.compensate`` (``add_weighted`` into a copy of e),
+``TopK.encode`` / ``decode`` (the C of pyx/topk_payload.pxi, included here and by
+compress_select.pyx), ``ErrorFeedback.update`` (a subtraction), ``average_payloads`` (zeros, then
+``add_weighted`` of each rank's decoded payload with its weight) and ``ErrorFeedbackRule.descend``
+(``scaled_update(x, mean, -1.0)``), so the iterates equal the step-by-step path's bit for bit
+(tests/test_compressed_steps_fused.py, on one rank and under mpiexec). MPI_Allgather moves the same
+bytes as the Allgatherv of mpitrain.comm.payloads (all payloads have one length).
+
+For the small vectors where the per-step Python is most of a step's time: k <= SMALL_K (64) and
+d <= SORT_MAX_D (1024); larger problems keep the step-by-step path.
+"""
+from cpython.pycapsule cimport PyCapsule_New, PyCapsule_SetContext
+from cython cimport floating
+from libc.limits cimport INT_MAX
+from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+import numpy as np
+
+include "compress_common.pxi"
+include "topk_payload.pxi"
+include "update_math.pxi"
+include "mpi_handles.pxi"
+
+#: the largest d and k the exchange takes (compress_select: ``SORT_MAX_D``, ``SMALL_K``)
+MAX_D = SMALL_D  # 1024
+MAX_K = SMALL_K
+
+# MPI_Allgather(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, comm) with int handles
+# (MPICH's ABI) and with pointer handles (Open MPI, the MPI 5 ABI)
+ctypedef int (*allgather_int_handles)(const void*, int, int, void*, int, int, int) noexcept nogil
+ctypedef int (*allgather_pointer_handles)(const void*, int, void*, void*, int, void*, void*) noexcept nogil
+
+ctypedef struct ExchangeData:
+    Py_ssize_t d, k, nbytes, size  # size: ranks (1: no MPI call)
+    int bits  # bits of a packed index
+    bint wire_single, model_single  # float32 (else float64) on the wire / in the model
+    void* error  # (d,) e_k, wire dtype, updated in place (the feedback memory's array)
+    void* compensated  # (d,) p_k, wire dtype
+    void* decoded  # (d,) wire dtype scratch
+    void* mean  # (d,) sum_k w_k v_k, model dtype (the averager's array)
+    uint8_t* payload  # (nbytes,) this rank's
+    uint8_t* gathered  # (size * nbytes,) every rank's, in rank order
+    const double* weights  # (size,) w_k
+    void* allgather  # the library's MPI_Allgather, or NULL (one rank)
+    MPIHandles h  # the communicator and MPI_BYTE
+
+
+cdef inline double monotonic_seconds() noexcept nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return <double>now.tv_sec + 1e-9 * <double>now.tv_nsec
+
+
+cdef int allgather_payloads(ExchangeData* e) noexcept nogil:
+    """Every rank's payload into e.gathered, in rank order; 0 or the MPI error code."""
+    cdef int n = <int>e.nbytes
+    if e.h.int_handles:
+        return (<allgather_int_handles>e.allgather)(e.payload, n, e.h.datatype_int, e.gathered, n,
+                                                    e.h.datatype_int, e.h.comm_int)
+    return (<allgather_pointer_handles>e.allgather)(e.payload, n, e.h.datatype_pointer, e.gathered, n,
+                                                    e.h.datatype_pointer, e.h.comm_pointer)
+
+
+cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* x, double eta,
+                       double* seconds) noexcept nogil:
+    """One step (module doc) with p = e.compensated; 0, an MPI error code, or -1 for a gathered
+    payload with an index >= d (not this build's payload)."""
+    cdef Py_ssize_t j, r, d = e.d
+    cdef real_t* err = <real_t*>e.error
+    cdef real_t* v = <real_t*>e.decoded
+    cdef floating* mean = <floating*>e.mean
+    cdef real_t a = <real_t>eta
+    cdef floating w
+    cdef double started
+    cdef int code
+    for j in range(d):  # ErrorFeedback.compensate: a copy of e, then add_weighted(p, g, eta)
+        p[j] = err[j] + (<real_t>g[j]) * a
+    topk_encode_into(<const real_t*>p, d, e.k, e.bits, NULL, e.payload)
+    topk_scatter(e.payload, e.nbytes, e.k, e.bits, v, d)  # this rank's v_k: its own indices
+    for j in range(d):  # ErrorFeedback.update: e <- p - v
+        err[j] = p[j] - v[j]
+    if e.allgather == NULL:  # one rank: the mean is v itself (CompressedAverager.average, size 1)
+        for j in range(d):
+            mean[j] = <floating>v[j]
+    else:
+        started = monotonic_seconds()
+        code = allgather_payloads(e)
+        seconds[0] += monotonic_seconds() - started
+        if code != 0:
+            return code
+        for j in range(d):  # average_payloads: zeros, then each rank's term in rank order
+            mean[j] = 0
+        for r in range(e.size):
+            if topk_scatter(e.gathered + r * e.nbytes, e.nbytes, e.k, e.bits, v, d) >= 0:
+                return -1
+            w = <floating>e.weights[r]
+            for j in range(d):  # add_weighted(mean, v, w_r)
+                mean[j] = mean[j] + (<floating>v[j]) * w
+    scaled_step(x, <const floating*>mean, 1.0, 1.0, d)  # ErrorFeedbackRule.descend: x - 1.0 mean
+    return 0
+
+
+cdef int exchange_step(void* context, void* x, const void* grad, double eta, double* seconds) noexcept nogil:
+    """The capsule's function (mpitrain._native.sgd_steps: step_exchange_t)."""
+    cdef ExchangeData* e = <ExchangeData*>context
+    if e.wire_single:
+        if e.model_single:
+            return feedback_step(e, <float*>e.compensated, <const float*>grad, <float*>x, eta, seconds)
+        return feedback_step(e, <float*>e.compensated, <const double*>grad, <double*>x, eta, seconds)
+    if e.model_single:
+        return feedback_step(e, <double*>e.compensated, <const float*>grad, <float*>x, eta, seconds)
+    return feedback_step(e, <double*>e.compensated, <const double*>grad, <double*>x, eta, seconds)
+
+
+cdef void* array_address(object array, object dtype, Py_ssize_t length, str what, bint writable) except NULL:
+    """The data of a C-contiguous 1-D array of ``dtype`` and ``length`` entries."""
+    if type(array) is not np.ndarray or array.dtype != dtype or array.ndim != 1 \
+            or not array.flags.c_contiguous or array.shape[0] != length:
+        raise ValueError(f"{what} must be a C-contiguous 1-D {np.dtype(dtype).name} NumPy array of {length} entries")
+    if writable and not array.flags.writeable:
+        raise ValueError(f"{what} must be writable")
+    return <void*><uintptr_t>array.__array_interface__["data"][0]
+
+
+cdef class TopKFeedbackExchange:
+    """One rank's compressed exchange with error feedback for Top-k (module doc), a step hook of
+    ``SGDSteps.exchange_steps`` (``capsule``, named "mpitrain.StepExchange").
+
+    d, k, bits: Top-k's sizes (1 <= k <= min(d, MAX_K), d <= MAX_D, 2^bits >= d: the payload of
+    mpitrain.compress.TopK); wire_dtype, model_dtype: float32 or float64; error: (d,) wire-dtype e_k,
+    updated in place (``bind_error`` points at another array); mean: (d,) model-dtype array that
+    receives each step's sum_k w_k v_k; weights: w_k of every rank, in rank order (one entry: one
+    rank, no MPI call); comm: the mpi4py communicator of those ranks (None for one rank). Holds
+    every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``.
+    """
+
+    cdef ExchangeData e
+    cdef readonly Py_ssize_t d, k, payload_nbytes, size
+    cdef readonly object wire_dtype, model_dtype
+    cdef readonly object capsule  # PyCapsule "mpitrain.StepExchange"
+    cdef readonly object comm
+    cdef object error, mean, compensated, decoded, payload, gathered, weights
+
+    def __init__(self, Py_ssize_t d, Py_ssize_t k, int bits, wire_dtype, model_dtype, error, mean,
+                 weights, comm=None):
+        self.wire_dtype, self.model_dtype = np.dtype(wire_dtype), np.dtype(model_dtype)
+        for name, dtype in (("wire_dtype", self.wire_dtype), ("model_dtype", self.model_dtype)):
+            if dtype not in (np.float32, np.float64):
+                raise ValueError(f"{name} must be float32 or float64, got {dtype}")
+        if not 1 <= d <= MAX_D:
+            raise ValueError(f"d must be in [1, {MAX_D}], got {d}")
+        if not 1 <= k <= min(d, MAX_K):
+            raise ValueError(f"k must be in [1, {min(d, MAX_K)}], got {k}")
+        if not 0 <= bits <= 32 or (1 << bits) < d:
+            raise ValueError(f"bits = {bits} cannot hold an index below d = {d}")
+        self.weights = np.array(weights, dtype=np.float64).ravel()
+        self.size = self.weights.shape[0]
+        if self.size < 1:
+            raise ValueError("weights must hold one weight a rank")
+        self.d, self.k = d, k
+        self.payload_nbytes = k * self.wire_dtype.itemsize + (k * bits + 7) // 8
+        self.e.d, self.e.k, self.e.bits, self.e.nbytes, self.e.size = d, k, bits, self.payload_nbytes, self.size
+        self.e.wire_single = self.wire_dtype == np.float32
+        self.e.model_single = self.model_dtype == np.float32
+        self.mean = mean
+        self.e.mean = array_address(mean, self.model_dtype, d, "mean", True)
+        self.bind_error(error)
+        self.compensated = np.zeros(d, dtype=self.wire_dtype)
+        self.decoded = np.zeros(d, dtype=self.wire_dtype)
+        self.payload = np.zeros(self.payload_nbytes, dtype=np.uint8)
+        self.gathered = np.zeros(self.size * self.payload_nbytes, dtype=np.uint8)
+        self.e.compensated = array_address(self.compensated, self.wire_dtype, d, "compensated", True)
+        self.e.decoded = array_address(self.decoded, self.wire_dtype, d, "decoded", True)
+        self.e.payload = <uint8_t*>array_address(self.payload, np.uint8, self.payload_nbytes, "payload", True)
+        self.e.gathered = <uint8_t*>array_address(self.gathered, np.uint8, self.size * self.payload_nbytes,
+                                                  "gathered", True)
+        self.e.weights = <const double*>array_address(self.weights, np.float64, self.size, "weights", False)
+        self.e.allgather = NULL
+        self.comm = comm
+        if self.size > 1:
+            self._connect(comm)
+        elif comm is not None and comm.Get_size() != 1:
+            raise ValueError(f"one weight for a communicator of {comm.Get_size()} ranks")
+        self.capsule = PyCapsule_New(<void*>exchange_step, b"mpitrain.StepExchange", NULL)
+        PyCapsule_SetContext(self.capsule, &self.e)
+
+    def _connect(self, comm):
+        """MPI_Allgather of the payloads over ``comm`` (a communicator of ``size`` ranks)."""
+        from mpi4py import MPI
+
+        if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
+            raise ValueError(f"comm must be an mpi4py communicator, got {comm!r}")
+        if comm.Get_size() != self.size:
+            raise ValueError(f"{self.size} weights for a communicator of {comm.Get_size()} ranks")
+        if self.size * self.payload_nbytes > INT_MAX:
+            raise ValueError("the gathered payloads exceed MPI's int counts")
+        read_handles(&self.e.h, MPI, comm, MPI.BYTE, None)
+        self.e.allgather = <void*><uintptr_t>mpi_function_address(MPI, "MPI_Allgather")
+
+    def bind_error(self, error):
+        """Update ``error`` (a (d,) array of the wire dtype) in place from the next step on: the
+        feedback memory's array after it was replaced (a checkpoint loaded). Returns None."""
+        self.e.error = array_address(error, self.wire_dtype, self.d, "error", True)
+        self.error = error
+
+    @property
+    def bound_error(self):
+        """The array this exchange updates as e_k."""
+        return self.error

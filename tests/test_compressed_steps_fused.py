@@ -1,0 +1,314 @@
+"""Compressed SGD in blocks: Top-k with error feedback taken whole in C (draw, gradient, compensate,
+encode, MPI_Allgather called from C, decode-sum, update; mpitrain._native.compressed_steps) gives the
+run of one Python step per call bit for bit: iterates, feedback memory, row streams, metrics.jsonl,
+parameters.npy, comm rounds, bytes and bits; on one rank here, under mpiexec -n 2 and -n 3 below,
+float32 and float64 on the model and on the wire, CSR and dense rows, logistic and least squares,
+with evaluations and checkpoints inside a block, and a run resumed from a checkpoint. Set-ups
+without such a kernel keep the step-per-call path.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from mpi_run import run_mpi_script
+from mpitrain._native.compressed_steps import MAX_D, MAX_K, TopKFeedbackExchange
+from mpitrain.algorithms.base import Worker
+from mpitrain.algorithms.compressed_sgd import CompressedSGD, CompressedSGDOptions, fused_steps
+from mpitrain.comm.accounting import CommStats
+from mpitrain.objectives import make_objective
+from mpitrain.sampling import BatchSampler
+from mpitrain.schedules import InverseTime
+from test_sync_steps_fused import CASES, WALL_TIME, records, shard_objective, start
+
+WIRES = ("float32", "float64")
+
+
+def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=70, **options):
+    """CompressedSGD (Top-k, k = 3, EF unless ``options`` say otherwise) on this rank's shard; ``fused``:
+    whole steps in C (a kernel of ``capacity`` steps a call), else step() only."""
+    worker = Worker(comm=comm, objective=objective, n_global=n_global, weight=objective.n_samples / n_global,
+                    sampler=BatchSampler(objective.n_samples, 4, seed=2, rank=comm.Get_rank()),
+                    step_size=InverseTime(1.0, 4.0), stats=CommStats(), x0=start(objective), steps=steps, seed=2,
+                    batch_size=4)
+    algorithm = CompressedSGD(worker, CompressedSGDOptions(**{"compressor": "top_k", "k": 3, **options}))
+    if not fused:
+        algorithm.steps = None
+    elif capacity is not None and algorithm.steps is not None:
+        algorithm.steps = fused_steps(algorithm, worker, capacity=capacity)
+    return algorithm
+
+
+def compare_run_steps(comm, name, dtype, layout, wire, counts=(1, 4, 9, 2, 30, 100), capacity=3):
+    """step(t) 70 times against run_steps in calls of ``counts`` (the last past the budget) on a
+    kernel of ``capacity`` steps: what this rank sees, as a dict (also run by the MPI script below)."""
+    objective, n = shard_objective(name, dtype, layout, comm.Get_rank(), comm.Get_size())
+    one = compressed_sgd(comm, objective, n, fused=False, wire_dtype=wire)
+    blocks = compressed_sgd(comm, objective, n, capacity=capacity, wire_dtype=wire)
+    for t in range(70):
+        one.step(t)
+    t, taken = 0, []
+    for count in counts:
+        taken.append(blocks.run_steps(t, count))
+        t += taken[-1]
+    stats = [[a.worker.stats.rounds, a.worker.stats.bytes_sent, a.averager.bits_sent] for a in (one, blocks)]
+    return {"fused": blocks.steps is not None, "taken": taken, "x": blocks.x.tobytes() == one.x.tobytes(),
+            "error": blocks.sender.rule.error.tobytes() == one.sender.rule.error.tobytes(),
+            "sampler": blocks.worker.sampler.state() == one.worker.sampler.state(), "stats": stats,
+            "payload": blocks.compressor.payload_nbytes(),
+            "moved": float(np.abs(one.x - start(objective)).max()), "comm_seconds": blocks.worker.stats.comm_seconds}
+
+
+@pytest.mark.parametrize("wire", WIRES)
+@pytest.mark.parametrize("case", CASES, ids="-".join)
+def test_one_rank_blocks_are_the_steps_one_by_one(case, wire):
+    seen = compare_run_steps(MPI.COMM_SELF, *case, wire)
+    assert seen["fused"]
+    assert seen["taken"] == [1, 4, 9, 2, 30, 24]  # the last call stops at the budget of 70
+    assert seen["x"] and seen["error"] and seen["sampler"]
+    assert seen["moved"] > 1e-3
+    assert seen["stats"][0] == seen["stats"][1] == [0, 0, 0]  # one rank: nothing travels
+
+
+def test_a_loaded_checkpoint_is_what_the_kernel_updates():
+    """load_state_dict replaces the feedback memory's array: the blocks after it update the new one
+    and continue the unbroken run."""
+    objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
+    unbroken, first = compressed_sgd(MPI.COMM_SELF, objective, n), compressed_sgd(MPI.COMM_SELF, objective, n)
+    assert unbroken.run_steps(0, 70) == 70
+    assert first.run_steps(0, 33) == 33
+    saved = first.state_dict()
+    state = {"x": saved["x"].copy(), "feedback": {"error": saved["feedback"]["error"].copy()},
+             "bits_sent": saved["bits_sent"]}
+    resumed = compressed_sgd(MPI.COMM_SELF, objective, n)
+    resumed.worker.sampler.load(first.worker.sampler.state())
+    before = resumed.sender.rule.error
+    resumed.load_state_dict(state)
+    assert resumed.sender.rule.error is not before  # ErrorFeedback.load_state_dict makes a new array
+    assert resumed.run_steps(33, 37) == 37
+    assert resumed.steps.exchange.bound_error is resumed.sender.rule.error
+    assert resumed.x.tobytes() == unbroken.x.tobytes()
+    assert resumed.sender.rule.error.tobytes() == unbroken.sender.rule.error.tobytes()
+
+
+@pytest.mark.parametrize("options", [
+    {"clip": 1.0}, {"error_feedback": "ef21"}, {"error_feedback": "none"}, {"compressor": "rand_k"},
+    {"compressor": "top_k_natural_dithering", "levels": 2}, {"k": MAX_K + 1},
+], ids=["clip", "ef21", "none", "rand_k", "composition", "k-above-max"])
+def test_other_set_ups_keep_the_step_per_call_path(options):
+    objective, n = shard_objective("logistic", "float64", "csr", 0, 1, d=MAX_K + 5)
+    one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, steps=20, **options)
+    blocks = compressed_sgd(MPI.COMM_SELF, objective, n, steps=20, **options)
+    assert blocks.steps is None
+    for t in range(20):
+        one.step(t)
+    assert blocks.run_steps(0, 25) == 20
+    assert blocks.x.tobytes() == one.x.tobytes()
+
+
+def test_a_large_model_or_a_network_or_an_in_process_communicator_keeps_the_step_per_call_path():
+    from mpitrain.comm import inprocess
+
+    objective, n = shard_objective("logistic", "float32", "dense", 0, 1, n=20, d=MAX_D + 1)
+    assert compressed_sgd(MPI.COMM_SELF, objective, n).steps is None
+    rng = np.random.default_rng(0)
+    network = make_objective("mlp", rng.standard_normal((30, 6)), np.where(rng.random(30) < 0.5, -1.0, 1.0), 0.1,
+                             hidden=[5], activation="tanh", head="logistic")
+    worker = Worker(comm=MPI.COMM_SELF, objective=network, n_global=30, weight=1.0, sampler=BatchSampler(30, 4, 1, 0),
+                    step_size=InverseTime(0.5, 4.0), stats=CommStats(), x0=network.initial_point(0), steps=20, seed=1)
+    assert CompressedSGD(worker, CompressedSGDOptions(compressor="top_k", k=3)).steps is None
+
+    def body(comm):
+        objective, n = shard_objective("logistic", "float64", "csr", comm.Get_rank(), comm.Get_size())
+        return compressed_sgd(comm, objective, n).steps is None
+
+    assert inprocess.run(2, body, timeout=60) == [True, True]
+
+
+def test_the_exchange_and_the_kernel_refuse_bad_arguments():
+    d = 9
+    error, mean = np.zeros(d, np.float32), np.zeros(d)
+
+    def exchange(**changes):
+        arguments = {"d": d, "k": 3, "bits": 4, "wire_dtype": np.float32, "model_dtype": np.float64, "error": error,
+                     "mean": mean, "weights": [1.0], "comm": None, **changes}
+        return TopKFeedbackExchange(**arguments)
+
+    for changes, message in [
+        ({"wire_dtype": np.int32}, "wire_dtype must be float32 or float64"),
+        ({"d": MAX_D + 1}, rf"d must be in \[1, {MAX_D}\]"),
+        ({"k": 0}, r"k must be in \[1, 9\]"),
+        ({"bits": 3}, "bits = 3 cannot hold an index below d = 9"),
+        ({"error": np.zeros(d)}, "error must be a C-contiguous 1-D float32 NumPy array of 9 entries"),
+        ({"mean": np.zeros(d + 1)}, "mean must be a C-contiguous 1-D float64 NumPy array of 9 entries"),
+        ({"weights": []}, "weights must hold one weight a rank"),
+        ({"weights": [0.5, 0.5], "comm": "world"}, "comm must be an mpi4py communicator"),
+        ({"weights": [0.5, 0.5], "comm": MPI.COMM_SELF}, "2 weights for a communicator of 1 ranks"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            exchange(**changes)
+    objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
+    x, g = np.zeros(objective.n_features), np.zeros(objective.n_features)
+    kernel = objective.sgd_steps(x, g, BatchSampler(n, 2, 0, 0), capacity=4)
+    with pytest.raises(ValueError, match="exchange must be an mpitrain._native.compressed_steps exchange"):
+        kernel.exchange_steps(object())
+    with pytest.raises(ValueError, match="exchange steps float32 parameters; x is float64"):
+        kernel.exchange_steps(exchange(model_dtype=np.float32, mean=np.zeros(d, np.float32)))
+    kernel.exchange_steps(exchange())
+    with pytest.raises(ValueError, match="compressed steps .exchange_steps. take beta = 1"):
+        kernel.run(1, beta=0.5)
+    with pytest.raises(ValueError, match="this kernel takes compressed steps"):
+        kernel.average_gradients(0.5)
+    kernel.exchange_steps(None)
+    kernel.average_gradients(0.5)
+    with pytest.raises(ValueError, match="this kernel averages gradients"):
+        kernel.exchange_steps(exchange())
+    totals = objective.sgd_steps(x, g, BatchSampler(n, 2, 0, 0), capacity=4, output_total=np.zeros(9))
+    with pytest.raises(ValueError, match="a kernel with output weights cannot take compressed steps"):
+        totals.exchange_steps(exchange())
+
+
+def test_an_exchange_for_another_d_is_refused():
+    objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
+    x, g = np.zeros(objective.n_features), np.zeros(objective.n_features)
+    kernel = objective.sgd_steps(x, g, BatchSampler(n, 2, 0, 0), capacity=4)
+    other = TopKFeedbackExchange(8, 3, 3, np.float32, np.float64, np.zeros(8, np.float32), np.zeros(8), [1.0])
+    with pytest.raises(ValueError, match="exchange is for d = 8; x has 9 entries"):
+        kernel.exchange_steps(other)
+
+
+# --- under mpiexec ------------------------------------------------------------------------------
+
+COMMON = ["data.n_samples=1200", "data.n_features=40", "train.batch_size=8", "train.steps=100",
+          "run.log_every=40", "run.checkpoint_every=30", "run.reference=false", "run.progress=false",
+          "step_size.value=0.2", "train.algorithm=compressed_sgd", "compressed_sgd.compressor=top_k",
+          "compressed_sgd.k=6", "compressed_sgd.error_feedback=ef"]
+CSR = ["data.dataset=synthetic-classification"]
+RUNS = {"csr-logistic-float64": CSR,
+        "csr-logistic-float32-wire64": [*CSR, "data.dtype=float32", "compressed_sgd.wire_dtype=float64"],
+        "dense-least_squares-float32": ["data.dataset=synthetic-least-squares", "objective.name=least_squares",
+                                        "data.dtype=float32"]}
+RESUMED = "csr-logistic-float64"
+
+SCRIPT = """
+import json
+import os
+import sys
+import numpy as np
+from mpi4py import MPI
+from mpitrain.config import load_config
+from mpitrain.train import train
+
+sys.path.insert(0, {tests!r})
+from test_compressed_steps_fused import compare_run_steps
+
+comm = MPI.COMM_WORLD
+report = {{"parts": {{}}}}
+for case in {cases!r}:
+    for wire in ("float32", "float64"):
+        seen = compare_run_steps(comm, *case, wire)
+        report["parts"]["-".join((*case, wire))] = {{**seen, **{{k: comm.allreduce(seen[k], op=MPI.LAND)
+                                                             for k in ("fused", "x", "error", "sampler")}}}}
+
+
+def config(name, folder, *extra):
+    return load_config(None, [*{common!r}, *{runs!r}[name], f"run.output_dir={root!s}/{{name}}/{{folder}}", *extra])
+
+
+for name in {runs!r}:
+    for blocks in ("0", "1"):
+        os.environ["MPITRAIN_BLOCKS"] = blocks
+        train(config(name, f"blocks-{{blocks}}"), comm)
+# the same run stopped at step 60 (a budget of 60 steps) and resumed from its checkpoint at step 60
+train(config({resumed!r}, "resumed", "train.steps=60"), comm)
+train(config({resumed!r}, "resumed"), comm, resume="{root!s}/{resumed}/resumed/checkpoints")
+if comm.Get_rank() == 0:
+    with open("{root!s}/report.json", "w") as f:
+        json.dump(report, f)
+"""
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["n2", "n3"])
+def runs(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"compressed-n{request.param}")
+    script = SCRIPT.format(tests=str(Path(__file__).parent), cases=CASES, common=COMMON, runs=RUNS, resumed=RESUMED,
+                           root=root)
+    result = run_mpi_script(request.param, script, root, timeout=300)
+    assert result.returncode == 0, result.output
+    return request.param, root, json.loads((root / "report.json").read_text())
+
+
+@pytest.mark.parametrize("case", [f"{'-'.join(case)}-{wire}" for case in CASES for wire in WIRES])
+def test_run_steps_is_step_by_step_across_ranks(runs, case):
+    size, _, report = runs
+    seen = report["parts"][case]
+    assert seen["fused"]
+    assert seen["taken"] == [1, 4, 9, 2, 30, 24]
+    assert seen["x"] and seen["error"] and seen["sampler"]
+    assert seen["moved"] > 1e-3
+    assert seen["stats"][0] == seen["stats"][1]  # rounds, bytes and bits
+    assert seen["stats"][0][:2] == [70, 70 * seen["payload"]]
+    assert seen["comm_seconds"] > 0.0
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_blocks_write_the_run_of_single_steps(runs, name):
+    size, root, _ = runs
+    one, blocks = root / name / "blocks-0", root / name / "blocks-1"
+    assert [r["step"] for r in records(one)] == [0, 40, 80, 100]
+    assert records(blocks) == records(one)
+    assert np.load(blocks / "parameters.npy").tobytes() == np.load(one / "parameters.npy").tobytes()
+    last = json.loads((blocks / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["comm_rounds"] == 100 and last["bits_sent"] > 0
+    assert last["comm_seconds"] > 0.0 and last["compute_seconds"] > 0.0
+    checkpoints = sorted(p.name for p in (blocks / "checkpoints").glob("step-*"))
+    assert checkpoints[-1] == "step-00000090"  # the last multiple of 30
+
+
+def test_a_resumed_run_continues_the_unbroken_one(runs):
+    _, root, _ = runs
+    resumed, unbroken = root / RESUMED / "resumed", root / RESUMED / "blocks-1"
+    assert np.load(resumed / "parameters.npy").tobytes() == np.load(unbroken / "parameters.npy").tobytes()
+    last = lambda folder: {k: v for k, v in json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1]).items()
+                           if k not in WALL_TIME}
+    assert last(resumed) == last(unbroken)
+
+
+def test_an_allgather_c_cannot_reach_is_one_warning_from_rank_0(tmp_path):
+    script = """
+        import warnings
+        import numpy as np
+        from mpi4py import MPI
+        import mpitrain.algorithms.compressed_sgd as compressed_sgd
+        from mpitrain.comm.accounting import CommStats
+        from mpitrain.algorithms.base import Worker
+        from mpitrain.objectives import make_objective
+        from mpitrain.sampling import BatchSampler
+        from mpitrain.schedules import Constant
+
+        class Unreachable:
+            def __init__(self, *args, **kwargs):
+                raise RuntimeError("cannot find MPI_Allgather through mpi4py")
+
+        compressed_sgd.compressed_steps.TopKFeedbackExchange = Unreachable
+        comm = MPI.COMM_WORLD
+        rng = np.random.default_rng(comm.Get_rank())
+        objective = make_objective("logistic", rng.standard_normal((20, 8)), np.where(rng.random(20) < 0.5, -1.0, 1.0),
+                                   0.1)
+        worker = Worker(comm=comm, objective=objective, n_global=40, weight=0.5, sampler=BatchSampler(20, 4, 1, 0),
+                        step_size=Constant(0.1), stats=CommStats(), x0=np.zeros(8), steps=5, seed=1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            algorithm = compressed_sgd.CompressedSGD(worker, compressed_sgd.CompressedSGDOptions(compressor="top_k", k=2))
+        assert algorithm.steps is None and algorithm.run_steps(0, 5) == 5
+        counts = comm.gather([str(w.message) for w in caught], root=0)
+        if comm.Get_rank() == 0:
+            print(f"warnings per rank: {[len(c) for c in counts]}", flush=True)
+            print(counts[0][0], flush=True)
+    """
+    result = run_mpi_script(2, script, tmp_path, timeout=120)
+    assert result.returncode == 0, result.output
+    assert "warnings per rank: [1, 0]" in result.stdout, result.output
+    assert "compressed_sgd steps one Python call a step: cannot find MPI_Allgather" in result.stdout, result.output
