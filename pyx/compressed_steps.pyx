@@ -144,7 +144,8 @@ cdef class TopKFeedbackExchange:
     updated in place (``bind_error`` points at another array); mean: (d,) model-dtype array that
     receives each step's sum_k w_k v_k; weights: w_k of every rank, in rank order (one entry: one
     rank, no MPI call); comm: the mpi4py communicator of those ranks (None for one rank). Holds
-    every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``.
+    every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``, a gathered
+    payload that is not a Top-k payload for this d (ranks that disagree on d or k) RuntimeError.
     """
 
     cdef ExchangeData e
@@ -215,6 +216,13 @@ cdef class TopKFeedbackExchange:
         feedback memory's array after it was replaced (a checkpoint loaded). Returns None."""
         self.e.error = array_address(error, self.wire_dtype, self.d, "error", True)
         self.error = error
+
+    def describe(self, int code):
+        """What the exchange's negative return ``code`` means (SGDSteps.run raises it)."""
+        if code == -1:
+            return ("a Top-k payload gathered from another rank holds an index >= d = "
+                    f"{self.d}: the ranks disagree on d or k")
+        return f"compressed exchange failed (code {code})"
 
     @property
     def bound_error(self):

@@ -331,7 +331,8 @@ cdef class SGDSteps:
         weights output_weights[:count]); the last one is scaled by ``beta``. Returns weight_sum plus
         the block's output weights, added in order (weight_sum when there is no output); the
         seconds spent in the sums over the ranks are then in ``sum_seconds``. An MPI error in a sum
-        raises mpi4py's MPI.Exception (the steps before it are taken)."""
+        raises mpi4py's MPI.Exception (the steps before it are taken); a failure of the exchange
+        itself, RuntimeError with its ``describe``."""
         cdef int code
         if count < 0 or count > self.capacity:
             raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
@@ -346,6 +347,8 @@ cdef class SGDSteps:
                 code = sgd_steps(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
                                  <double*>self.s.x, <double*>self.s.grad, count, beta, &weight_sum,
                                  &self.sum_seconds)
+        if code < 0:  # the exchange's own failure (not MPI's)
+            raise RuntimeError(self.exchange.describe(code))
         if code != 0:
             from mpi4py import MPI
             raise MPI.Exception(code)

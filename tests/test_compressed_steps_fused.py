@@ -312,3 +312,38 @@ def test_an_allgather_c_cannot_reach_is_one_warning_from_rank_0(tmp_path):
     assert result.returncode == 0, result.output
     assert "warnings per rank: [1, 0]" in result.stdout, result.output
     assert "compressed_sgd steps one Python call a step: cannot find MPI_Allgather" in result.stdout, result.output
+
+
+def test_ranks_that_disagree_on_d_get_an_error_not_a_wrong_step(tmp_path):
+    """Payloads of one size but for another d (9 and 16 entries, k = 3 at 4 bits: 14 bytes each):
+    the rank that decodes an index beyond its d stops with a RuntimeError naming it."""
+    script = """
+        import numpy as np
+        import scipy.sparse
+        from mpi4py import MPI
+        from mpitrain._native.compressed_steps import TopKFeedbackExchange
+        from mpitrain.objectives import make_objective
+        from mpitrain.sampling import BatchSampler
+
+        comm = MPI.COMM_WORLD
+        d = 9 if comm.Get_rank() == 0 else 16
+        rng = np.random.default_rng(comm.Get_rank())
+        features = np.zeros((20, d))
+        features[:, -3:] = rng.standard_normal((20, 3))  # rank 1's largest entries lie beyond 9
+        objective = make_objective("least_squares", features, rng.standard_normal(20), 0.0)
+        x, g = np.zeros(d), np.zeros(d)
+        kernel = objective.sgd_steps(x, g, BatchSampler(20, 4, 1, 0), capacity=2)
+        kernel.exchange_steps(TopKFeedbackExchange(d, 3, 4, np.float32, np.float64, np.zeros(d, np.float32),
+                                                   np.zeros(d), [0.5, 0.5], comm))
+        kernel.step_sizes[:] = 0.1
+        try:
+            kernel.run(1)
+            print(f"rank {comm.Get_rank()}: stepped", flush=True)
+        except RuntimeError as exc:
+            print(f"rank {comm.Get_rank()}: {exc}", flush=True)
+    """
+    result = run_mpi_script(2, script, tmp_path, timeout=120)
+    assert result.returncode == 0, result.output
+    assert ("rank 0: a Top-k payload gathered from another rank holds an index >= d = 9: the ranks disagree "
+            "on d or k") in result.stdout, result.output
+    assert "rank 1: stepped" in result.stdout, result.output
