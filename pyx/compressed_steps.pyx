@@ -1,22 +1,25 @@
-"""Compressed SGD's exchange in C: Top-k with error feedback, one step at a time without the GIL.
+"""Compressed SGD's exchange in C: Top-k with a feedback rule, one step at a time without the GIL.
 
-Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), with error feedback:
+Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), for worker k with gradient g_k
+(p and every feedback memory in the wire dtype: g cast to it, gamma rounded to it):
 
-    p_k = e_k + gamma_t g_k                      (the wire dtype: g cast to it, gamma rounded to it)
-    v_k = C(p_k)    e_k <- p_k - v_k             (C: Top-k, k values then k packed indices)
-    x  <- x - sum_k w_k v_k                      (every rank decodes all K payloads, in rank order)
+    none:  p_k = g_k;              x <- x - gamma_t sum_k w_k C(p_k)
+    ef:    p_k = e_k + gamma_t g_k;  e_k <- p_k - C(p_k);  x <- x - sum_k w_k C(p_k)
+    ef21:  p_k = g_k - h_k;        h_k <- h_k + C(p_k);  h <- h + sum_k w_k C(p_k);  x <- x - gamma_t h
+           (Richtarik, Sokolov, Fatkhullin 2021, arXiv 2106.05203, Algorithm 1; h in the model dtype)
 
+with C Top-k (k values then k packed indices); every rank decodes all K payloads, in rank order.
 :class:`TopKFeedbackExchange` takes that step for one rank: it is the step hook of
 ``mpitrain._native.sgd_steps.SGDSteps.exchange_steps``, so a block of compressed SGD steps (draw,
 gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update) runs in one call.
 Every operation is the one mpitrain.algorithms.compressed_sgd takes one Python call at a time, on
-the same bytes in the same order: ``ErrorFeedback.compensate`` (``add_weighted`` into a copy of e),
-``TopK.encode`` / ``decode`` (the C of pyx/topk_payload.pxi, included here and by
-compress_select.pyx), ``ErrorFeedback.update`` (a subtraction), ``average_payloads`` (zeros, then
-``add_weighted`` of each rank's decoded payload with its weight) and ``ErrorFeedbackRule.descend``
-(``scaled_update(x, mean, -1.0)``), so the iterates equal the step-by-step path's bit for bit
-(tests/test_compressed_steps_fused.py, on one rank and under mpiexec). MPI_Allgather moves the same
-bytes as the Allgatherv of mpitrain.comm.payloads (all payloads have one length).
+the same bytes in the same order: the rules' ``compensate``, ``update`` and ``descend``
+(mpitrain.algorithms.feedback; EF's ``add_weighted`` into a copy of e), ``TopK.encode`` / ``decode``
+(the C of pyx/topk_payload.pxi, included here and by compress_select.pyx) and ``average_payloads``
+(zeros, then ``add_weighted`` of each rank's decoded payload with its weight), so the iterates
+equal the step-by-step path's bit for bit (tests/test_compressed_steps_fused.py, on one rank and
+under mpiexec). MPI_Allgather moves the same bytes as the Allgatherv of mpitrain.comm.payloads (all
+payloads have one length).
 
 For the small vectors where the per-step Python is most of a step's time: k <= SMALL_K (64) and
 d <= SORT_MAX_D (1024); larger problems keep the step-by-step path.
@@ -43,11 +46,21 @@ MAX_K = SMALL_K
 ctypedef int (*allgather_int_handles)(const void*, int, int, void*, int, int, int) noexcept nogil
 ctypedef int (*allgather_pointer_handles)(const void*, int, void*, void*, int, void*, void*) noexcept nogil
 
+cdef enum:
+    RULE_NONE = 0
+    RULE_EF = 1
+    RULE_EF21 = 2
+
+#: the rules' names (mpitrain.algorithms.feedback.FEEDBACKS) and their numbers here
+RULES = {"none": RULE_NONE, "ef": RULE_EF, "ef21": RULE_EF21}
+
 ctypedef struct ExchangeData:
+    int rule  # RULE_NONE, RULE_EF or RULE_EF21
     Py_ssize_t d, k, nbytes, size  # size: ranks (1: no MPI call)
     int bits  # bits of a packed index
     bint wire_single, model_single  # float32 (else float64) on the wire / in the model
-    void* error  # (d,) e_k, wire dtype, updated in place (the feedback memory's array)
+    void* error  # (d,) wire dtype, updated in place: e_k (ef), h_k (ef21), unused (none)
+    void* average  # (d,) h, model dtype, updated in place (ef21), else NULL
     void* compensated  # (d,) p_k, wire dtype
     void* decoded  # (d,) wire dtype scratch
     void* mean  # (d,) sum_k w_k v_k, model dtype (the averager's array)
@@ -79,20 +92,33 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     """One step (module doc) with p = e.compensated; 0, an MPI error code, or -1 for a gathered
     payload with an index >= d (not this build's payload)."""
     cdef Py_ssize_t j, r, d = e.d
-    cdef real_t* err = <real_t*>e.error
+    cdef real_t* memory = <real_t*>e.error
     cdef real_t* v = <real_t*>e.decoded
     cdef floating* mean = <floating*>e.mean
+    cdef floating* h = <floating*>e.average
     cdef real_t a = <real_t>eta
     cdef floating w
     cdef double started
     cdef int code
-    for j in range(d):  # ErrorFeedback.compensate: a copy of e, then add_weighted(p, g, eta)
-        p[j] = err[j] + (<real_t>g[j]) * a
+    if e.rule == RULE_EF:  # ErrorFeedback.compensate: a copy of e, then add_weighted(p, g, eta)
+        for j in range(d):
+            p[j] = memory[j] + (<real_t>g[j]) * a
+    elif e.rule == RULE_EF21:  # EF21.compensate: g cast, then p -= h_k
+        for j in range(d):
+            p[j] = (<real_t>g[j]) - memory[j]
+    else:  # NoFeedback.compensate: g cast (g itself when it has the wire dtype: the same values)
+        for j in range(d):
+            p[j] = <real_t>g[j]
     topk_encode_into(<const real_t*>p, d, e.k, e.bits, NULL, e.payload)
-    topk_scatter(e.payload, e.nbytes, e.k, e.bits, v, d)  # this rank's v_k: its own indices
-    for j in range(d):  # ErrorFeedback.update: e <- p - v
-        err[j] = p[j] - v[j]
-    if e.allgather == NULL:  # one rank: the mean is v itself (CompressedAverager.average, size 1)
+    if e.rule != RULE_NONE or e.allgather == NULL:
+        topk_scatter(e.payload, e.nbytes, e.k, e.bits, v, d)  # this rank's C(p_k): its own indices
+    if e.rule == RULE_EF:  # ErrorFeedback.update: e <- p - C(p)
+        for j in range(d):
+            memory[j] = p[j] - v[j]
+    elif e.rule == RULE_EF21:  # EF21.update: h_k <- h_k + C(p)
+        for j in range(d):
+            memory[j] = memory[j] + v[j]
+    if e.allgather == NULL:  # one rank: the mean is C(p) itself (CompressedAverager.average, size 1)
         for j in range(d):
             mean[j] = <floating>v[j]
     else:
@@ -109,7 +135,14 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
             w = <floating>e.weights[r]
             for j in range(d):  # add_weighted(mean, v, w_r)
                 mean[j] = mean[j] + (<floating>v[j]) * w
-    scaled_step(x, <const floating*>mean, 1.0, 1.0, d)  # ErrorFeedbackRule.descend: x - 1.0 mean
+    if e.rule == RULE_EF:  # ErrorFeedbackRule.descend: x - 1.0 mean
+        scaled_step(x, <const floating*>mean, 1.0, 1.0, d)
+    elif e.rule == RULE_EF21:  # EF21.descend: h += mean, then x - eta h
+        for j in range(d):
+            h[j] = h[j] + mean[j]
+        scaled_step(x, <const floating*>h, eta, 1.0, d)
+    else:  # NoFeedback.descend: x - eta mean
+        scaled_step(x, <const floating*>mean, eta, 1.0, d)
     return 0
 
 
@@ -136,27 +169,35 @@ cdef void* array_address(object array, object dtype, Py_ssize_t length, str what
 
 
 cdef class TopKFeedbackExchange:
-    """One rank's compressed exchange with error feedback for Top-k (module doc), a step hook of
+    """One rank's compressed exchange for Top-k with a feedback rule (module doc), a step hook of
     ``SGDSteps.exchange_steps`` (``capsule``, named "mpitrain.StepExchange").
 
     d, k, bits: Top-k's sizes (1 <= k <= min(d, MAX_K), d <= MAX_D, 2^bits >= d: the payload of
-    mpitrain.compress.TopK); wire_dtype, model_dtype: float32 or float64; error: (d,) wire-dtype e_k,
-    updated in place (``bind_error`` points at another array); mean: (d,) model-dtype array that
-    receives each step's sum_k w_k v_k; weights: w_k of every rank, in rank order (one entry: one
-    rank, no MPI call); comm: the mpi4py communicator of those ranks (None for one rank). Holds
-    every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``, a gathered
-    payload that is not a Top-k payload for this d (ranks that disagree on d or k) RuntimeError.
+    mpitrain.compress.TopK); wire_dtype, model_dtype: float32 or float64; error: the rule's (d,)
+    wire-dtype memory, updated in place (e_k for ``ef``, h_k for ``ef21``; None for ``none``);
+    mean: (d,) model-dtype array that receives each step's sum_k w_k C(p_k); weights: w_k of every
+    rank, in rank order (one entry: one rank, no MPI call); comm: the mpi4py communicator of those
+    ranks (None for one rank); feedback: "none", "ef" or "ef21"; average: ``ef21``'s (d,)
+    model-dtype h, updated in place (None for the others). ``bind_memory`` points at other arrays.
+    Holds every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``, a
+    gathered payload that is not a Top-k payload for this d (ranks that disagree on d or k)
+    RuntimeError.
     """
 
     cdef ExchangeData e
     cdef readonly Py_ssize_t d, k, payload_nbytes, size
-    cdef readonly object wire_dtype, model_dtype
+    cdef readonly object wire_dtype, model_dtype, feedback
     cdef readonly object capsule  # PyCapsule "mpitrain.StepExchange"
     cdef readonly object comm
-    cdef object error, mean, compensated, decoded, payload, gathered, weights
+    cdef readonly object bound_error, bound_average  # the arrays updated as the rule's memory
+    cdef object mean, compensated, decoded, payload, gathered, weights
 
     def __init__(self, Py_ssize_t d, Py_ssize_t k, int bits, wire_dtype, model_dtype, error, mean,
-                 weights, comm=None):
+                 weights, comm=None, feedback="ef", average=None):
+        if feedback not in RULES:
+            raise ValueError(f"feedback must be one of {sorted(RULES)}, got {feedback!r}")
+        self.feedback = feedback
+        self.e.rule = RULES[feedback]
         self.wire_dtype, self.model_dtype = np.dtype(wire_dtype), np.dtype(model_dtype)
         for name, dtype in (("wire_dtype", self.wire_dtype), ("model_dtype", self.model_dtype)):
             if dtype not in (np.float32, np.float64):
@@ -178,9 +219,9 @@ cdef class TopKFeedbackExchange:
         self.e.model_single = self.model_dtype == np.float32
         self.mean = mean
         self.e.mean = array_address(mean, self.model_dtype, d, "mean", True)
-        self.bind_error(error)
         self.compensated = np.zeros(d, dtype=self.wire_dtype)
         self.decoded = np.zeros(d, dtype=self.wire_dtype)
+        self.bind_memory(error, average)
         self.payload = np.zeros(self.payload_nbytes, dtype=np.uint8)
         self.gathered = np.zeros(self.size * self.payload_nbytes, dtype=np.uint8)
         self.e.compensated = array_address(self.compensated, self.wire_dtype, d, "compensated", True)
@@ -211,11 +252,21 @@ cdef class TopKFeedbackExchange:
         read_handles(&self.e.h, MPI, comm, MPI.BYTE, None)
         self.e.allgather = <void*><uintptr_t>mpi_function_address(MPI, "MPI_Allgather")
 
-    def bind_error(self, error):
-        """Update ``error`` (a (d,) array of the wire dtype) in place from the next step on: the
-        feedback memory's array after it was replaced (a checkpoint loaded). Returns None."""
-        self.e.error = array_address(error, self.wire_dtype, self.d, "error", True)
-        self.error = error
+    def bind_memory(self, error, average=None):
+        """Update ``error`` (the rule's (d,) wire-dtype memory; None for ``none``) and ``average``
+        (``ef21``'s (d,) model-dtype h; None for the others) in place from the next step on: the
+        rule's arrays after it replaced them (a checkpoint loaded). Returns None."""
+        memory = error
+        if self.e.rule == RULE_NONE:
+            if error is not None:
+                raise ValueError("feedback 'none' keeps no memory: error must be None")
+            memory = self.decoded  # never read nor written
+        if (average is not None) != (self.e.rule == RULE_EF21):
+            raise ValueError("average (h) is ef21's, and ef21 needs it")
+        self.e.error = array_address(memory, self.wire_dtype, self.d, "error", True)
+        self.e.average = NULL if average is None else array_address(average, self.model_dtype, self.d,
+                                                                     "average", True)
+        self.bound_error, self.bound_average = error, average
 
     def describe(self, int code):
         """What the exchange's negative return ``code`` means (SGDSteps.run raises it)."""
@@ -224,7 +275,3 @@ cdef class TopKFeedbackExchange:
                     f"{self.d}: the ranks disagree on d or k")
         return f"compressed exchange failed (code {code})"
 
-    @property
-    def bound_error(self):
-        """The array this exchange updates as e_k."""
-        return self.error

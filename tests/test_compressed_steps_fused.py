@@ -1,10 +1,10 @@
-"""Compressed SGD in blocks: Top-k with error feedback taken whole in C (draw, gradient, compensate,
-encode, MPI_Allgather called from C, decode-sum, update; mpitrain._native.compressed_steps) gives the
-run of one Python step per call bit for bit: iterates, feedback memory, row streams, metrics.jsonl,
-parameters.npy, comm rounds, bytes and bits; on one rank here, under mpiexec -n 2 and -n 3 below,
-float32 and float64 on the model and on the wire, CSR and dense rows, logistic and least squares,
-with evaluations and checkpoints inside a block, and a run resumed from a checkpoint. Set-ups
-without such a kernel keep the step-per-call path.
+"""Compressed SGD in blocks: Top-k with a feedback rule (none, EF, EF21) taken whole in C (draw,
+gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
+mpitrain._native.compressed_steps) gives the run of one Python step per call bit for bit: iterates,
+feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits; on one
+rank here, under mpiexec -n 2 and -n 3 below, float32 and float64 on the model and on the wire, CSR
+and dense rows, logistic and least squares, with evaluations and checkpoints inside a block, and a
+run resumed from a checkpoint. Set-ups without such a kernel keep the step-per-call path.
 """
 import json
 from pathlib import Path
@@ -16,7 +16,7 @@ from mpi4py import MPI
 from mpi_run import run_mpi_script
 from mpitrain._native.compressed_steps import MAX_D, MAX_K, TopKFeedbackExchange
 from mpitrain.algorithms.base import Worker
-from mpitrain.algorithms.compressed_sgd import CompressedSGD, CompressedSGDOptions, fused_steps
+from mpitrain.algorithms.compressed_sgd import CompressedSGD, CompressedSGDOptions, feedback_arrays, fused_steps
 from mpitrain.comm.accounting import CommStats
 from mpitrain.objectives import make_objective
 from mpitrain.sampling import BatchSampler
@@ -24,6 +24,7 @@ from mpitrain.schedules import InverseTime
 from test_sync_steps_fused import CASES, WALL_TIME, records, shard_objective, start
 
 WIRES = ("float32", "float64")
+FEEDBACKS = ("ef", "ef21", "none")
 
 
 def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=70, **options):
@@ -41,12 +42,12 @@ def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=7
     return algorithm
 
 
-def compare_run_steps(comm, name, dtype, layout, wire, counts=(1, 4, 9, 2, 30, 100), capacity=3):
+def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", counts=(1, 4, 9, 2, 30, 100), capacity=3):
     """step(t) 70 times against run_steps in calls of ``counts`` (the last past the budget) on a
     kernel of ``capacity`` steps: what this rank sees, as a dict (also run by the MPI script below)."""
     objective, n = shard_objective(name, dtype, layout, comm.Get_rank(), comm.Get_size())
-    one = compressed_sgd(comm, objective, n, fused=False, wire_dtype=wire)
-    blocks = compressed_sgd(comm, objective, n, capacity=capacity, wire_dtype=wire)
+    one = compressed_sgd(comm, objective, n, fused=False, wire_dtype=wire, error_feedback=feedback)
+    blocks = compressed_sgd(comm, objective, n, capacity=capacity, wire_dtype=wire, error_feedback=feedback)
     for t in range(70):
         one.step(t)
     t, taken = 0, []
@@ -55,19 +56,25 @@ def compare_run_steps(comm, name, dtype, layout, wire, counts=(1, 4, 9, 2, 30, 1
         t += taken[-1]
     stats = [[a.worker.stats.rounds, a.worker.stats.bytes_sent, a.averager.bits_sent] for a in (one, blocks)]
     return {"fused": blocks.steps is not None, "taken": taken, "x": blocks.x.tobytes() == one.x.tobytes(),
-            "error": blocks.sender.rule.error.tobytes() == one.sender.rule.error.tobytes(),
+            "memory": [None if a is None else a.tobytes() == b.tobytes()
+                       for a, b in zip(feedback_arrays(blocks.sender.rule, feedback),
+                                       feedback_arrays(one.sender.rule, feedback))],
             "sampler": blocks.worker.sampler.state() == one.worker.sampler.state(), "stats": stats,
             "payload": blocks.compressor.payload_nbytes(),
             "moved": float(np.abs(one.x - start(objective)).max()), "comm_seconds": blocks.worker.stats.comm_seconds}
 
 
+MEMORY = {"ef": [True, None], "ef21": [True, True], "none": [None, None]}  # e_k; h_k and h; nothing
+
+
+@pytest.mark.parametrize("feedback", FEEDBACKS)
 @pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("case", CASES, ids="-".join)
-def test_one_rank_blocks_are_the_steps_one_by_one(case, wire):
-    seen = compare_run_steps(MPI.COMM_SELF, *case, wire)
+def test_one_rank_blocks_are_the_steps_one_by_one(case, wire, feedback):
+    seen = compare_run_steps(MPI.COMM_SELF, *case, wire, feedback)
     assert seen["fused"]
     assert seen["taken"] == [1, 4, 9, 2, 30, 24]  # the last call stops at the budget of 70
-    assert seen["x"] and seen["error"] and seen["sampler"]
+    assert seen["x"] and seen["sampler"] and seen["memory"] == MEMORY[feedback]
     assert seen["moved"] > 1e-3
     assert seen["stats"][0] == seen["stats"][1] == [0, 0, 0]  # one rank: nothing travels
 
@@ -88,15 +95,15 @@ def test_a_loaded_checkpoint_is_what_the_kernel_updates():
     resumed.load_state_dict(state)
     assert resumed.sender.rule.error is not before  # ErrorFeedback.load_state_dict makes a new array
     assert resumed.run_steps(33, 37) == 37
-    assert resumed.steps.exchange.bound_error is resumed.sender.rule.error
+    assert resumed.steps.exchange.bound_error is resumed.sender.rule.error  # rebound
     assert resumed.x.tobytes() == unbroken.x.tobytes()
     assert resumed.sender.rule.error.tobytes() == unbroken.sender.rule.error.tobytes()
 
 
 @pytest.mark.parametrize("options", [
-    {"clip": 1.0}, {"error_feedback": "ef21"}, {"error_feedback": "none"}, {"compressor": "rand_k"},
-    {"compressor": "top_k_natural_dithering", "levels": 2}, {"k": MAX_K + 1},
-], ids=["clip", "ef21", "none", "rand_k", "composition", "k-above-max"])
+    {"clip": 1.0}, {"compressor": "rand_k"}, {"compressor": "top_k_natural_dithering", "levels": 2},
+    {"k": MAX_K + 1},
+], ids=["clip", "rand_k", "composition", "k-above-max"])
 def test_other_set_ups_keep_the_step_per_call_path(options):
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1, d=MAX_K + 5)
     one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, steps=20, **options)
@@ -146,6 +153,11 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"weights": []}, "weights must hold one weight a rank"),
         ({"weights": [0.5, 0.5], "comm": "world"}, "comm must be an mpi4py communicator"),
         ({"weights": [0.5, 0.5], "comm": MPI.COMM_SELF}, "2 weights for a communicator of 1 ranks"),
+        ({"feedback": "ef22"}, r"feedback must be one of \['ef', 'ef21', 'none'\], got 'ef22'"),
+        ({"feedback": "none"}, "feedback 'none' keeps no memory: error must be None"),
+        ({"feedback": "ef21"}, r"average \(h\) is ef21's, and ef21 needs it"),
+        ({"average": np.zeros(d)}, r"average \(h\) is ef21's, and ef21 needs it"),
+        ({"feedback": "ef21", "average": np.zeros(d, np.float32)}, "average must be a C-contiguous 1-D float64"),
     ]:
         with pytest.raises(ValueError, match=message):
             exchange(**changes)
@@ -189,7 +201,9 @@ CSR = ["data.dataset=synthetic-classification"]
 RUNS = {"csr-logistic-float64": CSR,
         "csr-logistic-float32-wire64": [*CSR, "data.dtype=float32", "compressed_sgd.wire_dtype=float64"],
         "dense-least_squares-float32": ["data.dataset=synthetic-least-squares", "objective.name=least_squares",
-                                        "data.dtype=float32"]}
+                                        "data.dtype=float32"],
+        "csr-logistic-float64-ef21": [*CSR, "compressed_sgd.error_feedback=ef21"],
+        "csr-logistic-float32-none": [*CSR, "data.dtype=float32", "compressed_sgd.error_feedback=none"]}
 RESUMED = "csr-logistic-float64"
 
 SCRIPT = """
@@ -208,9 +222,11 @@ comm = MPI.COMM_WORLD
 report = {{"parts": {{}}}}
 for case in {cases!r}:
     for wire in ("float32", "float64"):
-        seen = compare_run_steps(comm, *case, wire)
-        report["parts"]["-".join((*case, wire))] = {{**seen, **{{k: comm.allreduce(seen[k], op=MPI.LAND)
-                                                             for k in ("fused", "x", "error", "sampler")}}}}
+        for feedback in ("ef", "ef21", "none"):
+            seen = compare_run_steps(comm, *case, wire, feedback)
+            seen.update({{k: comm.allreduce(seen[k], op=MPI.LAND) for k in ("fused", "x", "sampler")}})
+            seen["memory"] = comm.allgather(seen["memory"])  # every rank's
+            report["parts"]["-".join((*case, wire, feedback))] = seen
 
 
 def config(name, folder, *extra):
@@ -240,13 +256,15 @@ def runs(request, tmp_path_factory):
     return request.param, root, json.loads((root / "report.json").read_text())
 
 
-@pytest.mark.parametrize("case", [f"{'-'.join(case)}-{wire}" for case in CASES for wire in WIRES])
+@pytest.mark.parametrize("case", [f"{'-'.join(case)}-{wire}-{feedback}" for case in CASES for wire in WIRES
+                                  for feedback in FEEDBACKS])
 def test_run_steps_is_step_by_step_across_ranks(runs, case):
     size, _, report = runs
     seen = report["parts"][case]
     assert seen["fused"]
     assert seen["taken"] == [1, 4, 9, 2, 30, 24]
-    assert seen["x"] and seen["error"] and seen["sampler"]
+    assert seen["x"] and seen["sampler"]
+    assert seen["memory"] == [MEMORY[case.split("-")[-1]]] * size
     assert seen["moved"] > 1e-3
     assert seen["stats"][0] == seen["stats"][1]  # rounds, bytes and bits
     assert seen["stats"][0][:2] == [70, 70 * seen["payload"]]

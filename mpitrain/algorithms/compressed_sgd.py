@@ -17,8 +17,8 @@ the bytes this rank put on the wire (the payload, or the values section); the me
 A biased compressor without error feedback can make the distributed method diverge (the
 paper's counter-example: Top-1 with 3 workers); rank 0 warns when a run asks for that.
 
-Steps in blocks: with Top-k and ``ef``, no clipping, a linear objective on the host, k <= 64 and
-d <= 1024 (the small problems where the per-step Python was most of a step), ``run_steps`` takes
+Steps in blocks: with Top-k (any feedback rule), no clipping, a linear objective on the host,
+k <= 64 and d <= 1024 (the small problems where the per-step Python was most of a step), ``run_steps`` takes
 its steps in one C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
 ``mpitrain._native.compressed_steps``: draw, gradient, compensate, encode, MPI_Allgather called
 from C, decode-sum, update). The iterates, the feedback memory, the row stream and the metrics
@@ -102,9 +102,10 @@ class CompressedSGD(Algorithm):
         kernel = self.steps
         if kernel is None:
             return super().run_steps(t, count)
-        error = self.sender.rule.error
-        if kernel.exchange.bound_error is not error:  # replaced by load_state_dict
-            kernel.exchange.bind_error(error)
+        error, average = feedback_arrays(self.sender.rule, self.opts.error_feedback)
+        exchange = kernel.exchange
+        if exchange.bound_error is not error or exchange.bound_average is not average:  # load_state_dict
+            exchange.bind_memory(error, average)
         stats, averager = self.worker.stats, self.averager
         communicates = averager.size > 1
         end = min(t + count, max(t, self.worker.steps))
@@ -134,17 +135,27 @@ class CompressedSGD(Algorithm):
         self.averager.bits_sent = int(state["bits_sent"])
 
 
+def feedback_arrays(rule, feedback: str) -> tuple:
+    """(memory, average) of a feedback rule as the exchange updates them: EF's e_k and None, EF21's
+    h_k and h, None and None for no feedback."""
+    if feedback == "ef":
+        return rule.error, None
+    if feedback == "ef21":
+        return rule.local, rule.average
+    return None, None
+
+
 def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     """An SGDSteps over the algorithm's x whose steps are whole compressed SGD steps (module doc),
     at most ``capacity`` a call (None: the objective's default), or None where the set-up has no
     such kernel."""
     compressor, opts = algorithm.compressor, algorithm.opts
-    if type(compressor) is not TopK or opts.error_feedback != "ef" or algorithm.clip > 0:
+    if type(compressor) is not TopK or algorithm.clip > 0:
         return None
     if compressor.d > compressed_steps.MAX_D or compressor.k > compressed_steps.MAX_K:
         return None
-    error = algorithm.sender.rule.error
-    if type(algorithm.x) is not np.ndarray or type(error) is not np.ndarray:
+    error, average = feedback_arrays(algorithm.sender.rule, opts.error_feedback)
+    if any(type(a) is not np.ndarray for a in (algorithm.x, error, average) if a is not None):
         return None
     if worker.size > 1 and not isinstance(worker.comm, MPI.Comm):
         return None
@@ -157,7 +168,8 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     try:
         exchange = compressed_steps.TopKFeedbackExchange(
             compressor.d, compressor.k, compressor.index_bits, compressor.dtype, algorithm.x.dtype, error,
-            averager.mean, averager.weights if worker.size > 1 else [1.0], worker.comm if worker.size > 1 else None)
+            averager.mean, averager.weights if worker.size > 1 else [1.0], worker.comm if worker.size > 1 else None,
+            feedback=opts.error_feedback, average=average)
     except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
         if worker.rank == 0:
             warnings.warn(f"compressed_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=3)
