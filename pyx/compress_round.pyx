@@ -39,6 +39,7 @@ cannot overflow or lose the precision of a probability, detected once per vector
 """
 import numpy as np
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_New
 from libc.float cimport FLT_MIN, FLT_MAX, DBL_MIN, DBL_MAX
 from libc.math cimport fabs, sqrt, pow, floor, ldexp, frexp, INFINITY
 from libc.string cimport memcpy
@@ -951,3 +952,34 @@ cdef void ternary_unpack(const uint8_t* buf, double scale_, floating* out, Py_ss
         memcpy(&out[4 * i], &quad[4 * buf[i]], 4 * sizeof(floating))
     for i in range(4 * nb, d):
         out[i] = table[(buf[i >> 2] >> (2 * (i & 3))) & 3]
+
+
+# -- dithering's pack and unpack for C callers ------------------------------------------------
+# Compressed SGD's fused exchange (compressed_steps.pyx) runs a Top-k + dithering composition
+# through these very functions, taken from here as PyCapsules ("mpitrain.DitherPack32", ...; the
+# pointer is the specialisation's function), so both write and read the same bytes from one
+# statement of the code.
+
+ctypedef void (*dither_pack32_t)(const float*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, float*,
+                                 uint8_t*, int64_t) noexcept nogil
+ctypedef void (*dither_pack64_t)(const double*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, double*,
+                                 uint8_t*, int64_t) noexcept nogil
+ctypedef void (*dither_unpack32_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const float*, float*,
+                                   Py_ssize_t) noexcept nogil
+ctypedef void (*dither_unpack64_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const double*, double*,
+                                   Py_ssize_t) noexcept nogil
+
+
+cdef object dither_capsules():
+    cdef dither_pack32_t pack32 = dither_pack[float]
+    cdef dither_pack64_t pack64 = dither_pack[double]
+    cdef dither_unpack32_t unpack32 = dither_unpack[float]
+    cdef dither_unpack64_t unpack64 = dither_unpack[double]
+    return {"pack32": PyCapsule_New(<void*>pack32, b"mpitrain.DitherPack32", NULL),
+            "pack64": PyCapsule_New(<void*>pack64, b"mpitrain.DitherPack64", NULL),
+            "unpack32": PyCapsule_New(<void*>unpack32, b"mpitrain.DitherUnpack32", NULL),
+            "unpack64": PyCapsule_New(<void*>unpack64, b"mpitrain.DitherUnpack64", NULL)}
+
+
+#: ``dither_pack`` / ``dither_unpack`` for float32 and float64 as PyCapsules (see above)
+DITHER_KERNELS = dither_capsules()

@@ -8,14 +8,20 @@ Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), for worker k
     ef21:  p_k = g_k - h_k;        h_k <- h_k + C(p_k);  h <- h + sum_k w_k C(p_k);  x <- x - gamma_t h
            (Richtarik, Sokolov, Fatkhullin 2021, arXiv 2106.05203, Algorithm 1; h in the model dtype)
 
-with C Top-k (k values then k packed indices); every rank decodes all K payloads, in rank order.
+with C Top-k (k values then k packed indices), or Top-k followed by dithering of its k values
+(``mpitrain.compress.Composition``, Beznosikov et al.'s new compressor, e.g. Top-k + natural
+dithering: the dithering payload of the k values, then the packed indices; decoded values scaled by
+1/(1 + omega); its seed derive_seed(derive_seed(derive_seed(s, t), rank), 1), s the sender's base
+seed, t the step); every rank decodes all K payloads, in rank order.
 :class:`TopKFeedbackExchange` takes that step for one rank: it is the step hook of
 ``mpitrain._native.sgd_steps.SGDSteps.exchange_steps``, so a block of compressed SGD steps (draw,
 gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update) runs in one call.
 Every operation is the one mpitrain.algorithms.compressed_sgd takes one Python call at a time, on
 the same bytes in the same order: the rules' ``compensate``, ``update`` and ``descend``
 (mpitrain.algorithms.feedback; EF's ``add_weighted`` into a copy of e), ``TopK.encode`` / ``decode``
-(the C of pyx/topk_payload.pxi, included here and by compress_select.pyx) and ``average_payloads``
+(the C of pyx/topk_payload.pxi, included here and by compress_select.pyx), ``Composition.encode`` /
+``decode`` (that selection, and compress_round's own ``dither_pack`` / ``dither_unpack``, taken as
+capsules from ``compress_round.DITHER_KERNELS``) and ``average_payloads``
 (zeros, then ``add_weighted`` of each rank's decoded payload with its weight), so the iterates
 equal the step-by-step path's bit for bit (tests/test_compressed_steps_fused.py, on one rank and
 under mpiexec). MPI_Allgather moves the same bytes as the Allgatherv of mpitrain.comm.payloads (all
@@ -26,8 +32,10 @@ d <= SORT_MAX_D (1024); larger problems keep the step-by-step path.
 """
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_SetContext
 from cython cimport floating
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.limits cimport INT_MAX
-from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
+from libc.math cimport isinf
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
@@ -54,8 +62,32 @@ cdef enum:
 #: the rules' names (mpitrain.algorithms.feedback.FEEDBACKS) and their numbers here
 RULES = {"none": RULE_NONE, "ef": RULE_EF, "ef21": RULE_EF21}
 
+# compress_round's dither_pack and dither_unpack (its DITHER_KERNELS capsules)
+ctypedef void (*dither_pack32_t)(const float*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, float*,
+                                 uint8_t*, int64_t) noexcept nogil
+ctypedef void (*dither_pack64_t)(const double*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, double*,
+                                 uint8_t*, int64_t) noexcept nogil
+ctypedef void (*dither_unpack32_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const float*, float*,
+                                   Py_ssize_t) noexcept nogil
+ctypedef void (*dither_unpack64_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const double*, double*,
+                                   Py_ssize_t) noexcept nogil
+
+ctypedef struct Dithered:  # the dithering after Top-k of a composition
+    int levels
+    Py_ssize_t bucket, buckets  # entries a norm, norms (of the k values)
+    bint natural
+    double p  # the norm's p
+    double scale  # 1 / (1 + omega), a value of the wire dtype
+    Py_ssize_t head  # payload bytes of the dithering part (norms, then codes)
+    uint64_t base  # the sender's base seed
+    uint64_t rank
+    void* pack
+    void* unpack
+
 ctypedef struct ExchangeData:
     int rule  # RULE_NONE, RULE_EF or RULE_EF21
+    bint composed  # Top-k then dithering (``dithered``), else Top-k alone
+    Dithered dithered
     Py_ssize_t d, k, nbytes, size  # size: ranks (1: no MPI call)
     int bits  # bits of a packed index
     bint wire_single, model_single  # float32 (else float64) on the wire / in the model
@@ -87,10 +119,96 @@ cdef int allgather_payloads(ExchangeData* e) noexcept nogil:
                                                     e.h.datatype_pointer, e.h.comm_pointer)
 
 
-cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* x, double eta,
+cdef inline uint64_t derive_seed(uint64_t seed, uint64_t tag) noexcept nogil:
+    """mpitrain._native.compress_random.derive_seed."""
+    return mpt_splitmix64(seed ^ 0xD1B54A32D192ED03ULL, tag)
+
+
+cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
+    """Composition.encode of p into e.payload at step ``step``; 0, or -2 when a bucket of finite
+    values has an infinite norm (the dithering's header cannot hold it: Dithering._check_norms)."""
+    cdef Dithered* c = &e.dithered
+    cdef uint64_t keys[2 * SMALL_D]
+    cdef int64_t idx[SMALL_K + 1]
+    cdef real_t values[SMALL_K]
+    cdef real_t* norms
+    cdef Py_ssize_t i, j, lo, hi, k = e.k, cut = c.buckets * <Py_ssize_t>sizeof(real_t)
+    cdef uint64_t seed = derive_seed(derive_seed(derive_seed(c.base, <uint64_t>step), c.rank), 1)
+    cdef mpt_writer w
+    cdef bint finite
+    if real_t is float:
+        topk_small(<const uint32_t*>p, e.d, k, 0x7FFFFFFFULL, idx, <uint32_t*>keys)
+    else:
+        topk_small(<const uint64_t*>p, e.d, k, 0x7FFFFFFFFFFFFFFFULL, idx, keys)
+    for i in range(k):
+        values[i] = p[idx[i]]
+    norms = <real_t*>e.payload  # the payload buffer is 16-byte aligned (NumPy)
+    if real_t is float:
+        (<dither_pack32_t>c.pack)(values, k, seed, c.levels, c.bucket, c.natural, c.p, norms, e.payload + cut,
+                                  c.head - cut)
+    else:
+        (<dither_pack64_t>c.pack)(values, k, seed, c.levels, c.bucket, c.natural, c.p, norms, e.payload + cut,
+                                  c.head - cut)
+    for j in range(c.buckets):
+        if isinf(norms[j]):
+            lo, hi = j * c.bucket, min((j + 1) * c.bucket, k)
+            finite = True
+            for i in range(lo, hi):
+                finite = finite and not (isinf(values[i]) or values[i] != values[i])
+            if finite:
+                return -2
+    mpt_writer_init(&w, e.payload + c.head)  # the support: TopK.write_support
+    for i in range(k):
+        mpt_put(&w, <uint64_t>idx[i], e.bits)
+    mpt_flush(&w)
+    return 0
+
+
+cdef int composed_decode(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+    """out = Composition.decode(payload): zeros, and at the payload's indices its dithered values
+    times the scale; 0, or -1 for an index >= d."""
+    cdef Dithered* c = &e.dithered
+    cdef int64_t idx[SMALL_K]
+    cdef real_t values[SMALL_K]
+    cdef real_t norms[SMALL_K]  # aligned copies (a gathered payload may start anywhere)
+    cdef real_t scale = <real_t>c.scale
+    cdef Py_ssize_t i, k = e.k, cut = c.buckets * <Py_ssize_t>sizeof(real_t)
+    cdef mpt_reader r
+    mpt_reader_init(&r, payload + c.head, e.nbytes - c.head)
+    for i in range(k):
+        idx[i] = <int64_t>mpt_get(&r, e.bits)
+        if idx[i] >= e.d:
+            return -1
+    memcpy(norms, payload, cut)
+    if real_t is float:
+        (<dither_unpack32_t>c.unpack)(payload + cut, c.head - cut, c.levels, c.bucket, c.natural, norms, values, k)
+    else:
+        (<dither_unpack64_t>c.unpack)(payload + cut, c.head - cut, c.levels, c.bucket, c.natural, norms, values, k)
+    memset(out, 0, e.d * sizeof(real_t))
+    for i in range(k):
+        out[idx[i]] = values[i] * scale
+    return 0
+
+
+cdef inline int encode_payload(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
+    """This rank's payload of p into e.payload; 0 or a negative code (composed_encode)."""
+    if e.composed:
+        return composed_encode(e, p, step)
+    topk_encode_into(p, e.d, e.k, e.bits, NULL, e.payload)
+    return 0
+
+
+cdef inline int decode_payload(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+    """out = the (d,) vector a payload holds; 0, or -1 for an index >= d."""
+    if e.composed:
+        return composed_decode(e, payload, out)
+    return -1 if topk_scatter(payload, e.nbytes, e.k, e.bits, out, e.d) >= 0 else 0
+
+
+cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* x, double eta, int64_t step,
                        double* seconds) noexcept nogil:
-    """One step (module doc) with p = e.compensated; 0, an MPI error code, or -1 for a gathered
-    payload with an index >= d (not this build's payload)."""
+    """Step ``step`` (module doc) with p = e.compensated; 0, an MPI error code, -1 for a gathered
+    payload with an index >= d (not this build's payload), -2 (composed_encode)."""
     cdef Py_ssize_t j, r, d = e.d
     cdef real_t* memory = <real_t*>e.error
     cdef real_t* v = <real_t*>e.decoded
@@ -109,9 +227,11 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     else:  # NoFeedback.compensate: g cast (g itself when it has the wire dtype: the same values)
         for j in range(d):
             p[j] = <real_t>g[j]
-    topk_encode_into(<const real_t*>p, d, e.k, e.bits, NULL, e.payload)
+    code = encode_payload(e, <const real_t*>p, step)
+    if code != 0:
+        return code
     if e.rule != RULE_NONE or e.allgather == NULL:
-        topk_scatter(e.payload, e.nbytes, e.k, e.bits, v, d)  # this rank's C(p_k): its own indices
+        decode_payload(e, e.payload, v)  # this rank's C(p_k): its own indices
     if e.rule == RULE_EF:  # ErrorFeedback.update: e <- p - C(p)
         for j in range(d):
             memory[j] = p[j] - v[j]
@@ -130,7 +250,7 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
         for j in range(d):  # average_payloads: zeros, then each rank's term in rank order
             mean[j] = 0
         for r in range(e.size):
-            if topk_scatter(e.gathered + r * e.nbytes, e.nbytes, e.k, e.bits, v, d) >= 0:
+            if decode_payload(e, e.gathered + r * e.nbytes, v) != 0:
                 return -1
             w = <floating>e.weights[r]
             for j in range(d):  # add_weighted(mean, v, w_r)
@@ -146,16 +266,17 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     return 0
 
 
-cdef int exchange_step(void* context, void* x, const void* grad, double eta, double* seconds) noexcept nogil:
+cdef int exchange_step(void* context, void* x, const void* grad, double eta, int64_t step,
+                       double* seconds) noexcept nogil:
     """The capsule's function (mpitrain._native.sgd_steps: step_exchange_t)."""
     cdef ExchangeData* e = <ExchangeData*>context
     if e.wire_single:
         if e.model_single:
-            return feedback_step(e, <float*>e.compensated, <const float*>grad, <float*>x, eta, seconds)
-        return feedback_step(e, <float*>e.compensated, <const double*>grad, <double*>x, eta, seconds)
+            return feedback_step(e, <float*>e.compensated, <const float*>grad, <float*>x, eta, step, seconds)
+        return feedback_step(e, <float*>e.compensated, <const double*>grad, <double*>x, eta, step, seconds)
     if e.model_single:
-        return feedback_step(e, <double*>e.compensated, <const float*>grad, <float*>x, eta, seconds)
-    return feedback_step(e, <double*>e.compensated, <const double*>grad, <double*>x, eta, seconds)
+        return feedback_step(e, <double*>e.compensated, <const float*>grad, <float*>x, eta, step, seconds)
+    return feedback_step(e, <double*>e.compensated, <const double*>grad, <double*>x, eta, step, seconds)
 
 
 cdef void* array_address(object array, object dtype, Py_ssize_t length, str what, bint writable) except NULL:
@@ -190,10 +311,11 @@ cdef class TopKFeedbackExchange:
     cdef readonly object capsule  # PyCapsule "mpitrain.StepExchange"
     cdef readonly object comm
     cdef readonly object bound_error, bound_average  # the arrays updated as the rule's memory
-    cdef object mean, compensated, decoded, payload, gathered, weights
+    cdef readonly object payload  # this rank's last payload
+    cdef object mean, compensated, decoded, gathered, weights
 
     def __init__(self, Py_ssize_t d, Py_ssize_t k, int bits, wire_dtype, model_dtype, error, mean,
-                 weights, comm=None, feedback="ef", average=None):
+                 weights, comm=None, feedback="ef", average=None, dithering=None, seed_base=0, rank=0):
         if feedback not in RULES:
             raise ValueError(f"feedback must be one of {sorted(RULES)}, got {feedback!r}")
         self.feedback = feedback
@@ -213,10 +335,13 @@ cdef class TopKFeedbackExchange:
         if self.size < 1:
             raise ValueError("weights must hold one weight a rank")
         self.d, self.k = d, k
-        self.payload_nbytes = k * self.wire_dtype.itemsize + (k * bits + 7) // 8
-        self.e.d, self.e.k, self.e.bits, self.e.nbytes, self.e.size = d, k, bits, self.payload_nbytes, self.size
         self.e.wire_single = self.wire_dtype == np.float32
         self.e.model_single = self.model_dtype == np.float32
+        self.payload_nbytes = k * self.wire_dtype.itemsize + (k * bits + 7) // 8
+        self.e.composed = dithering is not None
+        if dithering is not None:
+            self.payload_nbytes = self._dithered(dithering, seed_base, rank) + (k * bits + 7) // 8
+        self.e.d, self.e.k, self.e.bits, self.e.nbytes, self.e.size = d, k, bits, self.payload_nbytes, self.size
         self.mean = mean
         self.e.mean = array_address(mean, self.model_dtype, d, "mean", True)
         self.compensated = np.zeros(d, dtype=self.wire_dtype)
@@ -238,6 +363,24 @@ cdef class TopKFeedbackExchange:
             raise ValueError(f"one weight for a communicator of {comm.Get_size()} ranks")
         self.capsule = PyCapsule_New(<void*>exchange_step, b"mpitrain.StepExchange", NULL)
         PyCapsule_SetContext(self.capsule, &self.e)
+
+    def _dithered(self, dithering, seed_base, rank):
+        """Set up the dithering of a composition; returns its payload bytes (norms, then codes)."""
+        from .compress_round import DITHER_KERNELS
+
+        levels, bucket, natural, p, scale = dithering
+        if not 1 <= levels <= 255 or not 1 <= bucket:
+            raise ValueError(f"dithering needs 1 <= levels <= 255 and bucket >= 1, got {levels} and {bucket}")
+        cdef Dithered* c = &self.e.dithered
+        c.levels, c.bucket, c.natural, c.p = levels, min(bucket, self.k), bool(natural), float(p)
+        c.scale = float(self.wire_dtype.type(scale))
+        c.buckets = -(-self.k // c.bucket)
+        c.head = c.buckets * self.wire_dtype.itemsize + (self.k * (1 + int(levels).bit_length()) + 7) // 8
+        c.base, c.rank = <uint64_t>(int(seed_base) & 0xFFFFFFFFFFFFFFFF), <uint64_t>int(rank)
+        width = "32" if self.e.wire_single else "64"
+        c.pack = PyCapsule_GetPointer(DITHER_KERNELS["pack" + width], f"mpitrain.DitherPack{width}".encode())
+        c.unpack = PyCapsule_GetPointer(DITHER_KERNELS["unpack" + width], f"mpitrain.DitherUnpack{width}".encode())
+        return c.head
 
     def _connect(self, comm):
         """MPI_Allgather of the payloads over ``comm`` (a communicator of ``size`` ranks)."""
@@ -268,10 +411,17 @@ cdef class TopKFeedbackExchange:
                                                                      "average", True)
         self.bound_error, self.bound_average = error, average
 
-    def describe(self, int code):
-        """What the exchange's negative return ``code`` means (SGDSteps.run raises it)."""
+    def failure(self, int code):
+        """The exception for the exchange's negative return ``code`` (SGDSteps.run raises it)."""
         if code == -1:
-            return ("a Top-k payload gathered from another rank holds an index >= d = "
-                    f"{self.d}: the ranks disagree on d or k")
-        return f"compressed exchange failed (code {code})"
+            return RuntimeError("a Top-k payload gathered from another rank holds an index >= d = "
+                                f"{self.d}: the ranks disagree on d or k")
+        if code == -2:  # Dithering._check_norms' refusal (its message names the bucket and the max)
+            c = &self.e.dithered
+            name = "NaturalDithering" if c.natural else "StandardDithering"
+            return ValueError(f"{name} ({self.wire_dtype.name}): the {c.p:g}-norm of a bucket of the "
+                              f"Top-k values exceeds the largest {self.wire_dtype.name} "
+                              f"{float(np.finfo(self.wire_dtype).max):g}, so the header cannot hold it; scale x "
+                              "down by a power of two 2^k and the result back up, or use float64")
+        return RuntimeError(f"compressed exchange failed (code {code})")
 

@@ -28,10 +28,11 @@ include "update_math.pxi"
 # capsule's function: mpitrain._native.inplace_allreduce)
 ctypedef int (*sum_in_place_t)(void* context, void* buf, Py_ssize_t count) noexcept nogil
 
-# x <- the step that this rank's gradient grad and step size eta give after an exchange over the
-# ranks, seconds inside MPI added to *seconds; 0, or an MPI error code (a "mpitrain.StepExchange"
-# capsule's function: mpitrain._native.compressed_steps)
-ctypedef int (*step_exchange_t)(void* context, void* x, const void* grad, double eta,
+# x <- the step that this rank's gradient grad and step size eta give at step ``step`` after an
+# exchange over the ranks, seconds inside MPI added to *seconds; 0, an MPI error code, or a negative
+# code of the exchange's own (a "mpitrain.StepExchange" capsule's function:
+# mpitrain._native.compressed_steps)
+ctypedef int (*step_exchange_t)(void* context, void* x, const void* grad, double eta, int64_t step,
                                 double* seconds) noexcept nogil
 
 ctypedef struct StepData:
@@ -81,10 +82,10 @@ cdef void one_gradient(const StepData* s, const floating* values, const floating
 
 cdef int sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
                    floating* g, Py_ssize_t count, double beta, double* weight_sum,
-                   double* sum_seconds) noexcept nogil:
-    """``count`` steps on s (see SGDSteps.run): adds the block's output weights to weight_sum and the
-    seconds inside the sums over the ranks to sum_seconds; returns 0, or the error code of a sum (the
-    step that got it is not taken)."""
+                   double* sum_seconds, int64_t first) noexcept nogil:
+    """``count`` steps on s (see SGDSteps.run), the first one step ``first`` of the run: adds the
+    block's output weights to weight_sum and the seconds inside the sums over the ranks to sum_seconds;
+    returns 0, or the error code of a sum or exchange (the step that got it is not taken)."""
     cdef Py_ssize_t t, j
     cdef floating w
     cdef double started
@@ -97,7 +98,8 @@ cdef int sgd_steps(const StepData* s, const floating* values, const floating* la
             weight_sum[0] += s.output_weights[t]
         one_gradient(s, values, labels, x, g)
         if s.exchange != NULL:  # (no output weights and beta = 1 here: exchange_steps and run check)
-            code = s.exchange(s.exchange_context, <void*>x, <const void*>g, s.step_sizes[t], sum_seconds)
+            code = s.exchange(s.exchange_context, <void*>x, <const void*>g, s.step_sizes[t], first + t,
+                              sum_seconds)
             if code != 0:
                 return code
             continue
@@ -326,13 +328,14 @@ cdef class SGDSteps:
                 one_gradient(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
                              <const double*>self.s.x, <double*>self.s.grad)
 
-    def run(self, Py_ssize_t count, double beta=1.0, double weight_sum=0.0):
+    def run(self, Py_ssize_t count, double beta=1.0, double weight_sum=0.0, int64_t first=0):
         """Take ``count`` steps (0 <= count <= capacity) with eta = step_sizes[:count] (and output
         weights output_weights[:count]); the last one is scaled by ``beta``. Returns weight_sum plus
         the block's output weights, added in order (weight_sum when there is no output); the
         seconds spent in the sums over the ranks are then in ``sum_seconds``. An MPI error in a sum
         raises mpi4py's MPI.Exception (the steps before it are taken); a failure of the exchange
-        itself, RuntimeError with its ``describe``."""
+        itself, the exception its ``failure`` gives. ``first``: the run's index of the block's first
+        step (the exchange's per-step seeds; plain and averaged steps do not use it)."""
         cdef int code
         if count < 0 or count > self.capacity:
             raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
@@ -342,13 +345,14 @@ cdef class SGDSteps:
         with self.lock, nogil:
             if self.single:
                 code = sgd_steps(&self.s, <const float*>self.s.values, <const float*>self.s.labels,
-                                 <float*>self.s.x, <float*>self.s.grad, count, beta, &weight_sum, &self.sum_seconds)
+                                 <float*>self.s.x, <float*>self.s.grad, count, beta, &weight_sum, &self.sum_seconds,
+                                 first)
             else:
                 code = sgd_steps(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
                                  <double*>self.s.x, <double*>self.s.grad, count, beta, &weight_sum,
-                                 &self.sum_seconds)
+                                 &self.sum_seconds, first)
         if code < 0:  # the exchange's own failure (not MPI's)
-            raise RuntimeError(self.exchange.describe(code))
+            raise self.exchange.failure(code)
         if code != 0:
             from mpi4py import MPI
             raise MPI.Exception(code)

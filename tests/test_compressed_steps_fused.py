@@ -1,4 +1,4 @@
-"""Compressed SGD in blocks: Top-k with a feedback rule (none, EF, EF21) taken whole in C (draw,
+"""Compressed SGD in blocks: Top-k, or Top-k then dithering, with a feedback rule (none, EF, EF21) taken whole in C (draw,
 gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
 mpitrain._native.compressed_steps) gives the run of one Python step per call bit for bit: iterates,
 feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits; on one
@@ -25,6 +25,12 @@ from test_sync_steps_fused import CASES, WALL_TIME, records, shard_objective, st
 
 WIRES = ("float32", "float64")
 FEEDBACKS = ("ef", "ef21", "none")
+COMPRESSORS = {  # Top-k alone, and Top-k followed by dithering of its k values (compositions)
+    "top_k": {"compressor": "top_k", "k": 3},
+    "top_k_natural_dithering": {"compressor": "top_k_natural_dithering", "k": 3, "levels": 4},
+    "top_k-standard_dithering": {"compressor": "composition", "biased": "top_k", "unbiased": "standard_dithering",
+                                 "k": 4, "levels": 3},
+}
 
 
 def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=70, **options):
@@ -42,12 +48,14 @@ def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=7
     return algorithm
 
 
-def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", counts=(1, 4, 9, 2, 30, 100), capacity=3):
+def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", compressor="top_k", counts=(1, 4, 9, 2, 30, 100),
+                      capacity=3):
     """step(t) 70 times against run_steps in calls of ``counts`` (the last past the budget) on a
     kernel of ``capacity`` steps: what this rank sees, as a dict (also run by the MPI script below)."""
     objective, n = shard_objective(name, dtype, layout, comm.Get_rank(), comm.Get_size())
-    one = compressed_sgd(comm, objective, n, fused=False, wire_dtype=wire, error_feedback=feedback)
-    blocks = compressed_sgd(comm, objective, n, capacity=capacity, wire_dtype=wire, error_feedback=feedback)
+    options = {**COMPRESSORS[compressor], "wire_dtype": wire, "error_feedback": feedback}
+    one = compressed_sgd(comm, objective, n, fused=False, **options)
+    blocks = compressed_sgd(comm, objective, n, capacity=capacity, **options)
     for t in range(70):
         one.step(t)
     t, taken = 0, []
@@ -67,11 +75,12 @@ def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", counts=(1,
 MEMORY = {"ef": [True, None], "ef21": [True, True], "none": [None, None]}  # e_k; h_k and h; nothing
 
 
+@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
 @pytest.mark.parametrize("feedback", FEEDBACKS)
 @pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("case", CASES, ids="-".join)
-def test_one_rank_blocks_are_the_steps_one_by_one(case, wire, feedback):
-    seen = compare_run_steps(MPI.COMM_SELF, *case, wire, feedback)
+def test_one_rank_blocks_are_the_steps_one_by_one(case, wire, feedback, compressor):
+    seen = compare_run_steps(MPI.COMM_SELF, *case, wire, feedback, compressor)
     assert seen["fused"]
     assert seen["taken"] == [1, 4, 9, 2, 30, 24]  # the last call stops at the budget of 70
     assert seen["x"] and seen["sampler"] and seen["memory"] == MEMORY[feedback]
@@ -101,9 +110,8 @@ def test_a_loaded_checkpoint_is_what_the_kernel_updates():
 
 
 @pytest.mark.parametrize("options", [
-    {"clip": 1.0}, {"compressor": "rand_k"}, {"compressor": "top_k_natural_dithering", "levels": 2},
-    {"k": MAX_K + 1},
-], ids=["clip", "rand_k", "composition", "k-above-max"])
+    {"clip": 1.0}, {"compressor": "rand_k"}, {"compressor": "scaled_sign", "k": None}, {"k": MAX_K + 1},
+], ids=["clip", "rand_k", "scaled_sign", "k-above-max"])
 def test_other_set_ups_keep_the_step_per_call_path(options):
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1, d=MAX_K + 5)
     one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, steps=20, **options)
@@ -203,7 +211,9 @@ RUNS = {"csr-logistic-float64": CSR,
         "dense-least_squares-float32": ["data.dataset=synthetic-least-squares", "objective.name=least_squares",
                                         "data.dtype=float32"],
         "csr-logistic-float64-ef21": [*CSR, "compressed_sgd.error_feedback=ef21"],
-        "csr-logistic-float32-none": [*CSR, "data.dtype=float32", "compressed_sgd.error_feedback=none"]}
+        "csr-logistic-float32-none": [*CSR, "data.dtype=float32", "compressed_sgd.error_feedback=none"],
+        "csr-logistic-float64-top_k_natural_dithering": [*CSR, 'compressed_sgd.compressor="top_k_natural_dithering"',
+                                                         "compressed_sgd.levels=4"]}
 RESUMED = "csr-logistic-float64"
 
 SCRIPT = """
@@ -223,10 +233,11 @@ report = {{"parts": {{}}}}
 for case in {cases!r}:
     for wire in ("float32", "float64"):
         for feedback in ("ef", "ef21", "none"):
-            seen = compare_run_steps(comm, *case, wire, feedback)
-            seen.update({{k: comm.allreduce(seen[k], op=MPI.LAND) for k in ("fused", "x", "sampler")}})
-            seen["memory"] = comm.allgather(seen["memory"])  # every rank's
-            report["parts"]["-".join((*case, wire, feedback))] = seen
+            for compressor in {compressors!r}:
+                seen = compare_run_steps(comm, *case, wire, feedback, compressor)
+                seen.update({{k: comm.allreduce(seen[k], op=MPI.LAND) for k in ("fused", "x", "sampler")}})
+                seen["memory"] = comm.allgather(seen["memory"])  # every rank's
+                report["parts"]["-".join((*case, wire, feedback, compressor))] = seen
 
 
 def config(name, folder, *extra):
@@ -250,21 +261,21 @@ if comm.Get_rank() == 0:
 def runs(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"compressed-n{request.param}")
     script = SCRIPT.format(tests=str(Path(__file__).parent), cases=CASES, common=COMMON, runs=RUNS, resumed=RESUMED,
-                           root=root)
+                           root=root, compressors=sorted(COMPRESSORS))
     result = run_mpi_script(request.param, script, root, timeout=300)
     assert result.returncode == 0, result.output
     return request.param, root, json.loads((root / "report.json").read_text())
 
 
-@pytest.mark.parametrize("case", [f"{'-'.join(case)}-{wire}-{feedback}" for case in CASES for wire in WIRES
-                                  for feedback in FEEDBACKS])
+@pytest.mark.parametrize("case", [f"{'-'.join(case)}-{wire}-{feedback}-{compressor}" for case in CASES
+                                  for wire in WIRES for feedback in FEEDBACKS for compressor in sorted(COMPRESSORS)])
 def test_run_steps_is_step_by_step_across_ranks(runs, case):
     size, _, report = runs
     seen = report["parts"][case]
     assert seen["fused"]
     assert seen["taken"] == [1, 4, 9, 2, 30, 24]
     assert seen["x"] and seen["sampler"]
-    assert seen["memory"] == [MEMORY[case.split("-")[-1]]] * size
+    assert seen["memory"] == [MEMORY[case.split("-")[4]]] * size
     assert seen["moved"] > 1e-3
     assert seen["stats"][0] == seen["stats"][1]  # rounds, bytes and bits
     assert seen["stats"][0][:2] == [70, 70 * seen["payload"]]
@@ -365,3 +376,17 @@ def test_ranks_that_disagree_on_d_get_an_error_not_a_wrong_step(tmp_path):
     assert ("rank 0: a Top-k payload gathered from another rank holds an index >= d = 9: the ranks disagree "
             "on d or k") in result.stdout, result.output
     assert "rank 1: stepped" in result.stdout, result.output
+
+
+def test_an_overflowing_dithering_norm_is_refused_as_by_the_step_per_call_path():
+    """Finite Top-k values whose 2-norm exceeds float32's largest value: both paths raise the
+    ValueError of the dithering's header check."""
+    # each gradient entry 3.2e38 (a float32), eta g = 8e37: the 2-norm of 30 of them, 4.4e38, is not
+    features, labels = np.ones((12, 40)), np.full(12, -3.2e38)
+    objective = make_objective("least_squares", features, labels, 0.0)
+    for fused in (False, True):
+        algorithm = compressed_sgd(MPI.COMM_SELF, objective, 12, fused=fused, compressor="top_k_natural_dithering",
+                                   k=30, levels=4)
+        assert (algorithm.steps is not None) == fused
+        with pytest.raises(ValueError, match="exceeds the largest float32"):
+            algorithm.run_steps(0, 1)

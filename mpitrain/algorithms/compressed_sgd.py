@@ -17,7 +17,8 @@ the bytes this rank put on the wire (the payload, or the values section); the me
 A biased compressor without error feedback can make the distributed method diverge (the
 paper's counter-example: Top-1 with 3 workers); rank 0 warns when a run asks for that.
 
-Steps in blocks: with Top-k (any feedback rule), no clipping, a linear objective on the host,
+Steps in blocks: with Top-k, or Top-k then dithering (``top_k_natural_dithering``, ...), any
+feedback rule, no clipping, a linear objective on the host,
 k <= 64 and d <= 1024 (the small problems where the per-step Python was most of a step), ``run_steps`` takes
 its steps in one C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
 ``mpitrain._native.compressed_steps``: draw, gradient, compensate, encode, MPI_Allgather called
@@ -39,7 +40,8 @@ from mpi4py import MPI
 
 from .._native import compressed_steps
 from ..clip import clip_by_norm
-from ..compress import TopK
+from ..compress import Composition, TopK
+from ..compress.dithering import Dithering
 from .base import Algorithm, step_size_filler
 from .compressed_exchange import CompressedAverager, CompressedSender
 from .compression_options import CompressionOptions, build_compressor, check_compression_options, is_biased
@@ -114,7 +116,7 @@ class CompressedSGD(Algorithm):
             n = min(end - t, kernel.capacity)
             started = perf_counter()
             self.fill_step_sizes(t, kernel.step_sizes[:n])
-            kernel.run(n)
+            kernel.run(n, first=t)
             seconds = perf_counter() - started
             stats.compute_seconds += seconds - kernel.sum_seconds
             if communicates:  # n Allgathers of a payload, as n calls of CompressedAverager.average count them
@@ -150,9 +152,14 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     at most ``capacity`` a call (None: the objective's default), or None where the set-up has no
     such kernel."""
     compressor, opts = algorithm.compressor, algorithm.opts
-    if type(compressor) is not TopK or algorithm.clip > 0:
+    top_k, dithering = compressor, None
+    if type(compressor) is Composition and type(compressor.biased) is TopK \
+            and isinstance(compressor.unbiased_part, Dithering) and compressor.unbiased_part.levels <= 255:
+        top_k, u = compressor.biased, compressor.unbiased_part
+        dithering = (u.levels, u.bucket_size, u.natural, u.p, compressor.scale)
+    if type(top_k) is not TopK or algorithm.clip > 0:
         return None
-    if compressor.d > compressed_steps.MAX_D or compressor.k > compressed_steps.MAX_K:
+    if compressor.d > compressed_steps.MAX_D or top_k.k > compressed_steps.MAX_K:
         return None
     error, average = feedback_arrays(algorithm.sender.rule, opts.error_feedback)
     if any(type(a) is not np.ndarray for a in (algorithm.x, error, average) if a is not None):
@@ -167,12 +174,15 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     averager = algorithm.averager
     try:
         exchange = compressed_steps.TopKFeedbackExchange(
-            compressor.d, compressor.k, compressor.index_bits, compressor.dtype, algorithm.x.dtype, error,
+            compressor.d, top_k.k, top_k.index_bits, compressor.dtype, algorithm.x.dtype, error,
             averager.mean, averager.weights if worker.size > 1 else [1.0], worker.comm if worker.size > 1 else None,
-            feedback=opts.error_feedback, average=average)
+            feedback=opts.error_feedback, average=average, dithering=dithering, seed_base=algorithm.sender.base,
+            rank=worker.rank)
     except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
         if worker.rank == 0:
             warnings.warn(f"compressed_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=3)
+        return None
+    if exchange.payload_nbytes != compressor.payload_nbytes():  # the same payload, or no kernel
         return None
     kernel.exchange_steps(exchange)
     return kernel
