@@ -300,6 +300,9 @@ cdef class TopKFeedbackExchange:
     rank, in rank order (one entry: one rank, no MPI call); comm: the mpi4py communicator of those
     ranks (None for one rank); feedback: "none", "ef" or "ef21"; average: ``ef21``'s (d,)
     model-dtype h, updated in place (None for the others). ``bind_memory`` points at other arrays.
+    dithering: None for Top-k alone, or (levels, bucket_size, natural, p, scale) of the dithering that
+    follows Top-k in a ``Composition`` (its unbiased part's, and the composition's 1/(1 + omega)),
+    with seed_base (the sender's base seed) and rank for its per-step seeds.
     Holds every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``, a
     gathered payload that is not a Top-k payload for this d (ranks that disagree on d or k)
     RuntimeError.
