@@ -960,14 +960,7 @@ cdef void ternary_unpack(const uint8_t* buf, double scale_, floating* out, Py_ss
 # pointer is the specialisation's function), so both write and read the same bytes from one
 # statement of the code.
 
-ctypedef void (*dither_pack32_t)(const float*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, float*,
-                                 uint8_t*, int64_t) noexcept nogil
-ctypedef void (*dither_pack64_t)(const double*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, double*,
-                                 uint8_t*, int64_t) noexcept nogil
-ctypedef void (*dither_unpack32_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const float*, float*,
-                                   Py_ssize_t) noexcept nogil
-ctypedef void (*dither_unpack64_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const double*, double*,
-                                   Py_ssize_t) noexcept nogil
+include "dither_kernel_types.pxi"
 
 
 cdef object dither_capsules():

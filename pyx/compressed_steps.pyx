@@ -63,14 +63,7 @@ cdef enum:
 RULES = {"none": RULE_NONE, "ef": RULE_EF, "ef21": RULE_EF21}
 
 # compress_round's dither_pack and dither_unpack (its DITHER_KERNELS capsules)
-ctypedef void (*dither_pack32_t)(const float*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, float*,
-                                 uint8_t*, int64_t) noexcept nogil
-ctypedef void (*dither_pack64_t)(const double*, Py_ssize_t, uint64_t, int, Py_ssize_t, bint, double, double*,
-                                 uint8_t*, int64_t) noexcept nogil
-ctypedef void (*dither_unpack32_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const float*, float*,
-                                   Py_ssize_t) noexcept nogil
-ctypedef void (*dither_unpack64_t)(const uint8_t*, Py_ssize_t, int, Py_ssize_t, bint, const double*, double*,
-                                   Py_ssize_t) noexcept nogil
+include "dither_kernel_types.pxi"
 
 ctypedef struct Dithered:  # the dithering after Top-k of a composition
     int levels
