@@ -47,6 +47,10 @@ cdef extern from *:
     static inline uint64_t mpt_splitmix64(uint64_t seed, uint64_t i) {
         return mpt_sm64(seed, i);
     }
+    /* A sub-stream's seed: splitmix64(seed ^ 0xD1B54A32D192ED03, tag) (compress_random.derive_seed). */
+    static inline uint64_t mpt_derive_seed(uint64_t seed, uint64_t tag) {
+        return mpt_sm64(seed ^ 0xD1B54A32D192ED03ULL, tag);
+    }
     /* r[0..n): the float32 stream words r_start .. r_{start+n-1} (see the header);
        start even and r 8-byte aligned: word j of the 64-bit stream fills r[2j], r[2j+1]
        (little-endian host). */
@@ -130,6 +134,7 @@ cdef extern from *:
     }
     """
     uint64_t mpt_splitmix64(uint64_t seed, uint64_t i) nogil
+    uint64_t mpt_derive_seed(uint64_t seed, uint64_t tag) nogil
     double mpt_uniform(uint64_t seed, uint64_t i) nogil
     void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) nogil
     void mpt_random64(uint64_t seed, int64_t start, int64_t n, uint64_t *r) nogil

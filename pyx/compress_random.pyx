@@ -45,5 +45,4 @@ def uniforms(seed, Py_ssize_t count, int bits=64):
 
 def derive_seed(seed, tag):
     """A new uint64 seed for a sub-stream: splitmix64(seed ^ 0xD1B54A32D192ED03, tag)."""
-    cdef uint64_t s = <uint64_t>((int(seed) ^ 0xD1B54A32D192ED03) & MASK64)
-    return int(mpt_splitmix64(s, <uint64_t>(int(tag) & MASK64)))
+    return int(mpt_derive_seed(<uint64_t>(int(seed) & MASK64), <uint64_t>(int(tag) & MASK64)))

@@ -112,11 +112,6 @@ cdef int allgather_payloads(ExchangeData* e) noexcept nogil:
                                                     e.h.datatype_pointer, e.h.comm_pointer)
 
 
-cdef inline uint64_t derive_seed(uint64_t seed, uint64_t tag) noexcept nogil:
-    """mpitrain._native.compress_random.derive_seed."""
-    return mpt_splitmix64(seed ^ 0xD1B54A32D192ED03ULL, tag)
-
-
 cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
     """Composition.encode of p into e.payload at step ``step``; 0, or -2 when a bucket of finite
     values has an infinite norm (the dithering's header cannot hold it: Dithering._check_norms)."""
@@ -126,8 +121,7 @@ cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcep
     cdef real_t values[SMALL_K]
     cdef real_t* norms
     cdef Py_ssize_t i, j, lo, hi, k = e.k, cut = c.buckets * <Py_ssize_t>sizeof(real_t)
-    cdef uint64_t seed = derive_seed(derive_seed(derive_seed(c.base, <uint64_t>step), c.rank), 1)
-    cdef mpt_writer w
+    cdef uint64_t seed = mpt_derive_seed(mpt_derive_seed(mpt_derive_seed(c.base, <uint64_t>step), c.rank), 1)
     cdef bint finite
     if real_t is float:
         topk_small(<const uint32_t*>p, e.d, k, 0x7FFFFFFFULL, idx, <uint32_t*>keys)
@@ -150,10 +144,7 @@ cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcep
                 finite = finite and not (isinf(values[i]) or values[i] != values[i])
             if finite:
                 return -2
-    mpt_writer_init(&w, e.payload + c.head)  # the support: TopK.write_support
-    for i in range(k):
-        mpt_put(&w, <uint64_t>idx[i], e.bits)
-    mpt_flush(&w)
+    pack_indices(idx, k, e.bits, e.payload + c.head)  # the support: TopK.write_support
     return 0
 
 

@@ -218,16 +218,22 @@ cdef void topk_small(const key_t *v, Py_ssize_t d, Py_ssize_t k, uint64_t absmas
         ties -= take & (key == threshold)
 
 
-cdef int gather_pack(const real_t *x, const int64_t *idx, Py_ssize_t k, int b, uint8_t *out) noexcept nogil:
-    """out = x[idx[0]], ..., x[idx[k-1]] (the dtype's bytes) then idx packed at b bits."""
+cdef void pack_indices(const int64_t *idx, Py_ssize_t k, int b, uint8_t *out) noexcept nogil:
+    """idx[0..k) packed at b bits into out (LSB first): Top-k's support section."""
     cdef Py_ssize_t i
     cdef mpt_writer w
-    for i in range(k):
-        memcpy(out + i * sizeof(real_t), &x[idx[i]], sizeof(real_t))
-    mpt_writer_init(&w, out + k * sizeof(real_t))
+    mpt_writer_init(&w, out)
     for i in range(k):
         mpt_put(&w, <uint64_t>idx[i], b)
     mpt_flush(&w)
+
+
+cdef int gather_pack(const real_t *x, const int64_t *idx, Py_ssize_t k, int b, uint8_t *out) noexcept nogil:
+    """out = x[idx[0]], ..., x[idx[k-1]] (the dtype's bytes) then idx packed at b bits."""
+    cdef Py_ssize_t i
+    for i in range(k):
+        memcpy(out + i * sizeof(real_t), &x[idx[i]], sizeof(real_t))
+    pack_indices(idx, k, b, out + k * sizeof(real_t))
     return 0
 
 

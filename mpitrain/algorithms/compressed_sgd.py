@@ -42,7 +42,7 @@ from .._native import compressed_steps
 from ..clip import clip_by_norm
 from ..compress import Composition, TopK
 from ..compress.dithering import Dithering
-from .base import Algorithm, step_size_filler
+from .base import Algorithm, run_kernel_blocks, step_size_filler
 from .compressed_exchange import CompressedAverager, CompressedSender
 from .compression_options import CompressionOptions, build_compressor, check_compression_options, is_biased
 
@@ -108,22 +108,14 @@ class CompressedSGD(Algorithm):
         exchange = kernel.exchange
         if exchange.bound_error is not error or exchange.bound_average is not average:  # load_state_dict
             exchange.bind_memory(error, average)
-        stats, averager = self.worker.stats, self.averager
-        communicates = averager.size > 1
+        stats, averager, nbytes = self.worker.stats, self.averager, exchange.payload_nbytes
+
+        def communicated(n, seconds):  # n Allgathers of a payload, as n calls of CompressedAverager.average count them
+            stats.record(seconds, n * nbytes, rounds=n)
+            averager.bits_sent += n * averager.bits_per_exchange
         end = min(t + count, max(t, self.worker.steps))
-        first = t
-        while t < end:
-            n = min(end - t, kernel.capacity)
-            started = perf_counter()
-            self.fill_step_sizes(t, kernel.step_sizes[:n])
-            kernel.run(n, first=t)
-            seconds = perf_counter() - started
-            stats.compute_seconds += seconds - kernel.sum_seconds
-            if communicates:  # n Allgathers of a payload, as n calls of CompressedAverager.average count them
-                stats.record(kernel.sum_seconds, n * kernel.exchange.payload_nbytes, rounds=n)
-                averager.bits_sent += n * averager.bits_per_exchange
-            t += n
-        return t - first
+        return run_kernel_blocks(kernel, self.fill_step_sizes, stats, t, end,
+                                 communicated if averager.size > 1 else None)
 
     def metrics(self) -> dict:
         return {"bits_sent": self.averager.bits_sent}

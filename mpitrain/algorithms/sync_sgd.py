@@ -27,7 +27,7 @@ from mpi4py import MPI
 
 from .. import backend
 from .._native.inplace_allreduce import InPlaceAllreduce
-from .base import Algorithm, step_size_filler, update
+from .base import Algorithm, run_kernel_blocks, step_size_filler, update
 
 
 class SyncSGD(Algorithm):
@@ -56,21 +56,13 @@ class SyncSGD(Algorithm):
         kernel = self.sgd_steps
         if kernel is None:
             return super().run_steps(t, count)
-        stats = self.worker.stats
-        communicates = self.averager.size > 1
+        stats, nbytes = self.worker.stats, self.grad.nbytes
+
+        def communicated(n, seconds):  # n Allreduces of the gradient, as n calls of Averager.average record them
+            stats.record(seconds, n * nbytes, rounds=n)
         end = min(t + count, max(t, self.worker.steps))
-        first = t
-        while t < end:
-            n = min(end - t, kernel.capacity)
-            started = time.perf_counter()
-            self.fill_step_sizes(t, kernel.step_sizes[:n])
-            kernel.run(n)
-            seconds = time.perf_counter() - started
-            stats.compute_seconds += seconds - kernel.sum_seconds
-            if communicates:  # n Allreduces of the gradient, as n calls of Averager.average record them
-                stats.record(kernel.sum_seconds, n * self.grad.nbytes, rounds=n)
-            t += n
-        return t - first
+        return run_kernel_blocks(kernel, self.fill_step_sizes, stats, t, end,
+                                 communicated if self.averager.size > 1 else None)
 
 
 def averaging(kernel, worker):
