@@ -203,17 +203,23 @@ def _exact(value) -> bool:
     return isinstance(value, float) or (isinstance(value, int) and abs(value) < EXACT_INTEGERS)
 
 
-def run_kernel_blocks(kernel, fill_step_sizes, stats, t: int, end: int, communicated=None) -> int:
-    """Steps t .. end - 1 through ``kernel`` (an SGDSteps) in calls of at most its capacity: each
-    call's step sizes from ``fill_step_sizes``, its time less the seconds inside MPI
-    (``kernel.sum_seconds``) counted as compute, then ``communicated(n, seconds)`` (None: nothing
-    travelled). Returns the steps taken. The block loop of sync SGD and compressed SGD."""
+def run_kernel_blocks(kernel, fill_step_sizes, stats, t: int, end: int, communicated=None,
+                      numbered: bool = False) -> int:
+    """Steps t .. end - 1 through ``kernel`` (an SGDSteps, or the PyTorch bridge's TorchSGDSteps) in
+    calls of at most its capacity: each call's step sizes from ``fill_step_sizes``, its time less the
+    seconds inside MPI (``kernel.sum_seconds``) counted as compute, then ``communicated(n, seconds)``
+    (None: nothing travelled). ``numbered``: pass the block's first step index (``first``, which a
+    compressed exchange seeds from). Returns the steps taken. The block loop of sync SGD and
+    compressed SGD."""
     first = t
     while t < end:
         n = min(end - t, kernel.capacity)
         started = time.perf_counter()
         fill_step_sizes(t, kernel.step_sizes[:n])
-        kernel.run(n, first=t)
+        if numbered:
+            kernel.run(n, first=t)
+        else:
+            kernel.run(n)
         stats.compute_seconds += (time.perf_counter() - started) - kernel.sum_seconds
         if communicated is not None:
             communicated(n, kernel.sum_seconds)

@@ -115,7 +115,7 @@ class CompressedSGD(Algorithm):
             averager.bits_sent += n * averager.bits_per_exchange
         end = min(t + count, max(t, self.worker.steps))
         return run_kernel_blocks(kernel, self.fill_step_sizes, stats, t, end,
-                                 communicated if averager.size > 1 else None)
+                                 communicated if averager.size > 1 else None, numbered=True)
 
     def metrics(self) -> dict:
         return {"bits_sent": self.averager.bits_sent}
