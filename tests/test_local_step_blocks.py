@@ -111,7 +111,7 @@ def test_block_equals_steps_one_by_one(name, dtype, layout, weighted):
                 average_ref.add(s, x_ref)
             objective.batch_gradient(x_ref, sampler_ref.draw(), g_ref)
             scaled_update(x_ref, g_ref, -etas(s), beta if s == t + count - 1 else 1.0)
-        step_size_filler(etas)(t, steps.step_sizes[:count])
+        step_size_filler(etas)(t, steps.step_sizes, count)
         if weighted:
             steps.output_weights[:count] = [average.weight(s) for s in range(t, t + count)]
             average.weight_sum = steps.run(count, beta, average.weight_sum)
@@ -210,11 +210,19 @@ def test_sgd_steps_checks_its_arrays_once():
                                       stich(0.01, 11.0), lambda t: 1.0 / (1.0 + t) ** 0.5],
                          ids=["constant", "constant-int", "inverse-time", "inverse-time-int", "stich", "other"])
 def test_step_size_filler_is_the_schedule_bit_for_bit(schedule):
+    """out[:n] holds eta_t .. eta_{t+n-1}, on fresh arrays and on one array refilled call after
+    call (a kernel's step_sizes: a constant is written there once, then left as it is)."""
     fill = step_size_filler(schedule)
+    kept, other = np.full(37, np.nan), np.full(37, np.nan)
     for t in (0, 1, 17, 10 ** 6, 2 ** 40):
-        out = np.empty(37)
-        fill(t, out)
-        assert out.tolist() == [float(schedule(t + i)) for i in range(37)]
+        for n in (37, 5, 1):
+            expected = [float(schedule(t + i)) for i in range(n)]
+            fresh = np.full(37, np.nan)
+            fill(t, fresh, n)
+            assert fresh[:n].tolist() == expected
+            for out in (kept, other, kept):  # the arrays in turn, as two kernels would
+                fill(t, out, n)
+                assert out[:n].tolist() == expected
 
 
 @pytest.mark.parametrize("period", [ConstantPeriod(1), ConstantPeriod(8), PostLocalPeriod(5, 8),

@@ -215,7 +215,7 @@ def run_kernel_blocks(kernel, fill_step_sizes, stats, t: int, end: int, communic
     while t < end:
         n = min(end - t, kernel.capacity)
         started = time.perf_counter()
-        fill_step_sizes(t, kernel.step_sizes[:n])
+        fill_step_sizes(t, kernel.step_sizes, n)
         if numbered:
             kernel.run(n, first=t)
         else:
@@ -227,24 +227,37 @@ def run_kernel_blocks(kernel, fill_step_sizes, stats, t: int, end: int, communic
     return t - first
 
 
-def step_size_filler(schedule: Callable[[int], float]) -> Callable[[int, np.ndarray], None]:
-    """``fill(t, out)``: out[i] = schedule(t + i) for every i, bit for bit (float64 ``out``).
+def step_size_filler(schedule: Callable[[int], float]) -> Callable[[int, np.ndarray, int], None]:
+    """``fill(t, out, n)``: out[i] = schedule(t + i) for i < n, bit for bit (float64 ``out``, a
+    kernel's ``step_sizes``).
 
-    Vectorised for Constant (value) and InverseTime (c / (a + t): NumPy's correctly rounded
-    division and addition of the same doubles as Python's, while a + t stays below 2^53); any
-    other schedule is called once per step.
+    A Constant writes the whole of ``out`` once, the first time it sees that array, and nothing
+    after (the callers keep one array per kernel and nothing else writes it: no slice, no pass per
+    call). InverseTime (c / (a + t)) is vectorised: NumPy's correctly rounded division and
+    addition of the same doubles as Python's, while a + t stays below 2^53. Any other schedule is
+    called once per step.
     """
     if type(schedule) is Constant and _exact(schedule.value):
-        return lambda t, out: out.fill(schedule.value)
+        value, filled, last = schedule.value, [], None  # the arrays written so far, the last one seen
+
+        def constant(t, out, n):
+            nonlocal last
+            if out is not last:
+                if not any(out is seen for seen in filled):
+                    out.fill(value)
+                    filled.append(out)
+                last = out
+        return constant
     if type(schedule) is InverseTime and _exact(schedule.c) and _exact(schedule.a):
-        def inverse_time(t, out):
-            if abs(schedule.a) + t + len(out) >= EXACT_INTEGERS:
-                out[:] = [schedule(t + i) for i in range(len(out))]
+        def inverse_time(t, out, n):
+            if abs(schedule.a) + t + n >= EXACT_INTEGERS:
+                out[:n] = [schedule(t + i) for i in range(n)]
                 return
-            np.add(schedule.a, np.arange(t, t + len(out), dtype=np.float64), out=out)
-            np.divide(schedule.c, out, out=out)
+            part = out[:n]
+            np.add(schedule.a, np.arange(t, t + n, dtype=np.float64), out=part)
+            np.divide(schedule.c, part, out=part)
         return inverse_time
 
-    def each_step(t, out):
-        out[:] = [schedule(t + i) for i in range(len(out))]
+    def each_step(t, out, n):
+        out[:n] = [schedule(t + i) for i in range(n)]
     return each_step

@@ -139,17 +139,21 @@ class LocalModelAlgorithm(Algorithm):
     def run_steps(self, t: int, count: int) -> int:
         """Steps t .. t + count - 1 (within the step budget): each stretch of local steps up to an
         average, and the step before the average, in one C call; then the average."""
-        if self.sgd_steps is None:
+        kernel = self.sgd_steps
+        if kernel is None:
             return super().run_steps(t, count)
         end = min(t + count, max(t, self.worker.steps))
-        first = t
+        first, capacity = t, kernel.capacity
         while t < end:
-            stop = next_average(self.period, t, min(end, t + self.sgd_steps.capacity))
-            syncs = self.period.syncs_after(stop - 1)
-            self.local_steps(t, stop - t, self.sync_weight() if syncs else 1.0)
-            self.steps_done = stop
-            if syncs:
+            period = self.period
+            stop = next_average(period, t, min(end, t + capacity))
+            if period.syncs_after(stop - 1):
+                self.local_steps(t, stop - t, self.sync_weight())
+                self.steps_done = stop
                 self.synchronise(stop - 1)
+            else:
+                self.local_steps(t, stop - t, 1.0)
+                self.steps_done = stop
             t = stop
         return t - first
 
@@ -158,7 +162,7 @@ class LocalModelAlgorithm(Algorithm):
         ``weight``), timed as compute once."""
         kernel = self.sgd_steps
         started = time.perf_counter()
-        self.fill_step_sizes(t, kernel.step_sizes[:count])
+        self.fill_step_sizes(t, kernel.step_sizes, count)
         if self.output is None:
             kernel.run(count, weight)
         else:

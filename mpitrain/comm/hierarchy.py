@@ -17,6 +17,8 @@ host buffers unless MPI is CUDA-aware); host arrays go straight to MPI.
 """
 from __future__ import annotations
 
+from time import perf_counter
+
 import numpy as np
 from mpi4py import MPI
 
@@ -79,46 +81,55 @@ class NodeHierarchy:
 
 
 class HierarchicalAverager:
-    """``average_node(buf)`` and ``average_global(buf)``, in place, for rank weight ``weight``."""
+    """``average_node(buf)`` and ``average_global(buf)``, in place, for rank weight ``weight``.
+
+    Timed with plain counters (``CommStats.record``); host arrays go to MPI as they are, device
+    arrays through ``default_buffers()``, picked per call by the array's type."""
 
     def __init__(self, hierarchy: NodeHierarchy, weight: float, stats: CommStats | None = None):
         self.hierarchy = hierarchy
         self.weight = float(weight)
         self.node_weight = hierarchy.node.allreduce(self.weight)  # W_node
+        self.node_share = self.weight / self.node_weight  # w_k / W_node
+        self.node_size = hierarchy.node.Get_size()
         self.stats = stats if stats is not None else CommStats()
 
     def average_node(self, buf: np.ndarray) -> np.ndarray:
         """buf <- sum_{j in node} (w_j / W_node) buf_j."""
-        node = self.hierarchy.node
-        if node.Get_size() == 1:
+        if self.node_size == 1:
             return buf
-        buf *= buf.dtype.type(self.weight / self.node_weight)
-        with self.stats.communicate(buf.nbytes), buffers_for(buf).inplace(buf) as mpi_buf:
-            node.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
+        buf *= buf.dtype.type(self.node_share)
+        started = perf_counter()
+        with buffers_for(buf).inplace(buf) as mpi_buf:
+            self.hierarchy.node.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
+        self.stats.record(perf_counter() - started, buf.nbytes)
         return buf
 
     def average_global(self, buf: np.ndarray) -> np.ndarray:
         """buf <- sum_k w_k buf_k over all ranks: node Reduce, leader Allreduce, node Bcast."""
-        h = self.hierarchy
+        h, stats, nbytes = self.hierarchy, self.stats, buf.nbytes
         buffers = buffers_for(buf)
         if self.weight != 1.0:
             buf *= buf.dtype.type(self.weight)
-        node_size = h.node.Get_size()
-        if node_size > 1:
-            with self.stats.communicate(buf.nbytes):
-                if h.is_leader:
-                    with buffers.inplace(buf) as mpi_buf:
-                        h.node.Reduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM, root=0)
-                else:
-                    h.node.Reduce(buffers.send(buf), None, op=MPI.SUM, root=0)
+        if self.node_size > 1:
+            started = perf_counter()
+            if h.is_leader:
+                with buffers.inplace(buf) as mpi_buf:
+                    h.node.Reduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM, root=0)
+            else:
+                h.node.Reduce(buffers.send(buf), None, op=MPI.SUM, root=0)
+            stats.record(perf_counter() - started, nbytes)
         if h.is_leader and h.leaders.Get_size() > 1:
-            with self.stats.communicate(buf.nbytes), buffers.inplace(buf) as mpi_buf:
+            started = perf_counter()
+            with buffers.inplace(buf) as mpi_buf:
                 h.leaders.Allreduce(MPI.IN_PLACE, mpi_buf, op=MPI.SUM)
-        if node_size > 1:
-            with self.stats.communicate(buf.nbytes if h.is_leader else 0):
-                if h.is_leader:
-                    h.node.Bcast(buffers.send(buf), root=0)
-                else:
-                    with buffers.receive(buf) as mpi_buf:
-                        h.node.Bcast(mpi_buf, root=0)
+            stats.record(perf_counter() - started, nbytes)
+        if self.node_size > 1:
+            started = perf_counter()
+            if h.is_leader:
+                h.node.Bcast(buffers.send(buf), root=0)
+            else:
+                with buffers.receive(buf) as mpi_buf:
+                    h.node.Bcast(mpi_buf, root=0)
+            stats.record(perf_counter() - started, nbytes if h.is_leader else 0)
         return buf
