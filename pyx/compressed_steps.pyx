@@ -34,9 +34,8 @@ from cpython.pycapsule cimport PyCapsule_New, PyCapsule_SetContext
 from cython cimport floating
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.limits cimport INT_MAX
-from libc.math cimport isinf
+from libc.math cimport fabs, isinf
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 
@@ -44,6 +43,7 @@ include "compress_common.pxi"
 include "topk_payload.pxi"
 include "update_math.pxi"
 include "mpi_handles.pxi"
+include "monotonic_clock.pxi"
 
 #: the largest d and k the exchange takes (compress_select: ``SORT_MAX_D``, ``SMALL_K``)
 MAX_D = SMALL_D  # 1024
@@ -94,12 +94,8 @@ ctypedef struct ExchangeData:
     const double* weights  # (size,) w_k
     void* allgather  # the library's MPI_Allgather, or NULL (one rank)
     MPIHandles h  # the communicator and MPI_BYTE
-
-
-cdef inline double monotonic_seconds() noexcept nogil:
-    cdef timespec now
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return <double>now.tv_sec + 1e-9 * <double>now.tv_nsec
+    Py_ssize_t refused_bucket  # after -2: the bucket whose norm overflowed, and its max |value|
+    double refused_max
 
 
 cdef int allgather_payloads(ExchangeData* e) noexcept nogil:
@@ -143,6 +139,9 @@ cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcep
             for i in range(lo, hi):
                 finite = finite and not (isinf(values[i]) or values[i] != values[i])
             if finite:
+                e.refused_bucket, e.refused_max = j, 0.0
+                for i in range(lo, hi):
+                    e.refused_max = max(e.refused_max, fabs(<double>values[i]))
                 return -2
     pack_indices(idx, k, e.bits, e.payload + c.head)  # the support: TopK.write_support
     return 0
@@ -403,11 +402,12 @@ cdef class TopKFeedbackExchange:
         if code == -1:
             return RuntimeError("a Top-k payload gathered from another rank holds an index >= d = "
                                 f"{self.d}: the ranks disagree on d or k")
-        if code == -2:  # Dithering._check_norms' refusal (its message names the bucket and the max)
+        if code == -2:  # Dithering._check_norms' refusal, in its words
             c = &self.e.dithered
             name = "NaturalDithering" if c.natural else "StandardDithering"
-            return ValueError(f"{name} ({self.wire_dtype.name}): the {c.p:g}-norm of a bucket of the "
-                              f"Top-k values exceeds the largest {self.wire_dtype.name} "
+            wire = self.wire_dtype.name
+            return ValueError(f"{name} ({wire}): the {c.p:g}-norm of bucket {self.e.refused_bucket} "
+                              f"(max|x_i| = {self.e.refused_max:g}) exceeds the largest {wire} "
                               f"{float(np.finfo(self.wire_dtype).max):g}, so the header cannot hold it; scale x "
                               "down by a power of two 2^k and the result back up, or use float64")
         return RuntimeError(f"compressed exchange failed (code {code})")

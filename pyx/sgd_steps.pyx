@@ -17,11 +17,11 @@ from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.stdint cimport UINT32_MAX, UINT64_MAX, int32_t, int64_t, uint32_t, uint64_t
 from numpy.random cimport bitgen_t
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 include "row_math.pxi"
 include "row_draws.pxi"
 include "update_math.pxi"
+include "monotonic_clock.pxi"
 
 
 # buf[:count] <- its sum over the ranks, in place; 0, or an MPI error code (a "mpitrain.InPlaceSum"
@@ -60,13 +60,6 @@ ctypedef struct StepData:
     void* sum_context
     step_exchange_t exchange  # after each gradient, the exchange takes the step; NULL: x <- x - eta g
     void* exchange_context
-
-
-cdef inline double monotonic_seconds() noexcept nogil:
-    """CLOCK_MONOTONIC in seconds (the clock of time.perf_counter on Linux)."""
-    cdef timespec now
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return <double>now.tv_sec + 1e-9 * <double>now.tv_nsec
 
 
 cdef void one_gradient(const StepData* s, const floating* values, const floating* labels, const floating* x,

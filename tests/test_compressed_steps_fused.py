@@ -88,6 +88,32 @@ def test_one_rank_blocks_are_the_steps_one_by_one(case, wire, feedback, compress
     assert seen["stats"][0] == seen["stats"][1] == [0, 0, 0]  # one rank: nothing travels
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("poison", ["nan", "inf"])
+@pytest.mark.parametrize("feedback", FEEDBACKS)
+@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
+def test_a_nan_or_inf_parameter_takes_the_same_path_in_c(compressor, feedback, poison):
+    """A parameter that is NaN or inf (a run going wrong) makes NaN gradients: the selection
+    (NaN above inf above every number), the dithering of a NaN or inf norm, the feedback memory and
+    the update give the same bits in C as step by step, so the trainer's divergence check sees the
+    same values on either path."""
+    objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
+    options = {**COMPRESSORS[compressor], "wire_dtype": "float32", "error_feedback": feedback}
+    one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, **options)
+    blocks = compressed_sgd(MPI.COMM_SELF, objective, n, capacity=3, **options)
+    assert blocks.steps is not None
+    for algorithm in (one, blocks):
+        algorithm.x[2] = float(poison)
+    for t in range(20):
+        one.step(t)
+    assert blocks.run_steps(0, 20) == 20
+    assert not np.isfinite(one.x).all()
+    assert blocks.x.tobytes() == one.x.tobytes()
+    assert [None if a is None else a.tobytes() for a in feedback_arrays(blocks.sender.rule, feedback)] == \
+        [None if a is None else a.tobytes() for a in feedback_arrays(one.sender.rule, feedback)]
+    assert blocks.worker.sampler.state() == one.worker.sampler.state()
+
+
 def test_a_loaded_checkpoint_is_what_the_kernel_updates():
     """load_state_dict replaces the feedback memory's array: the blocks after it update the new one
     and continue the unbroken run."""
@@ -384,9 +410,13 @@ def test_an_overflowing_dithering_norm_is_refused_as_by_the_step_per_call_path()
     # each gradient entry 3.2e38 (a float32), eta g = 8e37: the 2-norm of 30 of them, 4.4e38, is not
     features, labels = np.ones((12, 40)), np.full(12, -3.2e38)
     objective = make_objective("least_squares", features, labels, 0.0)
+    messages = []
     for fused in (False, True):
         algorithm = compressed_sgd(MPI.COMM_SELF, objective, 12, fused=fused, compressor="top_k_natural_dithering",
                                    k=30, levels=4)
         assert (algorithm.steps is not None) == fused
-        with pytest.raises(ValueError, match="exceeds the largest float32"):
+        with pytest.raises(ValueError, match="exceeds the largest float32") as refused:
             algorithm.run_steps(0, 1)
+        messages.append(str(refused.value))
+    assert messages[1] == messages[0]  # the same words: the bucket and its largest value named
+    assert "norm of bucket 0 (max|x_i| = 8e+37)" in messages[0]
