@@ -4,7 +4,9 @@ kinds: ``raise`` (a RuntimeError), ``kill`` (SIGKILL to this process), ``nan`` (
 parameters become NaN, so the next gradient is NaN), ``sleep`` (the rank sleeps
 ``MPITRAIN_FAULT_SECONDS``, default 0.05, every step from ``step`` on: a straggler). The loop
 fires a fault at the start of a step, inside the step's timed part, so a sleeping rank's time
-counts as its own work (what mpitrain.monitor looks at). Unset, it costs one comparison per step.
+counts as its own work (what mpitrain.monitor looks at). A fault that fires once does so on the
+path the run takes (its steps in blocks: the block before it ends at its step); a straggler makes
+the loop take one step per call. Unset, it costs one comparison per block or step.
 """
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ class Fault:
     rank: int
     step: int
     seconds: float = 0.0
+
+    @property
+    def every_step(self) -> bool:
+        """Whether it fires at every step from ``step`` on (a straggler), not once: the loop then
+        takes one step per call; a fault that fires once ends a block of steps at its step."""
+        return self.kind == "sleep"
 
     def maybe_fire(self, rank: int, step: int, algorithm) -> None:
         if rank != self.rank or step < self.step:

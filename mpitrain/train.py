@@ -11,9 +11,11 @@ update, and after ``finish()`` at the points of its ``trajectory()``.
 Steps in blocks: a lock-step algorithm is handed all the steps up to the next boundary where
 the loop has something to do (an evaluation, a checkpoint, a stop-signal check, the end) in
 one ``run_steps(t, count)`` call, which may fuse them (Local SGD runs its local steps in C);
-the metrics are those of one step per call. One step per call remains for asynchronous
-algorithms, under an injected fault (it fires per step), and with ``MPITRAIN_BLOCKS=0`` (for
-tests and benchmarks that compare the two).
+the metrics are those of one step per call. An injected fault that fires once (``raise``,
+``kill``, ``nan``) ends a block at its step and fires before the next, so failures are tested on
+the path runs take. One step per call remains for asynchronous algorithms, under an injected
+straggler (``sleep`` fires every step), and with ``MPITRAIN_BLOCKS=0`` (for tests and benchmarks
+that compare the two).
 
 Checkpoints (mpitrain.checkpoint): every ``run.checkpoint_every`` steps, and when any rank got
 SIGTERM / SIGUSR1 (then the run stops after writing one). A resumed run restores parameters,
@@ -264,16 +266,16 @@ class Trainer:
                 progress.update(record)
                 t = self.start_step
                 watchdog.start(t)
-                blocks = self.blocks and algorithm.evaluates_in_loop and self.fault is None
+                blocks = self.blocks and algorithm.evaluates_in_loop and not (self.fault and self.fault.every_step)
                 solo_steps = 1  # one rank: steps between stop checks (see block_end)
                 # an asynchronous run that pauses for a checkpoint (and does not stop) steps on
                 while not algorithm.done(t) or self.pause_async(writer, progress):
                     started = time.perf_counter()
+                    if self.fault is not None:  # inside the timed part: a slowed rank shows as busy
+                        self.fault.maybe_fire(self.rank, t, algorithm)
                     if blocks:
                         taken = algorithm.run_steps(t, self.block_end(t, stop, solo_steps) - t)
                     else:
-                        if self.fault is not None:  # inside the timed part: a slowed rank shows as busy
-                            self.fault.maybe_fire(self.rank, t, algorithm)
                         algorithm.step(t)
                         taken = 1
                     seconds = time.perf_counter() - started
@@ -335,14 +337,16 @@ class Trainer:
     def block_end(self, t: int, stop, solo_steps: int) -> int:
         """The first step boundary after ``t`` where the loop must act: the next evaluation
         (a multiple of run.log_every), checkpoint (of run.checkpoint_every), stop-signal check,
-        or the end of the run. With several ranks a stop check communicates only at
-        ``stop.next_check``; with one rank it is free at every boundary, so the block ends
-        ``solo_steps`` after t (the loop keeps that to about ``stop.period`` seconds)."""
+        or the end of the run, and an injected fault's step. With several ranks a stop check
+        communicates only at ``stop.next_check``; with one rank it is free at every boundary, so
+        the block ends ``solo_steps`` after t (the loop keeps that to about ``stop.period`` seconds)."""
         run = self.config.run
         ends = [(t // run.log_every + 1) * run.log_every, self.worker.steps,
                 stop.next_check if self.size > 1 else t + solo_steps]
         if run.checkpoint_every:
             ends.append((t // run.checkpoint_every + 1) * run.checkpoint_every)
+        if self.fault is not None and t < self.fault.step:  # it fires at the start of that step
+            ends.append(self.fault.step)
         return max(min(ends), t + 1)
 
     def resumed_metrics(self):

@@ -55,6 +55,72 @@ def test_killed_rank_ends_the_job_and_the_run_resumes_from_its_checkpoint(tmp_pa
     assert records(out) == records(tmp_path / "full")  # the killed-and-resumed run ends where an unbroken one does
 
 
+@pytest.mark.parametrize("algorithm", [
+    ("train.algorithm=compressed_sgd", "compressed_sgd.compressor=top_k", "compressed_sgd.k=5",
+     "compressed_sgd.error_feedback=ef"),
+    ("train.algorithm=local_sgd", "local_sgd.period=4"),
+], ids=["compressed_sgd", "local_sgd"])
+def test_a_rank_killed_between_blocks_of_c_steps_ends_the_job(tmp_path, algorithm):
+    """The steps before and after the fault run in blocks of C (compressed SGD: MPI_Allgather
+    called from C; Local SGD: local steps in C, then the average): the other ranks, waiting
+    inside a C call for the killed one, are ended with the job, and the run resumes from its
+    checkpoint to the unbroken run's records."""
+    steps = ("train.steps=60", *algorithm)
+    out = tmp_path / "killed"
+    started = time.monotonic()
+    killed = run_mpi(3, train_args(out, *steps) + ["--checkpoint-every", "10"],
+                     env={"MPITRAIN_FAULT": "kill:1:35"}, timeout=TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert killed.returncode != 0, killed.output
+    assert elapsed < 30, f"the job took {elapsed:.1f} s to end after a rank was killed"
+    assert json.loads((out / "checkpoints" / "latest").read_text())["step"] == 30
+    resumed = run_mpi(3, train_args(out, *steps) + ["--resume", str(out / "checkpoints")], timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.output
+    full = run_mpi(3, train_args(tmp_path / "full", *steps), timeout=TIMEOUT)
+    assert full.returncode == 0, full.output
+
+    def training(folder):  # eval_comm_rounds counts this process's evaluation averages (not checkpointed)
+        return [{k: v for k, v in r.items() if k != "eval_comm_rounds"} for r in records(folder)]
+    assert training(out) == training(tmp_path / "full")
+
+
+@pytest.mark.parametrize("fault, blocks", [("raise:0:25", True), ("nan:0:25", True), ("sleep:0:1000", False)])
+def test_a_fault_that_fires_once_ends_a_block_at_its_step(tmp_path, monkeypatch, fault, blocks):
+    """raise, kill and nan fire once: the loop keeps its blocks of steps (the path runs take) and
+    ends the block before the fault at its step; a straggler (sleep, every step) makes the loop
+    take one step per call."""
+    from mpi4py import MPI
+
+    from mpitrain.config import load_config
+    from mpitrain.runtime import JobError
+    from mpitrain.train import Trainer
+
+    monkeypatch.setenv("MPITRAIN_FAULT", fault)
+    monkeypatch.setenv("MPITRAIN_FAULT_SECONDS", "0")
+    config = load_config(None, [*SMALL, "train.steps=60", "run.log_every=50", f"run.output_dir={tmp_path / 'out'}"])
+    trainer = Trainer(config, MPI.COMM_SELF)
+    calls, run_steps = [], trainer.algorithm.run_steps
+
+    def recorded(t, count):
+        calls.append((t, count))
+        return run_steps(t, count)
+    trainer.algorithm.run_steps = recorded
+    if fault.startswith("raise"):
+        with pytest.raises(RuntimeError, match="injected fault at step 25"):
+            trainer.run()
+    elif fault.startswith("nan"):
+        with pytest.raises(JobError, match="not finite at step 50"):  # the next evaluation
+            trainer.run()
+    else:
+        trainer.run()
+    if not blocks:
+        assert calls == []
+        return
+    assert max(count for _, count in calls) > 1
+    assert any(t + count == 25 for t, count in calls)  # a block ends at the fault's step
+    assert all(not t < 25 < t + count for t, count in calls)  # none runs through it
+
+
 def test_find_stragglers_needs_ratio_share_and_seconds():
     # rank 2: 1.2 s of work against 0.1 s of the others, in a 1.3 s interval
     found = find_stragglers([0.1, 0.1, 1.2, 0.09], 1.3, 100, 200)
