@@ -49,11 +49,12 @@ def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=7
 
 
 def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", compressor="top_k", counts=(1, 4, 9, 2, 30, 100),
-                      capacity=3):
+                      capacity=3, clip=0.0):
     """step(t) 70 times against run_steps in calls of ``counts`` (the last past the budget) on a
-    kernel of ``capacity`` steps: what this rank sees, as a dict (also run by the MPI script below)."""
+    kernel of ``capacity`` steps: what this rank sees, as a dict (also run by the MPI script below).
+    ``clip``: compressed_sgd.clip (0: none)."""
     objective, n = shard_objective(name, dtype, layout, comm.Get_rank(), comm.Get_size())
-    options = {**COMPRESSORS[compressor], "wire_dtype": wire, "error_feedback": feedback}
+    options = {**COMPRESSORS[compressor], "wire_dtype": wire, "error_feedback": feedback, "clip": clip}
     one = compressed_sgd(comm, objective, n, fused=False, **options)
     blocks = compressed_sgd(comm, objective, n, capacity=capacity, **options)
     for t in range(70):
@@ -86,6 +87,34 @@ def test_one_rank_blocks_are_the_steps_one_by_one(case, wire, feedback, compress
     assert seen["x"] and seen["sampler"] and seen["memory"] == MEMORY[feedback]
     assert seen["moved"] > 1e-3
     assert seen["stats"][0] == seen["stats"][1] == [0, 0, 0]  # one rank: nothing travels
+
+
+@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
+@pytest.mark.parametrize("feedback", FEEDBACKS)
+@pytest.mark.parametrize("case", [("logistic", "float32", "csr"), ("least_squares", "float64", "dense")], ids="-".join)
+def test_clipped_blocks_are_the_clipped_steps_one_by_one(case, feedback, compressor):
+    """compressed_sgd.clip: each gradient clipped to the ball of radius lambda before the exchange,
+    in C as mpitrain.clip.clip_by_norm does it (the shared C of pyx/clip_math.pxi), bit for bit."""
+    seen = compare_run_steps(MPI.COMM_SELF, *case, "float32", feedback, compressor, clip=0.05)
+    assert seen["fused"]
+    assert seen["x"] and seen["sampler"] and seen["memory"] == MEMORY[feedback]
+    unclipped = compare_run_steps(MPI.COMM_SELF, *case, "float32", feedback, compressor)
+    assert seen["moved"] != unclipped["moved"]  # the clipping changed the run
+
+
+def test_a_non_finite_gradient_is_refused_by_clipping_as_step_by_step():
+    """clip_by_norm refuses a gradient whose norm is not finite: the C path raises the same
+    ValueError, with the same words."""
+    objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
+    messages = []
+    for fused in (False, True):
+        algorithm = compressed_sgd(MPI.COMM_SELF, objective, n, fused=fused, clip=1.0)
+        assert (algorithm.steps is not None) == fused
+        algorithm.x[2] = np.nan
+        with pytest.raises(ValueError, match="cannot clip a non-finite gradient") as refused:
+            algorithm.run_steps(0, 5)
+        messages.append(str(refused.value))
+    assert messages == ["||g||_2 is nan: cannot clip a non-finite gradient"] * 2
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -136,8 +165,8 @@ def test_a_loaded_checkpoint_is_what_the_kernel_updates():
 
 
 @pytest.mark.parametrize("options", [
-    {"clip": 1.0}, {"compressor": "rand_k"}, {"compressor": "scaled_sign", "k": None}, {"k": MAX_K + 1},
-], ids=["clip", "rand_k", "scaled_sign", "k-above-max"])
+    {"compressor": "rand_k"}, {"compressor": "scaled_sign", "k": None}, {"k": MAX_K + 1},
+], ids=["rand_k", "scaled_sign", "k-above-max"])
 def test_other_set_ups_keep_the_step_per_call_path(options):
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1, d=MAX_K + 5)
     one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, steps=20, **options)
@@ -187,6 +216,8 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"weights": []}, "weights must hold one weight a rank"),
         ({"weights": [0.5, 0.5], "comm": "world"}, "comm must be an mpi4py communicator"),
         ({"weights": [0.5, 0.5], "comm": MPI.COMM_SELF}, "2 weights for a communicator of 1 ranks"),
+        ({"clip": -1.0}, "clip must be a finite number >= 0 .0: none., got -1.0"),
+        ({"clip": float("inf")}, "clip must be a finite number >= 0 .0: none., got inf"),
         ({"feedback": "ef22"}, r"feedback must be one of \['ef', 'ef21', 'none'\], got 'ef22'"),
         ({"feedback": "none"}, "feedback 'none' keeps no memory: error must be None"),
         ({"feedback": "ef21"}, r"average \(h\) is ef21's, and ef21 needs it"),
@@ -239,7 +270,8 @@ RUNS = {"csr-logistic-float64": CSR,
         "csr-logistic-float64-ef21": [*CSR, "compressed_sgd.error_feedback=ef21"],
         "csr-logistic-float32-none": [*CSR, "data.dtype=float32", "compressed_sgd.error_feedback=none"],
         "csr-logistic-float64-top_k_natural_dithering": [*CSR, 'compressed_sgd.compressor="top_k_natural_dithering"',
-                                                         "compressed_sgd.levels=4"]}
+                                                         "compressed_sgd.levels=4"],
+        "csr-logistic-float32-clip": [*CSR, "data.dtype=float32", "compressed_sgd.clip=0.05"]}
 RESUMED = "csr-logistic-float64"
 
 SCRIPT = """

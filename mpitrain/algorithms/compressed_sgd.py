@@ -18,7 +18,7 @@ A biased compressor without error feedback can make the distributed method diver
 paper's counter-example: Top-1 with 3 workers); rank 0 warns when a run asks for that.
 
 Steps in blocks: with Top-k, or Top-k then dithering (``top_k_natural_dithering``, ...), any
-feedback rule, no clipping, a linear objective on the host,
+feedback rule, with or without clipping, a linear objective on the host,
 k <= 64 and d <= 1024 (the small problems where the per-step Python was most of a step), ``run_steps`` takes
 its steps in one C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
 ``mpitrain._native.compressed_steps``: draw, gradient, compensate, encode, MPI_Allgather called
@@ -149,7 +149,7 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
             and isinstance(compressor.unbiased_part, Dithering) and compressor.unbiased_part.levels <= 255:
         top_k, u = compressor.biased, compressor.unbiased_part
         dithering = (u.levels, u.bucket_size, u.natural, u.p, compressor.scale)
-    if type(top_k) is not TopK or algorithm.clip > 0:
+    if type(top_k) is not TopK:
         return None
     if compressor.d > compressed_steps.MAX_D or top_k.k > compressed_steps.MAX_K:
         return None
@@ -169,7 +169,7 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
             compressor.d, top_k.k, top_k.index_bits, compressor.dtype, algorithm.x.dtype, error,
             averager.mean, averager.weights if worker.size > 1 else [1.0], worker.comm if worker.size > 1 else None,
             feedback=opts.error_feedback, average=average, dithering=dithering, seed_base=algorithm.sender.base,
-            rank=worker.rank)
+            rank=worker.rank, clip=algorithm.clip)
     except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
         if worker.rank == 0:
             warnings.warn(f"compressed_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=3)
