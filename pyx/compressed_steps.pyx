@@ -8,9 +8,8 @@ Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), for worker k
     ef21:  p_k = g_k - h_k;        h_k <- h_k + C(p_k);  h <- h + sum_k w_k C(p_k);  x <- x - gamma_t h
            (Richtarik, Sokolov, Fatkhullin 2021, arXiv 2106.05203, Algorithm 1; h in the model dtype)
 
-(g_k clipped first when ``clip`` > 0: clip_lambda(g) = min(1, lambda / ||g||) g, the C of
-pyx/clip_math.pxi that mpitrain.clip runs too), with C Top-k (k values then k packed indices), or
-Top-k followed by dithering of its k values
+(g_k clipped before the exchange gets it when the kernel clips: ``SGDSteps.clip_gradients``), with
+C Top-k (k values then k packed indices), or Top-k followed by dithering of its k values
 (``mpitrain.compress.Composition``, Beznosikov et al.'s new compressor, e.g. Top-k + natural
 dithering: the dithering payload of the k values, then the packed indices; decoded values scaled by
 1/(1 + omega); its seed derive_seed(derive_seed(derive_seed(s, t), rank), 1), s the sender's base
@@ -36,7 +35,7 @@ from cpython.pycapsule cimport PyCapsule_New, PyCapsule_SetContext
 from cython cimport floating
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.limits cimport INT_MAX
-from libc.math cimport fabs, isfinite, isinf
+from libc.math cimport fabs, isinf
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 
 import numpy as np
@@ -46,7 +45,6 @@ include "topk_payload.pxi"
 include "update_math.pxi"
 include "mpi_handles.pxi"
 include "monotonic_clock.pxi"
-include "clip_math.pxi"
 
 #: the largest d and k the exchange takes (compress_select: ``SORT_MAX_D``, ``SMALL_K``)
 MAX_D = SMALL_D  # 1024
@@ -99,9 +97,6 @@ ctypedef struct ExchangeData:
     MPIHandles h  # the communicator and MPI_BYTE
     Py_ssize_t refused_bucket  # after -2: the bucket whose norm overflowed, and its max |value|
     double refused_max
-    double clip  # lambda of clip_by_norm applied to each gradient first; 0: none
-    double clip_eps  # the model dtype's machine epsilon (clip_by_norm's shrink factor)
-    double refused_norm  # after -3: the gradient's norm that was not finite
 
 
 cdef int allgather_payloads(ExchangeData* e) noexcept nogil:
@@ -197,9 +192,7 @@ cdef inline int decode_payload(ExchangeData* e, const uint8_t* payload, real_t* 
 cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* x, double eta, int64_t step,
                        double* seconds) noexcept nogil:
     """Step ``step`` (module doc) with p = e.compensated; 0, an MPI error code, -1 for a gathered
-    payload with an index >= d (not this build's payload), -2 (composed_encode), -3 for a gradient
-    with a non-finite norm when clipping (clip_by_norm's refusal). With ``e.clip`` > 0 the gradient
-    is clipped first, in place, as CompressedSGD.step does (g is the kernel's grad array)."""
+    payload with an index >= d (not this build's payload), -2 (composed_encode)."""
     cdef Py_ssize_t j, r, d = e.d
     cdef real_t* memory = <real_t*>e.error
     cdef real_t* v = <real_t*>e.decoded
@@ -209,10 +202,6 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     cdef floating w
     cdef double started
     cdef int code
-    if e.clip > 0:  # clip_by_norm(g, clip, out=g)
-        e.refused_norm = clip_in_place(<floating*>g, d, e.clip, e.clip_eps)
-        if not isfinite(e.refused_norm):
-            return -3
     if e.rule == RULE_EF:  # ErrorFeedback.compensate: a copy of e, then add_weighted(p, g, eta)
         for j in range(d):
             p[j] = memory[j] + (<real_t>g[j]) * a
@@ -313,11 +302,7 @@ cdef class TopKFeedbackExchange:
     cdef object mean, compensated, decoded, gathered, weights
 
     def __init__(self, Py_ssize_t d, Py_ssize_t k, int bits, wire_dtype, model_dtype, error, mean,
-                 weights, comm=None, feedback="ef", average=None, dithering=None, seed_base=0, rank=0,
-                 double clip=0.0):
-        if not (0.0 <= clip < float("inf")):
-            raise ValueError(f"clip must be a finite number >= 0 (0: none), got {clip!r}")
-        self.e.clip = clip
+                 weights, comm=None, feedback="ef", average=None, dithering=None, seed_base=0, rank=0):
         if feedback not in RULES:
             raise ValueError(f"feedback must be one of {sorted(RULES)}, got {feedback!r}")
         self.feedback = feedback
@@ -339,7 +324,6 @@ cdef class TopKFeedbackExchange:
         self.d, self.k = d, k
         self.e.wire_single = self.wire_dtype == np.float32
         self.e.model_single = self.model_dtype == np.float32
-        self.e.clip_eps = float(np.finfo(self.model_dtype).eps)
         self.payload_nbytes = k * self.wire_dtype.itemsize + (k * bits + 7) // 8
         self.e.composed = dithering is not None
         if dithering is not None:
@@ -427,7 +411,5 @@ cdef class TopKFeedbackExchange:
                               f"(max|x_i| = {self.e.refused_max:g}) exceeds the largest {wire} "
                               f"{float(np.finfo(self.wire_dtype).max):g}, so the header cannot hold it; scale x "
                               "down by a power of two 2^k and the result back up, or use float64")
-        if code == -3:  # clip_by_norm's refusal, in its words
-            return ValueError(f"||g||_2 is {self.e.refused_norm}: cannot clip a non-finite gradient")
         return RuntimeError(f"compressed exchange failed (code {code})")
 

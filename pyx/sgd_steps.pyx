@@ -22,6 +22,7 @@ include "row_math.pxi"
 include "row_draws.pxi"
 include "update_math.pxi"
 include "monotonic_clock.pxi"
+include "clip_math.pxi"
 
 
 # buf[:count] <- its sum over the ranks, in place; 0, or an MPI error code (a "mpitrain.InPlaceSum"
@@ -60,6 +61,8 @@ ctypedef struct StepData:
     void* sum_context
     step_exchange_t exchange  # after each gradient, the exchange takes the step; NULL: x <- x - eta g
     void* exchange_context
+    double clip  # lambda of clip_by_norm applied to each gradient before its use; 0: none
+    double clip_eps  # the dtype's machine epsilon (clip_by_norm's shrink factor)
 
 
 cdef void one_gradient(const StepData* s, const floating* values, const floating* labels, const floating* x,
@@ -73,12 +76,17 @@ cdef void one_gradient(const StepData* s, const floating* values, const floating
     finish_gradient(s.work, s.scale, s.l2, x, g, s.d)
 
 
+cdef enum:
+    CLIP_REFUSED = -100  # a gradient whose norm is not finite, with clipping on (not an exchange's code)
+
+
 cdef int sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
                    floating* g, Py_ssize_t count, double beta, double* weight_sum,
-                   double* sum_seconds, int64_t first) noexcept nogil:
+                   double* sum_seconds, int64_t first, double* norm) noexcept nogil:
     """``count`` steps on s (see SGDSteps.run), the first one step ``first`` of the run: adds the
     block's output weights to weight_sum and the seconds inside the sums over the ranks to sum_seconds;
-    returns 0, or the error code of a sum or exchange (the step that got it is not taken)."""
+    returns 0, or the error code of a sum or exchange, or CLIP_REFUSED with the gradient's norm in
+    *norm (the step that got it is not taken)."""
     cdef Py_ssize_t t, j
     cdef floating w
     cdef double started
@@ -90,6 +98,10 @@ cdef int sgd_steps(const StepData* s, const floating* values, const floating* la
                 s.output_total[j] = s.output_total[j] + <double>(w * x[j])
             weight_sum[0] += s.output_weights[t]
         one_gradient(s, values, labels, x, g)
+        if s.clip > 0:  # clip_by_norm(g, clip, out=g), as the algorithms do before using g
+            norm[0] = clip_in_place(g, s.d, s.clip, s.clip_eps)
+            if not isfinite(norm[0]):
+                return CLIP_REFUSED
         if s.exchange != NULL:  # (no output weights and beta = 1 here: exchange_steps and run check)
             code = s.exchange(s.exchange_context, <void*>x, <const void*>g, s.step_sizes[t], first + t,
                               sum_seconds)
@@ -307,6 +319,17 @@ cdef class SGDSteps:
         self.s.exchange_context = PyCapsule_GetContext(capsule)
         self.exchange = exchange
 
+    def clip_gradients(self, double max_norm):
+        """From the next call on, clip each step's gradient to the ball of radius ``max_norm``
+        before it is used (summed, exchanged or stepped with): clip_lambda(g) = min(1, lambda /
+        ||g||) g, the C of mpitrain.clip (pyx/clip_math.pxi), so the bits of
+        ``clip_by_norm(g, max_norm, out=g)``; a gradient whose norm is not finite raises its
+        ValueError. 0 turns clipping off; returns None. (``gradient()`` does not clip.)"""
+        if not (0.0 <= max_norm < float("inf")):
+            raise ValueError(f"max_norm must be a finite number >= 0 (0: none), got {max_norm!r}")
+        self.s.clip = max_norm
+        self.s.clip_eps = float(np.finfo(self.dtype).eps)
+
     def gradient(self):
         """The gradient of one step without the update: a mini-batch drawn from the sampler's
         stream (the rows of ``sampler.draw()``), then ``grad`` = weight / b sum_{i in rows}
@@ -330,6 +353,7 @@ cdef class SGDSteps:
         itself, the exception its ``failure`` gives. ``first``: the run's index of the block's first
         step (the exchange's per-step seeds; plain and averaged steps do not use it)."""
         cdef int code
+        cdef double norm = 0.0
         if count < 0 or count > self.capacity:
             raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
         if self.exchange is not None and beta != 1.0:
@@ -339,11 +363,13 @@ cdef class SGDSteps:
             if self.single:
                 code = sgd_steps(&self.s, <const float*>self.s.values, <const float*>self.s.labels,
                                  <float*>self.s.x, <float*>self.s.grad, count, beta, &weight_sum, &self.sum_seconds,
-                                 first)
+                                 first, &norm)
             else:
                 code = sgd_steps(&self.s, <const double*>self.s.values, <const double*>self.s.labels,
                                  <double*>self.s.x, <double*>self.s.grad, count, beta, &weight_sum,
-                                 &self.sum_seconds, first)
+                                 &self.sum_seconds, first, &norm)
+        if code == CLIP_REFUSED:  # clip_by_norm's refusal, in its words
+            raise ValueError(f"||g||_2 is {norm}: cannot clip a non-finite gradient")
         if code < 0:  # the exchange's own failure (not MPI's)
             raise self.exchange.failure(code)
         if code != 0:

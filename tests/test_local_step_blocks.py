@@ -259,21 +259,23 @@ def local_options(algorithm, **values):
     return CompressedLocalSGD, CompressedLocalSGDOptions(compressor="top_k", k=3, error_feedback="ef", **values)
 
 
-@pytest.mark.parametrize("algorithm", ["local_sgd", "compressed_local_sgd"])
+@pytest.mark.parametrize("algorithm", ["local_sgd", "compressed_local_sgd", "compressed_local_sgd-clipped"])
 @pytest.mark.parametrize("schedule", ["constant", "growing", "post_local"])
 @pytest.mark.parametrize("output", ["average", "weighted"])
 def test_local_sgd_run_steps_is_step_by_step(algorithm, schedule, output):
     """In one process: calls of any length, kernel calls of at most 3 steps (a period cut in
     pieces), and a last call past the step budget (it stops at the budget); compressed Local
-    SGD too (its rounds, feedback memory and bits included)."""
-    cls, options = local_options(algorithm, period=5, schedule=schedule,
-                                 warmup_steps=3 if schedule == "post_local" else 0, growth=1.5, output=output)
+    SGD too (its rounds, feedback memory and bits included), also with its gradients clipped."""
+    clip = {"clip": 0.05} if algorithm.endswith("-clipped") else {}
+    cls, options = local_options(algorithm.split("-")[0], period=5, schedule=schedule,
+                                 warmup_steps=3 if schedule == "post_local" else 0, growth=1.5, output=output, **clip)
     objective = objective_for("logistic", np.float32, "csr")
     one, blocks = local_sgd(options, objective, 70, cls), local_sgd(options, objective, 70, cls)
     assert one.sgd_steps is not None  # both take blocks when asked to; one is stepped one by one below
     total = blocks.output.total if blocks.output is not None else None
     blocks.sgd_steps = objective.sgd_steps(blocks.x, blocks.grad, blocks.worker.sampler, capacity=3,
                                            output_total=total)
+    blocks.sgd_steps.clip_gradients(clip.get("clip", 0.0))
     for t in range(70):
         one.step(t)
     t = 0
@@ -286,7 +288,7 @@ def test_local_sgd_run_steps_is_step_by_step(algorithm, schedule, output):
     assert blocks.metrics() == one.metrics()
     assert blocks.worker.sampler.state() == one.worker.sampler.state()
     assert blocks.state_dict().keys() == one.state_dict().keys()
-    if algorithm == "compressed_local_sgd":
+    if algorithm.startswith("compressed_local_sgd"):
         assert blocks.anchor.tobytes() == one.anchor.tobytes()
         assert blocks.sender.rule.state_dict()["error"].tobytes() == one.sender.rule.state_dict()["error"].tobytes()
         assert blocks.averager.bits_sent == one.averager.bits_sent and blocks.syncs == one.syncs > 0
@@ -319,7 +321,7 @@ RUNS["compressed_local_sgd-growing-weighted-ef"] = [
 RUNS["hierarchical_local_sgd"] = ["train.algorithm=hierarchical_local_sgd", "hierarchical_local_sgd.ranks_per_node=1",
                                   "hierarchical_local_sgd.node_period=2", "hierarchical_local_sgd.global_period=8",
                                   "hierarchical_local_sgd.output=weighted", *CSR]
-RUNS["compressed_local_sgd-clipped"] = [  # clipping: one step per call either way
+RUNS["compressed_local_sgd-clipped"] = [  # clipped local steps in C (SGDSteps.clip_gradients)
     "train.algorithm=compressed_local_sgd", "compressed_local_sgd.period=8", "compressed_local_sgd.clip=0.5", *CSR]
 
 SCRIPT = """

@@ -17,9 +17,9 @@ With the identity compressor this is Local SGD (up to the rounding of Delta in t
 dtype). The evaluated model (``output = "average"``) is the anchor x_a, the same on every
 rank (no extra traffic); ``output = "weighted"`` is Stich's x_hat_T over the local iterates,
 averaged over the ranks like Local SGD's. EF21 tracks a converging quantity (a gradient),
-not a model change: it is not offered here. Without clipping the local steps up to each
-round run in one C call, as Local SGD's do (``LocalModelAlgorithm.run_steps``), bit for bit
-the steps taken one at a time.
+not a model change: it is not offered here. The local steps up to each round run in one C
+call, as Local SGD's do (``LocalModelAlgorithm.run_steps``; clipped there in C as here, with the
+C of mpitrain.clip), bit for bit the steps taken one at a time.
 
 Steady memory: a round allocates no parameter-sized temporary here. Delta_k is computed
 in place in x (bit-identical to ``x - x_a``), since x is overwritten with the new x_a at the
@@ -82,8 +82,7 @@ class CompressedLocalSGD(LocalModelAlgorithm):
         warn_if_biased_without_feedback(worker, self.name, self.opts, self.compressor)
         self.anchor = self.x.copy()  # x_a, the last average
         self.steps_done = 0
-        if not self.opts.clip > 0:  # the C blocks step without clipping
-            self.use_step_blocks()
+        self.use_step_blocks(clip=self.opts.clip)  # the local steps in C, clipped as stochastic_gradient clips
 
     @classmethod
     def validate(cls, config):

@@ -169,7 +169,7 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
             compressor.d, top_k.k, top_k.index_bits, compressor.dtype, algorithm.x.dtype, error,
             averager.mean, averager.weights if worker.size > 1 else [1.0], worker.comm if worker.size > 1 else None,
             feedback=opts.error_feedback, average=average, dithering=dithering, seed_base=algorithm.sender.base,
-            rank=worker.rank, clip=algorithm.clip)
+            rank=worker.rank)
     except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
         if worker.rank == 0:
             warnings.warn(f"compressed_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=3)
@@ -177,4 +177,5 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     if exchange.payload_nbytes != compressor.payload_nbytes():  # the same payload, or no kernel
         return None
     kernel.exchange_steps(exchange)
+    kernel.clip_gradients(algorithm.clip)  # clip_by_norm before the exchange, as step does
     return kernel

@@ -112,16 +112,19 @@ class LocalModelAlgorithm(Algorithm):
     #: the C kernel of this variant's local steps (``use_step_blocks``), or None: one step per call
     sgd_steps = None
 
-    def use_step_blocks(self) -> None:
+    def use_step_blocks(self, clip: float = 0.0) -> None:
         """Take the local steps up to each average in one C call from now on (``run_steps``),
         where the objective has the kernel (``Objective.sgd_steps``; not for parameters on a GPU).
-        For variants whose local step is ``local_step``'s plain one (no clipping) and whose
-        ``period`` says when they average."""
+        For variants whose local step is ``local_step``'s, its gradient clipped to ``clip`` when
+        > 0 (``clip_by_norm``'s bits, ``SGDSteps.clip_gradients``), and whose ``period`` says when
+        they average."""
         if backend.is_device_array(self.x):
             return
         total = self.output.total if self.output is not None else None
         make = getattr(self.worker.objective, "sgd_steps", None)
         self.sgd_steps = make(self.x, self.grad, self.worker.sampler, output_total=total) if make else None
+        if self.sgd_steps is not None and clip > 0:
+            self.sgd_steps.clip_gradients(clip)
         self.fill_step_sizes = step_size_filler(self.worker.step_size)
 
     def sync_weight(self) -> float:
