@@ -3,7 +3,7 @@
 clip_lambda(g) = min(1, lambda / ||g||_2) g (Erickson and Johansson 2026, docs/papers.md
 section 3) needs ||g||_2 and g times a factor. Both kernels take float32 or float64
 (fused ``floating``), run without the GIL and accumulate in double (the C of
-pyx/clip_math.pxi, which compressed SGD's steps in C also run).
+pyx/clip_math.pxi, which the step kernels of pyx/sgd_steps.pyx also run).
 """
 from cython cimport floating
 

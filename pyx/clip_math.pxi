@@ -1,7 +1,7 @@
 # The math of gradient clipping (Erickson and Johansson 2026, docs/papers.md s.3), in C without the
 # GIL: clip_lambda(g) = min(1, lambda / ||g||_2) g. Included by pyx/clip.pyx (the kernels of
-# mpitrain.clip) and pyx/compressed_steps.pyx (compressed SGD's steps in C), so both clip with the
-# same operations in the same order: the same bits.
+# mpitrain.clip) and pyx/sgd_steps.pyx (SGDSteps.clip_gradients: clipped steps in C blocks), so both
+# clip with the same operations in the same order: the same bits.
 
 from cython cimport floating
 from libc.math cimport fabs, isfinite, isinf, sqrt

@@ -157,7 +157,8 @@ cdef class SGDSteps:
 
     with the arithmetic of ``batch_gradient`` and ``mpitrain._native.vector.scaled_update``, so a
     block equals its steps taken one by one, bit for bit. ``average_gradients`` turns this into
-    synchronous SGD (the gradient weighted and summed over the ranks before the update). With
+    synchronous SGD (the gradient weighted and summed over the ranks before the update);
+    ``clip_gradients`` clips each g to a ball first (clip_by_norm's bits). With
     ``output_weights`` and
     ``output_total`` (float64), each step first adds w_t x (the product in x's dtype, as NumPy's
     ``total += w * x``) to ``output_total``: Stich's weighted iterate sum.
