@@ -50,17 +50,7 @@ def clip_by_norm(g, max_norm, out=None):
         _check_vector(out, "out")
         if out.shape != g.shape or out.dtype != g.dtype:
             raise ValueError(f"out must have g's shape {g.shape} and dtype {g.dtype}")
-    norm = kernels.l2_norm(g)
+    norm = kernels.clip_into(g, max_norm, out)  # one statement of the clip: pyx/clip_math.pxi (host)
     if not math.isfinite(norm):
         raise ValueError(f"||g||_2 is {norm}: cannot clip a non-finite gradient")
-    if norm <= max_norm:
-        if out is not g:
-            out[...] = g
-        return out, norm
-    kernels.scale_into(g, max_norm / norm, out)
-    # rounding to float32 may push the norm a few ulps past max_norm: shrink until inside.
-    # (when out is g the original values are gone, so the scaled values are shrunk again.)
-    shrink = 1.0 - 2.0 * float(np.finfo(g.dtype).eps)
-    while kernels.l2_norm(out) > max_norm:
-        kernels.scale_into(out, shrink, out)
     return out, norm

@@ -1,4 +1,4 @@
-"""Kernels of gradient clipping: the Euclidean norm and a scaled copy.
+"""Kernels of gradient clipping: the Euclidean norm, a scaled copy, and the clip itself.
 
 clip_lambda(g) = min(1, lambda / ||g||_2) g (Erickson and Johansson 2026, docs/papers.md
 section 3) needs ||g||_2 and g times a factor. Both kernels take float32 or float64
@@ -30,3 +30,20 @@ def scale_into(const floating[::1] g, double factor, floating[::1] out):
         return
     with nogil:
         scale_vector(&g[0], factor, &out[0], d)
+
+
+def clip_into(const floating[::1] g, double max_norm, floating[::1] out):
+    """out <- clip_lambda(g) = min(1, max_norm / ||g||_2) g, its norm then <= max_norm (shrunk by
+    a few ulps when rounding to the dtype would cross it); out may be g. Returns ||g||_2 (a
+    float); when it is not finite out is left as it is. Checks are the caller's
+    (mpitrain.clip.clip_by_norm)."""
+    cdef Py_ssize_t d = g.shape[0]
+    cdef double norm
+    cdef double eps = 2.0 ** -23 if floating is float else 2.0 ** -52  # the dtype's machine epsilon
+    if out.shape[0] != d:
+        raise ValueError(f"out has length {out.shape[0]}, g has length {d}")
+    if d == 0:
+        return 0.0
+    with nogil:
+        norm = clip_vector(&g[0], &out[0], d, max_norm, eps)
+    return norm

@@ -5,6 +5,7 @@
 
 from cython cimport floating
 from libc.math cimport fabs, isfinite, isinf, sqrt
+from libc.string cimport memcpy
 
 
 cdef inline double l2_norm_of(const floating* g, Py_ssize_t d) noexcept nogil:
@@ -35,16 +36,21 @@ cdef inline void scale_vector(const floating* g, double factor, floating* out, P
         out[j] = <floating>(factor * <double>g[j])
 
 
-cdef inline double clip_in_place(floating* g, Py_ssize_t d, double max_norm, double eps) noexcept nogil:
-    """g <- clip_lambda(g) with lambda = max_norm (mpitrain.clip.clip_by_norm with out = g): unchanged
-    inside the ball, else scaled by max_norm / ||g||, then by 1 - 2 eps (eps: the dtype's machine
-    epsilon) until its norm is <= max_norm. Returns ||g||_2 before clipping; when that is not
-    finite, g is left as it is (clip_by_norm raises)."""
+cdef inline double clip_vector(const floating* g, floating* out, Py_ssize_t d, double max_norm,
+                             double eps) noexcept nogil:
+    """out <- clip_lambda(g) with lambda = max_norm (mpitrain.clip.clip_by_norm; out may be g): g
+    itself inside the ball, else g scaled by max_norm / ||g||, then by 1 - 2 eps (eps: the dtype's
+    machine epsilon) until its norm is <= max_norm. Returns ||g||_2; when that is not finite,
+    out is not written (clip_by_norm raises)."""
     cdef double norm = l2_norm_of(g, d)
     cdef double shrink = 1.0 - 2.0 * eps
-    if not isfinite(norm) or norm <= max_norm:
+    if not isfinite(norm):
         return norm
-    scale_vector(g, max_norm / norm, g, d)
-    while l2_norm_of(g, d) > max_norm:
-        scale_vector(g, shrink, g, d)
+    if norm <= max_norm:
+        if out != g:
+            memcpy(out, g, d * sizeof(floating))
+        return norm
+    scale_vector(g, max_norm / norm, out, d)
+    while l2_norm_of(out, d) > max_norm:
+        scale_vector(out, shrink, out, d)
     return norm

@@ -99,7 +99,7 @@ cdef int sgd_steps(const StepData* s, const floating* values, const floating* la
             weight_sum[0] += s.output_weights[t]
         one_gradient(s, values, labels, x, g)
         if s.clip > 0:  # clip_by_norm(g, clip, out=g), as the algorithms do before using g
-            norm[0] = clip_in_place(g, s.d, s.clip, s.clip_eps)
+            norm[0] = clip_vector(g, g, s.d, s.clip, s.clip_eps)
             if not isfinite(norm[0]):
                 return CLIP_REFUSED
         if s.exchange != NULL:  # (no output weights and beta = 1 here: exchange_steps and run check)

@@ -231,21 +231,19 @@ def step_size_filler(schedule: Callable[[int], float]) -> Callable[[int, np.ndar
     """``fill(t, out, n)``: out[i] = schedule(t + i) for i < n, bit for bit (float64 ``out``, a
     kernel's ``step_sizes``).
 
-    A Constant writes the whole of ``out`` once, the first time it sees that array, and nothing
-    after (the callers keep one array per kernel and nothing else writes it: no slice, no pass per
-    call). InverseTime (c / (a + t)) is vectorised: NumPy's correctly rounded division and
+    A Constant writes the whole of ``out`` when it gets an array other than the last one, and
+    nothing otherwise (the callers keep one array per kernel and nothing else writes it: no slice,
+    no pass per call). InverseTime (c / (a + t)) is vectorised: NumPy's correctly rounded division and
     addition of the same doubles as Python's, while a + t stays below 2^53. Any other schedule is
     called once per step.
     """
     if type(schedule) is Constant and _exact(schedule.value):
-        value, filled, last = schedule.value, [], None  # the arrays written so far, the last one seen
+        value, last = schedule.value, None  # the array written last
 
         def constant(t, out, n):
             nonlocal last
             if out is not last:
-                if not any(out is seen for seen in filled):
-                    out.fill(value)
-                    filled.append(out)
+                out.fill(value)
                 last = out
         return constant
     if type(schedule) is InverseTime and _exact(schedule.c) and _exact(schedule.a):

@@ -150,13 +150,11 @@ class LocalModelAlgorithm(Algorithm):
         while t < end:
             period = self.period
             stop = next_average(period, t, min(end, t + capacity))
-            if period.syncs_after(stop - 1):
-                self.local_steps(t, stop - t, self.sync_weight())
-                self.steps_done = stop
+            syncs = period.syncs_after(stop - 1)
+            self.local_steps(t, stop - t, self.sync_weight() if syncs else 1.0)
+            self.steps_done = stop
+            if syncs:
                 self.synchronise(stop - 1)
-            else:
-                self.local_steps(t, stop - t, 1.0)
-                self.steps_done = stop
             t = stop
         return t - first
 

@@ -1,4 +1,4 @@
-"""GPU twin of ``mpitrain._native.clip``: ||g||_2 in double and a scaled copy, on CuPy arrays."""
+"""GPU twin of ``mpitrain._native.clip``: ||g||_2 in double, a scaled copy and the clip, on CuPy arrays."""
 import cupy
 import numpy as np
 
@@ -24,3 +24,21 @@ def scale_into(g, factor, out):
     if out.shape[0] != g.shape[0]:
         raise ValueError(f"out has length {out.shape[0]}, g has length {g.shape[0]}")
     _SCALE(g, np.float64(factor), out)
+
+
+def clip_into(g, max_norm, out):
+    """out <- min(1, max_norm / ||g||_2) g, shrunk by 1 - 2 eps until its norm is <= max_norm
+    (the steps of pyx/clip_math.pxi's clip_vector); out may be g. Returns ||g||_2; out is left as
+    it is when that is not finite."""
+    norm = l2_norm(g)
+    if not np.isfinite(norm):
+        return norm
+    if norm <= max_norm:
+        if out is not g:
+            out[...] = g
+        return norm
+    scale_into(g, max_norm / norm, out)
+    shrink = 1.0 - 2.0 * float(np.finfo(g.dtype).eps)
+    while l2_norm(out) > max_norm:
+        scale_into(out, shrink, out)
+    return norm
