@@ -976,3 +976,24 @@ cdef object dither_capsules():
 
 #: ``dither_pack`` / ``dither_unpack`` for float32 and float64 as PyCapsules (see above)
 DITHER_KERNELS = dither_capsules()
+
+
+# Scaled sign's pack and unpack for C callers, the same way: compressed SGD's exchange in C
+# (compressed_steps.pyx) writes and reads ScaledSign's payload with these very functions.
+
+include "sign_kernel_types.pxi"
+
+
+cdef object sign_capsules():
+    cdef sign_pack32_t pack32 = sign_pack[float]
+    cdef sign_pack64_t pack64 = sign_pack[double]
+    cdef sign_unpack32_t unpack32 = sign_unpack[float]
+    cdef sign_unpack64_t unpack64 = sign_unpack[double]
+    return {"pack32": PyCapsule_New(<void*>pack32, b"mpitrain.SignPack32", NULL),
+            "pack64": PyCapsule_New(<void*>pack64, b"mpitrain.SignPack64", NULL),
+            "unpack32": PyCapsule_New(<void*>unpack32, b"mpitrain.SignUnpack32", NULL),
+            "unpack64": PyCapsule_New(<void*>unpack64, b"mpitrain.SignUnpack64", NULL)}
+
+
+#: ``sign_pack`` / ``sign_unpack`` for float32 and float64 as PyCapsules (see above)
+SIGN_KERNELS = sign_capsules()

@@ -1,4 +1,4 @@
-"""Compressed SGD's exchange in C: Top-k with a feedback rule, one step at a time without the GIL.
+"""Compressed SGD's exchange in C: a compressor with a feedback rule, one step at a time without the GIL.
 
 Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), for worker k with gradient g_k
 (p and every feedback memory in the wire dtype: g cast to it, gamma rounded to it):
@@ -8,28 +8,47 @@ Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), for worker k
     ef21:  p_k = g_k - h_k;        h_k <- h_k + C(p_k);  h <- h + sum_k w_k C(p_k);  x <- x - gamma_t h
            (Richtarik, Sokolov, Fatkhullin 2021, arXiv 2106.05203, Algorithm 1; h in the model dtype)
 
-(g_k clipped before the exchange gets it when the kernel clips: ``SGDSteps.clip_gradients``), with
-C Top-k (k values then k packed indices), or Top-k followed by dithering of its k values
-(``mpitrain.compress.Composition``, Beznosikov et al.'s new compressor, e.g. Top-k + natural
-dithering: the dithering payload of the k values, then the packed indices; decoded values scaled by
-1/(1 + omega); its seed derive_seed(derive_seed(derive_seed(s, t), rank), 1), s the sender's base
-seed, t the step); every rank decodes all K payloads, in rank order.
-:class:`TopKFeedbackExchange` takes that step for one rank: it is the step hook of
+(g_k clipped before the exchange gets it when the kernel clips: ``SGDSteps.clip_gradients``), with C
+one of (``kind``):
+
+- ``top_k``: Top-k (k values then k packed indices), or Top-k followed by dithering of its k values
+  (``mpitrain.compress.Composition``, Beznosikov et al.'s new compressor, e.g. Top-k + natural
+  dithering: the dithering payload of the k values, then the packed indices; decoded values scaled
+  by 1/(1 + omega); its seed derive_seed(derive_seed(derive_seed(s, t), rank), 1), s the sender's
+  base seed, t the step);
+- ``scaled_sign``: (||p||_1 / d) sign(p), the scale then d sign bits (compress_round's own
+  ``sign_pack`` / ``sign_unpack``, taken as capsules from ``compress_round.SIGN_KERNELS``);
+- ``identity`` and ``rand_k`` (scaled by d/k or not; its subset drawn from derive_seed(s, t), a
+  seed every rank shares: the C of pyx/randk_payload.pxi, included here and by compress_select.pyx),
+  the summable ones: the mean is the decode of sum_k w_k values_k, each rank's values times its
+  weight in the wire dtype, added in rank order (``CompressedAverager.average``'s Allreduce);
+- any of them run as C / (1 + omega) (``ContractiveScaling``, an unbiased C under error feedback):
+  each decoded vector times that scale in the wire dtype.
+
+Every rank decodes all K payloads in rank order (or the summed values once).
+:class:`FeedbackExchange` takes that step for one rank: it is the step hook of
 ``mpitrain._native.sgd_steps.SGDSteps.exchange_steps``, so a block of compressed SGD steps (draw,
 gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update) runs in one call.
 Every operation is the one mpitrain.algorithms.compressed_sgd takes one Python call at a time, on
 the same bytes in the same order: the rules' ``compensate``, ``update`` and ``descend``
-(mpitrain.algorithms.feedback; EF's ``add_weighted`` into a copy of e), ``TopK.encode`` / ``decode``
-(the C of pyx/topk_payload.pxi, included here and by compress_select.pyx), ``Composition.encode`` /
-``decode`` (that selection, and compress_round's own ``dither_pack`` / ``dither_unpack``, taken as
-capsules from ``compress_round.DITHER_KERNELS``) and ``average_payloads``
+(mpitrain.algorithms.feedback; EF's ``add_weighted`` into a copy of e), the compressors' ``encode`` /
+``decode`` (the same C: TopK's of pyx/topk_payload.pxi, RandK's of pyx/randk_payload.pxi with its
+range check, Composition's with compress_round's ``dither_pack`` / ``dither_unpack``, taken as
+capsules from ``compress_round.DITHER_KERNELS``, ScaledSign's) and ``average_payloads``
 (zeros, then ``add_weighted`` of each rank's decoded payload with its weight), so the iterates
 equal the step-by-step path's bit for bit (tests/test_compressed_steps_fused.py, on one rank and
 under mpiexec). MPI_Allgather moves the same bytes as the Allgatherv of mpitrain.comm.payloads (all
-payloads have one length).
+payloads have one length). The summable kinds run on one rank, or in an in-process group: their
+Allreduce is not called from C, so over MPI they keep the step-by-step path.
 
-For the small vectors where the per-step Python is most of a step's time: k <= SMALL_K (64) and
-d <= SORT_MAX_D (1024); larger problems keep the step-by-step path.
+In-process groups (``grouped``): K ranks of one process (mpitrain.comm.inprocess, the experiments)
+step together in one call of ``mpitrain._native.sgd_steps.SGDStepsGroup``: each step, every rank's
+sender half (compensate, encode, memory: ``feedback_encode``), then :func:`group_step_end` gathers the
+payloads, decodes their mean once (every rank would compute the same bits) and takes every rank's
+descent (tests/test_grouped_steps.py).
+
+For the small vectors where the per-step Python is most of a step's time: k <= SMALL_K (64) for
+Top-k and d <= SORT_MAX_D (1024); larger problems keep the step-by-step path.
 """
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_SetContext
 from cython cimport floating
@@ -42,6 +61,7 @@ import numpy as np
 
 include "compress_common.pxi"
 include "topk_payload.pxi"
+include "randk_payload.pxi"
 include "update_math.pxi"
 include "mpi_handles.pxi"
 include "monotonic_clock.pxi"
@@ -60,11 +80,24 @@ cdef enum:
     RULE_EF = 1
     RULE_EF21 = 2
 
+cdef enum:
+    KIND_TOP_K = 0  # Top-k, or Top-k then dithering (``composed``)
+    KIND_IDENTITY = 1  # the values themselves (summable)
+    KIND_RAND_K = 2  # Rand-k on a subset drawn from a seed every rank shares (summable)
+    KIND_SCALED_SIGN = 3  # (||p||_1 / d) sign(p): the scale, then d sign bits
+    RANGE_REFUSED = -3  # a kept finite value times Rand-k's d/k overflows (RandK._check_range)
+    BITMAP_WORDS = 16  # words of a Rand-k subset's bitmap, d <= MAX_D = 1024 (checked below)
+
 #: the rules' names (mpitrain.algorithms.feedback.FEEDBACKS) and their numbers here
 RULES = {"none": RULE_NONE, "ef": RULE_EF, "ef21": RULE_EF21}
+assert 64 * BITMAP_WORDS >= MAX_D
+#: the compressors an exchange takes
+KINDS = {"top_k": KIND_TOP_K, "identity": KIND_IDENTITY, "rand_k": KIND_RAND_K, "scaled_sign": KIND_SCALED_SIGN}
 
 # compress_round's dither_pack and dither_unpack (its DITHER_KERNELS capsules)
 include "dither_kernel_types.pxi"
+# compress_round's sign_pack and sign_unpack (its SIGN_KERNELS capsules)
+include "sign_kernel_types.pxi"
 
 ctypedef struct Dithered:  # the dithering after Top-k of a composition
     int levels
@@ -80,7 +113,18 @@ ctypedef struct Dithered:  # the dithering after Top-k of a composition
 
 ctypedef struct ExchangeData:
     int rule  # RULE_NONE, RULE_EF or RULE_EF21
+    int kind  # KIND_TOP_K, KIND_IDENTITY or KIND_RAND_K
     bint composed  # Top-k then dithering (``dithered``), else Top-k alone
+    bint summable  # identity, Rand-k: the mean is decode(sum_k w_k values_k), an Allreduce of the values
+    Py_ssize_t values_offset, nvalues  # a summable payload's values: where they start, how many
+    double randk_scale  # Rand-k's d/k (scaled) or 1, a value of the wire dtype
+    bint randk_checked  # scaled with k < d: encode refuses a kept value that d/k overflows
+    uint64_t seed_base  # the sender's base seed (Rand-k's subset at step t: derive_seed(base, t))
+    void* summed  # (d,) wire dtype scratch: the summed values of a summable exchange
+    bint post_scaled  # decoded values times post_scale (ContractiveScaling: 1 / (1 + omega), wire dtype)
+    double post_scale
+    void* sign_pack  # scaled sign: compress_round's sign_pack and sign_unpack for the wire dtype
+    void* sign_unpack
     Dithered dithered
     Py_ssize_t d, k, nbytes, size  # size: ranks (1: no MPI call)
     int bits  # bits of a packed index
@@ -97,6 +141,9 @@ ctypedef struct ExchangeData:
     MPIHandles h  # the communicator and MPI_BYTE
     Py_ssize_t refused_bucket  # after -2: the bucket whose norm overflowed, and its max |value|
     double refused_max
+    bint grouped  # a member of an in-process group: the steps end in group_step_end
+    void* pending_x  # (grouped) x and eta of the step under way, for group_step_end
+    double pending_eta
 
 
 cdef int allgather_payloads(ExchangeData* e) noexcept nogil:
@@ -174,33 +221,135 @@ cdef int composed_decode(ExchangeData* e, const uint8_t* payload, real_t* out) n
     return 0
 
 
+cdef int randk_range(ExchangeData* e, const uint8_t* payload, const real_t* dtype_of) noexcept nogil:
+    """RandK._check_range of a payload's kept values: 0, or RANGE_REFUSED with the largest kept
+    finite |value| in e.refused_max when that value times d/k overflows the wire dtype (a NaN
+    among them: no refusal, as NumPy's max and min propagate it)."""
+    cdef real_t v, hi = 0, lo = 0, big, finite = 0, scale = <real_t>e.randk_scale
+    cdef Py_ssize_t i
+    cdef bint seen_finite = False
+    for i in range(e.k):
+        memcpy(&v, payload + 8 + i * sizeof(real_t), sizeof(real_t))
+        if v != v:
+            return 0
+        if i == 0 or v > hi:
+            hi = v
+        if i == 0 or v < lo:
+            lo = v
+        if not isinf(v):
+            if not seen_finite or fabs(v) > finite:
+                finite = <real_t>fabs(v)
+            seen_finite = True
+    big = hi if hi > -lo else -lo
+    if not isinf(big * scale):
+        return 0
+    if isinf(big):  # a kept inf: the finite ones decide
+        if not seen_finite:
+            return 0
+        big = finite
+        if not isinf(big * scale):
+            return 0
+    e.refused_max = <double>big
+    return RANGE_REFUSED
+
+
+cdef int randk_encode_step(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
+    """RandK.encode(p, derive_seed(base, step)) into e.payload (its range check included)."""
+    cdef uint64_t bm[BITMAP_WORDS]
+    cdef uint64_t s = mpt_derive_seed(e.seed_base, <uint64_t>step)
+    cdef double top, bottom
+    memset(bm, 0, ((e.d + 63) // 64) * sizeof(uint64_t))
+    randk_bitmap(s, e.d, e.k, bm)
+    randk_gather(p, e.d, e.k, s, bm, e.payload, &top, &bottom)
+    if e.randk_checked:
+        return randk_range(e, e.payload, p)
+    return 0
+
+
+cdef void randk_decode_into(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+    """out = RandK.decode(payload): zeros, and value_j times d/k (or 1) at the subset of its seed."""
+    cdef uint64_t bm[BITMAP_WORDS]
+    cdef uint64_t s
+    memcpy(&s, payload, 8)
+    memset(bm, 0, ((e.d + 63) // 64) * sizeof(uint64_t))
+    randk_bitmap(s, e.d, e.k, bm)
+    randk_scatter(payload, e.k, e.randk_scale, bm, out, e.d)
+
+
+cdef void sign_encode_into(ExchangeData* e, const real_t* p) noexcept nogil:
+    """ScaledSign.encode(p) into e.payload: the scale ||p||_1 / d in the wire dtype, then the sign bits
+    (compress_round.sign_encode_payload's bytes, from its sign_pack)."""
+    cdef real_t scale
+    if real_t is float:
+        scale = <float>(<sign_pack32_t>e.sign_pack)(p, e.d, e.payload + sizeof(float))
+    else:
+        scale = (<sign_pack64_t>e.sign_pack)(p, e.d, e.payload + sizeof(double))
+    memcpy(e.payload, &scale, sizeof(real_t))
+
+
+cdef void sign_decode_into(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+    """out = ScaledSign.decode(payload): -scale where a sign bit is set, else scale."""
+    cdef real_t scale
+    memcpy(&scale, payload, sizeof(real_t))
+    if real_t is float:
+        (<sign_unpack32_t>e.sign_unpack)(payload + sizeof(float), <double>scale, out, e.d)
+    else:
+        (<sign_unpack64_t>e.sign_unpack)(payload + sizeof(double), scale, out, e.d)
+
+
 cdef inline int encode_payload(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
-    """This rank's payload of p into e.payload; 0 or a negative code (composed_encode)."""
+    """This rank's payload of p into e.payload; 0 or a negative code (composed_encode, randk_range)."""
+    if e.kind == KIND_IDENTITY:  # Identity.encode: the values' bytes
+        memcpy(e.payload, p, e.d * sizeof(real_t))
+        return 0
+    if e.kind == KIND_RAND_K:
+        return randk_encode_step(e, p, step)
+    if e.kind == KIND_SCALED_SIGN:
+        sign_encode_into(e, p)
+        return 0
     if e.composed:
         return composed_encode(e, p, step)
     topk_encode_into(p, e.d, e.k, e.bits, NULL, e.payload)
     return 0
 
 
-cdef inline int decode_payload(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+cdef inline int decode_raw(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
     """out = the (d,) vector a payload holds; 0, or -1 for an index >= d."""
+    if e.kind == KIND_IDENTITY:
+        memcpy(out, payload, e.d * sizeof(real_t))
+        return 0
+    if e.kind == KIND_RAND_K:
+        randk_decode_into(e, payload, out)
+        return 0
+    if e.kind == KIND_SCALED_SIGN:
+        sign_decode_into(e, payload, out)
+        return 0
     if e.composed:
         return composed_decode(e, payload, out)
     return -1 if topk_scatter(payload, e.nbytes, e.k, e.bits, out, e.d) >= 0 else 0
 
 
-cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* x, double eta, int64_t step,
-                       double* seconds) noexcept nogil:
-    """Step ``step`` (module doc) with p = e.compensated; 0, an MPI error code, -1 for a gathered
-    payload with an index >= d (not this build's payload), -2 (composed_encode)."""
-    cdef Py_ssize_t j, r, d = e.d
+cdef inline int decode_payload(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+    """The compressor's decode: decode_raw, then times 1 / (1 + omega) in the wire dtype for an
+    unbiased compressor that error feedback runs scaled (ContractiveScaling.decode); 0 or -1."""
+    cdef Py_ssize_t j
+    cdef real_t scale
+    if decode_raw(e, payload, out) != 0:
+        return -1
+    if e.post_scaled:
+        scale = <real_t>e.post_scale
+        for j in range(e.d):
+            out[j] = out[j] * scale
+    return 0
+
+
+cdef int feedback_encode(ExchangeData* e, real_t* p, const floating* g, double eta, int64_t step) noexcept nogil:
+    """The sender's half of step ``step`` (module doc), p = e.compensated: compensate, encode into
+    e.payload, update the rule's memory; 0 or a negative code (composed_encode)."""
+    cdef Py_ssize_t j, d = e.d
     cdef real_t* memory = <real_t*>e.error
     cdef real_t* v = <real_t*>e.decoded
-    cdef floating* mean = <floating*>e.mean
-    cdef floating* h = <floating*>e.average
     cdef real_t a = <real_t>eta
-    cdef floating w
-    cdef double started
     cdef int code
     if e.rule == RULE_EF:  # ErrorFeedback.compensate: a copy of e, then add_weighted(p, g, eta)
         for j in range(d):
@@ -214,7 +363,7 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     code = encode_payload(e, <const real_t*>p, step)
     if code != 0:
         return code
-    if e.rule != RULE_NONE or e.allgather == NULL:
+    if e.rule != RULE_NONE or e.size == 1:
         decode_payload(e, e.payload, v)  # this rank's C(p_k): its own indices
     if e.rule == RULE_EF:  # ErrorFeedback.update: e <- p - C(p)
         for j in range(d):
@@ -222,8 +371,59 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     elif e.rule == RULE_EF21:  # EF21.update: h_k <- h_k + C(p)
         for j in range(d):
             memory[j] = memory[j] + v[j]
-    if e.allgather == NULL:  # one rank: the mean is C(p) itself (CompressedAverager.average, size 1)
-        for j in range(d):
+    return 0
+
+
+cdef int average_gathered(ExchangeData* e, const uint8_t* gathered, real_t* v, floating* mean) noexcept nogil:
+    """mean = sum_r w_r decode(payload r) of the e.size payloads in ``gathered`` (average_payloads:
+    zeros, then each rank's term in rank order), v a (d,) scratch; 0, or -1 for a payload with an
+    index >= d."""
+    cdef Py_ssize_t j, r, d = e.d
+    cdef floating w
+    for j in range(d):
+        mean[j] = 0
+    for r in range(e.size):
+        if decode_payload(e, gathered + r * e.nbytes, v) != 0:
+            return -1
+        w = <floating>e.weights[r]
+        for j in range(d):  # add_weighted(mean, v, w_r)
+            mean[j] = mean[j] + (<floating>v[j]) * w
+    return 0
+
+
+cdef void feedback_descend(ExchangeData* e, floating* x, const floating* mean, double eta) noexcept nogil:
+    """The rule's ``descend`` with the decoded mean: x - mean (ef), h += mean then x - eta h (ef21),
+    x - eta mean (none)."""
+    cdef Py_ssize_t j
+    cdef floating* h = <floating*>e.average
+    if e.rule == RULE_EF:  # ErrorFeedbackRule.descend: x - 1.0 mean
+        scaled_step(x, mean, 1.0, 1.0, e.d)
+    elif e.rule == RULE_EF21:  # EF21.descend: h += mean, then x - eta h
+        for j in range(e.d):
+            h[j] = h[j] + mean[j]
+        scaled_step(x, <const floating*>h, eta, 1.0, e.d)
+    else:  # NoFeedback.descend: x - eta mean
+        scaled_step(x, mean, eta, 1.0, e.d)
+
+
+cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* x, double eta, int64_t step,
+                       double* seconds) noexcept nogil:
+    """Step ``step`` (module doc) with p = e.compensated; 0, an MPI error code, -1 for a gathered
+    payload with an index >= d (not this build's payload), -2 (composed_encode). A member of an
+    in-process group (``grouped``) takes the sender's half only and leaves x and eta for
+    :func:`group_step_end`."""
+    cdef Py_ssize_t j
+    cdef real_t* v = <real_t*>e.decoded
+    cdef floating* mean = <floating*>e.mean
+    cdef double started
+    cdef int code = feedback_encode(e, p, g, eta, step)
+    if code != 0:
+        return code
+    if e.grouped:
+        e.pending_x, e.pending_eta = <void*>x, eta
+        return 0
+    if e.size == 1:  # one rank: the mean is C(p) itself (CompressedAverager.average, size 1)
+        for j in range(e.d):
             mean[j] = <floating>v[j]
     else:
         started = monotonic_seconds()
@@ -231,23 +431,67 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
         seconds[0] += monotonic_seconds() - started
         if code != 0:
             return code
-        for j in range(d):  # average_payloads: zeros, then each rank's term in rank order
-            mean[j] = 0
-        for r in range(e.size):
-            if decode_payload(e, e.gathered + r * e.nbytes, v) != 0:
-                return -1
-            w = <floating>e.weights[r]
-            for j in range(d):  # add_weighted(mean, v, w_r)
-                mean[j] = mean[j] + (<floating>v[j]) * w
-    if e.rule == RULE_EF:  # ErrorFeedbackRule.descend: x - 1.0 mean
-        scaled_step(x, <const floating*>mean, 1.0, 1.0, d)
-    elif e.rule == RULE_EF21:  # EF21.descend: h += mean, then x - eta h
-        for j in range(d):
-            h[j] = h[j] + mean[j]
-        scaled_step(x, <const floating*>h, eta, 1.0, d)
-    else:  # NoFeedback.descend: x - eta mean
-        scaled_step(x, <const floating*>mean, eta, 1.0, d)
+        if average_gathered(e, e.gathered, v, mean) != 0:
+            return -1
+    feedback_descend(e, x, <const floating*>mean, eta)
     return 0
+
+
+cdef void summed_mean(ExchangeData** members, Py_ssize_t size, real_t* v, floating* mean) noexcept nogil:
+    """mean = decode of member 0's payload with its values replaced by sum_r w_r values_r: each
+    rank's values times its weight (rounded to the wire dtype: weighted_values), added in rank order
+    (the in-process Allreduce), then decoded once (decode_sum) and cast to the model dtype."""
+    cdef ExchangeData* e = members[0]
+    cdef real_t* total = <real_t*>e.summed
+    cdef real_t value, w, term
+    cdef Py_ssize_t r, j, n = e.nvalues, at = e.values_offset
+    for r in range(size):
+        w = <real_t>e.weights[r]
+        for j in range(n):
+            memcpy(&value, members[r].payload + at + j * sizeof(real_t), sizeof(real_t))
+            term = value * w
+            total[j] = term if r == 0 else total[j] + term
+    memcpy(e.gathered, e.payload, e.nbytes)  # the template: its seed (Rand-k) is every rank's
+    memcpy(e.gathered + at, total, n * sizeof(real_t))
+    decode_payload(e, e.gathered, v)
+    for j in range(e.d):
+        mean[j] = <floating>v[j]
+
+
+cdef int group_end_typed(ExchangeData** members, Py_ssize_t size, real_t* v, floating* mean) noexcept nogil:
+    """The rest of a step for every member (see group_step_end), v and mean member 0's."""
+    cdef ExchangeData* e = members[0]
+    cdef Py_ssize_t r
+    if e.summable:
+        summed_mean(members, size, v, mean)
+    else:
+        for r in range(size):  # the Allgather: every payload into member 0's buffer, in rank order
+            memcpy(e.gathered + r * e.nbytes, members[r].payload, e.nbytes)
+        if average_gathered(e, e.gathered, v, mean) != 0:
+            return -1
+    for r in range(1, size):  # every rank's mean: the one computed (they would compute the same bits)
+        memcpy(members[r].mean, mean, e.d * sizeof(floating))
+    for r in range(size):
+        feedback_descend(members[r], <floating*>members[r].pending_x, <const floating*>members[r].mean,
+                         members[r].pending_eta)
+    return 0
+
+
+cdef int group_step_end(void** contexts, Py_ssize_t size) noexcept nogil:
+    """The end of a step of an in-process group: after each of its ``size`` members (the contexts of
+    their capsules, in rank order) took the sender's half of the step, gather the payloads, decode
+    their weighted mean once (every rank would compute it from the same bytes, in the same order)
+    and take each member's descent; 0, or -1 for a payload with an index >= d. The capsule
+    "mpitrain.StepExchangeGroupEnd" (mpitrain._native.sgd_steps.SGDStepsGroup)."""
+    cdef ExchangeData** members = <ExchangeData**>contexts
+    cdef ExchangeData* e = members[0]
+    if e.wire_single:
+        if e.model_single:
+            return group_end_typed(members, size, <float*>e.decoded, <float*>e.mean)
+        return group_end_typed(members, size, <float*>e.decoded, <double*>e.mean)
+    if e.model_single:
+        return group_end_typed(members, size, <double*>e.decoded, <float*>e.mean)
+    return group_end_typed(members, size, <double*>e.decoded, <double*>e.mean)
 
 
 cdef int exchange_step(void* context, void* x, const void* grad, double eta, int64_t step,
@@ -273,7 +517,7 @@ cdef void* array_address(object array, object dtype, Py_ssize_t length, str what
     return <void*><uintptr_t>array.__array_interface__["data"][0]
 
 
-cdef class TopKFeedbackExchange:
+cdef class FeedbackExchange:
     """One rank's compressed exchange for Top-k with a feedback rule (module doc), a step hook of
     ``SGDSteps.exchange_steps`` (``capsule``, named "mpitrain.StepExchange").
 
@@ -287,7 +531,10 @@ cdef class TopKFeedbackExchange:
     dithering: None for Top-k alone, or (levels, bucket_size, natural, p, scale) of the dithering that
     follows Top-k in a ``Composition`` (its unbiased part's, and the composition's 1/(1 + omega)),
     with seed_base (the sender's base seed) and rank for its per-step seeds.
-    Holds every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``, a
+    grouped: the exchange of one rank of K in this process (mpitrain.comm.inprocess), with no comm
+    and K weights: its steps are taken by ``mpitrain._native.sgd_steps.SGDStepsGroup``, which runs
+    every member's sender half, then the gather, the mean (once) and every member's descent
+    (``group_capsule``). Holds every array and comm. An MPI error raises mpi4py's MPI.Exception from ``SGDSteps.run``, a
     gathered payload that is not a Top-k payload for this d (ranks that disagree on d or k)
     RuntimeError.
     """
@@ -296,13 +543,22 @@ cdef class TopKFeedbackExchange:
     cdef readonly Py_ssize_t d, k, payload_nbytes, size
     cdef readonly object wire_dtype, model_dtype, feedback
     cdef readonly object capsule  # PyCapsule "mpitrain.StepExchange"
+    cdef readonly object group_capsule  # PyCapsule "mpitrain.StepExchangeGroupEnd" (grouped)
+    cdef readonly bint grouped  # a member of an in-process group (SGDStepsGroup)
     cdef readonly object comm
     cdef readonly object bound_error, bound_average  # the arrays updated as the rule's memory
     cdef readonly object payload  # this rank's last payload
-    cdef object mean, compensated, decoded, gathered, weights
+    cdef object mean, compensated, decoded, gathered, weights, summed
+    cdef readonly object kind  # "top_k", "identity" or "rand_k"
+    cdef readonly Py_ssize_t wire_nbytes  # bytes an exchange puts on the wire (a summable one: its values)
 
     def __init__(self, Py_ssize_t d, Py_ssize_t k, int bits, wire_dtype, model_dtype, error, mean,
-                 weights, comm=None, feedback="ef", average=None, dithering=None, seed_base=0, rank=0):
+                 weights, comm=None, feedback="ef", average=None, dithering=None, seed_base=0, rank=0,
+                 bint grouped=False, kind="top_k", double randk_scale=1.0, contractive_scale=None):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        self.kind = kind
+        self.e.kind = KINDS[kind]
         if feedback not in RULES:
             raise ValueError(f"feedback must be one of {sorted(RULES)}, got {feedback!r}")
         self.feedback = feedback
@@ -313,10 +569,15 @@ cdef class TopKFeedbackExchange:
                 raise ValueError(f"{name} must be float32 or float64, got {dtype}")
         if not 1 <= d <= MAX_D:
             raise ValueError(f"d must be in [1, {MAX_D}], got {d}")
-        if not 1 <= k <= min(d, MAX_K):
-            raise ValueError(f"k must be in [1, {min(d, MAX_K)}], got {k}")
-        if not 0 <= bits <= 32 or (1 << bits) < d:
-            raise ValueError(f"bits = {bits} cannot hold an index below d = {d}")
+        if kind == "top_k":
+            if not 1 <= k <= min(d, MAX_K):
+                raise ValueError(f"k must be in [1, {min(d, MAX_K)}], got {k}")
+            if not 0 <= bits <= 32 or (1 << bits) < d:
+                raise ValueError(f"bits = {bits} cannot hold an index below d = {d}")
+        elif not 1 <= k <= d or (kind in ("identity", "scaled_sign") and k != d):
+            raise ValueError(f"k must be {'in [1, d]' if kind == 'rand_k' else 'd'} = {d} for {kind}, got {k}")
+        if kind != "top_k" and dithering is not None:
+            raise ValueError("dithering follows Top-k only")
         self.weights = np.array(weights, dtype=np.float64).ravel()
         self.size = self.weights.shape[0]
         if self.size < 1:
@@ -324,15 +585,32 @@ cdef class TopKFeedbackExchange:
         self.d, self.k = d, k
         self.e.wire_single = self.wire_dtype == np.float32
         self.e.model_single = self.model_dtype == np.float32
-        self.payload_nbytes = k * self.wire_dtype.itemsize + (k * bits + 7) // 8
+        width = self.wire_dtype.itemsize
+        self.payload_nbytes = k * width + (k * bits + 7) // 8
         self.e.composed = dithering is not None
         if dithering is not None:
             self.payload_nbytes = self._dithered(dithering, seed_base, rank) + (k * bits + 7) // 8
+        self.e.summable = kind in ("identity", "rand_k")
+        if kind == "scaled_sign":  # the scale, then d sign bits
+            self.payload_nbytes = width + (d + 7) // 8
+            self._signs()
+        self.e.values_offset, self.e.nvalues = (8 if kind == "rand_k" else 0), k
+        if self.e.summable:
+            self.payload_nbytes = self.e.values_offset + k * width
+        # bytes one exchange puts on the wire: the payload, or a summable payload's values (its Allreduce)
+        self.wire_nbytes = k * width if self.e.summable else self.payload_nbytes
+        self.e.randk_scale = float(self.wire_dtype.type(randk_scale))
+        self.e.randk_checked = kind == "rand_k" and self.e.randk_scale != 1.0
+        self.e.seed_base = <uint64_t>(int(seed_base) & 0xFFFFFFFFFFFFFFFF)
+        self.e.post_scaled = contractive_scale is not None
+        self.e.post_scale = 1.0 if contractive_scale is None else float(self.wire_dtype.type(contractive_scale))
         self.e.d, self.e.k, self.e.bits, self.e.nbytes, self.e.size = d, k, bits, self.payload_nbytes, self.size
         self.mean = mean
         self.e.mean = array_address(mean, self.model_dtype, d, "mean", True)
         self.compensated = np.zeros(d, dtype=self.wire_dtype)
         self.decoded = np.zeros(d, dtype=self.wire_dtype)
+        self.summed = np.zeros(d, dtype=self.wire_dtype)
+        self.e.summed = array_address(self.summed, self.wire_dtype, d, "summed", True)
         self.bind_memory(error, average)
         self.payload = np.zeros(self.payload_nbytes, dtype=np.uint8)
         self.gathered = np.zeros(self.size * self.payload_nbytes, dtype=np.uint8)
@@ -344,12 +622,30 @@ cdef class TopKFeedbackExchange:
         self.e.weights = <const double*>array_address(self.weights, np.float64, self.size, "weights", False)
         self.e.allgather = NULL
         self.comm = comm
-        if self.size > 1:
+        self.grouped = self.e.grouped = grouped
+        self.e.pending_x, self.e.pending_eta = NULL, 0.0
+        if grouped:
+            if comm is not None or self.size < 2:
+                raise ValueError("a grouped exchange takes no comm and one weight for each of its >= 2 ranks")
+        elif self.size > 1:
+            if self.e.summable:
+                raise ValueError(f"a {kind} exchange runs on one rank or in an in-process group (grouped): "
+                                 "its Allreduce is not called from C")
             self._connect(comm)
         elif comm is not None and comm.Get_size() != 1:
             raise ValueError(f"one weight for a communicator of {comm.Get_size()} ranks")
         self.capsule = PyCapsule_New(<void*>exchange_step, b"mpitrain.StepExchange", NULL)
         PyCapsule_SetContext(self.capsule, &self.e)
+        self.group_capsule = PyCapsule_New(<void*>group_step_end, b"mpitrain.StepExchangeGroupEnd", NULL)
+
+    def _signs(self):
+        """Scaled sign's pack and unpack for the wire dtype (compress_round.SIGN_KERNELS)."""
+        from .compress_round import SIGN_KERNELS
+
+        width = "32" if self.e.wire_single else "64"
+        self.e.sign_pack = PyCapsule_GetPointer(SIGN_KERNELS["pack" + width], f"mpitrain.SignPack{width}".encode())
+        self.e.sign_unpack = PyCapsule_GetPointer(SIGN_KERNELS["unpack" + width],
+                                                  f"mpitrain.SignUnpack{width}".encode())
 
     def _dithered(self, dithering, seed_base, rank):
         """Set up the dithering of a composition; returns its payload bytes (norms, then codes)."""
@@ -403,6 +699,13 @@ cdef class TopKFeedbackExchange:
         if code == -1:
             return RuntimeError("a Top-k payload gathered from another rank holds an index >= d = "
                                 f"{self.d}: the ranks disagree on d or k")
+        if code == RANGE_REFUSED:  # RandK._check_range's refusal, in its words
+            wire, top = self.wire_dtype.name, float(np.finfo(self.wire_dtype).max)
+            return ValueError(
+                f"rand_k ({wire}, d/k = {self.d / self.k:g}): a kept |x_i| = {self.e.refused_max:g} "
+                f"times d/k exceeds the largest {wire} {top:g}; scaled Rand-k needs |x_i| <= "
+                f"{top * self.k / self.d:g} (scale x down by a power of two 2^k and the result back up, "
+                "or use float64)")
         if code == -2:  # Dithering._check_norms' refusal, in its words
             c = &self.e.dithered
             name = "NaturalDithering" if c.natural else "StandardDithering"

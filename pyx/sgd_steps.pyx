@@ -12,6 +12,7 @@ summed over the ranks (an in-place MPI_Allreduce, called from C: synchronous SGD
 """
 import numpy as np
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_GetPointer, PyCapsule_IsValid
 from cython cimport floating
 from libc.limits cimport INT_MAX
@@ -80,6 +81,18 @@ cdef enum:
     CLIP_REFUSED = -100  # a gradient whose norm is not finite, with clipping on (not an exchange's code)
 
 
+cdef inline int clipped_gradient(const StepData* s, const floating* values, const floating* labels,
+                                 const floating* x, floating* g, double* norm) noexcept nogil:
+    """one_gradient, then clip_by_norm(g, clip, out=g) when the kernel clips (as the algorithms do
+    before using g); 0, or CLIP_REFUSED with the gradient's norm in *norm."""
+    one_gradient(s, values, labels, x, g)
+    if s.clip > 0:
+        norm[0] = clip_vector(g, g, s.d, s.clip, s.clip_eps)
+        if not isfinite(norm[0]):
+            return CLIP_REFUSED
+    return 0
+
+
 cdef int sgd_steps(const StepData* s, const floating* values, const floating* labels, floating* x,
                    floating* g, Py_ssize_t count, double beta, double* weight_sum,
                    double* sum_seconds, int64_t first, double* norm) noexcept nogil:
@@ -97,11 +110,8 @@ cdef int sgd_steps(const StepData* s, const floating* values, const floating* la
             for j in range(s.d):
                 s.output_total[j] = s.output_total[j] + <double>(w * x[j])
             weight_sum[0] += s.output_weights[t]
-        one_gradient(s, values, labels, x, g)
-        if s.clip > 0:  # clip_by_norm(g, clip, out=g), as the algorithms do before using g
-            norm[0] = clip_vector(g, g, s.d, s.clip, s.clip_eps)
-            if not isfinite(norm[0]):
-                return CLIP_REFUSED
+        if clipped_gradient(s, values, labels, x, g, norm) != 0:
+            return CLIP_REFUSED
         if s.exchange != NULL:  # (no output weights and beta = 1 here: exchange_steps and run check)
             code = s.exchange(s.exchange_context, <void*>x, <const void*>g, s.step_sizes[t], first + t,
                               sum_seconds)
@@ -115,6 +125,42 @@ cdef int sgd_steps(const StepData* s, const floating* values, const floating* la
             if code != 0:
                 return code
         scaled_step(x, g, s.step_sizes[t], beta if t + 1 == count else 1.0, s.d)
+    return 0
+
+
+# the end of a step of an in-process group, once every member's exchange took the sender's half of
+# it; 0 or a negative code of the exchange's own (a "mpitrain.StepExchangeGroupEnd" capsule's function:
+# mpitrain._native.compressed_steps)
+ctypedef int (*group_step_end_t)(void** contexts, Py_ssize_t size) noexcept nogil
+
+
+cdef int group_steps(StepData** members, Py_ssize_t size, const floating* dtype_of, Py_ssize_t count,
+                     int64_t first, group_step_end_t end, void** contexts, double* seconds, double* norm,
+                     Py_ssize_t* failed) noexcept nogil:
+    """``count`` compressed steps of every member (SGDStepsGroup.run): for each step, each member in
+    rank order draws, takes its gradient (clipped), and its exchange the sender's half; then ``end``
+    finishes the step for all. Returns 0 or the first failure's code, its member in *failed."""
+    cdef Py_ssize_t t, r
+    cdef StepData* s
+    cdef double started
+    cdef int code
+    for t in range(count):
+        for r in range(size):
+            s = members[r]
+            code = clipped_gradient(s, <const floating*>s.values, <const floating*>s.labels,
+                                    <const floating*>s.x, <floating*>s.grad, norm)
+            if code == 0:
+                code = s.exchange(s.exchange_context, s.x, <const void*>s.grad, s.step_sizes[t], first + t,
+                                  seconds)
+            if code != 0:
+                failed[0] = r
+                return code
+        started = monotonic_seconds()
+        code = end(contexts, size)
+        seconds[0] += monotonic_seconds() - started
+        if code != 0:
+            failed[0] = 0
+            return code
     return 0
 
 
@@ -299,7 +345,7 @@ cdef class SGDSteps:
     def exchange_steps(self, exchange=None):
         """Compressed SGD from the next call on: each step's plain mini-batch gradient (weight 1)
         goes to ``exchange``, which takes the step (an object with a ``capsule`` named
-        "mpitrain.StepExchange" over x's dtype: mpitrain._native.compressed_steps.TopKFeedbackExchange);
+        "mpitrain.StepExchange" over x's dtype: mpitrain._native.compressed_steps.FeedbackExchange);
         the seconds it spends inside MPI are then in ``sum_seconds``. None: plain SGD again. Not with
         ``average_gradients``' sum nor with output weights; returns None."""
         if exchange is None:
@@ -377,3 +423,111 @@ cdef class SGDSteps:
             from mpi4py import MPI
             raise MPI.Exception(code)
         return weight_sum
+
+
+cdef class SGDStepsGroup:
+    """The compressed SGD steps of K ranks that share this process (mpitrain.comm.inprocess), all of
+    them in one call without the GIL: K SGDSteps kernels, one per rank in rank order, each with a
+    ``grouped`` exchange (mpitrain._native.compressed_steps.FeedbackExchange). Step t of a call:
+    every rank in turn draws its mini-batch, takes its gradient (clipped when its kernel clips) and
+    its sender's half (compensate, encode, the rule's memory); then the payloads are gathered, their
+    weighted mean decoded once, and every rank descends. Every rank's iterates, memory and row
+    stream are those of its kernel's ``run`` on an MPI communicator (the same payloads, decoded and
+    added in the same order), and so those of compressed SGD stepped one Python call at a time on
+    the in-process communicator, bit for bit (tests/test_grouped_steps.py).
+
+    The kernels keep their own step sizes: each rank fills its kernel's ``step_sizes`` before a
+    call, as for ``run``. The group holds the kernels; an exchange rebound since it was made
+    (``exchange_steps``) is refused at the next call.
+    """
+
+    cdef StepData** members
+    cdef void** contexts
+    cdef group_step_end_t end
+    cdef bint single
+    cdef readonly tuple kernels
+    cdef readonly Py_ssize_t size, capacity  # ranks; the most steps one call takes
+    cdef readonly double sum_seconds  # seconds the last call spent gathering, averaging and descending
+    cdef tuple locks
+
+    def __cinit__(self):
+        self.members, self.contexts = NULL, NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.members)
+        PyMem_Free(self.contexts)
+
+    def __init__(self, kernels):
+        cdef SGDSteps kernel, head
+        cdef Py_ssize_t i
+        kernels = tuple(kernels)
+        if len(kernels) < 2 or any(type(k) is not SGDSteps for k in kernels):
+            raise ValueError("a group takes two or more SGDSteps kernels, one per rank")
+        if len({id(k) for k in kernels}) != len(kernels) or len({id((<SGDSteps>k).lock) for k in kernels}) != len(kernels):
+            raise ValueError("the kernels of a group must be distinct, each with a sampler of its own")
+        head = kernels[0]
+        lead = head.exchange
+        for i, k in enumerate(kernels):
+            kernel = k
+            exchange = kernel.exchange
+            if exchange is None or not getattr(exchange, "grouped", False):
+                raise ValueError(f"kernel {i} has no grouped exchange (exchange_steps with a grouped exchange)")
+            if kernel.single != head.single or exchange.size != len(kernels) or any(
+                    getattr(exchange, name) != getattr(lead, name)
+                    for name in ("d", "k", "payload_nbytes", "feedback", "wire_dtype", "model_dtype")):
+                raise ValueError(f"kernel {i}'s exchange differs from kernel 0's (d, k, payload, rule, "
+                                 f"dtypes) or is not for {len(kernels)} ranks")
+        capsule = lead.group_capsule
+        if not PyCapsule_IsValid(capsule, b"mpitrain.StepExchangeGroupEnd"):
+            raise ValueError("the exchanges have no group end")
+        self.end = <group_step_end_t>PyCapsule_GetPointer(capsule, b"mpitrain.StepExchangeGroupEnd")
+        self.size = len(kernels)
+        self.members = <StepData**>PyMem_Malloc(self.size * sizeof(StepData*))
+        self.contexts = <void**>PyMem_Malloc(self.size * sizeof(void*))
+        if self.members == NULL or self.contexts == NULL:
+            raise MemoryError()
+        for i in range(self.size):
+            kernel = kernels[i]
+            self.members[i] = &kernel.s
+            self.contexts[i] = kernel.s.exchange_context
+        self.single = head.single
+        self.kernels = kernels
+        self.capacity = min((<SGDSteps>k).capacity for k in kernels)
+        self.locks = tuple((<SGDSteps>k).lock for k in kernels)
+
+    def run(self, Py_ssize_t count, int64_t first=0):
+        """Take ``count`` steps (0 <= count <= capacity) of every rank, step i with eta = its kernel's
+        step_sizes[i]; ``first``: the run's index of the first step (the exchanges' seeds). The
+        seconds spent ending the steps (gather, mean, descents) are then in ``sum_seconds``. A
+        failure raises what the failing rank's kernel raises from ``run`` (the steps before it are
+        taken; the failing step is then half taken on some ranks, as when an MPI job fails)."""
+        cdef Py_ssize_t i, failed = 0
+        cdef int code = 0
+        cdef double norm = 0.0
+        cdef SGDSteps kernel
+        if count < 0 or count > self.capacity:
+            raise ValueError(f"count must be in [0, {self.capacity}], got {count}")
+        for i in range(self.size):
+            kernel = self.kernels[i]
+            if kernel.s.exchange == NULL or kernel.s.exchange_context != self.contexts[i]:
+                raise ValueError(f"kernel {i}'s exchange changed since the group was made")
+        self.sum_seconds = 0.0
+        held = []
+        try:
+            for lock in self.locks:
+                lock.acquire()
+                held.append(lock)
+            with nogil:
+                if self.single:
+                    code = group_steps(self.members, self.size, <const float*>NULL, count, first, self.end,
+                                       self.contexts, &self.sum_seconds, &norm, &failed)
+                else:
+                    code = group_steps(self.members, self.size, <const double*>NULL, count, first, self.end,
+                                       self.contexts, &self.sum_seconds, &norm, &failed)
+        finally:
+            for lock in held:
+                lock.release()
+        if code == CLIP_REFUSED:  # clip_by_norm's refusal, in its words
+            raise ValueError(f"||g||_2 is {norm}: cannot clip a non-finite gradient")
+        if code != 0:
+            raise (<SGDSteps>self.kernels[failed]).exchange.failure(code)

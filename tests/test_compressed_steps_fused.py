@@ -1,10 +1,12 @@
-"""Compressed SGD in blocks: Top-k, or Top-k then dithering, with a feedback rule (none, EF, EF21) taken whole in C (draw,
-gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
+"""Compressed SGD in blocks: Top-k, Top-k then dithering, or scaled sign, with a feedback rule (none, EF, EF21) taken
+whole in C (draw, gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
 mpitrain._native.compressed_steps) gives the run of one Python step per call bit for bit: iterates,
 feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits; on one
 rank here, under mpiexec -n 2 and -n 3 below, float32 and float64 on the model and on the wire, CSR
 and dense rows, logistic and least squares, with evaluations and checkpoints inside a block, and a
-run resumed from a checkpoint. Set-ups without such a kernel keep the step-per-call path.
+run resumed from a checkpoint. The summable compressors (the identity, Rand-k scaled or not, and
+Rand-k run as C / (1 + omega) under error feedback) on one rank here (in-process groups of ranks:
+tests/test_grouped_steps.py). Set-ups without such a kernel keep the step-per-call path.
 """
 import json
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from mpi4py import MPI
 
 from mpi_run import run_mpi_script
-from mpitrain._native.compressed_steps import MAX_D, MAX_K, TopKFeedbackExchange
+from mpitrain._native.compressed_steps import MAX_D, MAX_K, FeedbackExchange
 from mpitrain.algorithms.base import Worker
 from mpitrain.algorithms.compressed_sgd import CompressedSGD, CompressedSGDOptions, feedback_arrays, fused_steps
 from mpitrain.comm.accounting import CommStats
@@ -25,12 +27,20 @@ from test_sync_steps_fused import CASES, WALL_TIME, records, shard_objective, st
 
 WIRES = ("float32", "float64")
 FEEDBACKS = ("ef", "ef21", "none")
-COMPRESSORS = {  # Top-k alone, and Top-k followed by dithering of its k values (compositions)
+COMPRESSORS = {  # Top-k alone, Top-k followed by dithering of its k values (compositions), scaled sign
     "top_k": {"compressor": "top_k", "k": 3},
     "top_k_natural_dithering": {"compressor": "top_k_natural_dithering", "k": 3, "levels": 4},
     "top_k-standard_dithering": {"compressor": "composition", "biased": "top_k", "unbiased": "standard_dithering",
                                  "k": 4, "levels": 3},
+    "scaled_sign": {"compressor": "scaled_sign", "k": None},
 }
+# summable: in C on one rank and in in-process groups; under MPI their Allreduce stays in Python
+SUMMABLE = {
+    "identity": {"compressor": "identity", "k": None},
+    "rand_k": {"compressor": "rand_k", "k": 4},  # with EF: ContractiveScaling (C / (1 + omega))
+    "rand_k_unscaled": {"compressor": "rand_k_unscaled", "k": 4},
+}
+ALL = {**COMPRESSORS, **SUMMABLE}
 
 
 def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=70, **options):
@@ -54,7 +64,7 @@ def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", compressor
     kernel of ``capacity`` steps: what this rank sees, as a dict (also run by the MPI script below).
     ``clip``: compressed_sgd.clip (0: none)."""
     objective, n = shard_objective(name, dtype, layout, comm.Get_rank(), comm.Get_size())
-    options = {**COMPRESSORS[compressor], "wire_dtype": wire, "error_feedback": feedback, "clip": clip}
+    options = {**ALL[compressor], "wire_dtype": wire, "error_feedback": feedback, "clip": clip}
     one = compressed_sgd(comm, objective, n, fused=False, **options)
     blocks = compressed_sgd(comm, objective, n, capacity=capacity, **options)
     for t in range(70):
@@ -69,14 +79,14 @@ def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", compressor
                        for a, b in zip(feedback_arrays(blocks.sender.rule, feedback),
                                        feedback_arrays(one.sender.rule, feedback))],
             "sampler": blocks.worker.sampler.state() == one.worker.sampler.state(), "stats": stats,
-            "payload": blocks.compressor.payload_nbytes(),
+            "payload": blocks.compressor.payload_nbytes(), "ranks": comm.Get_size(),
             "moved": float(np.abs(one.x - start(objective)).max()), "comm_seconds": blocks.worker.stats.comm_seconds}
 
 
 MEMORY = {"ef": [True, None], "ef21": [True, True], "none": [None, None]}  # e_k; h_k and h; nothing
 
 
-@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
+@pytest.mark.parametrize("compressor", sorted(ALL))
 @pytest.mark.parametrize("feedback", FEEDBACKS)
 @pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("case", CASES, ids="-".join)
@@ -89,7 +99,7 @@ def test_one_rank_blocks_are_the_steps_one_by_one(case, wire, feedback, compress
     assert seen["stats"][0] == seen["stats"][1] == [0, 0, 0]  # one rank: nothing travels
 
 
-@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
+@pytest.mark.parametrize("compressor", sorted(ALL))
 @pytest.mark.parametrize("feedback", FEEDBACKS)
 @pytest.mark.parametrize("case", [("logistic", "float32", "csr"), ("least_squares", "float64", "dense")], ids="-".join)
 def test_clipped_blocks_are_the_clipped_steps_one_by_one(case, feedback, compressor):
@@ -120,14 +130,14 @@ def test_a_non_finite_gradient_is_refused_by_clipping_as_step_by_step():
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("poison", ["nan", "inf"])
 @pytest.mark.parametrize("feedback", FEEDBACKS)
-@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
+@pytest.mark.parametrize("compressor", sorted(ALL))
 def test_a_nan_or_inf_parameter_takes_the_same_path_in_c(compressor, feedback, poison):
     """A parameter that is NaN or inf (a run going wrong) makes NaN gradients: the selection
     (NaN above inf above every number), the dithering of a NaN or inf norm, the feedback memory and
     the update give the same bits in C as step by step, so the trainer's divergence check sees the
     same values on either path."""
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
-    options = {**COMPRESSORS[compressor], "wire_dtype": "float32", "error_feedback": feedback}
+    options = {**ALL[compressor], "wire_dtype": "float32", "error_feedback": feedback}
     one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, **options)
     blocks = compressed_sgd(MPI.COMM_SELF, objective, n, capacity=3, **options)
     assert blocks.steps is not None
@@ -165,8 +175,9 @@ def test_a_loaded_checkpoint_is_what_the_kernel_updates():
 
 
 @pytest.mark.parametrize("options", [
-    {"compressor": "rand_k"}, {"compressor": "scaled_sign", "k": None}, {"k": MAX_K + 1},
-], ids=["rand_k", "scaled_sign", "k-above-max"])
+    {"compressor": "ternary", "k": None}, {"compressor": "natural_compression", "k": None},
+    {"compressor": "top_k_natural_compression"}, {"k": MAX_K + 1},
+], ids=["ternary", "natural_compression", "top_k_natural_compression", "k-above-max"])
 def test_other_set_ups_keep_the_step_per_call_path(options):
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1, d=MAX_K + 5)
     one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, steps=20, **options)
@@ -178,9 +189,7 @@ def test_other_set_ups_keep_the_step_per_call_path(options):
     assert blocks.x.tobytes() == one.x.tobytes()
 
 
-def test_a_large_model_or_a_network_or_an_in_process_communicator_keeps_the_step_per_call_path():
-    from mpitrain.comm import inprocess
-
+def test_a_large_model_or_a_network_keeps_the_step_per_call_path():
     objective, n = shard_objective("logistic", "float32", "dense", 0, 1, n=20, d=MAX_D + 1)
     assert compressed_sgd(MPI.COMM_SELF, objective, n).steps is None
     rng = np.random.default_rng(0)
@@ -190,12 +199,6 @@ def test_a_large_model_or_a_network_or_an_in_process_communicator_keeps_the_step
                     step_size=InverseTime(0.5, 4.0), stats=CommStats(), x0=network.initial_point(0), steps=20, seed=1)
     assert CompressedSGD(worker, CompressedSGDOptions(compressor="top_k", k=3)).steps is None
 
-    def body(comm):
-        objective, n = shard_objective("logistic", "float64", "csr", comm.Get_rank(), comm.Get_size())
-        return compressed_sgd(comm, objective, n).steps is None
-
-    assert inprocess.run(2, body, timeout=60) == [True, True]
-
 
 def test_the_exchange_and_the_kernel_refuse_bad_arguments():
     d = 9
@@ -204,7 +207,7 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
     def exchange(**changes):
         arguments = {"d": d, "k": 3, "bits": 4, "wire_dtype": np.float32, "model_dtype": np.float64, "error": error,
                      "mean": mean, "weights": [1.0], "comm": None, **changes}
-        return TopKFeedbackExchange(**arguments)
+        return FeedbackExchange(**arguments)
 
     for changes, message in [
         ({"wire_dtype": np.int32}, "wire_dtype must be float32 or float64"),
@@ -221,6 +224,16 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"feedback": "ef21"}, r"average \(h\) is ef21's, and ef21 needs it"),
         ({"average": np.zeros(d)}, r"average \(h\) is ef21's, and ef21 needs it"),
         ({"feedback": "ef21", "average": np.zeros(d, np.float32)}, "average must be a C-contiguous 1-D float64"),
+        ({"kind": "rand"}, r"kind must be one of \['identity', 'rand_k', 'scaled_sign', 'top_k'\], got 'rand'"),
+        ({"kind": "identity"}, "k must be d = 9 for identity, got 3"),
+        ({"kind": "scaled_sign"}, "k must be d = 9 for scaled_sign, got 3"),
+        ({"kind": "rand_k", "k": 10}, r"k must be in \[1, d\] = 9 for rand_k, got 10"),
+        ({"kind": "rand_k", "dithering": (4, 4, True, 2.0, 1.0)}, "dithering follows Top-k only"),
+        ({"kind": "rand_k", "weights": [0.5, 0.5], "comm": MPI.COMM_WORLD},
+         "a rand_k exchange runs on one rank or in an in-process group .grouped.: its Allreduce is not called from C"),
+        ({"grouped": True, "weights": [0.5, 0.5], "comm": MPI.COMM_SELF},
+         "a grouped exchange takes no comm and one weight for each of its >= 2 ranks"),
+        ({"grouped": True}, "a grouped exchange takes no comm and one weight for each of its >= 2 ranks"),
     ]:
         with pytest.raises(ValueError, match=message):
             exchange(**changes)
@@ -252,7 +265,7 @@ def test_an_exchange_for_another_d_is_refused():
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
     x, g = np.zeros(objective.n_features), np.zeros(objective.n_features)
     kernel = objective.sgd_steps(x, g, BatchSampler(n, 2, 0, 0), capacity=4)
-    other = TopKFeedbackExchange(8, 3, 3, np.float32, np.float64, np.zeros(8, np.float32), np.zeros(8), [1.0])
+    other = FeedbackExchange(8, 3, 3, np.float32, np.float64, np.zeros(8, np.float32), np.zeros(8), [1.0])
     with pytest.raises(ValueError, match="exchange is for d = 8; x has 9 entries"):
         kernel.exchange_steps(other)
 
@@ -262,17 +275,19 @@ def test_an_exchange_for_another_d_is_refused():
 COMMON = ["data.n_samples=1200", "data.n_features=40", "train.batch_size=8", "train.steps=100",
           "run.log_every=40", "run.checkpoint_every=30", "run.reference=false", "run.progress=false",
           "step_size.value=0.2", "train.algorithm=compressed_sgd", "compressed_sgd.compressor=top_k",
-          "compressed_sgd.k=6", "compressed_sgd.error_feedback=ef"]
-CSR = ["data.dataset=synthetic-classification"]
+          "compressed_sgd.error_feedback=ef"]
+CSR = ["data.dataset=synthetic-classification", "compressed_sgd.k=6"]
 RUNS = {"csr-logistic-float64": CSR,
         "csr-logistic-float32-wire64": [*CSR, "data.dtype=float32", "compressed_sgd.wire_dtype=float64"],
         "dense-least_squares-float32": ["data.dataset=synthetic-least-squares", "objective.name=least_squares",
-                                        "data.dtype=float32"],
+                                        "data.dtype=float32", "compressed_sgd.k=6"],
         "csr-logistic-float64-ef21": [*CSR, "compressed_sgd.error_feedback=ef21"],
         "csr-logistic-float32-none": [*CSR, "data.dtype=float32", "compressed_sgd.error_feedback=none"],
         "csr-logistic-float64-top_k_natural_dithering": [*CSR, 'compressed_sgd.compressor="top_k_natural_dithering"',
                                                          "compressed_sgd.levels=4"],
-        "csr-logistic-float32-clip": [*CSR, "data.dtype=float32", "compressed_sgd.clip=0.05"]}
+        "csr-logistic-float32-clip": [*CSR, "data.dtype=float32", "compressed_sgd.clip=0.05"],
+        "csr-logistic-float64-scaled_sign": ["data.dataset=synthetic-classification",
+                                             'compressed_sgd.compressor="scaled_sign"']}
 RESUMED = "csr-logistic-float64"
 
 SCRIPT = """
@@ -380,7 +395,7 @@ def test_an_allgather_c_cannot_reach_is_one_warning_from_rank_0(tmp_path):
             def __init__(self, *args, **kwargs):
                 raise RuntimeError("cannot find MPI_Allgather through mpi4py")
 
-        compressed_sgd.compressed_steps.TopKFeedbackExchange = Unreachable
+        compressed_sgd.compressed_steps.FeedbackExchange = Unreachable
         comm = MPI.COMM_WORLD
         rng = np.random.default_rng(comm.Get_rank())
         objective = make_objective("logistic", rng.standard_normal((20, 8)), np.where(rng.random(20) < 0.5, -1.0, 1.0),
@@ -409,7 +424,7 @@ def test_ranks_that_disagree_on_d_get_an_error_not_a_wrong_step(tmp_path):
         import numpy as np
         import scipy.sparse
         from mpi4py import MPI
-        from mpitrain._native.compressed_steps import TopKFeedbackExchange
+        from mpitrain._native.compressed_steps import FeedbackExchange
         from mpitrain.objectives import make_objective
         from mpitrain.sampling import BatchSampler
 
@@ -421,7 +436,7 @@ def test_ranks_that_disagree_on_d_get_an_error_not_a_wrong_step(tmp_path):
         objective = make_objective("least_squares", features, rng.standard_normal(20), 0.0)
         x, g = np.zeros(d), np.zeros(d)
         kernel = objective.sgd_steps(x, g, BatchSampler(20, 4, 1, 0), capacity=2)
-        kernel.exchange_steps(TopKFeedbackExchange(d, 3, 4, np.float32, np.float64, np.zeros(d, np.float32),
+        kernel.exchange_steps(FeedbackExchange(d, 3, 4, np.float32, np.float64, np.zeros(d, np.float32),
                                                    np.zeros(d), [0.5, 0.5], comm))
         kernel.step_sizes[:] = 0.1
         try:

@@ -24,9 +24,12 @@ its steps in one C call per block without the GIL (``Objective.sgd_steps`` with 
 ``mpitrain._native.compressed_steps``: draw, gradient, compensate, encode, MPI_Allgather called
 from C, decode-sum, update). The iterates, the feedback memory, the row stream and the metrics
 (comm rounds, bytes and bits included) are those of ``step`` called for each step, bit for bit;
-the seconds inside MPI_Allgather count as communication. Other set-ups, communicators other than
-mpi4py's (mpitrain.comm.inprocess) and an MPI library whose MPI_Allgather C code cannot reach
-through mpi4py (a warning says so) take ``step`` per step.
+the seconds inside MPI_Allgather count as communication. With K ranks in one process
+(mpitrain.comm.inprocess, the experiments) the K ranks' blocks run together in one C call
+(:class:`GroupedSteps`: ``mpitrain._native.sgd_steps.SGDStepsGroup``; every rank's sender half,
+then the gather, the mean decoded once, every rank's descent), with the same bits as ``step``
+on that communicator. Other set-ups, other communicators and an MPI library whose MPI_Allgather
+C code cannot reach through mpi4py (a warning says so) take ``step`` per step.
 """
 from __future__ import annotations
 
@@ -39,11 +42,13 @@ import numpy as np
 from mpi4py import MPI
 
 from .._native import compressed_steps
+from .._native.sgd_steps import SGDStepsGroup
 from ..clip import clip_by_norm
-from ..compress import Composition, TopK
+from ..compress import Composition, Identity, RandK, ScaledSign, TopK
 from ..compress.dithering import Dithering
 from .base import Algorithm, run_kernel_blocks, step_size_filler
 from .compressed_exchange import CompressedAverager, CompressedSender
+from .contractive_scaling import ContractiveScaling
 from .compression_options import CompressionOptions, build_compressor, check_compression_options, is_biased
 
 
@@ -77,8 +82,20 @@ class CompressedSGD(Algorithm):
         self.averager = CompressedAverager(worker.comm, worker.stats, worker.weight, self.compressor, self.x.dtype)
         warn_if_biased_without_feedback(worker, self.name, self.opts, self.compressor)
         self.clip = float(self.opts.clip)  # lambda of clip_by_norm; 0: off
-        self.steps = fused_steps(self, worker)  # an SGDSteps taking whole steps in C, or None
+        self.steps = fused_steps(self, worker)
         self.fill_step_sizes = step_size_filler(worker.step_size)
+
+    @property
+    def steps(self):
+        """An SGDSteps taking whole steps in C (module doc), or None: ``step`` per step."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, kernel):
+        self._steps = kernel
+        # what run_steps steps in blocks: that kernel, or this rank's side of the in-process group's
+        grouped = kernel is not None and kernel.exchange.grouped
+        self.blocks = GroupedSteps(kernel, self.worker.comm) if grouped else kernel
 
     @classmethod
     def validate(cls, config):
@@ -108,13 +125,13 @@ class CompressedSGD(Algorithm):
         exchange = kernel.exchange
         if exchange.bound_error is not error or exchange.bound_average is not average:  # load_state_dict
             exchange.bind_memory(error, average)
-        stats, averager, nbytes = self.worker.stats, self.averager, exchange.payload_nbytes
+        stats, averager, nbytes = self.worker.stats, self.averager, exchange.wire_nbytes
 
-        def communicated(n, seconds):  # n Allgathers of a payload, as n calls of CompressedAverager.average count them
+        def communicated(n, seconds):  # n exchanges (an Allgather of a payload, or an Allreduce of its values), as n calls of CompressedAverager.average count them
             stats.record(seconds, n * nbytes, rounds=n)
             averager.bits_sent += n * averager.bits_per_exchange
         end = min(t + count, max(t, self.worker.steps))
-        return run_kernel_blocks(kernel, self.fill_step_sizes, stats, t, end,
+        return run_kernel_blocks(self.blocks, self.fill_step_sizes, stats, t, end,
                                  communicated if averager.size > 1 else None, numbered=True)
 
     def metrics(self) -> dict:
@@ -139,24 +156,68 @@ def feedback_arrays(rule, feedback: str) -> tuple:
     return None, None
 
 
+class GroupedSteps:
+    """One rank's side of blocks that every rank of an in-process communicator takes together:
+    what ``run_kernel_blocks`` calls (``capacity``, ``step_sizes``, ``run``, ``sum_seconds``).
+    ``run`` is collective (``comm.Combine``): the last rank to arrive runs every rank's kernel in
+    one ``SGDStepsGroup.run``; ``sum_seconds`` is then that call's time ending the steps."""
+
+    def __init__(self, kernel, comm):
+        self.kernel, self.comm = kernel, comm
+        self.capacity, self.step_sizes = kernel.capacity, kernel.step_sizes
+        self.sum_seconds = 0.0
+        self.group = None  # the SGDStepsGroup of every rank's kernel, made by the first call
+
+    def run(self, count: int, first: int = 0) -> None:
+        self.sum_seconds = self.comm.Combine((self, count, first), run_grouped)
+
+
+def run_grouped(contributions) -> float:
+    """Every rank's block (``GroupedSteps.run``), in one C call; the seconds spent ending its steps."""
+    views = [view for view, _, _ in contributions]
+    _, count, first = contributions[0]
+    if any((c, f) != (count, first) for _, c, f in contributions):
+        raise RuntimeError(f"the ranks of an in-process group disagree on the block: "
+                           f"{[(c, f) for _, c, f in contributions]} (steps, first step)")
+    group = views[0].group
+    if group is None or any(kernel is not view.kernel for kernel, view in zip(group.kernels, views)):
+        group = SGDStepsGroup([view.kernel for view in views])
+        for view in views:
+            view.group = group
+    group.run(count, first)
+    return group.sum_seconds
+
+
 def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     """An SGDSteps over the algorithm's x whose steps are whole compressed SGD steps (module doc),
     at most ``capacity`` a call (None: the objective's default), or None where the set-up has no
     such kernel."""
     compressor, opts = algorithm.compressor, algorithm.opts
-    top_k, dithering = compressor, None
+    grouped = worker.size > 1 and not isinstance(worker.comm, MPI.Comm)  # K ranks of this process
+    if grouped and not hasattr(worker.comm, "Combine"):
+        return None
+    contractive_scale = None
+    if type(compressor) is ContractiveScaling:  # an unbiased C run as C / (1 + omega) with error feedback
+        compressor, contractive_scale = compressor.inner, compressor.scale
+    top_k, dithering, kind, k, bits = compressor, None, "top_k", 0, 0
     if type(compressor) is Composition and type(compressor.biased) is TopK \
             and isinstance(compressor.unbiased_part, Dithering) and compressor.unbiased_part.levels <= 255:
         top_k, u = compressor.biased, compressor.unbiased_part
         dithering = (u.levels, u.bucket_size, u.natural, u.p, compressor.scale)
-    if type(top_k) is not TopK:
+    if type(compressor) in (Identity, RandK):  # summable: its exchange is an Allreduce, not called from C
+        if worker.size > 1 and not grouped:
+            return None
+        kind, k = ("identity", compressor.d) if type(compressor) is Identity else ("rand_k", compressor.k)
+    elif type(compressor) is ScaledSign:
+        kind, k = "scaled_sign", compressor.d
+    elif type(top_k) is TopK and top_k.k <= compressed_steps.MAX_K:
+        k, bits = top_k.k, top_k.index_bits
+    else:
         return None
-    if compressor.d > compressed_steps.MAX_D or top_k.k > compressed_steps.MAX_K:
+    if compressor.d > compressed_steps.MAX_D:
         return None
     error, average = feedback_arrays(algorithm.sender.rule, opts.error_feedback)
     if any(type(a) is not np.ndarray for a in (algorithm.x, error, average) if a is not None):
-        return None
-    if worker.size > 1 and not isinstance(worker.comm, MPI.Comm):
         return None
     make = getattr(worker.objective, "sgd_steps", None)
     sized = {} if capacity is None else {"capacity": capacity}
@@ -165,11 +226,13 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
         return None
     averager = algorithm.averager
     try:
-        exchange = compressed_steps.TopKFeedbackExchange(
-            compressor.d, top_k.k, top_k.index_bits, compressor.dtype, algorithm.x.dtype, error,
-            averager.mean, averager.weights if worker.size > 1 else [1.0], worker.comm if worker.size > 1 else None,
-            feedback=opts.error_feedback, average=average, dithering=dithering, seed_base=algorithm.sender.base,
-            rank=worker.rank)
+        exchange = compressed_steps.FeedbackExchange(
+            compressor.d, k, bits, compressor.dtype, algorithm.x.dtype, error,
+            averager.mean, averager.weights if worker.size > 1 else [1.0],
+            worker.comm if worker.size > 1 and not grouped else None, feedback=opts.error_feedback,
+            average=average, dithering=dithering, seed_base=algorithm.sender.base, rank=worker.rank,
+            grouped=grouped, kind=kind, randk_scale=float(compressor.scale) if kind == "rand_k" else 1.0,
+            contractive_scale=contractive_scale)
     except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
         if worker.rank == 0:
             warnings.warn(f"compressed_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=3)

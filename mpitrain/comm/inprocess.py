@@ -27,7 +27,9 @@ MIN, PROD; ``MPI.IN_PLACE``), ``Reduce``, ``Bcast``, ``Allgather``, ``Allgatherv
 and ``Dup``, ``Split``, ``Split_type(MPI.COMM_TYPE_SHARED)`` (every rank is on one node),
 ``Free``. Buffers are NumPy arrays, given bare or mpi4py-style as ``[array, MPI.TYPE]`` /
 ``[array, counts, displs, MPI.TYPE]`` (counts and displacements in units of the type).
-Two calls of its own, ``Allgatherv_apply`` and ``Allreduce_apply``, run a computation that
+Three calls of its own: ``Combine`` hands one computation every rank's contribution (the
+compressed SGD steps of all K ranks in one C call use it), and ``Allgatherv_apply`` and
+``Allreduce_apply`` run a computation that
 every rank would repeat on the gathered or summed bytes once for all ranks
 (mpitrain.comm.payloads uses them for the compressed average: K decodes of K payloads per
 step instead of K^2, the same bits).
@@ -284,6 +286,16 @@ class InProcessComm:
         total, result = self._group.meet(self._rank, array, combine, "Allreduce_apply")
         array[...] = total  # (both of one shape and dtype: the checks of the sum saw to it)
         return result
+
+    def Combine(self, contribution, function):
+        """``function(contributions)``, run once by the last rank to arrive, ``contributions``
+        being every rank's ``contribution`` in rank order; every rank returns its result (one
+        object). Not an MPI call: K ranks of this process handing one computation all their
+        parts, such as their kernels to step together in one C call
+        (mpitrain._native.sgd_steps.SGDStepsGroup). Every rank passes the same ``function``."""
+        if self._freed:
+            raise RuntimeError("in-process Combine on a freed communicator")
+        return self._group.meet(self._rank, contribution, function, "Combine")
 
     def Barrier(self) -> None:
         self._meet(None, lambda slots: None, "Barrier")
