@@ -463,7 +463,8 @@ cdef class SGDStepsGroup:
         kernels = tuple(kernels)
         if len(kernels) < 2 or any(type(k) is not SGDSteps for k in kernels):
             raise ValueError("a group takes two or more SGDSteps kernels, one per rank")
-        if len({id(k) for k in kernels}) != len(kernels) or len({id((<SGDSteps>k).lock) for k in kernels}) != len(kernels):
+        locks = {id((<SGDSteps>k).lock) for k in kernels}
+        if len({id(k) for k in kernels}) != len(kernels) or len(locks) != len(kernels):
             raise ValueError("the kernels of a group must be distinct, each with a sampler of its own")
         head = kernels[0]
         lead = head.exchange

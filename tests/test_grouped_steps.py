@@ -66,7 +66,8 @@ def test_every_rank_takes_the_group_and_the_ranks_agree():
 
     results = inprocess.run(3, body, timeout=TIMEOUT)
     assert [r[0] for r in results] == [True] * 3 and [r[1] for r in results] == [3] * 3
-    assert [r[2] for r in results] == [[rank == k for k in range(3)] for rank in range(3)]  # its own kernel, in rank order
+    # each rank's own kernel, in rank order
+    assert [r[2] for r in results] == [[rank == k for k in range(3)] for rank in range(3)]
     assert all(r[3].tobytes() == results[0][3].tobytes() for r in results)  # one model on every rank
 
 

@@ -127,7 +127,9 @@ class CompressedSGD(Algorithm):
             exchange.bind_memory(error, average)
         stats, averager, nbytes = self.worker.stats, self.averager, exchange.wire_nbytes
 
-        def communicated(n, seconds):  # n exchanges (an Allgather of a payload, or an Allreduce of its values), as n calls of CompressedAverager.average count them
+        # n exchanges (an Allgather of a payload, or an Allreduce of its values), as n calls of
+        # CompressedAverager.average count them
+        def communicated(n, seconds):
             stats.record(seconds, n * nbytes, rounds=n)
             averager.bits_sent += n * averager.bits_per_exchange
         end = min(t + count, max(t, self.worker.steps))
