@@ -38,8 +38,8 @@ capsules from ``compress_round.DITHER_KERNELS``, ScaledSign's) and ``average_pay
 (zeros, then ``add_weighted`` of each rank's decoded payload with its weight), so the iterates
 equal the step-by-step path's bit for bit (tests/test_compressed_steps_fused.py, on one rank and
 under mpiexec). MPI_Allgather moves the same bytes as the Allgatherv of mpitrain.comm.payloads (all
-payloads have one length). The summable kinds run on one rank, or in an in-process group: their
-Allreduce is not called from C, so over MPI they keep the step-by-step path.
+payloads have one length); a summable exchange's in-place MPI_Allreduce of the weighted values is
+the call mpi4py makes for it (mpitrain._native.inplace_allreduce, as synchronous SGD's steps call it).
 
 In-process groups (``grouped``): K ranks of one process (mpitrain.comm.inprocess, the experiments)
 step together in one call of ``mpitrain._native.sgd_steps.SGDStepsGroup``: each step, every rank's
@@ -50,7 +50,7 @@ descent (tests/test_grouped_steps.py).
 For the small vectors where the per-step Python is most of a step's time: k <= SMALL_K (64) for
 Top-k and d <= SORT_MAX_D (1024); larger problems keep the step-by-step path.
 """
-from cpython.pycapsule cimport PyCapsule_New, PyCapsule_SetContext
+from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
 from cython cimport floating
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.limits cimport INT_MAX
@@ -74,6 +74,9 @@ MAX_K = SMALL_K
 # (MPICH's ABI) and with pointer handles (Open MPI, the MPI 5 ABI)
 ctypedef int (*allgather_int_handles)(const void*, int, int, void*, int, int, int) noexcept nogil
 ctypedef int (*allgather_pointer_handles)(const void*, int, void*, void*, int, void*, void*) noexcept nogil
+# buf[:count] <- its sum over the ranks, in place; 0 or an MPI error code (a "mpitrain.InPlaceSum"
+# capsule's function: mpitrain._native.inplace_allreduce, as sync SGD's steps call it)
+ctypedef int (*sum_in_place_t)(void* context, void* buf, Py_ssize_t count) noexcept nogil
 
 cdef enum:
     RULE_NONE = 0
@@ -121,6 +124,9 @@ ctypedef struct ExchangeData:
     bint randk_checked  # scaled with k < d: encode refuses a kept value that d/k overflows
     uint64_t seed_base  # the sender's base seed (Rand-k's subset at step t: derive_seed(base, t))
     void* summed  # (d,) wire dtype scratch: the summed values of a summable exchange
+    void* sum_in_place  # a summable exchange over MPI: InPlaceAllreduce's function and context
+    void* sum_context
+    Py_ssize_t rank  # this rank (its weight in weights)
     bint post_scaled  # decoded values times post_scale (ContractiveScaling: 1 / (1 + omega), wire dtype)
     double post_scale
     void* sign_pack  # scaled sign: compress_round's sign_pack and sign_unpack for the wire dtype
@@ -425,6 +431,10 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     if e.size == 1:  # one rank: the mean is C(p) itself (CompressedAverager.average, size 1)
         for j in range(e.d):
             mean[j] = <floating>v[j]
+    elif e.summable:
+        code = allreduced_mean(e, v, mean, seconds)
+        if code != 0:
+            return code
     else:
         started = monotonic_seconds()
         code = allgather_payloads(e)
@@ -437,25 +447,54 @@ cdef int feedback_step(ExchangeData* e, real_t* p, const floating* g, floating* 
     return 0
 
 
-cdef void summed_mean(ExchangeData** members, Py_ssize_t size, real_t* v, floating* mean) noexcept nogil:
-    """mean = decode of member 0's payload with its values replaced by sum_r w_r values_r: each
-    rank's values times its weight (rounded to the wire dtype: weighted_values), added in rank order
-    (the in-process Allreduce), then decoded once (decode_sum) and cast to the model dtype."""
-    cdef ExchangeData* e = members[0]
-    cdef real_t* total = <real_t*>e.summed
-    cdef real_t value, w, term
-    cdef Py_ssize_t r, j, n = e.nvalues, at = e.values_offset
-    for r in range(size):
-        w = <real_t>e.weights[r]
-        for j in range(n):
-            memcpy(&value, members[r].payload + at + j * sizeof(real_t), sizeof(real_t))
-            term = value * w
-            total[j] = term if r == 0 else total[j] + term
-    memcpy(e.gathered, e.payload, e.nbytes)  # the template: its seed (Rand-k) is every rank's
-    memcpy(e.gathered + at, total, n * sizeof(real_t))
+cdef void add_weighted_values(ExchangeData* e, const uint8_t* payload, double weight, real_t* total,
+                              bint first) noexcept nogil:
+    """total (+)= weight times a summable payload's values, the product rounded to the wire dtype
+    (weighted_values: scaled_copy_from); ``first``: total = that product."""
+    cdef real_t value, term, w = <real_t>weight
+    cdef Py_ssize_t j
+    for j in range(e.nvalues):
+        memcpy(&value, payload + e.values_offset + j * sizeof(real_t), sizeof(real_t))
+        term = value * w
+        total[j] = term if first else total[j] + term
+
+
+cdef void decode_summed(ExchangeData* e, const real_t* total, real_t* v, floating* mean) noexcept nogil:
+    """mean = decode of this rank's payload with its values replaced by ``total`` (decode_sum: the
+    template is the payload, whose seed, for Rand-k, is every rank's), cast to the model dtype."""
+    cdef Py_ssize_t j
+    memcpy(e.gathered, e.payload, e.nbytes)
+    memcpy(e.gathered + e.values_offset, total, e.nvalues * sizeof(real_t))
     decode_payload(e, e.gathered, v)
     for j in range(e.d):
         mean[j] = <floating>v[j]
+
+
+cdef int allreduced_mean(ExchangeData* e, real_t* v, floating* mean, double* seconds) noexcept nogil:
+    """A summable exchange over MPI: this rank's weighted values summed over the ranks in place
+    (MPI_Allreduce called from C, the call mpi4py makes: CompressedAverager.average's), then decoded
+    into mean; 0 or the MPI error code."""
+    cdef real_t* total = <real_t*>e.summed
+    cdef double started
+    cdef int code
+    add_weighted_values(e, e.payload, e.weights[e.rank], total, True)
+    started = monotonic_seconds()
+    code = (<sum_in_place_t>e.sum_in_place)(e.sum_context, <void*>total, e.nvalues)
+    seconds[0] += monotonic_seconds() - started
+    if code != 0:
+        return code
+    decode_summed(e, <const real_t*>total, v, mean)
+    return 0
+
+
+cdef void summed_mean(ExchangeData** members, Py_ssize_t size, real_t* v, floating* mean) noexcept nogil:
+    """An in-process group's summable mean: every rank's weighted values added in rank order (the
+    in-process Allreduce), then decoded once from member 0's payload into mean."""
+    cdef ExchangeData* e = members[0]
+    cdef Py_ssize_t r
+    for r in range(size):
+        add_weighted_values(e, members[r].payload, e.weights[r], <real_t*>e.summed, r == 0)
+    decode_summed(e, <const real_t*>e.summed, v, mean)
 
 
 cdef int group_end_typed(ExchangeData** members, Py_ssize_t size, real_t* v, floating* mean) noexcept nogil:
@@ -549,6 +588,7 @@ cdef class FeedbackExchange:
     cdef readonly object bound_error, bound_average  # the arrays updated as the rule's memory
     cdef readonly object payload  # this rank's last payload
     cdef object mean, compensated, decoded, gathered, weights, summed
+    cdef object allreduce  # a summable exchange's InPlaceAllreduce (MPI), else None
     cdef readonly object kind  # "top_k", "identity" or "rand_k"
     cdef readonly Py_ssize_t wire_nbytes  # bytes an exchange puts on the wire (a summable one: its values)
 
@@ -624,13 +664,14 @@ cdef class FeedbackExchange:
         self.comm = comm
         self.grouped = self.e.grouped = grouped
         self.e.pending_x, self.e.pending_eta = NULL, 0.0
+        self.e.rank, self.allreduce = rank, None
+        if not 0 <= rank < self.size:
+            raise ValueError(f"rank must be in [0, {self.size}), got {rank}")
+        self.e.sum_in_place, self.e.sum_context = NULL, NULL
         if grouped:
             if comm is not None or self.size < 2:
                 raise ValueError("a grouped exchange takes no comm and one weight for each of its >= 2 ranks")
         elif self.size > 1:
-            if self.e.summable:
-                raise ValueError(f"a {kind} exchange runs on one rank or in an in-process group (grouped): "
-                                 "its Allreduce is not called from C")
             self._connect(comm)
         elif comm is not None and comm.Get_size() != 1:
             raise ValueError(f"one weight for a communicator of {comm.Get_size()} ranks")
@@ -666,8 +707,11 @@ cdef class FeedbackExchange:
         return c.head
 
     def _connect(self, comm):
-        """MPI_Allgather of the payloads over ``comm`` (a communicator of ``size`` ranks)."""
+        """MPI_Allgather of the payloads over ``comm`` (a communicator of ``size`` ranks), or for a
+        summable exchange an in-place MPI_Allreduce of the weighted values."""
         from mpi4py import MPI
+
+        from .inplace_allreduce import InPlaceAllreduce
 
         if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
             raise ValueError(f"comm must be an mpi4py communicator, got {comm!r}")
@@ -675,6 +719,11 @@ cdef class FeedbackExchange:
             raise ValueError(f"{self.size} weights for a communicator of {comm.Get_size()} ranks")
         if self.size * self.payload_nbytes > INT_MAX:
             raise ValueError("the gathered payloads exceed MPI's int counts")
+        if self.e.summable:
+            self.allreduce = InPlaceAllreduce(comm, self.wire_dtype)
+            self.e.sum_in_place = PyCapsule_GetPointer(self.allreduce.capsule, b"mpitrain.InPlaceSum")
+            self.e.sum_context = PyCapsule_GetContext(self.allreduce.capsule)
+            return
         read_handles(&self.e.h, MPI, comm, MPI.BYTE, None)
         self.e.allgather = <void*><uintptr_t>mpi_function_address(MPI, "MPI_Allgather")
 

@@ -4,9 +4,10 @@ mpitrain._native.compressed_steps) gives the run of one Python step per call bit
 feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits; on one
 rank here, under mpiexec -n 2 and -n 3 below, float32 and float64 on the model and on the wire, CSR
 and dense rows, logistic and least squares, with evaluations and checkpoints inside a block, and a
-run resumed from a checkpoint. The summable compressors (the identity, Rand-k scaled or not, and
-Rand-k run as C / (1 + omega) under error feedback) on one rank here (in-process groups of ranks:
-tests/test_grouped_steps.py). Set-ups without such a kernel keep the step-per-call path.
+run resumed from a checkpoint; also the summable compressors (the identity, Rand-k scaled or not,
+and Rand-k run as C / (1 + omega) under error feedback), whose exchange is an MPI_Allreduce of the
+weighted values called from C (in-process groups of ranks: tests/test_grouped_steps.py). Set-ups
+without such a kernel keep the step-per-call path.
 """
 import json
 from pathlib import Path
@@ -27,20 +28,16 @@ from test_sync_steps_fused import CASES, WALL_TIME, records, shard_objective, st
 
 WIRES = ("float32", "float64")
 FEEDBACKS = ("ef", "ef21", "none")
-COMPRESSORS = {  # Top-k alone, Top-k followed by dithering of its k values (compositions), scaled sign
-    "top_k": {"compressor": "top_k", "k": 3},
+COMPRESSORS = {  # Top-k alone, Top-k followed by dithering of its k values (compositions), scaled sign,
+    "top_k": {"compressor": "top_k", "k": 3},  # and the summable ones (an Allreduce of their values)
     "top_k_natural_dithering": {"compressor": "top_k_natural_dithering", "k": 3, "levels": 4},
     "top_k-standard_dithering": {"compressor": "composition", "biased": "top_k", "unbiased": "standard_dithering",
                                  "k": 4, "levels": 3},
     "scaled_sign": {"compressor": "scaled_sign", "k": None},
-}
-# summable: in C on one rank and in in-process groups; under MPI their Allreduce stays in Python
-SUMMABLE = {
     "identity": {"compressor": "identity", "k": None},
     "rand_k": {"compressor": "rand_k", "k": 4},  # with EF: ContractiveScaling (C / (1 + omega))
     "rand_k_unscaled": {"compressor": "rand_k_unscaled", "k": 4},
 }
-ALL = {**COMPRESSORS, **SUMMABLE}
 
 
 def compressed_sgd(comm, objective, n_global, fused=True, capacity=None, steps=70, **options):
@@ -64,7 +61,7 @@ def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", compressor
     kernel of ``capacity`` steps: what this rank sees, as a dict (also run by the MPI script below).
     ``clip``: compressed_sgd.clip (0: none)."""
     objective, n = shard_objective(name, dtype, layout, comm.Get_rank(), comm.Get_size())
-    options = {**ALL[compressor], "wire_dtype": wire, "error_feedback": feedback, "clip": clip}
+    options = {**COMPRESSORS[compressor], "wire_dtype": wire, "error_feedback": feedback, "clip": clip}
     one = compressed_sgd(comm, objective, n, fused=False, **options)
     blocks = compressed_sgd(comm, objective, n, capacity=capacity, **options)
     for t in range(70):
@@ -80,13 +77,14 @@ def compare_run_steps(comm, name, dtype, layout, wire, feedback="ef", compressor
                                        feedback_arrays(one.sender.rule, feedback))],
             "sampler": blocks.worker.sampler.state() == one.worker.sampler.state(), "stats": stats,
             "payload": blocks.compressor.payload_nbytes(), "ranks": comm.Get_size(),
+            "wire": blocks.steps.exchange.wire_nbytes if blocks.steps is not None else None,
             "moved": float(np.abs(one.x - start(objective)).max()), "comm_seconds": blocks.worker.stats.comm_seconds}
 
 
 MEMORY = {"ef": [True, None], "ef21": [True, True], "none": [None, None]}  # e_k; h_k and h; nothing
 
 
-@pytest.mark.parametrize("compressor", sorted(ALL))
+@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
 @pytest.mark.parametrize("feedback", FEEDBACKS)
 @pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("case", CASES, ids="-".join)
@@ -99,7 +97,7 @@ def test_one_rank_blocks_are_the_steps_one_by_one(case, wire, feedback, compress
     assert seen["stats"][0] == seen["stats"][1] == [0, 0, 0]  # one rank: nothing travels
 
 
-@pytest.mark.parametrize("compressor", sorted(ALL))
+@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
 @pytest.mark.parametrize("feedback", FEEDBACKS)
 @pytest.mark.parametrize("case", [("logistic", "float32", "csr"), ("least_squares", "float64", "dense")], ids="-".join)
 def test_clipped_blocks_are_the_clipped_steps_one_by_one(case, feedback, compressor):
@@ -130,14 +128,14 @@ def test_a_non_finite_gradient_is_refused_by_clipping_as_step_by_step():
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("poison", ["nan", "inf"])
 @pytest.mark.parametrize("feedback", FEEDBACKS)
-@pytest.mark.parametrize("compressor", sorted(ALL))
+@pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
 def test_a_nan_or_inf_parameter_takes_the_same_path_in_c(compressor, feedback, poison):
     """A parameter that is NaN or inf (a run going wrong) makes NaN gradients: the selection
     (NaN above inf above every number), the dithering of a NaN or inf norm, the feedback memory and
     the update give the same bits in C as step by step, so the trainer's divergence check sees the
     same values on either path."""
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1)
-    options = {**ALL[compressor], "wire_dtype": "float32", "error_feedback": feedback}
+    options = {**COMPRESSORS[compressor], "wire_dtype": "float32", "error_feedback": feedback}
     one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, **options)
     blocks = compressed_sgd(MPI.COMM_SELF, objective, n, capacity=3, **options)
     assert blocks.steps is not None
@@ -229,8 +227,8 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"kind": "scaled_sign"}, "k must be d = 9 for scaled_sign, got 3"),
         ({"kind": "rand_k", "k": 10}, r"k must be in \[1, d\] = 9 for rand_k, got 10"),
         ({"kind": "rand_k", "dithering": (4, 4, True, 2.0, 1.0)}, "dithering follows Top-k only"),
-        ({"kind": "rand_k", "weights": [0.5, 0.5], "comm": MPI.COMM_WORLD},
-         "a rand_k exchange runs on one rank or in an in-process group .grouped.: its Allreduce is not called from C"),
+        ({"kind": "rand_k", "weights": [0.5, 0.5], "comm": MPI.COMM_SELF}, "2 weights for a communicator of 1 ranks"),
+        ({"rank": 1}, r"rank must be in \[0, 1\), got 1"),
         ({"grouped": True, "weights": [0.5, 0.5], "comm": MPI.COMM_SELF},
          "a grouped exchange takes no comm and one weight for each of its >= 2 ranks"),
         ({"grouped": True}, "a grouped exchange takes no comm and one weight for each of its >= 2 ranks"),
@@ -287,7 +285,10 @@ RUNS = {"csr-logistic-float64": CSR,
                                                          "compressed_sgd.levels=4"],
         "csr-logistic-float32-clip": [*CSR, "data.dtype=float32", "compressed_sgd.clip=0.05"],
         "csr-logistic-float64-scaled_sign": ["data.dataset=synthetic-classification",
-                                             'compressed_sgd.compressor="scaled_sign"']}
+                                             'compressed_sgd.compressor="scaled_sign"'],
+        "csr-logistic-float32-rand_k": [*CSR, "data.dtype=float32", 'compressed_sgd.compressor="rand_k"'],
+        "csr-logistic-float64-identity-none": ["data.dataset=synthetic-classification",
+                                               'compressed_sgd.compressor="identity"', "compressed_sgd.error_feedback=none"]}
 RESUMED = "csr-logistic-float64"
 
 SCRIPT = """
@@ -352,7 +353,8 @@ def test_run_steps_is_step_by_step_across_ranks(runs, case):
     assert seen["memory"] == [MEMORY[case.split("-")[4]]] * size
     assert seen["moved"] > 1e-3
     assert seen["stats"][0] == seen["stats"][1]  # rounds, bytes and bits
-    assert seen["stats"][0][:2] == [70, 70 * seen["payload"]]
+    # an Allgather of the payload, or an Allreduce of the values (Rand-k: not its 8-byte seed)
+    assert seen["stats"][0][:2] == [70, 70 * seen["wire"]]
     assert seen["comm_seconds"] > 0.0
 
 

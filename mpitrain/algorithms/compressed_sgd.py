@@ -17,19 +17,22 @@ the bytes this rank put on the wire (the payload, or the values section); the me
 A biased compressor without error feedback can make the distributed method diverge (the
 paper's counter-example: Top-1 with 3 workers); rank 0 warns when a run asks for that.
 
-Steps in blocks: with Top-k, or Top-k then dithering (``top_k_natural_dithering``, ...), any
-feedback rule, with or without clipping, a linear objective on the host,
-k <= 64 and d <= 1024 (the small problems where the per-step Python was most of a step), ``run_steps`` takes
-its steps in one C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
-``mpitrain._native.compressed_steps``: draw, gradient, compensate, encode, MPI_Allgather called
-from C, decode-sum, update). The iterates, the feedback memory, the row stream and the metrics
-(comm rounds, bytes and bits included) are those of ``step`` called for each step, bit for bit;
-the seconds inside MPI_Allgather count as communication. With K ranks in one process
+Steps in blocks: with Top-k (k <= 64), Top-k then dithering (``top_k_natural_dithering``, ...),
+scaled sign, the identity or Rand-k (scaled or not, or as C / (1 + omega) under error feedback),
+any feedback rule, with or without clipping, a linear objective on the host and d <= 1024 (the
+small problems where the per-step Python was most of a step), ``run_steps`` takes its steps in one
+C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
+``mpitrain._native.compressed_steps``: draw, gradient, compensate, encode, MPI_Allgather of the
+payloads, or for the identity and Rand-k MPI_Allreduce of the weighted values, called from C,
+decode-sum, update). The iterates, the feedback memory, the row stream and the metrics (comm
+rounds, bytes and bits included) are those of ``step`` called for each step, bit for bit; the
+seconds inside MPI count as communication. With K ranks in one process
 (mpitrain.comm.inprocess, the experiments) the K ranks' blocks run together in one C call
 (:class:`GroupedSteps`: ``mpitrain._native.sgd_steps.SGDStepsGroup``; every rank's sender half,
 then the gather, the mean decoded once, every rank's descent), with the same bits as ``step``
-on that communicator. Other set-ups, other communicators and an MPI library whose MPI_Allgather
-C code cannot reach through mpi4py (a warning says so) take ``step`` per step.
+on that communicator. Other set-ups (ternary, natural compression, the ditherings alone, ...),
+other communicators and an MPI library whose MPI functions C cannot reach through mpi4py (a
+warning says so) take ``step`` per step.
 """
 from __future__ import annotations
 
@@ -206,9 +209,7 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
             and isinstance(compressor.unbiased_part, Dithering) and compressor.unbiased_part.levels <= 255:
         top_k, u = compressor.biased, compressor.unbiased_part
         dithering = (u.levels, u.bucket_size, u.natural, u.p, compressor.scale)
-    if type(compressor) in (Identity, RandK):  # summable: its exchange is an Allreduce, not called from C
-        if worker.size > 1 and not grouped:
-            return None
+    if type(compressor) in (Identity, RandK):  # summable: the exchange is an Allreduce of the values
         kind, k = ("identity", compressor.d) if type(compressor) is Identity else ("rand_k", compressor.k)
     elif type(compressor) is ScaledSign:
         kind, k = "scaled_sign", compressor.d
