@@ -88,6 +88,7 @@ cdef enum:
     KIND_IDENTITY = 1  # the values themselves (summable)
     KIND_RAND_K = 2  # Rand-k on a subset drawn from a seed every rank shares (summable)
     KIND_SCALED_SIGN = 3  # (||p||_1 / d) sign(p): the scale, then d sign bits
+    KIND_DITHERING = 4  # standard or natural dithering of all d entries (``dithered``)
     RANGE_REFUSED = -3  # a kept finite value times Rand-k's d/k overflows (RandK._check_range)
     BITMAP_WORDS = 16  # words of a Rand-k subset's bitmap, d <= MAX_D = 1024 (checked below)
 
@@ -95,7 +96,8 @@ cdef enum:
 RULES = {"none": RULE_NONE, "ef": RULE_EF, "ef21": RULE_EF21}
 assert 64 * BITMAP_WORDS >= MAX_D
 #: the compressors an exchange takes
-KINDS = {"top_k": KIND_TOP_K, "identity": KIND_IDENTITY, "rand_k": KIND_RAND_K, "scaled_sign": KIND_SCALED_SIGN}
+KINDS = {"top_k": KIND_TOP_K, "identity": KIND_IDENTITY, "rand_k": KIND_RAND_K, "scaled_sign": KIND_SCALED_SIGN,
+         "dithering": KIND_DITHERING}
 
 # compress_round's dither_pack and dither_unpack (its DITHER_KERNELS capsules)
 include "dither_kernel_types.pxi"
@@ -162,33 +164,23 @@ cdef int allgather_payloads(ExchangeData* e) noexcept nogil:
                                                     e.h.datatype_pointer, e.h.comm_pointer)
 
 
-cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
-    """Composition.encode of p into e.payload at step ``step``; 0, or -2 when a bucket of finite
-    values has an infinite norm (the dithering's header cannot hold it: Dithering._check_norms)."""
+cdef int dither_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint64_t seed) noexcept nogil:
+    """The dithering payload of values[0:n] (its norms, then its codes) at the start of e.payload,
+    compress_round's own dither_pack; 0, or -2 when a bucket of finite values has an infinite norm
+    (the header cannot hold it: Dithering._check_norms), its index and largest |value| kept."""
     cdef Dithered* c = &e.dithered
-    cdef uint64_t keys[2 * SMALL_D]
-    cdef int64_t idx[SMALL_K + 1]
-    cdef real_t values[SMALL_K]
-    cdef real_t* norms
-    cdef Py_ssize_t i, j, lo, hi, k = e.k, cut = c.buckets * <Py_ssize_t>sizeof(real_t)
-    cdef uint64_t seed = mpt_derive_seed(mpt_derive_seed(mpt_derive_seed(c.base, <uint64_t>step), c.rank), 1)
+    cdef real_t* norms = <real_t*>e.payload  # the payload buffer is 16-byte aligned (NumPy)
+    cdef Py_ssize_t i, j, lo, hi, cut = c.buckets * <Py_ssize_t>sizeof(real_t)
     cdef bint finite
     if real_t is float:
-        topk_small(<const uint32_t*>p, e.d, k, 0x7FFFFFFFULL, idx, <uint32_t*>keys)
-    else:
-        topk_small(<const uint64_t*>p, e.d, k, 0x7FFFFFFFFFFFFFFFULL, idx, keys)
-    for i in range(k):
-        values[i] = p[idx[i]]
-    norms = <real_t*>e.payload  # the payload buffer is 16-byte aligned (NumPy)
-    if real_t is float:
-        (<dither_pack32_t>c.pack)(values, k, seed, c.levels, c.bucket, c.natural, c.p, norms, e.payload + cut,
+        (<dither_pack32_t>c.pack)(values, n, seed, c.levels, c.bucket, c.natural, c.p, norms, e.payload + cut,
                                   c.head - cut)
     else:
-        (<dither_pack64_t>c.pack)(values, k, seed, c.levels, c.bucket, c.natural, c.p, norms, e.payload + cut,
+        (<dither_pack64_t>c.pack)(values, n, seed, c.levels, c.bucket, c.natural, c.p, norms, e.payload + cut,
                                   c.head - cut)
     for j in range(c.buckets):
         if isinf(norms[j]):
-            lo, hi = j * c.bucket, min((j + 1) * c.bucket, k)
+            lo, hi = j * c.bucket, min((j + 1) * c.bucket, n)
             finite = True
             for i in range(lo, hi):
                 finite = finite and not (isinf(values[i]) or values[i] != values[i])
@@ -197,6 +189,40 @@ cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcep
                 for i in range(lo, hi):
                     e.refused_max = max(e.refused_max, fabs(<double>values[i]))
                 return -2
+    return 0
+
+
+cdef void undither(ExchangeData* e, const uint8_t* payload, Py_ssize_t n, real_t* values) noexcept nogil:
+    """values[0:n] from a dithering payload at ``payload`` (its norms, then its codes), compress_round's
+    own dither_unpack."""
+    cdef Dithered* c = &e.dithered
+    cdef real_t norms[SMALL_D]  # an aligned copy (a gathered payload may start anywhere)
+    cdef Py_ssize_t cut = c.buckets * <Py_ssize_t>sizeof(real_t)
+    memcpy(norms, payload, cut)
+    if real_t is float:
+        (<dither_unpack32_t>c.unpack)(payload + cut, c.head - cut, c.levels, c.bucket, c.natural, norms, values, n)
+    else:
+        (<dither_unpack64_t>c.unpack)(payload + cut, c.head - cut, c.levels, c.bucket, c.natural, norms, values, n)
+
+
+cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
+    """Composition.encode of p into e.payload at step ``step``; 0, or -2 (dither_into)."""
+    cdef Dithered* c = &e.dithered
+    cdef uint64_t keys[2 * SMALL_D]
+    cdef int64_t idx[SMALL_K + 1]
+    cdef real_t values[SMALL_K]
+    cdef Py_ssize_t i, k = e.k
+    cdef uint64_t seed = mpt_derive_seed(mpt_derive_seed(mpt_derive_seed(c.base, <uint64_t>step), c.rank), 1)
+    cdef int code
+    if real_t is float:
+        topk_small(<const uint32_t*>p, e.d, k, 0x7FFFFFFFULL, idx, <uint32_t*>keys)
+    else:
+        topk_small(<const uint64_t*>p, e.d, k, 0x7FFFFFFFFFFFFFFFULL, idx, keys)
+    for i in range(k):
+        values[i] = p[idx[i]]
+    code = dither_into(e, values, k, seed)
+    if code != 0:
+        return code
     pack_indices(idx, k, e.bits, e.payload + c.head)  # the support: TopK.write_support
     return 0
 
@@ -207,20 +233,15 @@ cdef int composed_decode(ExchangeData* e, const uint8_t* payload, real_t* out) n
     cdef Dithered* c = &e.dithered
     cdef int64_t idx[SMALL_K]
     cdef real_t values[SMALL_K]
-    cdef real_t norms[SMALL_K]  # aligned copies (a gathered payload may start anywhere)
     cdef real_t scale = <real_t>c.scale
-    cdef Py_ssize_t i, k = e.k, cut = c.buckets * <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t i, k = e.k
     cdef mpt_reader r
     mpt_reader_init(&r, payload + c.head, e.nbytes - c.head)
     for i in range(k):
         idx[i] = <int64_t>mpt_get(&r, e.bits)
         if idx[i] >= e.d:
             return -1
-    memcpy(norms, payload, cut)
-    if real_t is float:
-        (<dither_unpack32_t>c.unpack)(payload + cut, c.head - cut, c.levels, c.bucket, c.natural, norms, values, k)
-    else:
-        (<dither_unpack64_t>c.unpack)(payload + cut, c.head - cut, c.levels, c.bucket, c.natural, norms, values, k)
+    undither(e, payload, k, values)
     memset(out, 0, e.d * sizeof(real_t))
     for i in range(k):
         out[idx[i]] = values[i] * scale
@@ -313,6 +334,9 @@ cdef inline int encode_payload(ExchangeData* e, const real_t* p, int64_t step) n
     if e.kind == KIND_SCALED_SIGN:
         sign_encode_into(e, p)
         return 0
+    if e.kind == KIND_DITHERING:  # Dithering.encode with this rank's seed of the step
+        return dither_into(e, p, e.d, mpt_derive_seed(mpt_derive_seed(e.seed_base, <uint64_t>step),
+                                                      <uint64_t>e.rank))
     if e.composed:
         return composed_encode(e, p, step)
     topk_encode_into(p, e.d, e.k, e.bits, NULL, e.payload)
@@ -329,6 +353,9 @@ cdef inline int decode_raw(ExchangeData* e, const uint8_t* payload, real_t* out)
         return 0
     if e.kind == KIND_SCALED_SIGN:
         sign_decode_into(e, payload, out)
+        return 0
+    if e.kind == KIND_DITHERING:
+        undither(e, payload, e.d, out)
         return 0
     if e.composed:
         return composed_decode(e, payload, out)
@@ -614,10 +641,10 @@ cdef class FeedbackExchange:
                 raise ValueError(f"k must be in [1, {min(d, MAX_K)}], got {k}")
             if not 0 <= bits <= 32 or (1 << bits) < d:
                 raise ValueError(f"bits = {bits} cannot hold an index below d = {d}")
-        elif not 1 <= k <= d or (kind in ("identity", "scaled_sign") and k != d):
+        elif not 1 <= k <= d or (kind != "rand_k" and k != d):
             raise ValueError(f"k must be {'in [1, d]' if kind == 'rand_k' else 'd'} = {d} for {kind}, got {k}")
-        if kind != "top_k" and dithering is not None:
-            raise ValueError("dithering follows Top-k only")
+        if (dithering is not None) != (kind == "dithering") and kind != "top_k":
+            raise ValueError("dithering goes with kind 'dithering' or after Top-k only")
         self.weights = np.array(weights, dtype=np.float64).ravel()
         self.size = self.weights.shape[0]
         if self.size < 1:
@@ -627,9 +654,9 @@ cdef class FeedbackExchange:
         self.e.model_single = self.model_dtype == np.float32
         width = self.wire_dtype.itemsize
         self.payload_nbytes = k * width + (k * bits + 7) // 8
-        self.e.composed = dithering is not None
+        self.e.composed = dithering is not None and kind == "top_k"
         if dithering is not None:
-            self.payload_nbytes = self._dithered(dithering, seed_base, rank) + (k * bits + 7) // 8
+            self.payload_nbytes = self._dithered(dithering, seed_base, rank) + (k * bits + 7) // 8  # (no indices: bits 0)
         self.e.summable = kind in ("identity", "rand_k")
         if kind == "scaled_sign":  # the scale, then d sign bits
             self.payload_nbytes = width + (d + 7) // 8
@@ -698,7 +725,7 @@ cdef class FeedbackExchange:
         cdef Dithered* c = &self.e.dithered
         c.levels, c.bucket, c.natural, c.p = levels, min(bucket, self.k), bool(natural), float(p)
         c.scale = float(self.wire_dtype.type(scale))
-        c.buckets = -(-self.k // c.bucket)
+        c.buckets = (self.k + c.bucket - 1) // c.bucket  # (C division here: cdivision)
         c.head = c.buckets * self.wire_dtype.itemsize + (self.k * (1 + int(levels).bit_length()) + 7) // 8
         c.base, c.rank = <uint64_t>(int(seed_base) & 0xFFFFFFFFFFFFFFFF), <uint64_t>int(rank)
         width = "32" if self.e.wire_single else "64"

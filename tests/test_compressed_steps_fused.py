@@ -1,5 +1,5 @@
-"""Compressed SGD in blocks: Top-k, Top-k then dithering, or scaled sign, with a feedback rule (none, EF, EF21) taken
-whole in C (draw, gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
+"""Compressed SGD in blocks: Top-k, Top-k then dithering, a dithering alone, or scaled sign, with a feedback rule
+(none, EF, EF21) taken whole in C (draw, gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
 mpitrain._native.compressed_steps) gives the run of one Python step per call bit for bit: iterates,
 feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits; on one
 rank here, under mpiexec -n 2 and -n 3 below, float32 and float64 on the model and on the wire, CSR
@@ -33,10 +33,14 @@ COMPRESSORS = {  # Top-k alone, Top-k followed by dithering of its k values (com
     "top_k_natural_dithering": {"compressor": "top_k_natural_dithering", "k": 3, "levels": 4},
     "top_k-standard_dithering": {"compressor": "composition", "biased": "top_k", "unbiased": "standard_dithering",
                                  "k": 4, "levels": 3},
+    "top_k-natural_dithering-buckets": {"compressor": "composition", "biased": "top_k", "unbiased": "natural_dithering",
+                                        "k": 5, "levels": 2, "bucket_size": 2},  # buckets of 2 of the k values
     "scaled_sign": {"compressor": "scaled_sign", "k": None},
     "identity": {"compressor": "identity", "k": None},
     "rand_k": {"compressor": "rand_k", "k": 4},  # with EF: ContractiveScaling (C / (1 + omega))
     "rand_k_unscaled": {"compressor": "rand_k_unscaled", "k": 4},
+    "natural_dithering": {"compressor": "natural_dithering", "k": None, "levels": 4},  # with EF: C / (1 + omega)
+    "standard_dithering-buckets": {"compressor": "standard_dithering", "k": None, "levels": 3, "bucket_size": 4},
 }
 
 
@@ -222,11 +226,12 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"feedback": "ef21"}, r"average \(h\) is ef21's, and ef21 needs it"),
         ({"average": np.zeros(d)}, r"average \(h\) is ef21's, and ef21 needs it"),
         ({"feedback": "ef21", "average": np.zeros(d, np.float32)}, "average must be a C-contiguous 1-D float64"),
-        ({"kind": "rand"}, r"kind must be one of \['identity', 'rand_k', 'scaled_sign', 'top_k'\], got 'rand'"),
+        ({"kind": "rand"}, r"kind must be one of \['dithering', 'identity', 'rand_k', 'scaled_sign', 'top_k'\], got 'rand'"),
         ({"kind": "identity"}, "k must be d = 9 for identity, got 3"),
         ({"kind": "scaled_sign"}, "k must be d = 9 for scaled_sign, got 3"),
         ({"kind": "rand_k", "k": 10}, r"k must be in \[1, d\] = 9 for rand_k, got 10"),
-        ({"kind": "rand_k", "dithering": (4, 4, True, 2.0, 1.0)}, "dithering follows Top-k only"),
+        ({"kind": "rand_k", "dithering": (4, 4, True, 2.0, 1.0)}, "dithering goes with kind 'dithering' or after Top-k only"),
+        ({"kind": "dithering", "k": 9}, "dithering goes with kind 'dithering' or after Top-k only"),
         ({"kind": "rand_k", "weights": [0.5, 0.5], "comm": MPI.COMM_SELF}, "2 weights for a communicator of 1 ranks"),
         ({"rank": 1}, r"rank must be in \[0, 1\), got 1"),
         ({"grouped": True, "weights": [0.5, 0.5], "comm": MPI.COMM_SELF},

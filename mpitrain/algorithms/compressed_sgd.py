@@ -18,7 +18,7 @@ A biased compressor without error feedback can make the distributed method diver
 paper's counter-example: Top-1 with 3 workers); rank 0 warns when a run asks for that.
 
 Steps in blocks: with Top-k (k <= 64), Top-k then dithering (``top_k_natural_dithering``, ...),
-scaled sign, the identity or Rand-k (scaled or not, or as C / (1 + omega) under error feedback),
+standard or natural dithering, scaled sign, the identity or Rand-k (scaled or not, or as C / (1 + omega) under error feedback),
 any feedback rule, with or without clipping, a linear objective on the host and d <= 1024 (the
 small problems where the per-step Python was most of a step), ``run_steps`` takes its steps in one
 C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
@@ -30,7 +30,8 @@ seconds inside MPI count as communication. With K ranks in one process
 (mpitrain.comm.inprocess, the experiments) the K ranks' blocks run together in one C call
 (:class:`GroupedSteps`: ``mpitrain._native.sgd_steps.SGDStepsGroup``; every rank's sender half,
 then the gather, the mean decoded once, every rank's descent), with the same bits as ``step``
-on that communicator. Other set-ups (ternary, natural compression, the ditherings alone, ...),
+on that communicator. Other set-ups (ternary, natural compression, biased rounding, Top-k then
+natural compression, dithering at more than 255 levels),
 other communicators and an MPI library whose MPI functions C cannot reach through mpi4py (a
 warning says so) take ``step`` per step.
 """
@@ -213,6 +214,9 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
         kind, k = ("identity", compressor.d) if type(compressor) is Identity else ("rand_k", compressor.k)
     elif type(compressor) is ScaledSign:
         kind, k = "scaled_sign", compressor.d
+    elif isinstance(compressor, Dithering) and compressor.levels <= 255:  # standard or natural, alone
+        u = compressor
+        kind, k, dithering = "dithering", compressor.d, (u.levels, u.bucket_size, u.natural, u.p, 1.0)
     elif type(top_k) is TopK and top_k.k <= compressed_steps.MAX_K:
         k, bits = top_k.k, top_k.index_bits
     else:
