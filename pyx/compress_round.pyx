@@ -954,46 +954,49 @@ cdef void ternary_unpack(const uint8_t* buf, double scale_, floating* out, Py_ss
         out[i] = table[(buf[i >> 2] >> (2 * (i & 3))) & 3]
 
 
-# -- dithering's pack and unpack for C callers ------------------------------------------------
-# Compressed SGD's fused exchange (compressed_steps.pyx) runs a Top-k + dithering composition
-# through these very functions, taken from here as PyCapsules ("mpitrain.DitherPack32", ...; the
-# pointer is the specialisation's function), so both write and read the same bytes from one
-# statement of the code.
+# -- the kernels C callers take -------------------------------------------------------------
+# Compressed SGD's exchange in C (compressed_steps.pyx) writes and reads the payloads of the
+# ditherings, scaled sign, ternary and natural compression through these very functions, taken from
+# here as PyCapsules named "mpitrain.<name>" (the pointer is the specialisation's function), so both
+# write and read the same bytes from one statement of the code.
 
-include "dither_kernel_types.pxi"
-
-
-cdef object dither_capsules():
-    cdef dither_pack32_t pack32 = dither_pack[float]
-    cdef dither_pack64_t pack64 = dither_pack[double]
-    cdef dither_unpack32_t unpack32 = dither_unpack[float]
-    cdef dither_unpack64_t unpack64 = dither_unpack[double]
-    return {"pack32": PyCapsule_New(<void*>pack32, b"mpitrain.DitherPack32", NULL),
-            "pack64": PyCapsule_New(<void*>pack64, b"mpitrain.DitherPack64", NULL),
-            "unpack32": PyCapsule_New(<void*>unpack32, b"mpitrain.DitherUnpack32", NULL),
-            "unpack64": PyCapsule_New(<void*>unpack64, b"mpitrain.DitherUnpack64", NULL)}
+include "round_kernel_types.pxi"
+from libc.stdint cimport uintptr_t
 
 
-#: ``dither_pack`` / ``dither_unpack`` for float32 and float64 as PyCapsules (see above)
-DITHER_KERNELS = dither_capsules()
+cdef object c_kernels():
+    cdef dither_pack32_t dither_pack32 = dither_pack[float]
+    cdef dither_pack64_t dither_pack64 = dither_pack[double]
+    cdef dither_unpack32_t dither_unpack32 = dither_unpack[float]
+    cdef dither_unpack64_t dither_unpack64 = dither_unpack[double]
+    cdef sign_pack32_t sign_pack32 = sign_pack[float]
+    cdef sign_pack64_t sign_pack64 = sign_pack[double]
+    cdef sign_unpack32_t sign_unpack32 = sign_unpack[float]
+    cdef sign_unpack64_t sign_unpack64 = sign_unpack[double]
+    cdef ternary_pack32_t ternary_pack32 = ternary_pack[float]
+    cdef ternary_pack64_t ternary_pack64 = ternary_pack[double]
+    cdef ternary_unpack32_t ternary_unpack32 = ternary_unpack[float]
+    cdef ternary_unpack64_t ternary_unpack64 = ternary_unpack[double]
+    cdef natural_pack32_t natural_pack32 = natural_pack[float]
+    cdef natural_pack64_t natural_pack64 = natural_pack[double]
+    cdef natural_unpack32_t natural_unpack32 = natural_unpack[float]
+    cdef natural_unpack64_t natural_unpack64 = natural_unpack[double]
+    functions = {"dither_pack32": <uintptr_t>dither_pack32, "dither_pack64": <uintptr_t>dither_pack64,
+                 "dither_unpack32": <uintptr_t>dither_unpack32, "dither_unpack64": <uintptr_t>dither_unpack64,
+                 "sign_pack32": <uintptr_t>sign_pack32, "sign_pack64": <uintptr_t>sign_pack64,
+                 "sign_unpack32": <uintptr_t>sign_unpack32, "sign_unpack64": <uintptr_t>sign_unpack64,
+                 "ternary_pack32": <uintptr_t>ternary_pack32, "ternary_pack64": <uintptr_t>ternary_pack64,
+                 "ternary_unpack32": <uintptr_t>ternary_unpack32, "ternary_unpack64": <uintptr_t>ternary_unpack64,
+                 "natural_pack32": <uintptr_t>natural_pack32, "natural_pack64": <uintptr_t>natural_pack64,
+                 "natural_unpack32": <uintptr_t>natural_unpack32, "natural_unpack64": <uintptr_t>natural_unpack64}
+    # PyCapsule_New keeps the name's pointer, not a copy: the names live in _CAPSULE_NAMES
+    _CAPSULE_NAMES.update({name: f"mpitrain.{name}".encode() for name in functions})
+    return {name: PyCapsule_New(<void*><uintptr_t>address, <const char*>_CAPSULE_NAMES[name], NULL)
+            for name, address in functions.items()}
 
 
-# Scaled sign's pack and unpack for C callers, the same way: compressed SGD's exchange in C
-# (compressed_steps.pyx) writes and reads ScaledSign's payload with these very functions.
-
-include "sign_kernel_types.pxi"
+_CAPSULE_NAMES = {}  # name -> the bytes its capsule's name points into (kept for the module's life)
 
 
-cdef object sign_capsules():
-    cdef sign_pack32_t pack32 = sign_pack[float]
-    cdef sign_pack64_t pack64 = sign_pack[double]
-    cdef sign_unpack32_t unpack32 = sign_unpack[float]
-    cdef sign_unpack64_t unpack64 = sign_unpack[double]
-    return {"pack32": PyCapsule_New(<void*>pack32, b"mpitrain.SignPack32", NULL),
-            "pack64": PyCapsule_New(<void*>pack64, b"mpitrain.SignPack64", NULL),
-            "unpack32": PyCapsule_New(<void*>unpack32, b"mpitrain.SignUnpack32", NULL),
-            "unpack64": PyCapsule_New(<void*>unpack64, b"mpitrain.SignUnpack64", NULL)}
-
-
-#: ``sign_pack`` / ``sign_unpack`` for float32 and float64 as PyCapsules (see above)
-SIGN_KERNELS = sign_capsules()
+#: compress_round's kernels for C callers as PyCapsules, by name (``dither_pack32``, ...; see above)
+C_KERNELS = c_kernels()

@@ -89,6 +89,11 @@ cdef enum:
     KIND_RAND_K = 2  # Rand-k on a subset drawn from a seed every rank shares (summable)
     KIND_SCALED_SIGN = 3  # (||p||_1 / d) sign(p): the scale, then d sign bits
     KIND_DITHERING = 4  # standard or natural dithering of all d entries (``dithered``)
+    KIND_NATURAL = 5  # natural compression or biased rounding of all d entries (``dithered``)
+    KIND_TERNARY = 6  # ||p||_inf, then d 2-bit codes
+    Q_DITHER = 0  # the quantiser of ``dithered``: a dithering
+    Q_NATURAL = 1  # natural compression (random) or biased rounding (deterministic)
+    NATURAL_REFUSED = -4  # outside natural compression's input range (NaturalCompression.check_range)
     RANGE_REFUSED = -3  # a kept finite value times Rand-k's d/k overflows (RandK._check_range)
     BITMAP_WORDS = 16  # words of a Rand-k subset's bitmap, d <= MAX_D = 1024 (checked below)
 
@@ -97,12 +102,10 @@ RULES = {"none": RULE_NONE, "ef": RULE_EF, "ef21": RULE_EF21}
 assert 64 * BITMAP_WORDS >= MAX_D
 #: the compressors an exchange takes
 KINDS = {"top_k": KIND_TOP_K, "identity": KIND_IDENTITY, "rand_k": KIND_RAND_K, "scaled_sign": KIND_SCALED_SIGN,
-         "dithering": KIND_DITHERING}
+         "dithering": KIND_DITHERING, "natural": KIND_NATURAL, "ternary": KIND_TERNARY}
 
-# compress_round's dither_pack and dither_unpack (its DITHER_KERNELS capsules)
-include "dither_kernel_types.pxi"
-# compress_round's sign_pack and sign_unpack (its SIGN_KERNELS capsules)
-include "sign_kernel_types.pxi"
+# compress_round's kernels for C callers (its C_KERNELS capsules)
+include "round_kernel_types.pxi"
 
 ctypedef struct Dithered:  # the dithering after Top-k of a composition
     int levels
@@ -115,6 +118,9 @@ ctypedef struct Dithered:  # the dithering after Top-k of a composition
     uint64_t rank
     void* pack
     void* unpack
+    int quantiser  # Q_DITHER or Q_NATURAL
+    bint deterministic  # (natural) biased rounding
+    double top, tiny  # (natural) the input range: NaturalCompression.input_range()
 
 ctypedef struct ExchangeData:
     int rule  # RULE_NONE, RULE_EF or RULE_EF21
@@ -131,8 +137,9 @@ ctypedef struct ExchangeData:
     Py_ssize_t rank  # this rank (its weight in weights)
     bint post_scaled  # decoded values times post_scale (ContractiveScaling: 1 / (1 + omega), wire dtype)
     double post_scale
-    void* sign_pack  # scaled sign: compress_round's sign_pack and sign_unpack for the wire dtype
-    void* sign_unpack
+    void* head_pack  # scaled sign, ternary: compress_round's pack and unpack for the wire dtype
+    void* head_unpack
+    bint refused_subnormal  # after NATURAL_REFUSED: the subnormal flag (the largest |value| in refused_max)
     Dithered dithered
     Py_ssize_t d, k, nbytes, size  # size: ranks (1: no MPI call)
     int bits  # bits of a packed index
@@ -205,8 +212,43 @@ cdef void undither(ExchangeData* e, const uint8_t* payload, Py_ssize_t n, real_t
         (<dither_unpack64_t>c.unpack)(payload + cut, c.head - cut, c.levels, c.bucket, c.natural, norms, values, n)
 
 
+cdef int natural_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint64_t seed) noexcept nogil:
+    """NaturalCompression.encode of values[0:n] at the start of e.payload, compress_round's own
+    natural_pack; 0, or NATURAL_REFUSED outside the input range (check_range's test, its two numbers
+    kept for its message)."""
+    cdef Dithered* c = &e.dithered
+    cdef double largest = 0.0
+    cdef bint subnormal = False
+    if real_t is float:
+        (<natural_pack32_t>c.pack)(values, n, seed, c.deterministic, e.payload, c.head, &largest, &subnormal)
+    else:
+        (<natural_pack64_t>c.pack)(values, n, seed, c.deterministic, e.payload, c.head, &largest, &subnormal)
+    if (largest >= c.top if c.deterministic else largest > c.top) or (subnormal and largest < c.tiny):
+        e.refused_max, e.refused_subnormal = largest, subnormal
+        return NATURAL_REFUSED
+    return 0
+
+
+cdef inline int quantise_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint64_t seed) noexcept nogil:
+    """The unbiased quantiser's payload of values[0:n] at the start of e.payload; 0 or its refusal."""
+    if e.dithered.quantiser == Q_NATURAL:
+        return natural_into(e, values, n, seed)
+    return dither_into(e, values, n, seed)
+
+
+cdef inline void unquantise(ExchangeData* e, const uint8_t* payload, Py_ssize_t n, real_t* values) noexcept nogil:
+    """values[0:n] from the unbiased quantiser's payload at ``payload``."""
+    if e.dithered.quantiser == Q_NATURAL:
+        if real_t is float:
+            (<natural_unpack32_t>e.dithered.unpack)(payload, e.dithered.head, values, n)
+        else:
+            (<natural_unpack64_t>e.dithered.unpack)(payload, e.dithered.head, values, n)
+        return
+    undither(e, payload, n, values)
+
+
 cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
-    """Composition.encode of p into e.payload at step ``step``; 0, or -2 (dither_into)."""
+    """Composition.encode of p into e.payload at step ``step``; 0, or the quantiser's refusal."""
     cdef Dithered* c = &e.dithered
     cdef uint64_t keys[2 * SMALL_D]
     cdef int64_t idx[SMALL_K + 1]
@@ -220,7 +262,7 @@ cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcep
         topk_small(<const uint64_t*>p, e.d, k, 0x7FFFFFFFFFFFFFFFULL, idx, keys)
     for i in range(k):
         values[i] = p[idx[i]]
-    code = dither_into(e, values, k, seed)
+    code = quantise_into(e, values, k, seed)
     if code != 0:
         return code
     pack_indices(idx, k, e.bits, e.payload + c.head)  # the support: TopK.write_support
@@ -241,7 +283,7 @@ cdef int composed_decode(ExchangeData* e, const uint8_t* payload, real_t* out) n
         idx[i] = <int64_t>mpt_get(&r, e.bits)
         if idx[i] >= e.d:
             return -1
-    undither(e, payload, k, values)
+    unquantise(e, payload, k, values)
     memset(out, 0, e.d * sizeof(real_t))
     for i in range(k):
         out[idx[i]] = values[i] * scale
@@ -308,9 +350,9 @@ cdef void sign_encode_into(ExchangeData* e, const real_t* p) noexcept nogil:
     (compress_round.sign_encode_payload's bytes, from its sign_pack)."""
     cdef real_t scale
     if real_t is float:
-        scale = <float>(<sign_pack32_t>e.sign_pack)(p, e.d, e.payload + sizeof(float))
+        scale = <float>(<sign_pack32_t>e.head_pack)(p, e.d, e.payload + sizeof(float))
     else:
-        scale = (<sign_pack64_t>e.sign_pack)(p, e.d, e.payload + sizeof(double))
+        scale = (<sign_pack64_t>e.head_pack)(p, e.d, e.payload + sizeof(double))
     memcpy(e.payload, &scale, sizeof(real_t))
 
 
@@ -319,9 +361,37 @@ cdef void sign_decode_into(ExchangeData* e, const uint8_t* payload, real_t* out)
     cdef real_t scale
     memcpy(&scale, payload, sizeof(real_t))
     if real_t is float:
-        (<sign_unpack32_t>e.sign_unpack)(payload + sizeof(float), <double>scale, out, e.d)
+        (<sign_unpack32_t>e.head_unpack)(payload + sizeof(float), <double>scale, out, e.d)
     else:
-        (<sign_unpack64_t>e.sign_unpack)(payload + sizeof(double), scale, out, e.d)
+        (<sign_unpack64_t>e.head_unpack)(payload + sizeof(double), scale, out, e.d)
+
+
+cdef void ternary_encode_into(ExchangeData* e, const real_t* p, uint64_t seed) noexcept nogil:
+    """Ternary.encode(p, seed) into e.payload: ||p||_inf in the wire dtype, then the 2-bit codes
+    (compress_round's own ternary_pack)."""
+    cdef real_t top
+    cdef int64_t cap = e.nbytes - <int64_t>sizeof(real_t)
+    if real_t is float:
+        top = (<ternary_pack32_t>e.head_pack)(p, e.d, seed, e.payload + sizeof(float), cap)
+    else:
+        top = (<ternary_pack64_t>e.head_pack)(p, e.d, seed, e.payload + sizeof(double), cap)
+    memcpy(e.payload, &top, sizeof(real_t))
+
+
+cdef void ternary_decode_into(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+    """out = Ternary.decode(payload): 0, m or -m from the codes, m read from the header."""
+    cdef real_t top
+    memcpy(&top, payload, sizeof(real_t))
+    if real_t is float:
+        (<ternary_unpack32_t>e.head_unpack)(payload + sizeof(float), <double>top, out, e.d)
+    else:
+        (<ternary_unpack64_t>e.head_unpack)(payload + sizeof(double), top, out, e.d)
+
+
+cdef inline uint64_t rank_seed(ExchangeData* e, int64_t step) noexcept nogil:
+    """A random compressor's seed on this rank at step ``step`` (CompressedSender.seed, not shared):
+    derive_seed(derive_seed(base, step), rank)."""
+    return mpt_derive_seed(mpt_derive_seed(e.seed_base, <uint64_t>step), <uint64_t>e.rank)
 
 
 cdef inline int encode_payload(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
@@ -334,9 +404,11 @@ cdef inline int encode_payload(ExchangeData* e, const real_t* p, int64_t step) n
     if e.kind == KIND_SCALED_SIGN:
         sign_encode_into(e, p)
         return 0
-    if e.kind == KIND_DITHERING:  # Dithering.encode with this rank's seed of the step
-        return dither_into(e, p, e.d, mpt_derive_seed(mpt_derive_seed(e.seed_base, <uint64_t>step),
-                                                      <uint64_t>e.rank))
+    if e.kind == KIND_DITHERING or e.kind == KIND_NATURAL:  # with this rank's seed of the step
+        return quantise_into(e, p, e.d, rank_seed(e, step))
+    if e.kind == KIND_TERNARY:
+        ternary_encode_into(e, p, rank_seed(e, step))
+        return 0
     if e.composed:
         return composed_encode(e, p, step)
     topk_encode_into(p, e.d, e.k, e.bits, NULL, e.payload)
@@ -354,8 +426,11 @@ cdef inline int decode_raw(ExchangeData* e, const uint8_t* payload, real_t* out)
     if e.kind == KIND_SCALED_SIGN:
         sign_decode_into(e, payload, out)
         return 0
-    if e.kind == KIND_DITHERING:
-        undither(e, payload, e.d, out)
+    if e.kind == KIND_DITHERING or e.kind == KIND_NATURAL:
+        unquantise(e, payload, e.d, out)
+        return 0
+    if e.kind == KIND_TERNARY:
+        ternary_decode_into(e, payload, out)
         return 0
     if e.composed:
         return composed_decode(e, payload, out)
@@ -616,12 +691,13 @@ cdef class FeedbackExchange:
     cdef readonly object payload  # this rank's last payload
     cdef object mean, compensated, decoded, gathered, weights, summed
     cdef object allreduce  # a summable exchange's InPlaceAllreduce (MPI), else None
-    cdef readonly object kind  # "top_k", "identity" or "rand_k"
+    cdef object range_check  # natural compression's check_range (its refusal, in its words)
+    cdef readonly object kind  # a key of KINDS
     cdef readonly Py_ssize_t wire_nbytes  # bytes an exchange puts on the wire (a summable one: its values)
 
     def __init__(self, Py_ssize_t d, Py_ssize_t k, int bits, wire_dtype, model_dtype, error, mean,
                  weights, comm=None, feedback="ef", average=None, dithering=None, seed_base=0, rank=0,
-                 bint grouped=False, kind="top_k", double randk_scale=1.0, contractive_scale=None):
+                 bint grouped=False, kind="top_k", double randk_scale=1.0, contractive_scale=None, natural=None):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
         self.kind = kind
@@ -645,6 +721,8 @@ cdef class FeedbackExchange:
             raise ValueError(f"k must be {'in [1, d]' if kind == 'rand_k' else 'd'} = {d} for {kind}, got {k}")
         if (dithering is not None) != (kind == "dithering") and kind != "top_k":
             raise ValueError("dithering goes with kind 'dithering' or after Top-k only")
+        if (natural is not None) != (kind == "natural") and kind != "top_k" or (dithering and natural):
+            raise ValueError("natural goes with kind 'natural' or after Top-k only, and not with dithering")
         self.weights = np.array(weights, dtype=np.float64).ravel()
         self.size = self.weights.shape[0]
         if self.size < 1:
@@ -654,13 +732,16 @@ cdef class FeedbackExchange:
         self.e.model_single = self.model_dtype == np.float32
         width = self.wire_dtype.itemsize
         self.payload_nbytes = k * width + (k * bits + 7) // 8
-        self.e.composed = dithering is not None and kind == "top_k"
-        if dithering is not None:
-            self.payload_nbytes = self._dithered(dithering, seed_base, rank) + (k * bits + 7) // 8  # (no indices: bits 0)
+        self.e.composed = (dithering is not None or natural is not None) and kind == "top_k"
+        if dithering is not None or natural is not None:  # the quantiser's payload, then Top-k's indices (if any)
+            self.payload_nbytes = self._quantiser(dithering, natural, seed_base, rank) + (k * bits + 7) // 8
         self.e.summable = kind in ("identity", "rand_k")
         if kind == "scaled_sign":  # the scale, then d sign bits
             self.payload_nbytes = width + (d + 7) // 8
-            self._signs()
+            self._headed("sign")
+        elif kind == "ternary":  # ||p||_inf, then d 2-bit codes
+            self.payload_nbytes = width + (2 * d + 7) // 8
+            self._headed("ternary")
         self.e.values_offset, self.e.nvalues = (8 if kind == "rand_k" else 0), k
         if self.e.summable:
             self.payload_nbytes = self.e.values_offset + k * width
@@ -706,31 +787,39 @@ cdef class FeedbackExchange:
         PyCapsule_SetContext(self.capsule, &self.e)
         self.group_capsule = PyCapsule_New(<void*>group_step_end, b"mpitrain.StepExchangeGroupEnd", NULL)
 
-    def _signs(self):
-        """Scaled sign's pack and unpack for the wire dtype (compress_round.SIGN_KERNELS)."""
-        from .compress_round import SIGN_KERNELS
+    cdef void* _kernel(self, str name) except NULL:
+        """compress_round's C kernel ``name`` ("sign_pack", ...) for the wire dtype (its C_KERNELS)."""
+        from .compress_round import C_KERNELS
 
-        width = "32" if self.e.wire_single else "64"
-        self.e.sign_pack = PyCapsule_GetPointer(SIGN_KERNELS["pack" + width], f"mpitrain.SignPack{width}".encode())
-        self.e.sign_unpack = PyCapsule_GetPointer(SIGN_KERNELS["unpack" + width],
-                                                  f"mpitrain.SignUnpack{width}".encode())
+        name += "32" if self.e.wire_single else "64"
+        return PyCapsule_GetPointer(C_KERNELS[name], f"mpitrain.{name}".encode())
 
-    def _dithered(self, dithering, seed_base, rank):
-        """Set up the dithering of a composition; returns its payload bytes (norms, then codes)."""
-        from .compress_round import DITHER_KERNELS
+    def _headed(self, name):
+        """Scaled sign's or ternary's pack and unpack (a scale in the header, then codes)."""
+        self.e.head_pack, self.e.head_unpack = self._kernel(name + "_pack"), self._kernel(name + "_unpack")
 
-        levels, bucket, natural, p, scale = dithering
+    def _quantiser(self, dithering, natural, seed_base, rank):
+        """Set up the unbiased quantiser, of the k values after Top-k or of all d (k = d): a dithering
+        (levels, bucket, natural, p, scale) or natural compression (deterministic, top, tiny, scale,
+        check_range); returns its payload bytes (norms, then codes; or codes)."""
+        cdef Dithered* c = &self.e.dithered
+        c.base, c.rank = <uint64_t>(int(seed_base) & 0xFFFFFFFFFFFFFFFF), <uint64_t>int(rank)
+        if natural is not None:
+            deterministic, top, tiny, scale, self.range_check = natural
+            c.quantiser, c.deterministic, c.top, c.tiny = Q_NATURAL, bool(deterministic), float(top), float(tiny)
+            c.scale = float(self.wire_dtype.type(scale))
+            c.head = (self.k * (1 + (8 if self.e.wire_single else 11)) + 7) // 8
+            c.pack, c.unpack = self._kernel("natural_pack"), self._kernel("natural_unpack")
+            return c.head
+        levels, bucket, natural_levels, p, scale = dithering
         if not 1 <= levels <= 255 or not 1 <= bucket:
             raise ValueError(f"dithering needs 1 <= levels <= 255 and bucket >= 1, got {levels} and {bucket}")
-        cdef Dithered* c = &self.e.dithered
-        c.levels, c.bucket, c.natural, c.p = levels, min(bucket, self.k), bool(natural), float(p)
+        c.quantiser = Q_DITHER
+        c.levels, c.bucket, c.natural, c.p = levels, min(bucket, self.k), bool(natural_levels), float(p)
         c.scale = float(self.wire_dtype.type(scale))
         c.buckets = (self.k + c.bucket - 1) // c.bucket  # (C division here: cdivision)
         c.head = c.buckets * self.wire_dtype.itemsize + (self.k * (1 + int(levels).bit_length()) + 7) // 8
-        c.base, c.rank = <uint64_t>(int(seed_base) & 0xFFFFFFFFFFFFFFFF), <uint64_t>int(rank)
-        width = "32" if self.e.wire_single else "64"
-        c.pack = PyCapsule_GetPointer(DITHER_KERNELS["pack" + width], f"mpitrain.DitherPack{width}".encode())
-        c.unpack = PyCapsule_GetPointer(DITHER_KERNELS["unpack" + width], f"mpitrain.DitherUnpack{width}".encode())
+        c.pack, c.unpack = self._kernel("dither_pack"), self._kernel("dither_unpack")
         return c.head
 
     def _connect(self, comm):
@@ -782,6 +871,11 @@ cdef class FeedbackExchange:
                 f"times d/k exceeds the largest {wire} {top:g}; scaled Rand-k needs |x_i| <= "
                 f"{top * self.k / self.d:g} (scale x down by a power of two 2^k and the result back up, "
                 "or use float64)")
+        if code == NATURAL_REFUSED:  # NaturalCompression.check_range's refusal: its own words
+            try:
+                self.range_check(self.e.refused_max, bool(self.e.refused_subnormal))
+            except ValueError as exc:
+                return exc
         if code == -2:  # Dithering._check_norms' refusal, in its words
             c = &self.e.dithered
             name = "NaturalDithering" if c.natural else "StandardDithering"

@@ -1,5 +1,5 @@
-"""Compressed SGD in blocks: Top-k, Top-k then dithering, a dithering alone, or scaled sign, with a feedback rule
-(none, EF, EF21) taken whole in C (draw, gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
+"""Compressed SGD in blocks: Top-k, Top-k then dithering or natural compression, a dithering alone, natural
+compression, biased rounding, ternary or scaled sign, with a feedback rule (none, EF, EF21) taken whole in C (draw, gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
 mpitrain._native.compressed_steps) gives the run of one Python step per call bit for bit: iterates,
 feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits; on one
 rank here, under mpiexec -n 2 and -n 3 below, float32 and float64 on the model and on the wire, CSR
@@ -41,6 +41,10 @@ COMPRESSORS = {  # Top-k alone, Top-k followed by dithering of its k values (com
     "rand_k_unscaled": {"compressor": "rand_k_unscaled", "k": 4},
     "natural_dithering": {"compressor": "natural_dithering", "k": None, "levels": 4},  # with EF: C / (1 + omega)
     "standard_dithering-buckets": {"compressor": "standard_dithering", "k": None, "levels": 3, "bucket_size": 4},
+    "natural_compression": {"compressor": "natural_compression", "k": None},  # with EF: C / (1 + omega)
+    "biased_rounding": {"compressor": "biased_rounding", "k": None},
+    "ternary": {"compressor": "ternary", "k": None},
+    "top_k_natural_compression": {"compressor": "top_k_natural_compression", "k": 3},
 }
 
 
@@ -177,9 +181,9 @@ def test_a_loaded_checkpoint_is_what_the_kernel_updates():
 
 
 @pytest.mark.parametrize("options", [
-    {"compressor": "ternary", "k": None}, {"compressor": "natural_compression", "k": None},
-    {"compressor": "top_k_natural_compression"}, {"k": MAX_K + 1},
-], ids=["ternary", "natural_compression", "top_k_natural_compression", "k-above-max"])
+    {"compressor": "composition", "biased": "rand_k_unscaled", "unbiased": "natural_dithering", "k": 4, "levels": 2},
+    {"compressor": "composition", "biased": "top_k", "unbiased": "ternary", "k": 4}, {"k": MAX_K + 1},
+], ids=["rand_k-then-dithering", "top_k-then-ternary", "k-above-max"])
 def test_other_set_ups_keep_the_step_per_call_path(options):
     objective, n = shard_objective("logistic", "float64", "csr", 0, 1, d=MAX_K + 5)
     one = compressed_sgd(MPI.COMM_SELF, objective, n, fused=False, steps=20, **options)
@@ -226,7 +230,9 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"feedback": "ef21"}, r"average \(h\) is ef21's, and ef21 needs it"),
         ({"average": np.zeros(d)}, r"average \(h\) is ef21's, and ef21 needs it"),
         ({"feedback": "ef21", "average": np.zeros(d, np.float32)}, "average must be a C-contiguous 1-D float64"),
-        ({"kind": "rand"}, r"kind must be one of \['dithering', 'identity', 'rand_k', 'scaled_sign', 'top_k'\], got 'rand'"),
+        ({"kind": "rand"}, r"kind must be one of \['dithering', 'identity', 'natural', 'rand_k', 'scaled_sign', "
+                           r"'ternary', 'top_k'\], got 'rand'"),
+        ({"kind": "natural", "k": 9}, "natural goes with kind 'natural' or after Top-k only, and not with dithering"),
         ({"kind": "identity"}, "k must be d = 9 for identity, got 3"),
         ({"kind": "scaled_sign"}, "k must be d = 9 for scaled_sign, got 3"),
         ({"kind": "rand_k", "k": 10}, r"k must be in \[1, d\] = 9 for rand_k, got 10"),

@@ -154,3 +154,26 @@ def test_combine_runs_once_on_every_rank_s_contribution():
     with pytest.raises(RuntimeError, match="boom"):
         inprocess.run(3, lambda comm: comm.Combine(0, lambda parts: (_ for _ in ()).throw(RuntimeError("boom"))),
                       timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("compressor", ["natural_compression", "biased_rounding", "top_k_natural_compression"])
+@pytest.mark.parametrize("size", [1, 3])
+def test_natural_compression_refuses_its_range_in_c_as_step_by_step(compressor, size):
+    """A value natural compression cannot code (here a float32 gradient entry above 2^127, which
+    would round up to inf) ends the run with NaturalCompression.check_range's own ValueError on
+    both paths (one rank, and one rank of an in-process group)."""
+    def body(fused, comm):
+        objective, n = shard_objective("least_squares", "float64", "dense", comm.Get_rank(), comm.Get_size())
+        algorithm = compressed_sgd(comm, objective, n, fused=fused, **COMPRESSORS[compressor],
+                                   error_feedback="none")
+        assert (algorithm.steps is not None) == fused
+        if comm.Get_rank() == size - 1:
+            algorithm.x[:] = 3e38  # gradient entries from about 1e36 to beyond float32's 3.4e38
+        algorithm.run_steps(0, 5)
+
+    messages = []
+    for fused in (False, True):
+        with pytest.raises(ValueError, match=r"max\|x_i\| = .* would round up past the largest finite power") as refused:
+            inprocess.run(size, lambda comm: body(fused, comm), timeout=TIMEOUT)
+        messages.append(str(refused.value))
+    assert messages[0] == messages[1]

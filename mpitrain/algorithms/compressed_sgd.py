@@ -17,8 +17,9 @@ the bytes this rank put on the wire (the payload, or the values section); the me
 A biased compressor without error feedback can make the distributed method diverge (the
 paper's counter-example: Top-1 with 3 workers); rank 0 warns when a run asks for that.
 
-Steps in blocks: with Top-k (k <= 64), Top-k then dithering (``top_k_natural_dithering``, ...),
-standard or natural dithering, scaled sign, the identity or Rand-k (scaled or not, or as C / (1 + omega) under error feedback),
+Steps in blocks: with Top-k (k <= 64), Top-k then dithering or natural compression
+(``top_k_natural_dithering``, ...), standard or natural dithering, natural compression, biased
+rounding, ternary, scaled sign, the identity or Rand-k (scaled or not, or as C / (1 + omega) under error feedback),
 any feedback rule, with or without clipping, a linear objective on the host and d <= 1024 (the
 small problems where the per-step Python was most of a step), ``run_steps`` takes its steps in one
 C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
@@ -30,8 +31,7 @@ seconds inside MPI count as communication. With K ranks in one process
 (mpitrain.comm.inprocess, the experiments) the K ranks' blocks run together in one C call
 (:class:`GroupedSteps`: ``mpitrain._native.sgd_steps.SGDStepsGroup``; every rank's sender half,
 then the gather, the mean decoded once, every rank's descent), with the same bits as ``step``
-on that communicator. Other set-ups (ternary, natural compression, biased rounding, Top-k then
-natural compression, dithering at more than 255 levels),
+on that communicator. Other set-ups (Rand-k then a quantiser, dithering at more than 255 levels, d > 1024),
 other communicators and an MPI library whose MPI functions C cannot reach through mpi4py (a
 warning says so) take ``step`` per step.
 """
@@ -48,7 +48,7 @@ from mpi4py import MPI
 from .._native import compressed_steps
 from .._native.sgd_steps import SGDStepsGroup
 from ..clip import clip_by_norm
-from ..compress import Composition, Identity, RandK, ScaledSign, TopK
+from ..compress import Composition, Identity, NaturalCompression, RandK, ScaledSign, Ternary, TopK
 from ..compress.dithering import Dithering
 from .base import Algorithm, run_kernel_blocks, step_size_filler
 from .compressed_exchange import CompressedAverager, CompressedSender
@@ -194,6 +194,17 @@ def run_grouped(contributions) -> float:
     return group.sum_seconds
 
 
+def quantiser_parameters(quantiser, scale) -> tuple:
+    """(dithering, natural): what the C exchange takes for an unbiased quantiser (of a composition,
+    whose 1 / (1 + omega) is ``scale``, or alone: 1.0), one of them None; both None for another
+    quantiser or a dithering of more than 255 levels."""
+    if isinstance(quantiser, Dithering) and quantiser.levels <= 255:
+        return (quantiser.levels, quantiser.bucket_size, quantiser.natural, quantiser.p, scale), None
+    if isinstance(quantiser, NaturalCompression):  # and biased rounding; its range check in C, its refusal here
+        return None, (quantiser.deterministic, *quantiser.input_range(), scale, quantiser.check_range)
+    return None, None
+
+
 def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     """An SGDSteps over the algorithm's x whose steps are whole compressed SGD steps (module doc),
     at most ``capacity`` a call (None: the objective's default), or None where the set-up has no
@@ -205,18 +216,21 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
     contractive_scale = None
     if type(compressor) is ContractiveScaling:  # an unbiased C run as C / (1 + omega) with error feedback
         compressor, contractive_scale = compressor.inner, compressor.scale
-    top_k, dithering, kind, k, bits = compressor, None, "top_k", 0, 0
-    if type(compressor) is Composition and type(compressor.biased) is TopK \
-            and isinstance(compressor.unbiased_part, Dithering) and compressor.unbiased_part.levels <= 255:
+    top_k, dithering, natural, kind, k, bits = compressor, None, None, "top_k", 0, 0
+    if type(compressor) is Composition and type(compressor.biased) is TopK:  # Top-k, then a quantiser
         top_k, u = compressor.biased, compressor.unbiased_part
-        dithering = (u.levels, u.bucket_size, u.natural, u.p, compressor.scale)
+        dithering, natural = quantiser_parameters(u, compressor.scale)
+        if dithering is None and natural is None:
+            return None
     if type(compressor) in (Identity, RandK):  # summable: the exchange is an Allreduce of the values
         kind, k = ("identity", compressor.d) if type(compressor) is Identity else ("rand_k", compressor.k)
-    elif type(compressor) is ScaledSign:
-        kind, k = "scaled_sign", compressor.d
-    elif isinstance(compressor, Dithering) and compressor.levels <= 255:  # standard or natural, alone
-        u = compressor
-        kind, k, dithering = "dithering", compressor.d, (u.levels, u.bucket_size, u.natural, u.p, 1.0)
+    elif type(compressor) in (ScaledSign, Ternary):  # a scale, then a code per entry
+        kind, k = ("scaled_sign" if type(compressor) is ScaledSign else "ternary"), compressor.d
+    elif isinstance(compressor, (Dithering, NaturalCompression)):  # a quantiser of all d entries
+        dithering, natural = quantiser_parameters(compressor, 1.0)
+        if dithering is None and natural is None:
+            return None
+        kind, k = ("dithering" if dithering is not None else "natural"), compressor.d
     elif type(top_k) is TopK and top_k.k <= compressed_steps.MAX_K:
         k, bits = top_k.k, top_k.index_bits
     else:
@@ -237,9 +251,9 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
             compressor.d, k, bits, compressor.dtype, algorithm.x.dtype, error,
             averager.mean, averager.weights if worker.size > 1 else [1.0],
             worker.comm if worker.size > 1 and not grouped else None, feedback=opts.error_feedback,
-            average=average, dithering=dithering, seed_base=algorithm.sender.base, rank=worker.rank,
-            grouped=grouped, kind=kind, randk_scale=float(compressor.scale) if kind == "rand_k" else 1.0,
-            contractive_scale=contractive_scale)
+            average=average, dithering=dithering, natural=natural, seed_base=algorithm.sender.base,
+            rank=worker.rank, grouped=grouped, kind=kind,
+            randk_scale=float(compressor.scale) if kind == "rand_k" else 1.0, contractive_scale=contractive_scale)
     except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
         if worker.rank == 0:
             warnings.warn(f"compressed_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=3)
