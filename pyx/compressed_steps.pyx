@@ -11,20 +11,26 @@ Beznosikov, Horvath, Richtarik, Safaryan 2020 (docs/papers.md s.2), for worker k
 (g_k clipped before the exchange gets it when the kernel clips: ``SGDSteps.clip_gradients``), with C
 one of (``kind``):
 
-- ``top_k``: Top-k (k values then k packed indices), or Top-k followed by dithering of its k values
-  (``mpitrain.compress.Composition``, Beznosikov et al.'s new compressor, e.g. Top-k + natural
-  dithering: the dithering payload of the k values, then the packed indices; decoded values scaled
-  by 1/(1 + omega); its seed derive_seed(derive_seed(derive_seed(s, t), rank), 1), s the sender's
-  base seed, t the step);
-- ``scaled_sign``: (||p||_1 / d) sign(p), the scale then d sign bits (compress_round's own
-  ``sign_pack`` / ``sign_unpack``, taken as capsules from ``compress_round.SIGN_KERNELS``);
+- ``top_k``: Top-k (k values then k packed indices), or Top-k followed by an unbiased quantiser of
+  its k values (``mpitrain.compress.Composition``, Beznosikov et al.'s new compressor, e.g. Top-k +
+  natural dithering: the quantiser's payload of the k values, then the packed indices; decoded
+  values scaled by 1/(1 + omega); its seed derive_seed(derive_seed(derive_seed(s, t), rank), 1), s
+  the sender's base seed, t the step); the quantiser a dithering (standard or natural) or natural
+  compression (or biased rounding);
+- ``dithering``, ``natural``: that quantiser of all d entries (seed derive_seed(derive_seed(s, t), rank));
+- ``scaled_sign`` ((||p||_1 / d) sign(p): the scale, then d sign bits) and ``ternary`` (||p||_inf,
+  then d 2-bit codes, at this rank's seed);
 - ``identity`` and ``rand_k`` (scaled by d/k or not; its subset drawn from derive_seed(s, t), a
   seed every rank shares: the C of pyx/randk_payload.pxi, included here and by compress_select.pyx),
   the summable ones: the mean is the decode of sum_k w_k values_k, each rank's values times its
-  weight in the wire dtype, added in rank order (``CompressedAverager.average``'s Allreduce);
+  weight in the wire dtype, summed over the ranks (``CompressedAverager.average``'s Allreduce);
 - any of them run as C / (1 + omega) (``ContractiveScaling``, an unbiased C under error feedback):
   each decoded vector times that scale in the wire dtype.
 
+The ditherings', natural compression's, scaled sign's and ternary's payloads are written and read
+by compress_round's own kernels, taken as capsules from ``compress_round.C_KERNELS``; a value a
+compressor refuses (Rand-k's d/k overflow, natural compression's input range, a dithering norm
+the header cannot hold) stops the block with that compressor's own error, in its words.
 Every rank decodes all K payloads in rank order (or the summed values once).
 :class:`FeedbackExchange` takes that step for one rank: it is the step hook of
 ``mpitrain._native.sgd_steps.SGDSteps.exchange_steps``, so a block of compressed SGD steps (draw,
@@ -33,8 +39,7 @@ Every operation is the one mpitrain.algorithms.compressed_sgd takes one Python c
 the same bytes in the same order: the rules' ``compensate``, ``update`` and ``descend``
 (mpitrain.algorithms.feedback; EF's ``add_weighted`` into a copy of e), the compressors' ``encode`` /
 ``decode`` (the same C: TopK's of pyx/topk_payload.pxi, RandK's of pyx/randk_payload.pxi with its
-range check, Composition's with compress_round's ``dither_pack`` / ``dither_unpack``, taken as
-capsules from ``compress_round.DITHER_KERNELS``, ScaledSign's) and ``average_payloads``
+range check, compress_round's for the others) and ``average_payloads``
 (zeros, then ``add_weighted`` of each rank's decoded payload with its weight), so the iterates
 equal the step-by-step path's bit for bit (tests/test_compressed_steps_fused.py, on one rank and
 under mpiexec). MPI_Allgather moves the same bytes as the Allgatherv of mpitrain.comm.payloads (all
@@ -48,7 +53,8 @@ payloads, decodes their mean once (every rank would compute the same bits) and t
 descent (tests/test_grouped_steps.py).
 
 For the small vectors where the per-step Python is most of a step's time: k <= SMALL_K (64) for
-Top-k and d <= SORT_MAX_D (1024); larger problems keep the step-by-step path.
+Top-k, levels <= 255 for a dithering, and d <= SORT_MAX_D (1024); larger problems keep the
+step-by-step path.
 """
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
 from cython cimport floating
