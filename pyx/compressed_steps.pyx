@@ -90,14 +90,14 @@ cdef enum:
     RULE_EF21 = 2
 
 cdef enum:
-    KIND_TOP_K = 0  # Top-k, or Top-k then dithering (``composed``)
+    KIND_TOP_K = 0  # Top-k, or Top-k then a quantiser (``composed``)
     KIND_IDENTITY = 1  # the values themselves (summable)
     KIND_RAND_K = 2  # Rand-k on a subset drawn from a seed every rank shares (summable)
     KIND_SCALED_SIGN = 3  # (||p||_1 / d) sign(p): the scale, then d sign bits
-    KIND_DITHERING = 4  # standard or natural dithering of all d entries (``dithered``)
-    KIND_NATURAL = 5  # natural compression or biased rounding of all d entries (``dithered``)
+    KIND_DITHERING = 4  # standard or natural dithering of all d entries (``quantiser``)
+    KIND_NATURAL = 5  # natural compression or biased rounding of all d entries (``quantiser``)
     KIND_TERNARY = 6  # ||p||_inf, then d 2-bit codes
-    Q_DITHER = 0  # the quantiser of ``dithered``: a dithering
+    Q_DITHER = 0  # the kind of ``quantiser``: a dithering
     Q_NATURAL = 1  # natural compression (random) or biased rounding (deterministic)
     NATURAL_REFUSED = -4  # outside natural compression's input range (NaturalCompression.check_range)
     RANGE_REFUSED = -3  # a kept finite value times Rand-k's d/k overflows (RandK._check_range)
@@ -113,25 +113,25 @@ KINDS = {"top_k": KIND_TOP_K, "identity": KIND_IDENTITY, "rand_k": KIND_RAND_K, 
 # compress_round's kernels for C callers (its C_KERNELS capsules)
 include "round_kernel_types.pxi"
 
-ctypedef struct Dithered:  # the dithering after Top-k of a composition
-    int levels
-    Py_ssize_t bucket, buckets  # entries a norm, norms (of the k values)
-    bint natural
-    double p  # the norm's p
-    double scale  # 1 / (1 + omega), a value of the wire dtype
-    Py_ssize_t head  # payload bytes of the dithering part (norms, then codes)
+ctypedef struct Quantiser:  # the unbiased quantiser: after Top-k in a composition, or of all d entries
+    int levels  # (dithering) s
+    Py_ssize_t bucket, buckets  # (dithering) entries a norm, norms
+    bint natural  # (dithering) natural levels
+    double p  # (dithering) the norm's p
+    double scale  # in a composition: 1 / (1 + omega), a value of the wire dtype
+    Py_ssize_t head  # payload bytes of the quantiser's part (norms, then codes; or codes)
     uint64_t base  # the sender's base seed
     uint64_t rank
     void* pack
     void* unpack
-    int quantiser  # Q_DITHER or Q_NATURAL
+    int kind  # Q_DITHER or Q_NATURAL
     bint deterministic  # (natural) biased rounding
     double top, tiny  # (natural) the input range: NaturalCompression.input_range()
 
 ctypedef struct ExchangeData:
     int rule  # RULE_NONE, RULE_EF or RULE_EF21
     int kind  # KIND_TOP_K, KIND_IDENTITY or KIND_RAND_K
-    bint composed  # Top-k then dithering (``dithered``), else Top-k alone
+    bint composed  # Top-k then a quantiser (``quantiser``), else Top-k alone
     bint summable  # identity, Rand-k: the mean is decode(sum_k w_k values_k), an Allreduce of the values
     Py_ssize_t values_offset, nvalues  # a summable payload's values: where they start, how many
     double randk_scale  # Rand-k's d/k (scaled) or 1, a value of the wire dtype
@@ -146,7 +146,7 @@ ctypedef struct ExchangeData:
     void* head_pack  # scaled sign, ternary: compress_round's pack and unpack for the wire dtype
     void* head_unpack
     bint refused_subnormal  # after NATURAL_REFUSED: the subnormal flag (the largest |value| in refused_max)
-    Dithered dithered
+    Quantiser quantiser
     Py_ssize_t d, k, nbytes, size  # size: ranks (1: no MPI call)
     int bits  # bits of a packed index
     bint wire_single, model_single  # float32 (else float64) on the wire / in the model
@@ -181,7 +181,7 @@ cdef int dither_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint64
     """The dithering payload of values[0:n] (its norms, then its codes) at the start of e.payload,
     compress_round's own dither_pack; 0, or -2 when a bucket of finite values has an infinite norm
     (the header cannot hold it: Dithering._check_norms), its index and largest |value| kept."""
-    cdef Dithered* c = &e.dithered
+    cdef Quantiser* c = &e.quantiser
     cdef real_t* norms = <real_t*>e.payload  # the payload buffer is 16-byte aligned (NumPy)
     cdef Py_ssize_t i, j, lo, hi, cut = c.buckets * <Py_ssize_t>sizeof(real_t)
     cdef bint finite
@@ -208,7 +208,7 @@ cdef int dither_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint64
 cdef void undither(ExchangeData* e, const uint8_t* payload, Py_ssize_t n, real_t* values) noexcept nogil:
     """values[0:n] from a dithering payload at ``payload`` (its norms, then its codes), compress_round's
     own dither_unpack."""
-    cdef Dithered* c = &e.dithered
+    cdef Quantiser* c = &e.quantiser
     cdef real_t norms[SMALL_D]  # an aligned copy (a gathered payload may start anywhere)
     cdef Py_ssize_t cut = c.buckets * <Py_ssize_t>sizeof(real_t)
     memcpy(norms, payload, cut)
@@ -222,7 +222,7 @@ cdef int natural_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint6
     """NaturalCompression.encode of values[0:n] at the start of e.payload, compress_round's own
     natural_pack; 0, or NATURAL_REFUSED outside the input range (check_range's test, its two numbers
     kept for its message)."""
-    cdef Dithered* c = &e.dithered
+    cdef Quantiser* c = &e.quantiser
     cdef double largest = 0.0
     cdef bint subnormal = False
     if real_t is float:
@@ -237,25 +237,25 @@ cdef int natural_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint6
 
 cdef inline int quantise_into(ExchangeData* e, const real_t* values, Py_ssize_t n, uint64_t seed) noexcept nogil:
     """The unbiased quantiser's payload of values[0:n] at the start of e.payload; 0 or its refusal."""
-    if e.dithered.quantiser == Q_NATURAL:
+    if e.quantiser.kind == Q_NATURAL:
         return natural_into(e, values, n, seed)
     return dither_into(e, values, n, seed)
 
 
 cdef inline void unquantise(ExchangeData* e, const uint8_t* payload, Py_ssize_t n, real_t* values) noexcept nogil:
     """values[0:n] from the unbiased quantiser's payload at ``payload``."""
-    if e.dithered.quantiser == Q_NATURAL:
+    if e.quantiser.kind == Q_NATURAL:
         if real_t is float:
-            (<natural_unpack32_t>e.dithered.unpack)(payload, e.dithered.head, values, n)
+            (<natural_unpack32_t>e.quantiser.unpack)(payload, e.quantiser.head, values, n)
         else:
-            (<natural_unpack64_t>e.dithered.unpack)(payload, e.dithered.head, values, n)
+            (<natural_unpack64_t>e.quantiser.unpack)(payload, e.quantiser.head, values, n)
         return
     undither(e, payload, n, values)
 
 
 cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcept nogil:
     """Composition.encode of p into e.payload at step ``step``; 0, or the quantiser's refusal."""
-    cdef Dithered* c = &e.dithered
+    cdef Quantiser* c = &e.quantiser
     cdef uint64_t keys[2 * SMALL_D]
     cdef int64_t idx[SMALL_K + 1]
     cdef real_t values[SMALL_K]
@@ -276,9 +276,9 @@ cdef int composed_encode(ExchangeData* e, const real_t* p, int64_t step) noexcep
 
 
 cdef int composed_decode(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
-    """out = Composition.decode(payload): zeros, and at the payload's indices its dithered values
+    """out = Composition.decode(payload): zeros, and at the payload's indices its quantised values
     times the scale; 0, or -1 for an index >= d."""
-    cdef Dithered* c = &e.dithered
+    cdef Quantiser* c = &e.quantiser
     cdef int64_t idx[SMALL_K]
     cdef real_t values[SMALL_K]
     cdef real_t scale = <real_t>c.scale
@@ -808,11 +808,11 @@ cdef class FeedbackExchange:
         """Set up the unbiased quantiser, of the k values after Top-k or of all d (k = d): a dithering
         (levels, bucket, natural, p, scale) or natural compression (deterministic, top, tiny, scale,
         check_range); returns its payload bytes (norms, then codes; or codes)."""
-        cdef Dithered* c = &self.e.dithered
+        cdef Quantiser* c = &self.e.quantiser
         c.base, c.rank = <uint64_t>(int(seed_base) & 0xFFFFFFFFFFFFFFFF), <uint64_t>int(rank)
         if natural is not None:
             deterministic, top, tiny, scale, self.range_check = natural
-            c.quantiser, c.deterministic, c.top, c.tiny = Q_NATURAL, bool(deterministic), float(top), float(tiny)
+            c.kind, c.deterministic, c.top, c.tiny = Q_NATURAL, bool(deterministic), float(top), float(tiny)
             c.scale = float(self.wire_dtype.type(scale))
             c.head = (self.k * (1 + (8 if self.e.wire_single else 11)) + 7) // 8
             c.pack, c.unpack = self._kernel("natural_pack"), self._kernel("natural_unpack")
@@ -820,7 +820,7 @@ cdef class FeedbackExchange:
         levels, bucket, natural_levels, p, scale = dithering
         if not 1 <= levels <= 255 or not 1 <= bucket:
             raise ValueError(f"dithering needs 1 <= levels <= 255 and bucket >= 1, got {levels} and {bucket}")
-        c.quantiser = Q_DITHER
+        c.kind = Q_DITHER
         c.levels, c.bucket, c.natural, c.p = levels, min(bucket, self.k), bool(natural_levels), float(p)
         c.scale = float(self.wire_dtype.type(scale))
         c.buckets = (self.k + c.bucket - 1) // c.bucket  # (C division here: cdivision)
@@ -883,7 +883,7 @@ cdef class FeedbackExchange:
             except ValueError as exc:
                 return exc
         if code == -2:  # Dithering._check_norms' refusal, in its words
-            c = &self.e.dithered
+            c = &self.e.quantiser
             name = "NaturalDithering" if c.natural else "StandardDithering"
             wire = self.wire_dtype.name
             return ValueError(f"{name} ({wire}): the {c.p:g}-norm of bucket {self.e.refused_bucket} "
