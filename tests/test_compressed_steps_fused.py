@@ -1,13 +1,14 @@
-"""Compressed SGD in blocks: Top-k, Top-k then dithering or natural compression, a dithering alone, natural
-compression, biased rounding, ternary or scaled sign, with a feedback rule (none, EF, EF21) taken whole in C (draw, gradient, compensate, encode, MPI_Allgather called from C, decode-sum, update;
-mpitrain._native.compressed_steps) gives the run of one Python step per call bit for bit: iterates,
-feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits; on one
-rank here, under mpiexec -n 2 and -n 3 below, float32 and float64 on the model and on the wire, CSR
-and dense rows, logistic and least squares, with evaluations and checkpoints inside a block, and a
-run resumed from a checkpoint; also the summable compressors (the identity, Rand-k scaled or not,
-and Rand-k run as C / (1 + omega) under error feedback), whose exchange is an MPI_Allreduce of the
-weighted values called from C (in-process groups of ranks: tests/test_grouped_steps.py). Set-ups
-without such a kernel keep the step-per-call path.
+"""Compressed SGD in blocks: Top-k, Top-k then dithering or natural compression, a dithering alone,
+natural compression, biased rounding, ternary or scaled sign, with a feedback rule (none, EF, EF21),
+taken whole in C (draw, gradient, compensate, encode, MPI_Allgather called from C, decode-sum,
+update; mpitrain._native.compressed_steps) gives the run of one Python step per call bit for bit:
+iterates, feedback memory, row streams, metrics.jsonl, parameters.npy, comm rounds, bytes and bits;
+on one rank here, under mpiexec -n 2 and -n 3 below, float32 and float64 on the model and on the
+wire, CSR and dense rows, logistic and least squares, with evaluations and checkpoints inside a
+block, and a run resumed from a checkpoint; also the summable compressors (the identity, Rand-k
+scaled or not, and Rand-k run as C / (1 + omega) under error feedback), whose exchange is an
+MPI_Allreduce of the weighted values called from C (in-process groups of ranks:
+tests/test_grouped_steps.py). Set-ups without such a kernel keep the step-per-call path.
 """
 import json
 from pathlib import Path
@@ -236,7 +237,8 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"kind": "identity"}, "k must be d = 9 for identity, got 3"),
         ({"kind": "scaled_sign"}, "k must be d = 9 for scaled_sign, got 3"),
         ({"kind": "rand_k", "k": 10}, r"k must be in \[1, d\] = 9 for rand_k, got 10"),
-        ({"kind": "rand_k", "dithering": (4, 4, True, 2.0, 1.0)}, "dithering goes with kind 'dithering' or after Top-k only"),
+        ({"kind": "rand_k", "dithering": (4, 4, True, 2.0, 1.0)},
+         "dithering goes with kind 'dithering' or after Top-k only"),
         ({"kind": "dithering", "k": 9}, "dithering goes with kind 'dithering' or after Top-k only"),
         ({"kind": "rand_k", "weights": [0.5, 0.5], "comm": MPI.COMM_SELF}, "2 weights for a communicator of 1 ranks"),
         ({"rank": 1}, r"rank must be in \[0, 1\), got 1"),
@@ -299,7 +301,8 @@ RUNS = {"csr-logistic-float64": CSR,
                                              'compressed_sgd.compressor="scaled_sign"'],
         "csr-logistic-float32-rand_k": [*CSR, "data.dtype=float32", 'compressed_sgd.compressor="rand_k"'],
         "csr-logistic-float64-identity-none": ["data.dataset=synthetic-classification",
-                                               'compressed_sgd.compressor="identity"', "compressed_sgd.error_feedback=none"]}
+                                               'compressed_sgd.compressor="identity"',
+                                               "compressed_sgd.error_feedback=none"]}
 RESUMED = "csr-logistic-float64"
 
 SCRIPT = """

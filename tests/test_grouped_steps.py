@@ -173,7 +173,8 @@ def test_natural_compression_refuses_its_range_in_c_as_step_by_step(compressor, 
 
     messages = []
     for fused in (False, True):
-        with pytest.raises(ValueError, match=r"max\|x_i\| = .* would round up past the largest finite power") as refused:
+        refusal = r"max\|x_i\| = .* would round up past the largest finite power"
+        with pytest.raises(ValueError, match=refusal) as refused:
             inprocess.run(size, lambda comm: body(fused, comm), timeout=TIMEOUT)
         messages.append(str(refused.value))
     assert messages[0] == messages[1]

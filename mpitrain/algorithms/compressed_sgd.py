@@ -19,9 +19,10 @@ paper's counter-example: Top-1 with 3 workers); rank 0 warns when a run asks for
 
 Steps in blocks: with Top-k (k <= 64), Top-k then dithering or natural compression
 (``top_k_natural_dithering``, ...), standard or natural dithering, natural compression, biased
-rounding, ternary, scaled sign, the identity or Rand-k (scaled or not, or as C / (1 + omega) under error feedback),
-any feedback rule, with or without clipping, a linear objective on the host and d <= 1024 (the
-small problems where the per-step Python was most of a step), ``run_steps`` takes its steps in one
+rounding, ternary, scaled sign, the identity or Rand-k (scaled or not; any of them as
+C / (1 + omega) under error feedback), any feedback rule, with or without clipping, a linear
+objective on the host and d <= 1024 (the small problems where the per-step Python was most of a
+step), ``run_steps`` takes its steps in one
 C call per block without the GIL (``Objective.sgd_steps`` with the exchange of
 ``mpitrain._native.compressed_steps``: draw, gradient, compensate, encode, MPI_Allgather of the
 payloads, or for the identity and Rand-k MPI_Allreduce of the weighted values, called from C,
@@ -31,9 +32,9 @@ seconds inside MPI count as communication. With K ranks in one process
 (mpitrain.comm.inprocess, the experiments) the K ranks' blocks run together in one C call
 (:class:`GroupedSteps`: ``mpitrain._native.sgd_steps.SGDStepsGroup``; every rank's sender half,
 then the gather, the mean decoded once, every rank's descent), with the same bits as ``step``
-on that communicator. Other set-ups (Rand-k then a quantiser, dithering at more than 255 levels, d > 1024),
-other communicators and an MPI library whose MPI functions C cannot reach through mpi4py (a
-warning says so) take ``step`` per step.
+on that communicator. Other set-ups (a composition after Rand-k, or of Top-k with ternary or
+scaled sign; d > 1024; a network), other communicators and an MPI library whose MPI functions C
+cannot reach through mpi4py (a warning says so) take ``step`` per step.
 """
 from __future__ import annotations
 
@@ -197,7 +198,8 @@ def run_grouped(contributions) -> float:
 def quantiser_parameters(quantiser, scale) -> tuple:
     """(dithering, natural): what the C exchange takes for an unbiased quantiser (of a composition,
     whose 1 / (1 + omega) is ``scale``, or alone: 1.0), one of them None; both None for another
-    quantiser or a dithering of more than 255 levels."""
+    quantiser (ternary, scaled sign) or a dithering of more than 255 levels (which the ditherings
+    refuse anyway)."""
     if isinstance(quantiser, Dithering) and quantiser.levels <= 255:
         return (quantiser.levels, quantiser.bucket_size, quantiser.natural, quantiser.p, scale), None
     if isinstance(quantiser, NaturalCompression):  # and biased rounding; its range check in C, its refusal here
