@@ -362,8 +362,10 @@ cdef void sign_encode_into(ExchangeData* e, const real_t* p) noexcept nogil:
     memcpy(e.payload, &scale, sizeof(real_t))
 
 
-cdef void sign_decode_into(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
-    """out = ScaledSign.decode(payload): -scale where a sign bit is set, else scale."""
+cdef void headed_decode_into(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
+    """out = ScaledSign.decode or Ternary.decode of payload: the scale read from the header, then the
+    codes unpacked with it (-scale or scale; 0, scale or -scale). sign_unpack and ternary_unpack
+    have one signature."""
     cdef real_t scale
     memcpy(&scale, payload, sizeof(real_t))
     if real_t is float:
@@ -383,15 +385,6 @@ cdef void ternary_encode_into(ExchangeData* e, const real_t* p, uint64_t seed) n
         top = (<ternary_pack64_t>e.head_pack)(p, e.d, seed, e.payload + sizeof(double), cap)
     memcpy(e.payload, &top, sizeof(real_t))
 
-
-cdef void ternary_decode_into(ExchangeData* e, const uint8_t* payload, real_t* out) noexcept nogil:
-    """out = Ternary.decode(payload): 0, m or -m from the codes, m read from the header."""
-    cdef real_t top
-    memcpy(&top, payload, sizeof(real_t))
-    if real_t is float:
-        (<ternary_unpack32_t>e.head_unpack)(payload + sizeof(float), <double>top, out, e.d)
-    else:
-        (<ternary_unpack64_t>e.head_unpack)(payload + sizeof(double), top, out, e.d)
 
 
 cdef inline uint64_t rank_seed(ExchangeData* e, int64_t step) noexcept nogil:
@@ -429,14 +422,11 @@ cdef inline int decode_raw(ExchangeData* e, const uint8_t* payload, real_t* out)
     if e.kind == KIND_RAND_K:
         randk_decode_into(e, payload, out)
         return 0
-    if e.kind == KIND_SCALED_SIGN:
-        sign_decode_into(e, payload, out)
+    if e.kind == KIND_SCALED_SIGN or e.kind == KIND_TERNARY:
+        headed_decode_into(e, payload, out)
         return 0
     if e.kind == KIND_DITHERING or e.kind == KIND_NATURAL:
         unquantise(e, payload, e.d, out)
-        return 0
-    if e.kind == KIND_TERNARY:
-        ternary_decode_into(e, payload, out)
         return 0
     if e.composed:
         return composed_decode(e, payload, out)
