@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from mpi_run import ROOT, mpi_env
 from mpitrain._native.reference_loop import reference_loop
-from mpitrain.bench.steps_worker import METHODS
+from mpitrain.bench.steps_methods import METHODS
 
 
 def small_problem(n=20, d=7, seed=0):

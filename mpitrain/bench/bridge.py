@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 from ..argparsing import ArgumentParser, seconds, size_list, user_error
-from . import bridge_worker as worker
+from . import bridge_setup as worker
 from .launch import run_worker
 from .machine import incomplete, print_provenance, provenance
 

@@ -47,20 +47,12 @@ import sys
 import time
 
 import numpy as np
+from mpi4py import MPI
 
 from ..argparsing import ArgumentParser, size_list
 
-N_ROWS = 4096  # rows of the synthetic data set (all ranks together)
-N_FEATURES = 128  # d: dense float32 rows, standard normal
-N_CLASSES = 10  # C: labels uniform over the classes
-BATCH = 32  # b, rows per step per rank
-STEP_SIZE = 0.05  # constant eta; no weight decay, objective.l2 = 0
-PERIOD = 8  # Local SGD's H; blocks are a multiple of it
-N_BATCHES = 64  # batches drawn per rank before timing, used in turn by plain and DDP
-INIT_SEED = 0  # torch seed of the initial weights (every copy the same)
-DATA_SEED = 0
-TOLERANCE = 1e-4  # relative, float32: of the agreement check's loss and gradient
-STEPS = 1_000_000_000  # train.steps: never reached
+from .bridge_setup import (BATCH, DATA_SEED, INIT_SEED, N_BATCHES, N_CLASSES, N_FEATURES,  # noqa: F401
+                           N_ROWS, PERIOD, STEP_SIZE, STEPS, TOLERANCE)
 
 
 def parse_args(argv):
@@ -195,8 +187,6 @@ class AgreementError(RuntimeError):
 def check_agreement(comm, contenders, reference, rows):
     """Weights of every contender against ``reference``'s, and the bridge's loss and averaged
     gradient on ``rows`` against ``reference``'s; the worst rank's relative differences (collective)."""
-    from mpi4py import MPI
-
     base = contenders[reference]
     weights = max(relative_difference(c.weights(), base.weights()) for c in contenders.values())
     expected_loss, expected = base.loss_and_gradient(rows)
@@ -214,8 +204,6 @@ def check_agreement(comm, contenders, reference, rows):
 
 def timed(comm, contender, t, count) -> tuple:
     """(the slowest rank's seconds, this rank's CPU seconds) for steps t .. t + count - 1 of ``contender``."""
-    from mpi4py import MPI
-
     comm.Barrier()
     cpu, started = time.process_time(), time.perf_counter()
     contender.run(t, count)
@@ -283,7 +271,6 @@ def process_group(comm, torch):
 
 
 def main(argv) -> int:
-    from mpi4py import MPI
     import torch
     import torch.distributed  # noqa: F401
 

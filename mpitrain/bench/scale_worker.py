@@ -25,6 +25,8 @@ import json
 import sys
 import time
 
+from mpi4py import MPI
+
 from ..argparsing import ArgumentParser
 from ..memory import current_rss_mb, peak_rss_mb
 
@@ -76,8 +78,6 @@ class StepProbe:
 
 
 def main(argv) -> int:
-    from mpi4py import MPI
-
     from .. import algorithms, data, objectives  # noqa: F401  (imported before the baseline)
     from ..config import load_config
     from ..runtime import JobError, agree

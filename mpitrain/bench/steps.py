@@ -25,7 +25,7 @@ Rows, per K (each rank steps on its own shard of w8a):
   buffer per iteration, from Python: a synchronous step with nothing of mpitrain in it (the
   Allreduce follows the update here; the cost is that of gradient, Allreduce, update).
 - the methods: ``algorithm.step(t)`` of a :class:`mpitrain.train.Trainer` built from the
-  config (see ``steps_worker.METHODS``): sync_sgd (blocks of steps in one C call, Allreduce
+  config (see ``steps_methods.METHODS``): sync_sgd (blocks of steps in one C call, Allreduce
   included) and beside it sync_sgd stepped one Python call a step (``MPITRAIN_BLOCKS=0``, the
   path networks take); local_sgd with H = 8 and H = 64;
   compressed_sgd with Top-k (k = 30) and with the w8a job's Top-k + natural dithering
@@ -69,7 +69,7 @@ from ..argparsing import ArgumentParser, seconds, size_list
 from ..progress import Countdown
 from .launch import run_worker
 from .machine import incomplete, print_provenance, provenance
-from .steps_worker import BATCH, METHODS, STEP_SIZE
+from .steps_methods import BATCH, METHODS, STEP_SIZE
 
 REFERENCE_ROWS = 4  # C loop, C step from Python, bare Allreduce, C step + bare Allreduce
 

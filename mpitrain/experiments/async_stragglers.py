@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mpi4py import MPI
 
 from ..algorithms.async_rule import UpdateRule
 from ..algorithms.async_simulation import Simulation
@@ -72,8 +73,6 @@ def parse_args(argv):
 
 def load_problem(scheme, workers=4):
     """(full objective, f*, per-worker objectives) of w8a logistic regression, l2 = 1/N."""
-    from mpi4py import MPI
-
     from ..data import open_dataset, shard
     from ..objectives import make_objective
     from ..objectives.reference import reference_optimum

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 import torch
+from mpi4py import MPI
 
 from mpitrain.torch.heads import check_loss, head_of
 from mpitrain.torch.objective import TorchObjective
@@ -53,8 +54,6 @@ def train(model, loss_fn, data, config=None, *, comm=None, head=None, threads=No
     name that one section has (``steps=100``, ``period=8`` for the configured algorithm), and
     ``lr`` for step_size.value.
     """
-    from mpi4py import MPI
-
     from mpitrain.config import config_from_dict
     from mpitrain.train import train as run
 
@@ -188,8 +187,6 @@ def fingerprint(features, labels) -> str:
 def torch_problem(config, comm, model, loss_fn, full, threads):
     """This rank's mpitrain.problem.Problem: its shard of ``full`` (or of the configured data set
     when None), the TorchObjective over it, and rank 0's initial weights as x0 (collective)."""
-    from mpi4py import MPI
-
     from mpitrain.data import shard
     from mpitrain.problem import Problem, load_shard
     from mpitrain.runtime import JobError, agree
