@@ -135,14 +135,15 @@ ctypedef int (*group_step_end_t)(void** contexts, Py_ssize_t size) noexcept nogi
 
 
 cdef int group_steps(StepData** members, Py_ssize_t size, const floating* dtype_of, Py_ssize_t count,
-                     int64_t first, group_step_end_t end, void** contexts, double* seconds, double* norm,
-                     Py_ssize_t* failed) noexcept nogil:
+                     int64_t first, group_step_end_t end, void** contexts, double* seconds, double* own,
+                     double* norm, Py_ssize_t* failed) noexcept nogil:
     """``count`` compressed steps of every member (SGDStepsGroup.run): for each step, each member in
-    rank order draws, takes its gradient (clipped), and its exchange the sender's half; then ``end``
-    finishes the step for all. Returns 0 or the first failure's code, its member in *failed."""
+    rank order draws, takes its gradient (clipped), and its exchange the sender's half (its seconds
+    added to own[r]); then ``end`` finishes the step for all (its seconds added to *seconds).
+    Returns 0 or the first failure's code, its member in *failed."""
     cdef Py_ssize_t t, r
     cdef StepData* s
-    cdef double started
+    cdef double mark = monotonic_seconds(), now
     cdef int code
     for t in range(count):
         for r in range(size):
@@ -155,9 +156,13 @@ cdef int group_steps(StepData** members, Py_ssize_t size, const floating* dtype_
             if code != 0:
                 failed[0] = r
                 return code
-        started = monotonic_seconds()
+            now = monotonic_seconds()
+            own[r] += now - mark
+            mark = now
         code = end(contexts, size)
-        seconds[0] += monotonic_seconds() - started
+        now = monotonic_seconds()
+        seconds[0] += now - mark
+        mark = now
         if code != 0:
             failed[0] = 0
             return code
@@ -443,6 +448,7 @@ cdef class SGDStepsGroup:
 
     cdef StepData** members
     cdef void** contexts
+    cdef double* own  # each member's seconds in the last call: its draws, gradients and sender halves
     cdef group_step_end_t end
     cdef bint single
     cdef readonly tuple kernels
@@ -451,11 +457,12 @@ cdef class SGDStepsGroup:
     cdef tuple locks
 
     def __cinit__(self):
-        self.members, self.contexts = NULL, NULL
+        self.members, self.contexts, self.own = NULL, NULL, NULL
 
     def __dealloc__(self):
         PyMem_Free(self.members)
         PyMem_Free(self.contexts)
+        PyMem_Free(self.own)
 
     def __init__(self, kernels):
         cdef SGDSteps kernel, head
@@ -485,7 +492,8 @@ cdef class SGDStepsGroup:
         self.size = len(kernels)
         self.members = <StepData**>PyMem_Malloc(self.size * sizeof(StepData*))
         self.contexts = <void**>PyMem_Malloc(self.size * sizeof(void*))
-        if self.members == NULL or self.contexts == NULL:
+        self.own = <double*>PyMem_Malloc(self.size * sizeof(double))
+        if self.members == NULL or self.contexts == NULL or self.own == NULL:
             raise MemoryError()
         for i in range(self.size):
             kernel = kernels[i]
@@ -499,7 +507,8 @@ cdef class SGDStepsGroup:
     def run(self, Py_ssize_t count, int64_t first=0):
         """Take ``count`` steps (0 <= count <= capacity) of every rank, step i with eta = its kernel's
         step_sizes[i]; ``first``: the run's index of the first step (the exchanges' seeds). The
-        seconds spent ending the steps (gather, mean, descents) are then in ``sum_seconds``. A
+        seconds spent ending the steps (gather, mean, descents) are then in ``sum_seconds``, and each
+        rank's own part in ``member_seconds``. A
         failure raises what the failing rank's kernel raises from ``run`` (the steps before it are
         taken; the failing step is then half taken on some ranks, as when an MPI job fails)."""
         cdef Py_ssize_t i, failed = 0
@@ -513,6 +522,8 @@ cdef class SGDStepsGroup:
             if kernel.s.exchange == NULL or kernel.s.exchange_context != self.contexts[i]:
                 raise ValueError(f"kernel {i}'s exchange changed since the group was made")
         self.sum_seconds = 0.0
+        for i in range(self.size):
+            self.own[i] = 0.0
         held = []
         try:
             for lock in self.locks:
@@ -521,10 +532,10 @@ cdef class SGDStepsGroup:
             with nogil:
                 if self.single:
                     code = group_steps(self.members, self.size, <const float*>NULL, count, first, self.end,
-                                       self.contexts, &self.sum_seconds, &norm, &failed)
+                                       self.contexts, &self.sum_seconds, self.own, &norm, &failed)
                 else:
                     code = group_steps(self.members, self.size, <const double*>NULL, count, first, self.end,
-                                       self.contexts, &self.sum_seconds, &norm, &failed)
+                                       self.contexts, &self.sum_seconds, self.own, &norm, &failed)
         finally:
             for lock in held:
                 lock.release()
@@ -532,3 +543,9 @@ cdef class SGDStepsGroup:
             raise ValueError(f"||g||_2 is {norm}: cannot clip a non-finite gradient")
         if code != 0:
             raise (<SGDSteps>self.kernels[failed]).exchange.failure(code)
+
+    @property
+    def member_seconds(self) -> tuple:
+        """Each rank's seconds in the last call, in rank order: its draws, gradients and sender
+        halves (what it computed; the rest of the call, ``sum_seconds``, ended the steps)."""
+        return tuple(self.own[i] for i in range(self.size))

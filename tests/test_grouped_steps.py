@@ -178,3 +178,25 @@ def test_natural_compression_refuses_its_range_in_c_as_step_by_step(compressor, 
             inprocess.run(size, lambda comm: body(fused, comm), timeout=TIMEOUT)
         messages.append(str(refused.value))
     assert messages[0] == messages[1]
+
+
+def test_each_rank_counts_its_own_part_as_computation():
+    """A rank's compute seconds are its own draws, gradients and encodes; the rest of a grouped
+    block (the other ranks' parts, the steps' ends) is communication, as waiting in a collective is.
+    The K ranks' parts run one after another in one thread, so their compute seconds add up to at
+    most the run's wall time, whatever the load (counting the whole block as each rank's
+    computation would give about K times it)."""
+    import time
+
+    def body(comm):
+        objective, n = shard_objective("logistic", "float64", "csr", comm.Get_rank(), comm.Get_size())
+        algorithm = compressed_sgd(comm, objective, n, steps=4000, compressor="rand_k", k=4, error_feedback="none")
+        algorithm.run_steps(0, 4000)
+        stats = algorithm.worker.stats
+        return stats.compute_seconds, stats.comm_seconds
+
+    started = time.perf_counter()
+    seconds = inprocess.run(4, body, timeout=TIMEOUT)
+    wall = time.perf_counter() - started
+    assert all(compute > 0.0 and comm > 0.0 for compute, comm in seconds)
+    assert sum(compute for compute, _ in seconds) <= wall

@@ -167,20 +167,25 @@ class GroupedSteps:
     """One rank's side of blocks that every rank of an in-process communicator takes together:
     what ``run_kernel_blocks`` calls (``capacity``, ``step_sizes``, ``run``, ``sum_seconds``).
     ``run`` is collective (``comm.Combine``): the last rank to arrive runs every rank's kernel in
-    one ``SGDStepsGroup.run``; ``sum_seconds`` is then that call's time ending the steps."""
+    one ``SGDStepsGroup.run``. Of the time ``run`` takes, this rank's own draws, gradients and
+    encodes count as computation; the rest (waiting for the other ranks, their parts, the steps'
+    ends) is ``sum_seconds``, counted as communication, as waiting in a collective is. So the
+    ranks' compute seconds add up to the group's, not K times it."""
 
     def __init__(self, kernel, comm):
-        self.kernel, self.comm = kernel, comm
+        self.kernel, self.comm, self.rank = kernel, comm, comm.Get_rank()
         self.capacity, self.step_sizes = kernel.capacity, kernel.step_sizes
         self.sum_seconds = 0.0
         self.group = None  # the SGDStepsGroup of every rank's kernel, made by the first call
 
     def run(self, count: int, first: int = 0) -> None:
-        self.sum_seconds = self.comm.Combine((self, count, first), run_grouped)
+        started = perf_counter()
+        own = self.comm.Combine((self, count, first), run_grouped)[self.rank]
+        self.sum_seconds = max(0.0, (perf_counter() - started) - own)
 
 
-def run_grouped(contributions) -> float:
-    """Every rank's block (``GroupedSteps.run``), in one C call; the seconds spent ending its steps."""
+def run_grouped(contributions) -> tuple:
+    """Every rank's block (``GroupedSteps.run``), in one C call; each rank's seconds of its own part."""
     views = [view for view, _, _ in contributions]
     _, count, first = contributions[0]
     if any((c, f) != (count, first) for _, c, f in contributions):
@@ -192,7 +197,7 @@ def run_grouped(contributions) -> float:
         for view in views:
             view.group = group
     group.run(count, first)
-    return group.sum_seconds
+    return group.member_seconds
 
 
 def quantiser_parameters(quantiser, scale) -> tuple:
