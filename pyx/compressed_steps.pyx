@@ -100,7 +100,7 @@ cdef enum:
     Q_DITHER = 0  # the kind of ``quantiser``: a dithering
     Q_NATURAL = 1  # natural compression (random) or biased rounding (deterministic)
     NATURAL_REFUSED = -4  # outside natural compression's input range (NaturalCompression.check_range)
-    RANGE_REFUSED = -3  # a kept finite value times Rand-k's d/k overflows (RandK._check_range)
+    RANGE_REFUSED = -3  # a kept finite value times Rand-k's d/k overflows (RandK.check_range)
     BITMAP_WORDS = 16  # words of a Rand-k subset's bitmap, d <= MAX_D = 1024 (checked below)
 
 #: the rules' names (mpitrain.algorithms.feedback.FEEDBACKS) and their numbers here
@@ -297,9 +297,9 @@ cdef int composed_decode(ExchangeData* e, const uint8_t* payload, real_t* out) n
 
 
 cdef int randk_range(ExchangeData* e, const uint8_t* payload, const real_t* dtype_of) noexcept nogil:
-    """RandK._check_range of a payload's kept values: 0, or RANGE_REFUSED with the largest kept
-    finite |value| in e.refused_max when that value times d/k overflows the wire dtype (a NaN
-    among them: no refusal, as NumPy's max and min propagate it)."""
+    """RandK.check_range's test of a payload's kept values: 0, or RANGE_REFUSED when the largest
+    kept finite |value| times d/k overflows the wire dtype (a NaN among them: no refusal, as NumPy's
+    max and min propagate it). The error is RandK.check_range's own (FeedbackExchange.failure)."""
     cdef real_t v, hi = 0, lo = 0, big, finite = 0, scale = <real_t>e.randk_scale
     cdef Py_ssize_t i
     cdef bint seen_finite = False
@@ -324,7 +324,6 @@ cdef int randk_range(ExchangeData* e, const uint8_t* payload, const real_t* dtyp
         big = finite
         if not isinf(big * scale):
             return 0
-    e.refused_max = <double>big
     return RANGE_REFUSED
 
 
@@ -687,13 +686,14 @@ cdef class FeedbackExchange:
     cdef readonly object payload  # this rank's last payload
     cdef object mean, compensated, decoded, gathered, weights, summed
     cdef object allreduce  # a summable exchange's InPlaceAllreduce (MPI), else None
-    cdef object range_check  # natural compression's check_range (its refusal, in its words)
+    cdef object range_check  # Rand-k's or natural compression's check_range (its refusal, in its words)
     cdef readonly object kind  # a key of KINDS
     cdef readonly Py_ssize_t wire_nbytes  # bytes an exchange puts on the wire (a summable one: its values)
 
     def __init__(self, Py_ssize_t d, Py_ssize_t k, int bits, wire_dtype, model_dtype, error, mean,
                  weights, comm=None, feedback="ef", average=None, dithering=None, seed_base=0, rank=0,
-                 bint grouped=False, kind="top_k", double randk_scale=1.0, contractive_scale=None, natural=None):
+                 bint grouped=False, kind="top_k", double randk_scale=1.0, contractive_scale=None, natural=None,
+                 range_check=None):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
         self.kind = kind
@@ -745,6 +745,10 @@ cdef class FeedbackExchange:
         self.wire_nbytes = k * width if self.e.summable else self.payload_nbytes
         self.e.randk_scale = float(self.wire_dtype.type(randk_scale))
         self.e.randk_checked = kind == "rand_k" and self.e.randk_scale != 1.0
+        if self.e.randk_checked:
+            if range_check is None:
+                raise ValueError("rand_k scaled by d/k needs range_check (RandK.check_range: its refusal)")
+            self.range_check = range_check
         self.e.seed_base = <uint64_t>(int(seed_base) & 0xFFFFFFFFFFFFFFFF)
         self.e.post_scaled = contractive_scale is not None
         self.e.post_scale = 1.0 if contractive_scale is None else float(self.wire_dtype.type(contractive_scale))
@@ -860,13 +864,11 @@ cdef class FeedbackExchange:
         if code == -1:
             return RuntimeError("a Top-k payload gathered from another rank holds an index >= d = "
                                 f"{self.d}: the ranks disagree on d or k")
-        if code == RANGE_REFUSED:  # RandK._check_range's refusal, in its words
-            wire, top = self.wire_dtype.name, float(np.finfo(self.wire_dtype).max)
-            return ValueError(
-                f"rand_k ({wire}, d/k = {self.d / self.k:g}): a kept |x_i| = {self.e.refused_max:g} "
-                f"times d/k exceeds the largest {wire} {top:g}; scaled Rand-k needs |x_i| <= "
-                f"{top * self.k / self.d:g} (scale x down by a power of two 2^k and the result back up, "
-                "or use float64)")
+        if code == RANGE_REFUSED:  # RandK.check_range's refusal: its own, on the kept values
+            try:
+                self.range_check(self.payload[8:].view(self.wire_dtype))
+            except ValueError as exc:
+                return exc
         if code == NATURAL_REFUSED:  # NaturalCompression.check_range's refusal: its own words
             try:
                 self.range_check(self.e.refused_max, bool(self.e.refused_subnormal))

@@ -242,6 +242,7 @@ def test_the_exchange_and_the_kernel_refuse_bad_arguments():
         ({"kind": "dithering", "k": 9}, "dithering goes with kind 'dithering' or after Top-k only"),
         ({"kind": "rand_k", "weights": [0.5, 0.5], "comm": MPI.COMM_SELF}, "2 weights for a communicator of 1 ranks"),
         ({"rank": 1}, r"rank must be in \[0, 1\), got 1"),
+        ({"kind": "rand_k", "randk_scale": 3.0}, r"rand_k scaled by d/k needs range_check \(RandK.check_range"),
         ({"grouped": True, "weights": [0.5, 0.5], "comm": MPI.COMM_SELF},
          "a grouped exchange takes no comm and one weight for each of its >= 2 ranks"),
         ({"grouped": True}, "a grouped exchange takes no comm and one weight for each of its >= 2 ranks"),

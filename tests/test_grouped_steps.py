@@ -71,7 +71,7 @@ def test_every_rank_takes_the_group_and_the_ranks_agree():
 
 
 def test_a_rank_whose_rand_k_overflows_ends_the_run_with_the_step_by_step_error():
-    """Scaled Rand-k refuses a kept value that d/k overflows (RandK._check_range): in a group the
+    """Scaled Rand-k refuses a kept value that d/k overflows (RandK.check_range): in a group the
     failing rank's error, in the same words as step by step, ends the in-process run."""
     def body(fused, comm):
         objective, n = shard_objective("least_squares", "float64", "dense", comm.Get_rank(), comm.Get_size())
@@ -90,7 +90,7 @@ def test_a_rank_whose_rand_k_overflows_ends_the_run_with_the_step_by_step_error(
 
 
 def test_a_nan_kept_by_rand_k_is_no_refusal():
-    """NumPy's max and min propagate a NaN, and RandK._check_range then lets the payload through:
+    """NumPy's max and min propagate a NaN, and RandK.check_range then lets the payload through:
     so does the C, and the NaNs reach the iterates alike."""
     def body(fused, comm):
         objective, n = shard_objective("logistic", "float64", "csr", comm.Get_rank(), comm.Get_size())

@@ -260,7 +260,8 @@ def fused_steps(algorithm: CompressedSGD, worker, capacity: int | None = None):
             worker.comm if worker.size > 1 and not grouped else None, feedback=opts.error_feedback,
             average=average, dithering=dithering, natural=natural, seed_base=algorithm.sender.base,
             rank=worker.rank, grouped=grouped, kind=kind,
-            randk_scale=float(compressor.scale) if kind == "rand_k" else 1.0, contractive_scale=contractive_scale)
+            randk_scale=float(compressor.scale) if kind == "rand_k" else 1.0, contractive_scale=contractive_scale,
+            range_check=compressor.check_range if kind == "rand_k" else None)
     except RuntimeError as exc:  # the same MPI library on every rank: rank 0 says it for all
         if worker.rank == 0:
             warnings.warn(f"compressed_sgd steps one Python call a step: {exc}", RuntimeWarning, stacklevel=3)

@@ -96,7 +96,7 @@ class RandK(Compressor):
             top, bottom = randk_encode(x, seed, self.k, payload)
             if self.scaled and self.d > self.k and not (-self._surely_finite <= bottom
                                                         and top <= self._surely_finite):
-                self._check_range(self.values(payload))  # (NaN fails the test: the exact path)
+                self.check_range(self.values(payload))  # (NaN fails the test: the exact path)
             return payload
         xp = self._xp(x)
         payload = xp.empty(self._nbytes, dtype=np.uint8)
@@ -104,12 +104,13 @@ class RandK(Compressor):
         values = payload[SEED_BYTES:].view(self.dtype)  # values(payload)
         x.take(self.select(x, seed), out=values)  # the method: xp.take adds two Python calls
         if self.scaled and self.d > self.k:
-            self._check_range(values)
+            self.check_range(values)
         return payload
 
-    def _check_range(self, values):
+    def check_range(self, values):
         """ValueError when a finite kept value times d/k overflows the dtype (the largest
-        magnitude decides: rounding is monotone). Max and min, no temporary."""
+        magnitude decides: rounding is monotone). Max and min, no temporary. Compressed SGD's
+        exchange in C runs the same test and raises this error through it (compressed_steps.pyx)."""
         xp = self._xp(values)
         if xp is np:  # the common case, in Python floats: no errstate, no array scalars
             top, bottom = float(values.max()), float(values.min())
