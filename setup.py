@@ -16,6 +16,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def extensions():
+    # C headers included from the .pyx files (``cdef extern from``): an edit to one rebuilds
+    # every module, as Cython tracks only .pyx/.pxd/.pxi dependencies itself
+    headers = sorted(glob.glob(os.path.join("pyx", "*.h")))
     modules = []
     for source in sorted(glob.glob(os.path.join("pyx", "*.pyx"))):
         name = os.path.splitext(os.path.basename(source))[0]
@@ -23,6 +26,7 @@ def extensions():
             Extension(
                 f"mpitrain._native.{name}",
                 [source],
+                depends=headers,
                 include_dirs=[numpy.get_include(), "pyx"],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off"],

@@ -19,9 +19,9 @@
 # bits depend only on (seed, i)):
 #
 #     float64 kernels: r_i = splitmix64(seed, i)                  (64 bits per element)
-#     float32 kernels: r_i = bits [32 (i mod 2), 32 (i mod 2) + 32) of
-#                            splitmix64(seed, floor(i / 2))       (32 bits per element:
-#                            the low half for even i, the high half for odd i)
+#     float32 kernels: r_i = h_i 2^16 + l_i                        (32 bits per element)
+#         h_i = bits [16 (i mod 4), 16 (i mod 4) + 16) of splitmix64(seed, floor(i / 4))
+#         l_i = the same bits of splitmix64(seed, 2^62 + floor(i / 4))
 #
 # and u_i = r_i 2^-32 (float32) or u_i = (r_i >> 11) 2^-53 (float64). A random rounding
 # goes up iff u_i < p_i, compared exactly (p_i is a float of the input dtype). When
@@ -29,6 +29,16 @@
 # (r_i >> 9) < m for float32 and (r_i >> 12) < m for float64; otherwise float32 kernels
 # compare (double) r_i < p_i 2^32, both sides exact in double. A CUDA thread reproduces
 # element i from (seed, i) alone with the four lines above on unsigned long long.
+#
+# Why the float32 stream is split in two: the test u_i < p_i is decided by h_i alone unless
+# h_i = floor(p_i 2^16), one value in 2^16, so a SIMD encoder makes one SplitMix64 word per
+# 4 entries (the "lead" words, 2^62 apart from the "tail" words, so no word serves twice
+# while d < 2^64) and the tail words only for the rare undecided groups; the whole r_i is
+# still a 32-bit uniform, every bit of it a SplitMix64 output bit. (Until 2026-12 the
+# float32 stream was the 32-bit halves of splitmix64(seed, floor(i / 2)): one word per 2
+# entries; AVX2, which has no 64-bit multiply, spent most of the ternary and dithering
+# encoders' time making them. Float32 payloads of the random quantisers changed then;
+# float64 payloads did not.)
 #
 # Bit streams. Codes of b bits (0 <= b <= 32) are written LSB first: code j occupies bits
 # [j b, (j + 1) b) of the buffer, bit t of the buffer being bit (t mod 8) of byte t div 8.
@@ -51,12 +61,9 @@ cdef extern from *:
     static inline uint64_t mpt_derive_seed(uint64_t seed, uint64_t tag) {
         return mpt_sm64(seed ^ 0xD1B54A32D192ED03ULL, tag);
     }
-    /* r[0..n): the float32 stream words r_start .. r_{start+n-1} (see the header);
-       start even and r 8-byte aligned: word j of the 64-bit stream fills r[2j], r[2j+1]
-       (little-endian host). */
+    /* r[0..n): the float32 stream's r_start .. r_{start+n-1} (see the header). */
     static inline void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) {
-        if (n <= 0) return;
-        mpt_fill64(seed, start >> 1, (n + 1) >> 1, (uint64_t *)r);
+        mpt_random32_at(seed, start, n, r);
     }
     /* r[0..n): the float64 stream words splitmix64(seed, start + j). */
     static inline void mpt_random64(uint64_t seed, int64_t start, int64_t n, uint64_t *r) {
@@ -134,6 +141,7 @@ cdef extern from *:
     }
     """
     uint64_t mpt_splitmix64(uint64_t seed, uint64_t i) nogil
+    uint32_t mpt_r32(uint64_t seed, int64_t i) nogil
     uint64_t mpt_derive_seed(uint64_t seed, uint64_t tag) nogil
     double mpt_uniform(uint64_t seed, uint64_t i) nogil
     void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) nogil

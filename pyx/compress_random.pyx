@@ -26,8 +26,8 @@ def splitmix64(seed, Py_ssize_t start, Py_ssize_t count):
 def uniforms(seed, Py_ssize_t count, int bits=64):
     """float64[count] in [0, 1): the u_i of the kernels' stream (``compress_common.pxi``).
     bits=64 (float64 kernels): u_i = (splitmix64(seed, i) >> 11) * 2^-53;
-    bits=32 (float32 kernels): u_i = r_i * 2^-32, r_i the low (even i) or high (odd i)
-    32-bit half of splitmix64(seed, i // 2)."""
+    bits=32 (float32 kernels): u_i = r_i * 2^-32, r_i = h_i 2^16 + l_i with h_i and l_i
+    the 16-bit pieces i % 4 of splitmix64(seed, i // 4) and splitmix64(seed, 2^62 + i // 4)."""
     if bits not in (32, 64):
         raise ValueError(f"bits must be 32 or 64, got {bits}")
     cdef uint64_t s = <uint64_t>(int(seed) & MASK64)
@@ -39,7 +39,7 @@ def uniforms(seed, Py_ssize_t count, int bits=64):
             if bits == 64:
                 o[i] = mpt_uniform(s, <uint64_t>i)
             else:
-                o[i] = <double>(<uint32_t>(mpt_splitmix64(s, <uint64_t>(i >> 1)) >> (32 * (i & 1)))) * 2.3283064365386963e-10
+                o[i] = <double>mpt_r32(s, i) * 2.3283064365386963e-10
     return out
 
 

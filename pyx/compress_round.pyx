@@ -63,6 +63,8 @@ cdef extern from "compress_simd.h":
     void mpt_sums32(const float *x, int64_t n4, int p1, double *a) nogil
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                        uint16_t *codes, uint32_t *mx, uint32_t *mn) nogil
+    void mpt_natural32r(const uint32_t *xb, uint64_t seed, int64_t first, int64_t n,
+                        uint16_t *codes, uint32_t *mx, uint32_t *mn) nogil
     void mpt_natural64(const uint64_t *xb, const uint64_t *r, int64_t n, int det,
                        uint16_t *codes, int64_t *mx, int64_t *mn) nogil
     void mpt_absmax32(const int32_t *x, int64_t n, int32_t *out) nogil
@@ -215,8 +217,6 @@ cdef void natural_pack(const floating* x, Py_ssize_t d, uint64_t s, bint determi
     cdef floating like = 0
     cdef int E = 8 if floating is float else 11
     cdef int64_t pos = 0
-    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
-    cdef uint32_t *r32 = <uint32_t *>r32w
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     cdef const uint32_t *xb32
@@ -226,11 +226,13 @@ cdef void natural_pack(const floating* x, Py_ssize_t d, uint64_t s, bint determi
         n = min(<Py_ssize_t>BLK, d - start)
         if floating is float:
             xb32 = <const uint32_t *>&x[start]
-            if not deterministic:
-                mpt_random32(s, start, n, r32)
             # e = exponent + up, 256 (overflow) -> 255 (inf), and the range
-            # statistics in the same loop; compress_simd.h
-            mpt_natural32(xb32, r32, n, deterministic, codes, &mx32, &mn32)
+            # statistics in the same loop; compress_simd.h (random: the stream's words
+            # made inside, in registers at the AVX2 and AVX-512 levels)
+            if deterministic:
+                mpt_natural32(xb32, NULL, n, 1, codes, &mx32, &mn32)
+            else:
+                mpt_natural32r(xb32, s, start, n, codes, &mx32, &mn32)
         else:
             xb64 = <const uint64_t *>&x[start]
             if not deterministic:
@@ -863,8 +865,7 @@ cdef floating ternary_pack(const floating* x, Py_ssize_t d, uint64_t s, uint8_t*
     cdef uint32_t r = 0
     cdef uint64_t rr = 0
     cdef int64_t pos = 0
-    cdef uint64_t r32w[BLK]  # 8-byte aligned words of the float32 stream
-    cdef uint32_t *r32 = <uint32_t *>r32w
+    cdef uint32_t r32[BLK]  # words of the float32 stream
     cdef uint64_t r64[BLK]
     cdef uint16_t codes[BLK]
     cdef const int32_t *xi32

@@ -194,15 +194,29 @@ static int64_t mpt_collect32(const uint32_t *v, int64_t d, uint32_t t, uint32_t 
 #define MPT_BELOW32(r, p) \
     ((double)(int32_t)((r) ^ 0x80000000u) < (double)(p) * 4294967296.0 - 2147483648.0)
 
-/* ---- The random stream of compress_common.pxi: word j = splitmix64(seed, j); the float32
- * stream takes r_2j from its low half and r_2j+1 from its high half, so 4 words in a
- * 256-bit register are r_2j .. r_2j+7 in element order (little-endian lanes). */
+/* ---- The random stream of compress_common.pxi: word j = splitmix64(seed, j). The float32
+ * stream makes r_i from two 16-bit pieces of two words: its high half from word i / 4 (a
+ * "lead" word) and its low half from word 2^62 + i / 4 (a "tail" word), each the bits
+ * [16 (i mod 4), 16 (i mod 4) + 16) of its word. A rounding test u_i < p_i is decided by the
+ * high half except when it equals floor(p_i 2^16) (one value in 2^16), so the SIMD blocks
+ * make the lead words alone (one word for 4 entries) and the tail words only for such
+ * groups; 4 lead words in a 256-bit register are the high halves of r_4j .. r_4j+15 in
+ * element order (16-bit lanes, little-endian). */
 #define MPT_GOLDEN 0x9E3779B97F4A7C15ULL
+#define MPT_TAIL_WORDS 0x4000000000000000LL  /* 2^62: tail word of entry i is 2^62 + i / 4 */
 static inline __attribute__((always_inline)) uint64_t mpt_sm64(uint64_t seed, uint64_t j) {
     uint64_t z = seed + (j + 1) * MPT_GOLDEN;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+}
+
+/* r_i of the float32 stream, one entry (tails and tests). */
+static inline uint32_t mpt_r32(uint64_t seed, int64_t i) {
+    const int shift = 16 * (int)(i & 3);
+    const uint64_t j = (uint64_t)i >> 2;
+    return (uint32_t)((mpt_sm64(seed, j) >> shift) & 0xFFFFu) << 16
+        | (uint32_t)((mpt_sm64(seed, (uint64_t)MPT_TAIL_WORDS + j) >> shift) & 0xFFFFu);
 }
 
 /* w[j] = splitmix64(seed, first + j), j < nw. */
@@ -265,39 +279,121 @@ static void mpt_fill64(uint64_t seed, int64_t first, int64_t nw, uint64_t *w) {
     mpt_fill64_body(seed, first, nw, w);
 }
 
-/* r[0..n): the float32 stream's r_first .. r_first+n-1, any first (r needs no alignment). */
-static void mpt_random32_at(uint64_t seed, int64_t first, int64_t n, uint32_t *r) {
-    uint64_t w[129];
-    for (int64_t i = 0; i < n;) {
-        int64_t e = first + i, m = n - i < 256 ? n - i : 256;
-        mpt_fill64(seed, e >> 1, (m + (e & 1) + 1) >> 1, w);
-        memcpy(r + i, (const char *)w + 4 * (e & 1), 4 * (size_t)m);
-        i += m;
+#if MPT_X86
+/* AVX-512 has the 64-bit multiply (vpmullq). */
+MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_mix64_avx512(__m512i z) {
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                           _mm512_set1_epi64((int64_t)0xBF58476D1CE4E5B9ULL));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                           _mm512_set1_epi64((int64_t)0x94D049BB133111EBULL));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+/* The counters of lead words j .. j+3 and tail words 2^62 + j .. 2^62 + j+3, the 8 words
+ * of entries 4j .. 4j+15; adding 4 golden moves them on by 16 entries. */
+MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_ctr16_avx512(uint64_t seed, uint64_t j) {
+    const uint64_t a = seed + (j + 1) * MPT_GOLDEN, b = a + (uint64_t)MPT_TAIL_WORDS * MPT_GOLDEN;
+    return _mm512_setr_epi64((int64_t)a, (int64_t)(a + MPT_GOLDEN), (int64_t)(a + 2 * MPT_GOLDEN),
+                             (int64_t)(a + 3 * MPT_GOLDEN), (int64_t)b, (int64_t)(b + MPT_GOLDEN),
+                             (int64_t)(b + 2 * MPT_GOLDEN), (int64_t)(b + 3 * MPT_GOLDEN));
+}
+
+/* r_4j .. r_4j+15 as 16 uint32 lanes from those 8 counters: lane e is lead piece e (16-bit
+ * element e of the words) above tail piece e (element 16 + e), one vpermw. */
+static const uint16_t mpt_r16_order[32] __attribute__((aligned(64))) = {
+    16, 0, 17, 1, 18, 2, 19, 3, 20, 4, 21, 5, 22, 6, 23, 7,
+    24, 8, 25, 9, 26, 10, 27, 11, 28, 12, 29, 13, 30, 14, 31, 15};
+MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_r16_avx512(__m512i z) {
+    return _mm512_permutexvar_epi16(_mm512_load_si512((const void *)mpt_r16_order),
+                                    mpt_mix64_avx512(z));
+}
+#endif
+
+/* r[0..n) = r_e .. r_e+n-1 for e a multiple of 4 (baseline): the lead and tail words of at
+ * most 256 entries at a time (loops the compiler vectorises), then the 4 entries of each
+ * word pair (piece c of a word: bits [16 c, 16 c + 16)). */
+static void mpt_random32_words(uint64_t seed, int64_t e, int64_t n, uint32_t *r) {
+    uint64_t lead[64], tail[64];
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t m = n - i < 256 ? n - i : 256, nw = (m + 3) >> 2, j = (e + i) >> 2;
+        mpt_fill64_body(seed, j, nw, lead);
+        mpt_fill64_body(seed, MPT_TAIL_WORDS + j, nw, tail);
+        uint32_t *q = r + i;
+        int64_t w = 0;
+        for (; 4 * w + 4 <= m; w++) {
+            q[4 * w] = ((uint32_t)lead[w] << 16) | ((uint32_t)tail[w] & 0xFFFFu);
+            q[4 * w + 1] = ((uint32_t)lead[w] & 0xFFFF0000u) | ((uint32_t)(tail[w] >> 16) & 0xFFFFu);
+            q[4 * w + 2] = ((uint32_t)(lead[w] >> 16) & 0xFFFF0000u) | ((uint32_t)(tail[w] >> 32) & 0xFFFFu);
+            q[4 * w + 3] = ((uint32_t)(lead[w] >> 32) & 0xFFFF0000u) | (uint32_t)(tail[w] >> 48);
+        }
+        for (int64_t k = 4 * w; k < m; k++) {
+            const int shift = 16 * (int)(k & 3);
+            q[k] = (uint32_t)((lead[w] >> shift) & 0xFFFFu) << 16 | (uint32_t)((tail[w] >> shift) & 0xFFFFu);
+        }
     }
 }
 
 #if MPT_X86
-/* The test MPT_BELOW32(r_i, p_i) in 8 lanes without doubles. With T = p_i 2^23 (a
- * power-of-two scaling: exact), Ti = floor(T) and A = r_i >> 9: A < Ti means
- * r_i < 2^9 (A + 1) <= p_i 2^32, true; A > Ti means r_i >= 2^9 A > p_i 2^32, false. The
- * double test agrees with both: it is exactly r_i < p_i 2^32 when p_i 2^32 >= 4 (then
- * p_i 2^32 - 2^31 is exact in double), and false when p_i 2^32 < 4 <= r_i (here
- * A >= 1 > T). NaN converts to INT_MIN: false in both. Callers give Ti (a truncating
- * conversion of T, 0 <= T < 2^31 or NaN) and A; lanes with A == Ti (for each p_i, one value
- * of r_i >> 9 in 2^23) are left undecided, in *amb, for MPT_BELOW32 itself. Lanes: all
- * ones true, 0 false. */
+/* The same, 16 entries a step (n a multiple of 16): AVX2 makes 4 lead and 4 tail words and
+ * interleaves their 16-bit pieces (tail piece low, lead piece high: unpack, then the 128-bit
+ * halves in entry order); AVX-512 makes all 8 in one register (mpt_r16_avx512). */
+MPT_AVX2_FN static void mpt_random32_words_avx2(uint64_t seed, int64_t e, int64_t n, uint32_t *r) {
+    const __m256i g4 = _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN));
+    __m256i zl = mpt_ctr64_avx2(seed, (uint64_t)e >> 2);
+    __m256i zt = mpt_ctr64_avx2(seed, (uint64_t)MPT_TAIL_WORDS + ((uint64_t)e >> 2));
+    for (int64_t i = 0; i < n; i += 16) {
+        __m256i lead = mpt_mix64_avx2(zl), tail = mpt_mix64_avx2(zt);
+        __m256i lo = _mm256_unpacklo_epi16(tail, lead);  /* words 0 and 2 */
+        __m256i hi = _mm256_unpackhi_epi16(tail, lead);  /* words 1 and 3 */
+        _mm256_storeu_si256((__m256i *)(r + i), _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(r + i + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+        zl = _mm256_add_epi64(zl, g4);
+        zt = _mm256_add_epi64(zt, g4);
+    }
+}
+
+MPT_AVX512_FN static void mpt_random32_words_avx512(uint64_t seed, int64_t e, int64_t n, uint32_t *r) {
+    const __m512i g4 = _mm512_set1_epi64((int64_t)(4 * MPT_GOLDEN));
+    __m512i z = mpt_ctr16_avx512(seed, (uint64_t)e >> 2);
+    for (int64_t i = 0; i < n; i += 16) {
+        _mm512_storeu_si512((void *)(r + i), mpt_r16_avx512(z));
+        z = _mm512_add_epi64(z, g4);
+    }
+}
+#endif
+
+/* r[0..n): the float32 stream's r_first .. r_first+n-1, any first (r needs no alignment),
+ * with the instructions of the level in use. */
+static void mpt_random32_at(uint64_t seed, int64_t first, int64_t n, uint32_t *r) {
+    int64_t i = 0;
+    for (; i < n && ((first + i) & 3); i++) r[i] = mpt_r32(seed, first + i);
+#if MPT_X86
+    int level = mpt_simd_level();
+    int64_t n16 = (n - i) & ~(int64_t)15;
+    if (level == MPT_AVX512 && n16 > 0) mpt_random32_words_avx512(seed, first + i, n16, r + i);
+    else if (level == MPT_AVX2 && n16 > 0) mpt_random32_words_avx2(seed, first + i, n16, r + i);
+    else n16 = 0;
+    i += n16;
+#endif
+    if (i < n) mpt_random32_words(seed, first + i, n - i, r + i);
+}
+
+#if MPT_X86
+/* The test MPT_BELOW32(r_i, p_i) in 8 lanes from the lead pieces alone, without doubles.
+ * With T = p_i 2^16 (a power-of-two scaling: exact), Ti = floor(T) and A = r_i >> 16 (the
+ * lead piece): A < Ti means r_i < 2^16 (A + 1) <= p_i 2^32, true; A > Ti means
+ * r_i >= 2^16 A > p_i 2^32, false. The double test agrees with both: it is exactly
+ * r_i < p_i 2^32 when p_i 2^32 >= 4 (then p_i 2^32 - 2^31 is exact in double), and false
+ * when p_i 2^32 < 4 <= r_i (here A >= 1 > T). NaN converts to INT_MIN: false in both.
+ * Callers give Ti (a truncating conversion of T, 0 <= T < 2^31 or NaN) and A; lanes with
+ * A == Ti (for each p_i, one value of A in 2^16) are left undecided, in *amb, for
+ * MPT_BELOW32 itself on the whole r_i. Lanes: all ones true, 0 false. */
 MPT_AVX2_FN static inline __attribute__((always_inline))
 __m256i mpt_below8_avx2(__m256i a, __m256i ti, __m256i *amb) {
     *amb = _mm256_cmpeq_epi32(ti, a);
     return _mm256_cmpgt_epi32(ti, a);
 }
 
-/* 8 codes (32-bit lanes) x 2 -> 16 uint16 codes in order. */
-MPT_AVX2_FN static inline __attribute__((always_inline)) void mpt_store16_avx2(uint16_t *codes,
-                                                                             __m256i c0, __m256i c1) {
-    _mm256_storeu_si256((__m256i *)codes,
-                        _mm256_permute4x64_epi64(_mm256_packus_epi32(c0, c1), 0xD8));
-}
 #endif
 
 /* Ternary codes: nz = [u_i < |x_i| * inv], code = nz | (nz & sign) << 1. */
@@ -316,11 +412,24 @@ MPT_MULTI(mpt_ternary32, (const float *x, const uint32_t *r, int64_t n, float in
 
 /* The whole float32 ternary encoder in one pass, AVX2 and AVX-512 (returns 0 at the
  * baseline level, and the caller runs the block loop of random words, mpt_ternary32 and
- * packing): for 16 entries at a time the 8 SplitMix64 words of the float32 stream are made
- * in registers, the codes are the test of mpt_ternary32 (the same bits), and the 16 codes
- * go straight to one 32-bit word of the LSB-first stream: nonzero bits at the even
- * positions, nonzero-and-negative bits at the odd ones. out has exactly ceil(2 d / 8)
- * bytes; the unused high bits of the last byte are 0. */
+ * packing): for 16 entries at a time the stream's words are made in registers, the codes
+ * are the test of mpt_ternary32 (the same bits), and the 16 codes go straight to one
+ * 32-bit word of the LSB-first stream: nonzero bits at the even positions,
+ * nonzero-and-negative bits at the odd ones. out has exactly ceil(2 d / 8) bytes; the
+ * unused high bits of the last byte are 0. */
+
+/* 16 codes from r[0..16) as one 32-bit word of the stream (the scalar test). */
+static uint32_t mpt_ternary16_scalar(const float *x, const uint32_t *r, float inv) {
+    uint32_t w = 0;
+    for (int k = 0; k < 16; k++) {
+        uint32_t b;
+        memcpy(&b, x + k, 4);
+        float q = __builtin_fabsf(x[k]) * inv;
+        uint32_t nz = MPT_BELOW32(r[k], q);
+        w |= (nz | ((nz & (b >> 31)) << 1)) << (2 * k);
+    }
+    return w;
+}
 
 /* Entries i .. d-1 (fewer than 16) one at a time, into the last bytes of out. */
 static void mpt_ternary_tail32(const float *x, int64_t i, int64_t d, uint64_t seed, float inv,
@@ -328,7 +437,7 @@ static void mpt_ternary_tail32(const float *x, int64_t i, int64_t d, uint64_t se
     if (i >= d) return;
     uint32_t w = 0;
     for (int64_t k = i; k < d; k++) {
-        uint32_t b, r = (uint32_t)(mpt_sm64(seed, (uint64_t)(k >> 1)) >> (32 * (k & 1)));
+        uint32_t b, r = mpt_r32(seed, k);
         memcpy(&b, x + k, 4);
         float q = __builtin_fabsf(x[k]) * inv;
         uint32_t nz = MPT_BELOW32(r, q);
@@ -338,15 +447,11 @@ static void mpt_ternary_tail32(const float *x, int64_t i, int64_t d, uint64_t se
 }
 
 #if MPT_X86
-/* 16 codes as one 32-bit word of the stream; z: the 8 counters seed + (j + 1) golden. */
+/* 16 codes as one 32-bit word of the stream; z: the counters of mpt_ctr16_avx512. */
 MPT_AVX512_FN static inline __attribute__((always_inline))
 uint32_t mpt_ternary16_avx512(__m512i z, const float *x, __m512 invv) {
-    const __m512i c1 = _mm512_set1_epi64((int64_t)0xBF58476D1CE4E5B9ULL);
-    const __m512i c2 = _mm512_set1_epi64((int64_t)0x94D049BB133111EBULL);
     const __m512 two32f = _mm512_set1_ps(4294967296.0f);
-    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), c1);
-    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
-    z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));  /* r_i .. r_i+15 as 16 uint32 */
+    __m512i r = mpt_r16_avx512(z);  /* r_i .. r_i+15 as 16 uint32 */
     __m512 xv = _mm512_loadu_ps(x);
     __m512 q = _mm512_mul_ps(_mm512_abs_ps(xv), invv);
     __m512 t = _mm512_mul_ps(q, two32f);
@@ -356,13 +461,13 @@ uint32_t mpt_ternary16_avx512(__m512i z, const float *x, __m512 invv) {
      * are rare: then all 16 take the double test of MPT_BELOW32 as written. */
     __m512i tb = _mm512_castps_si512(t);
     __m512i c = _mm512_cvt_roundps_epu32(t, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
-    uint32_t nz = (uint32_t)_mm512_cmplt_epu32_mask(z, c);
+    uint32_t nz = (uint32_t)_mm512_cmplt_epu32_mask(r, c);
     __mmask16 odd = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(tb, _mm512_set1_epi32(1)),
                                             _mm512_set1_epi32(0x40800000 - 1))  /* (0, 4) */
         | _mm512_cmpge_epu32_mask(tb, _mm512_set1_epi32(0x4F800000));     /* >= 2^32, NaN */
     if (__builtin_expect(odd != 0, 0)) {
         const __m512d two32 = _mm512_set1_pd(4294967296.0), two31 = _mm512_set1_pd(2147483648.0);
-        __m512i rs = _mm512_xor_si512(z, _mm512_set1_epi32((int32_t)0x80000000u));
+        __m512i rs = _mm512_xor_si512(r, _mm512_set1_epi32((int32_t)0x80000000u));
         __m512d plo = _mm512_sub_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(q)),
                                                   two32), two31);
         __m512d phi = _mm512_sub_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(q, 1)),
@@ -379,96 +484,84 @@ uint32_t mpt_ternary16_avx512(__m512i z, const float *x, __m512 invv) {
 MPT_AVX512_FN
 static void mpt_ternary_enc32_avx512(const float *x, int64_t d, uint64_t seed, float inv,
                                      uint8_t *out) {
-    const __m512i g8 = _mm512_set1_epi64((int64_t)(8 * 0x9E3779B97F4A7C15ULL));
+    const __m512i g4 = _mm512_set1_epi64((int64_t)(4 * MPT_GOLDEN));
+    const __m512i g8 = _mm512_set1_epi64((int64_t)(8 * MPT_GOLDEN));
     const __m512 invv = _mm512_set1_ps(inv);
-    /* counters of words 0..7: seed + (j + 1) golden */
-    __m512i z0 = _mm512_add_epi64(
-        _mm512_set1_epi64((int64_t)seed),
-        _mm512_mullo_epi64(_mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8),
-                           _mm512_set1_epi64((int64_t)0x9E3779B97F4A7C15ULL)));
-    __m512i z1 = _mm512_add_epi64(z0, g8);
-    const __m512i g16 = _mm512_add_epi64(g8, g8);
+    __m512i z0 = mpt_ctr16_avx512(seed, 0), z1 = _mm512_add_epi64(z0, g4);
     int64_t i = 0;
     for (; i + 32 <= d; i += 32) {  /* two independent chains */
         uint64_t w = (uint64_t)mpt_ternary16_avx512(z0, x + i, invv)
             | (uint64_t)mpt_ternary16_avx512(z1, x + i + 16, invv) << 32;
         memcpy(out + (i >> 2), &w, 8);
-        z0 = _mm512_add_epi64(z0, g16);
-        z1 = _mm512_add_epi64(z1, g16);
+        z0 = _mm512_add_epi64(z0, g8);
+        z1 = _mm512_add_epi64(z1, g8);
     }
     for (; i + 16 <= d; i += 16) {
         uint32_t w = mpt_ternary16_avx512(z0, x + i, invv);
         memcpy(out + (i >> 2), &w, 4);
-        z0 = _mm512_add_epi64(z0, g8);
+        z0 = _mm512_add_epi64(z0, g4);
     }
     mpt_ternary_tail32(x, i, d, seed, inv, out);
 }
 
-/* AVX2: the same plan on 8 lanes (4 words) at a time, without the 64-bit multiply
- * (mpt_mix64_avx2), the unsigned compare and conversion (mpt_below8_avx2) and pdep (slow,
- * microcoded, on AMD CPUs before Zen 3): the nonzero and negative bits are the sign bits of
- * the 16-bit halves of each lane, narrowed to bytes, and the bytes' sign bits are the 32-bit
- * word (movemask). Groups with a lane that mpt_below8_avx2 cannot decide take the scalar
- * test. */
+/* AVX2: the same plan from the lead words alone (4 words make the lead pieces of 16 entries:
+ * mpt_mix64_avx2, no 64-bit multiply), the test of mpt_below8_avx2 on 16-bit lanes, and no
+ * pdep (slow, microcoded, on AMD CPUs before Zen 3). With Ti = floor(q_i 2^16) narrowed to
+ * 16 bits with unsigned saturation (q_i = 1 gives 2^16 -> 2^16 - 1, which decides as 2^16
+ * does except when the lead piece is 2^16 - 1: then undecided; NaN gives 0, false or
+ * undecided as in mpt_below8_avx2), the lane holds the nonzero bit in the sign bit of its
+ * low byte and nonzero-and-negative in that of its high byte, so the bytes' sign bits are
+ * the 32-bit word (movemask). The narrowing interleaves 64-bit blocks (0, 2, 1, 3), so the
+ * lead pieces are put in that order, and the lanes back in entry order before movemask.
+ * Groups with a lane the lead piece cannot decide (about 1 in 4,000 groups of 16) make
+ * their whole r_i and take the scalar test. */
 MPT_AVX2_FN static inline __attribute__((always_inline))
-__m256i mpt_tcodes8_avx2(__m256i r, const float *x, __m256 inv23, __m256i *odd) {
-    __m256 xv = _mm256_loadu_ps(x);
-    /* floor(|x| inv 2^23) = floor(q 2^23) for q = |x| inv: the scaling commutes with the
+__m256i mpt_tq16_avx2(const float *x, __m256 inv16) {
+    /* floor(|x| inv 2^16) = floor(q 2^16) for q = |x| inv: the scaling commutes with the
      * rounding when q is normal, and both are < 1 when q is subnormal or 0 */
-    __m256i ti = _mm256_cvttps_epi32(_mm256_mul_ps(
-        _mm256_and_ps(xv, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), inv23));
-    __m256i amb;
-    __m256i nz = mpt_below8_avx2(_mm256_srli_epi32(r, 9), ti, &amb);
-    *odd = _mm256_or_si256(*odd, amb);
-    /* bit 15 of the lane: nonzero; bit 31: nonzero and negative (the sign of x): the sign
-     * bits of its two 16-bit halves, which the signed narrowing to bytes keeps */
-    return _mm256_and_si256(nz, _mm256_or_si256(_mm256_castps_si256(xv), _mm256_set1_epi32(0x8000)));
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    return _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_and_ps(_mm256_loadu_ps(x), abs), inv16));
 }
 
+/* Entries i .. i+15 (i a multiple of 4); z: the counters of lead words i/4 .. i/4+3. */
 MPT_AVX2_FN static inline __attribute__((always_inline))
-uint32_t mpt_ternary16_avx2(__m256i z, const float *x, __m256 inv23, float inv) {
-    __m256i r0 = mpt_mix64_avx2(z);
-    __m256i r1 = mpt_mix64_avx2(_mm256_add_epi64(z, _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN))));
-    __m256i odd = _mm256_setzero_si256();
-    __m256i c0 = mpt_tcodes8_avx2(r0, x, inv23, &odd);
-    __m256i c1 = mpt_tcodes8_avx2(r1, x + 8, inv23, &odd);
-    uint32_t w = (uint32_t)_mm256_movemask_epi8(
-        _mm256_permute4x64_epi64(_mm256_packs_epi16(c0, c1), 0xD8));
+uint32_t mpt_ternary16_avx2(__m256i z, const float *x, __m256 inv16, float inv, uint64_t seed,
+                            int64_t i) {
+    __m256i lead = _mm256_permute4x64_epi64(mpt_mix64_avx2(z), 0xD8);
+    __m256i ti = _mm256_packus_epi32(mpt_tq16_avx2(x, inv16), mpt_tq16_avx2(x + 8, inv16));
+    __m256i sign = _mm256_packs_epi32(_mm256_castps_si256(_mm256_loadu_ps(x)),
+                                      _mm256_castps_si256(_mm256_loadu_ps(x + 8)));
+    __m256i zero = _mm256_cmpeq_epi16(_mm256_max_epu16(lead, ti), lead);  /* lead >= Ti */
+    __m256i odd = _mm256_cmpeq_epi16(lead, ti);
+    __m256i lanes = _mm256_andnot_si256(zero, _mm256_or_si256(sign, _mm256_set1_epi16(0x80)));
+    uint32_t code = (uint32_t)_mm256_movemask_epi8(_mm256_permute4x64_epi64(lanes, 0xD8));
     if (__builtin_expect(!_mm256_testz_si256(odd, odd), 0)) {
         uint32_t r[16];
-        _mm256_storeu_si256((__m256i *)r, r0);
-        _mm256_storeu_si256((__m256i *)(r + 8), r1);
-        w = 0;
-        for (int k = 0; k < 16; k++) {
-            uint32_t b;
-            memcpy(&b, x + k, 4);
-            float q = __builtin_fabsf(x[k]) * inv;
-            uint32_t nz = MPT_BELOW32(r[k], q);
-            w |= (nz | ((nz & (b >> 31)) << 1)) << (2 * k);
-        }
+        mpt_random32_at(seed, i, 16, r);
+        code = mpt_ternary16_scalar(x, r, inv);
     }
-    return w;
+    return code;
 }
 
 MPT_AVX2_FN
 static void mpt_ternary_enc32_avx2(const float *x, int64_t d, uint64_t seed, float inv,
                                    uint8_t *out) {
+    const __m256i g4 = _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN));
     const __m256i g8 = _mm256_set1_epi64x((int64_t)(8 * MPT_GOLDEN));
-    const __m256i g16 = _mm256_set1_epi64x((int64_t)(16 * MPT_GOLDEN));
-    const __m256 invv = _mm256_set1_ps(inv * 8388608.0f);  /* inv 2^23: the caller keeps it finite */
-    __m256i z0 = mpt_ctr64_avx2(seed, 0), z1 = _mm256_add_epi64(z0, g8);
+    const __m256 invv = _mm256_set1_ps(inv * 65536.0f);  /* inv 2^16: the caller keeps it finite */
+    __m256i z0 = mpt_ctr64_avx2(seed, 0), z1 = _mm256_add_epi64(z0, g4);
     int64_t i = 0;
     for (; i + 32 <= d; i += 32) {
-        uint64_t w = (uint64_t)mpt_ternary16_avx2(z0, x + i, invv, inv)
-            | (uint64_t)mpt_ternary16_avx2(z1, x + i + 16, invv, inv) << 32;
+        uint64_t w = (uint64_t)mpt_ternary16_avx2(z0, x + i, invv, inv, seed, i)
+            | (uint64_t)mpt_ternary16_avx2(z1, x + i + 16, invv, inv, seed, i + 16) << 32;
         memcpy(out + (i >> 2), &w, 8);
-        z0 = _mm256_add_epi64(z0, g16);
-        z1 = _mm256_add_epi64(z1, g16);
+        z0 = _mm256_add_epi64(z0, g8);
+        z1 = _mm256_add_epi64(z1, g8);
     }
     for (; i + 16 <= d; i += 16) {
-        uint32_t w = mpt_ternary16_avx2(z0, x + i, invv, inv);
+        uint32_t w = mpt_ternary16_avx2(z0, x + i, invv, inv, seed, i);
         memcpy(out + (i >> 2), &w, 4);
-        z0 = _mm256_add_epi64(z0, g8);
+        z0 = _mm256_add_epi64(z0, g4);
     }
     mpt_ternary_tail32(x, i, d, seed, inv, out);
 }
@@ -483,7 +576,7 @@ static int mpt_ternary_enc32(const float *x, int64_t d, uint64_t seed, float inv
         mpt_ternary_enc32_avx512(x, d, seed, inv, out);
         return 1;
     }
-    if (level == MPT_AVX2 && inv <= 0x1p100f) {  /* inv 2^23 finite: ordinary inputs */
+    if (level == MPT_AVX2 && inv <= 0x1p100f) {  /* inv 2^16 finite: ordinary inputs */
         mpt_ternary_enc32_avx2(x, d, seed, inv, out);
         return 1;
     }
@@ -535,83 +628,106 @@ MPT_MULTI(mpt_ndither32, (const float *x, const uint32_t *r, int64_t n, float in
           (x, r, n, inv, levels, lowest, scale_small, codes))
 
 /* ---- Dithering codes with the random words made in registers: entries first .. first+n-1
- * of the vector (first may be odd: a bucket can start anywhere), the codes of
- * mpt_sdither32 / mpt_ndither32 with r_i drawn from the stream by index. AVX2 and AVX-512
- * levels: 16 entries a step, the words of mpt_mix64_avx2 in place of a buffer written and
- * read back, the rounding test of mpt_below8_avx2 (groups with a lane it cannot decide take
- * the scalar body); baseline: the words into a buffer, then the block above. */
+ * of the vector (first may be anything: a bucket can start anywhere), the codes of
+ * mpt_sdither32 / mpt_ndither32 with r_i drawn from the stream by index. AVX2: 16 entries a
+ * step from the lead words alone (mpt_mix64_avx2), the rounding test of mpt_below8_avx2
+ * (groups with a lane it cannot decide make their whole r_i and take the scalar body);
+ * AVX-512: 16 entries a step, their whole r_i from one register of lead and tail words;
+ * baseline: the words into a buffer, then the block above. */
 #if MPT_X86
-/* Standard dithering, 8 lanes: the codes of mpt_sdither32_body for levels < 256. With
- * mul23 = mul 2^23, u = floor(t 2^23) = floor(t) 2^23 + floor((t - floor(t)) 2^23) for
- * 0 <= t < 256 (exact: a power-of-two scaling when t is normal, u = 0 when t is subnormal
- * or 0 either way), so level = u >> 23 and Ti = u & (2^23 - 1) are the two numbers of the
- * rounding test (mpt_below8_avx2); code = level << 1 | min(sign, level) (level >= 0). A lane
- * with t NaN, inf or >= 256 converts to INT_MIN: it is added to *odd (the sign bit), and
- * the caller takes the scalar body, as for the undecided lanes. */
+/* Standard dithering, 16 lanes of 16 bits: the codes of mpt_sdither32_body for levels < 256,
+ * from the lead pieces of mpt_mix64_avx2's 4 words w. With mul16 = mul 2^16,
+ * u = floor(t 2^16) = floor(t) 2^16 + floor((t - floor(t)) 2^16) for 0 <= t < 2^15 (exact: a
+ * power-of-two scaling when t is normal, u = 0 when t is subnormal or 0 either way), so
+ * level = u >> 16 and Ti = u & (2^16 - 1) are the two numbers of the rounding test
+ * (mpt_below8_avx2, here on 16-bit lanes: unsigned max and compare); code =
+ * level << 1 | min(sign, level) (level >= 0). A lane with t NaN, inf or >= 2^15 converts to
+ * INT_MIN: its narrowed u is negative and goes to *odd (the sign bit of the lane's high
+ * byte), and the caller takes the scalar body, as for the undecided lanes. The narrowing
+ * interleaves 64-bit blocks (0, 2, 1, 3): the lead pieces are put in that order, the codes
+ * back in entry order. */
 MPT_AVX2_FN static inline __attribute__((always_inline))
-__m256i mpt_sdcodes8_avx2(__m256i r, const float *x, __m256 mul23, __m256i lvmax, __m256i *odd) {
-    __m256 xv = _mm256_loadu_ps(x);
-    __m256i u = _mm256_cvttps_epi32(_mm256_mul_ps(
-        _mm256_and_ps(xv, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), mul23));
-    __m256i amb;
-    __m256i up = mpt_below8_avx2(_mm256_srli_epi32(r, 9),
-                                 _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFF)), &amb);
-    *odd = _mm256_or_si256(*odd, _mm256_or_si256(amb, u));
-    __m256i lv = _mm256_min_epi32(_mm256_sub_epi32(_mm256_srli_epi32(u, 23), up), lvmax);
-    return _mm256_or_si256(_mm256_slli_epi32(lv, 1),
-                           _mm256_min_epi32(_mm256_srli_epi32(_mm256_castps_si256(xv), 31), lv));
+__m256i mpt_sdcodes16_avx2(__m256i w, const float *x, __m256 mul16, __m256i lvmax, __m256i *odd) {
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+    __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+    __m256i u0 = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_and_ps(x0, abs), mul16));
+    __m256i u1 = _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_and_ps(x1, abs), mul16));
+    __m256i lead = _mm256_permute4x64_epi64(w, 0xD8);
+    __m256i ti = _mm256_packus_epi32(_mm256_and_si256(u0, low16), _mm256_and_si256(u1, low16));
+    __m256i lv = _mm256_packs_epi32(_mm256_srai_epi32(u0, 16), _mm256_srai_epi32(u1, 16));
+    __m256i stay = _mm256_cmpeq_epi16(_mm256_max_epu16(lead, ti), lead);  /* lead >= Ti */
+    *odd = _mm256_or_si256(*odd, _mm256_or_si256(_mm256_cmpeq_epi16(lead, ti),
+                                                  _mm256_packs_epi32(u0, u1)));
+    lv = _mm256_min_epi16(_mm256_sub_epi16(lv, _mm256_andnot_si256(stay, _mm256_set1_epi16(-1))), lvmax);
+    __m256i sign = _mm256_srli_epi16(_mm256_packs_epi32(_mm256_castps_si256(x0),
+                                                        _mm256_castps_si256(x1)), 15);
+    return _mm256_permute4x64_epi64(_mm256_or_si256(_mm256_slli_epi16(lv, 1),
+                                                    _mm256_min_epi16(sign, lv)), 0xD8);
 }
 
 /* Natural dithering, 8 lanes: the codes of mpt_ndither32_body for levels <= 105 (so that
- * scale_small 2^23 is a float); only lanes below lowest use the rounding test, so only they
- * can be undecided. Levels are in 0..levels (NaN q gives 0 as in the body), so the sign is
- * min(sign, level). */
+ * scale_small 2^16 is a float). Lanes at or above lowest round up iff (r_i >> 9) < m (the
+ * mantissa of q): decided by A = r_i >> 16 against m >> 7 (A < m >> 7: true, A > m >> 7:
+ * false, as in mpt_below8_avx2), undecided when equal; lanes below lowest take the rounding
+ * test of q scale_small. Levels are in 0..levels (NaN q gives 0 as in the body), so the
+ * sign is min(sign, level). */
 MPT_AVX2_FN static inline __attribute__((always_inline))
-__m256i mpt_ndcodes8_avx2(__m256i r, const float *x, __m256 invv, __m256i lvmax, __m256i bias,
-                          __m256 lowv, __m256 small23, __m256i *odd) {
+__m256i mpt_ndcodes8_avx2(__m256i lead, const float *x, __m256 invv, __m256i lvmax, __m256i bias,
+                          __m256 lowv, __m256 small16, __m256i *odd) {
     __m256 xv = _mm256_loadu_ps(x);
     __m256 q = _mm256_mul_ps(_mm256_and_ps(xv, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))),
                              invv);
     __m256i qb = _mm256_castps_si256(q);
-    __m256i a = _mm256_srli_epi32(r, 9);
-    /* exponent - 127 + levels + [(r >> 9) < mantissa] (both sides < 2^23: a signed compare) */
+    /* exponent - 127 + levels + [(r >> 9) < mantissa] */
+    __m256i amb_big;
     __m256i big = _mm256_sub_epi32(_mm256_add_epi32(_mm256_srli_epi32(qb, 23), bias),
-                                   _mm256_cmpgt_epi32(_mm256_and_si256(qb, _mm256_set1_epi32(0x7FFFFF)), a));
-    /* q scale_small 2^23 in one product: exact (powers of two, q < lowest in the lanes
-     * that use it, so < 2^23) */
-    __m256i amb;
-    __m256i up = mpt_below8_avx2(a, _mm256_cvttps_epi32(_mm256_mul_ps(q, small23)), &amb);
+                                   mpt_below8_avx2(lead, _mm256_srli_epi32(
+                                       _mm256_and_si256(qb, _mm256_set1_epi32(0x7FFFFF)), 7), &amb_big));
+    /* q scale_small 2^16 in one product: exact (powers of two, q < lowest in the lanes
+     * that use it, so < 2^16) */
+    __m256i amb_small;
+    __m256i up = mpt_below8_avx2(lead, _mm256_cvttps_epi32(_mm256_mul_ps(q, small16)), &amb_small);
     __m256i ge = _mm256_castps_si256(_mm256_cmp_ps(q, lowv, _CMP_GE_OQ));
-    *odd = _mm256_or_si256(*odd, _mm256_andnot_si256(ge, amb));
+    *odd = _mm256_or_si256(*odd, _mm256_blendv_epi8(amb_small, amb_big, ge));
     __m256i lv = _mm256_min_epi32(_mm256_blendv_epi8(_mm256_srli_epi32(up, 31), big, ge), lvmax);
     return _mm256_or_si256(_mm256_slli_epi32(lv, 1),
                            _mm256_min_epi32(_mm256_srli_epi32(_mm256_castps_si256(xv), 31), lv));
 }
 
-/* The step loop shared by both: CODES8(r, x) gives 8 codes, BODY(x, r, n, codes) is the
- * scalar block for the odd first entry, groups the vector test cannot decide, and the tail. */
-#define MPT_DITHER_LOOP_AVX2(CODES8, BODY) do { \
-        int64_t i = 0; \
+/* 16 codes of mpt_ndcodes8_avx2 from the lead pieces of 4 words w, in entry order. */
+MPT_AVX2_FN static inline __attribute__((always_inline))
+__m256i mpt_ndcodes16_avx2(__m256i w, const float *x, __m256 invv, __m256i lvmax, __m256i bias,
+                           __m256 lowv, __m256 small16, __m256i *odd) {
+    __m256i c0 = mpt_ndcodes8_avx2(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w)), x, invv,
+                                   lvmax, bias, lowv, small16, odd);
+    __m256i c1 = mpt_ndcodes8_avx2(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1)), x + 8,
+                                   invv, lvmax, bias, lowv, small16, odd);
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(c0, c1), 0xD8);
+}
+
+/* The step loop shared by both: CODES16(w, x) gives 16 codes from the lead words w,
+ * BODY(x, r, n, codes) is the scalar block for the first entries up to a multiple of 4
+ * (where a lead word starts), groups the vector test cannot decide (a lane of odd with the
+ * sign bit of its high byte set), and the tail. */
+#define MPT_DITHER_LOOP_AVX2(CODES16, BODY) do { \
+        int64_t i = (-first) & 3; \
         uint32_t rr[16]; \
-        if (n > 0 && (first & 1)) { /* r_first: the high half of word first >> 1 */ \
-            rr[0] = (uint32_t)(mpt_sm64(seed, (uint64_t)first >> 1) >> 32); \
-            BODY(x, rr, 1, codes); \
-            i = 1; \
+        if (i > n) i = n; \
+        if (i > 0) { \
+            mpt_random32_at(seed, first, i, rr); \
+            BODY(x, rr, i, codes); \
         } \
-        __m256i z = mpt_ctr64_avx2(seed, (uint64_t)(first + i) >> 1); \
+        __m256i z = mpt_ctr64_avx2(seed, (uint64_t)(first + i) >> 2); \
         const __m256i g4 = _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN)); \
         for (; i + 16 <= n; i += 16) { \
-            __m256i r0 = mpt_mix64_avx2(z), r1 = mpt_mix64_avx2(_mm256_add_epi64(z, g4)); \
             __m256i odd = _mm256_setzero_si256(); \
-            __m256i c0 = CODES8(r0, x + i), c1 = CODES8(r1, x + i + 8); \
-            mpt_store16_avx2(codes + i, c0, c1); \
-            if (__builtin_expect(!_mm256_testz_ps(_mm256_castsi256_ps(odd), \
-                                                  _mm256_castsi256_ps(odd)), 0)) { /* sign bits */ \
-                _mm256_storeu_si256((__m256i *)rr, r0); \
-                _mm256_storeu_si256((__m256i *)(rr + 8), r1); \
+            _mm256_storeu_si256((__m256i *)(codes + i), CODES16(mpt_mix64_avx2(z), x + i)); \
+            if (__builtin_expect((_mm256_movemask_epi8(odd) & (int)0xAAAAAAAAu) != 0, 0)) { \
+                mpt_random32_at(seed, first + i, 16, rr); \
                 BODY(x + i, rr, 16, codes + i); \
             } \
-            z = _mm256_add_epi64(z, _mm256_add_epi64(g4, g4)); \
+            z = _mm256_add_epi64(z, g4); \
         } \
         if (i < n) { \
             mpt_random32_at(seed, first + i, n - i, rr); \
@@ -621,12 +737,12 @@ __m256i mpt_ndcodes8_avx2(__m256i r, const float *x, __m256 invv, __m256i lvmax,
 
 MPT_AVX2_FN static void mpt_sdither32r_avx2(const float *x, uint64_t seed, int64_t first, int64_t n,
                                             float mul, int32_t levels, uint16_t *codes) {
-    const __m256 mul23 = _mm256_set1_ps(mul * 8388608.0f);
-    const __m256i lvmax = _mm256_set1_epi32(levels);
-#define MPT_SD8(r, xp) mpt_sdcodes8_avx2(r, xp, mul23, lvmax, &odd)
+    const __m256 mul16 = _mm256_set1_ps(mul * 65536.0f);
+    const __m256i lvmax = _mm256_set1_epi16((int16_t)levels);
+#define MPT_SD16(w, xp) mpt_sdcodes16_avx2(w, xp, mul16, lvmax, &odd)
 #define MPT_SDB(xp, rp, m, cp) mpt_sdither32_body(xp, rp, m, mul, levels, cp)
-    MPT_DITHER_LOOP_AVX2(MPT_SD8, MPT_SDB);
-#undef MPT_SD8
+    MPT_DITHER_LOOP_AVX2(MPT_SD16, MPT_SDB);
+#undef MPT_SD16
 #undef MPT_SDB
 }
 
@@ -634,25 +750,18 @@ MPT_AVX2_FN static void mpt_ndither32r_avx2(const float *x, uint64_t seed, int64
                                             float inv, int32_t levels, float lowest,
                                             float scale_small, uint16_t *codes) {
     const __m256 invv = _mm256_set1_ps(inv), lowv = _mm256_set1_ps(lowest);
-    const __m256 small23 = _mm256_set1_ps(scale_small * 8388608.0f);
+    const __m256 small16 = _mm256_set1_ps(scale_small * 65536.0f);
     const __m256i lvmax = _mm256_set1_epi32(levels), bias = _mm256_set1_epi32(levels - 127);
-#define MPT_ND8(r, xp) mpt_ndcodes8_avx2(r, xp, invv, lvmax, bias, lowv, small23, &odd)
+#define MPT_ND16(w, xp) mpt_ndcodes16_avx2(w, xp, invv, lvmax, bias, lowv, small16, &odd)
 #define MPT_NDB(xp, rp, m, cp) mpt_ndither32_body(xp, rp, m, inv, levels, lowest, scale_small, cp)
-    MPT_DITHER_LOOP_AVX2(MPT_ND8, MPT_NDB);
-#undef MPT_ND8
+    MPT_DITHER_LOOP_AVX2(MPT_ND16, MPT_NDB);
+#undef MPT_ND16
 #undef MPT_NDB
 }
 
-/* AVX-512: the same on 16 lanes, the words from the 64-bit multiply (vpmullq), the lanes
+/* AVX-512: the same on 16 lanes, the whole r_i of 16 entries from one 512-bit register of
+ * lead and tail words (mpt_r16_avx512), the rounding test on 23 bits as before, the lanes
  * as masks. */
-MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_mix64_avx512(__m512i z) {
-    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
-                           _mm512_set1_epi64((int64_t)0xBF58476D1CE4E5B9ULL));
-    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
-                           _mm512_set1_epi64((int64_t)0x94D049BB133111EBULL));
-    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
-}
-
 MPT_AVX512_FN static inline __attribute__((always_inline))
 __m512i mpt_sdcodes16_avx512(__m512i r, const float *x, __m512 mul23, __m512i lvmax, __mmask16 *odd) {
     __m512 xv = _mm512_loadu_ps(x);
@@ -685,19 +794,17 @@ __m512i mpt_ndcodes16_avx512(__m512i r, const float *x, __m512 invv, __m512i lvm
 }
 
 #define MPT_DITHER_LOOP_AVX512(CODES16, BODY) do { \
-        int64_t i = 0; \
+        int64_t i = (-first) & 3; \
         uint32_t rr[16]; \
-        if (n > 0 && (first & 1)) { \
-            rr[0] = (uint32_t)(mpt_sm64(seed, (uint64_t)first >> 1) >> 32); \
-            BODY(x, rr, 1, codes); \
-            i = 1; \
+        if (i > n) i = n; \
+        if (i > 0) { \
+            mpt_random32_at(seed, first, i, rr); \
+            BODY(x, rr, i, codes); \
         } \
-        uint64_t z0 = seed + (((uint64_t)(first + i) >> 1) + 1) * MPT_GOLDEN; \
-        __m512i z = _mm512_add_epi64(_mm512_set1_epi64((int64_t)z0), _mm512_mullo_epi64( \
-            _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64((int64_t)MPT_GOLDEN))); \
-        const __m512i g8 = _mm512_set1_epi64((int64_t)(8 * MPT_GOLDEN)); \
+        __m512i z = mpt_ctr16_avx512(seed, (uint64_t)(first + i) >> 2); \
+        const __m512i g4 = _mm512_set1_epi64((int64_t)(4 * MPT_GOLDEN)); \
         for (; i + 16 <= n; i += 16) { \
-            __m512i r = mpt_mix64_avx512(z); \
+            __m512i r = mpt_r16_avx512(z); \
             __mmask16 odd = 0; \
             __m512i c = CODES16(r, x + i); \
             _mm256_storeu_si256((__m256i *)(codes + i), _mm512_cvtepi32_epi16(c)); \
@@ -705,7 +812,7 @@ __m512i mpt_ndcodes16_avx512(__m512i r, const float *x, __m512 invv, __m512i lvm
                 _mm512_storeu_si512((void *)rr, r); \
                 BODY(x + i, rr, 16, codes + i); \
             } \
-            z = _mm512_add_epi64(z, g8); \
+            z = _mm512_add_epi64(z, g4); \
         } \
         if (i < n) { \
             mpt_random32_at(seed, first + i, n - i, rr); \
@@ -870,6 +977,104 @@ MPT_BODY mpt_natural32_body(const uint32_t *xb, const uint32_t *r, int64_t n, in
 MPT_MULTI256(mpt_natural32, (const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                              uint16_t *codes, uint32_t *mx, uint32_t *mn),
              (xb, r, n, det, codes, mx, mn))
+
+/* Random natural compression with the stream's words made in registers: entries
+ * first .. first+n-1, the codes and range statistics of mpt_natural32 (random). AVX2 and
+ * AVX-512 levels: 16 entries a step from the lead words alone (the 64-bit multiply of the
+ * level: emulated at AVX2, vpmullq on 256-bit registers at AVX-512), up = (r_i >> 9) < m
+ * decided by A = r_i >> 16 against m >> 7 (A < m >> 7: true, A > m >> 7: false, as in
+ * mpt_below8_avx2), groups with an equal lane (about 1 in 4,000) make their whole r_i and
+ * take the scalar body (its range steps repeat the vector ones: max and min are
+ * idempotent); baseline: the words into a buffer, then mpt_natural32. */
+#if MPT_X86
+MPT_AVX2_FN static inline __attribute__((always_inline))
+__m256i mpt_natcodes8_avx2(__m256i lead, const uint32_t *xb, __m256i *mx, __m256i *mn, __m256i *odd) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)xb);
+    __m256i mh = _mm256_srli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7FFFFF)), 7);
+    *odd = _mm256_or_si256(*odd, _mm256_cmpeq_epi32(mh, lead));
+    __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(b, 23), _mm256_set1_epi32(0xFF)),
+                                 _mm256_cmpgt_epi32(mh, lead));
+    e = _mm256_sub_epi32(e, _mm256_srli_epi32(e, 8));  /* 256 (overflow) -> 255 (inf) */
+    __m256i k = _mm256_and_si256(b, _mm256_set1_epi32(0x7FFFFFFF));
+    *mx = _mm256_max_epu32(*mx, k);
+    *mn = _mm256_min_epu32(*mn, _mm256_sub_epi32(k, _mm256_set1_epi32(1)));
+    return _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(b, 31), 8), e);
+}
+
+#define MPT_NATURAL_LOOP(MIX) do { \
+        int64_t i = (-first) & 3; \
+        uint32_t rr[16]; \
+        if (i > n) i = n; \
+        if (i > 0) { \
+            mpt_random32_at(seed, first, i, rr); \
+            mpt_natural32_body(xb, rr, i, 0, codes, mx, mn); \
+        } \
+        __m256i z = mpt_ctr64_avx2(seed, (uint64_t)(first + i) >> 2); \
+        const __m256i g4 = _mm256_set1_epi64x((int64_t)(4 * MPT_GOLDEN)); \
+        __m256i vmx = _mm256_set1_epi32((int32_t)*mx), vmn = _mm256_set1_epi32((int32_t)*mn); \
+        for (; i + 16 <= n; i += 16) { \
+            __m256i w = MIX(z); \
+            __m256i odd = _mm256_setzero_si256(); \
+            __m256i c0 = mpt_natcodes8_avx2(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(w)), \
+                                            xb + i, &vmx, &vmn, &odd); \
+            __m256i c1 = mpt_natcodes8_avx2(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1)), \
+                                            xb + i + 8, &vmx, &vmn, &odd); \
+            _mm256_storeu_si256((__m256i *)(codes + i), \
+                                _mm256_permute4x64_epi64(_mm256_packus_epi32(c0, c1), 0xD8)); \
+            if (__builtin_expect(!_mm256_testz_si256(odd, odd), 0)) { \
+                mpt_random32_at(seed, first + i, 16, rr); \
+                mpt_natural32_body(xb + i, rr, 16, 0, codes + i, mx, mn); \
+            } \
+            z = _mm256_add_epi64(z, g4); \
+        } \
+        uint32_t lanes[16]; \
+        _mm256_storeu_si256((__m256i *)lanes, vmx); \
+        _mm256_storeu_si256((__m256i *)(lanes + 8), vmn); \
+        for (int k = 0; k < 8; k++) { \
+            *mx = *mx > lanes[k] ? *mx : lanes[k]; \
+            *mn = *mn < lanes[8 + k] ? *mn : lanes[8 + k]; \
+        } \
+        if (i < n) { \
+            mpt_random32_at(seed, first + i, n - i, rr); \
+            mpt_natural32_body(xb + i, rr, n - i, 0, codes + i, mx, mn); \
+        } \
+    } while (0)
+
+MPT_AVX2_FN static void mpt_natural32r_avx2(const uint32_t *xb, uint64_t seed, int64_t first,
+                                            int64_t n, uint16_t *codes, uint32_t *mx, uint32_t *mn) {
+    MPT_NATURAL_LOOP(mpt_mix64_avx2);
+}
+
+/* splitmix64's output of 4 counters with the 64-bit multiply of AVX-512 (DQ, VL). */
+MPT_AVX512_FN static inline __attribute__((always_inline)) __m256i mpt_mix64_avx512vl(__m256i z) {
+    z = _mm256_mullo_epi64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)),
+                           _mm256_set1_epi64x((int64_t)0xBF58476D1CE4E5B9ULL));
+    z = _mm256_mullo_epi64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)),
+                           _mm256_set1_epi64x((int64_t)0x94D049BB133111EBULL));
+    return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+
+MPT_AVX512_FN static void mpt_natural32r_avx512(const uint32_t *xb, uint64_t seed, int64_t first,
+                                                int64_t n, uint16_t *codes, uint32_t *mx, uint32_t *mn) {
+    MPT_NATURAL_LOOP(mpt_mix64_avx512vl);
+}
+#undef MPT_NATURAL_LOOP
+#endif
+
+static void mpt_natural32r(const uint32_t *xb, uint64_t seed, int64_t first, int64_t n,
+                           uint16_t *codes, uint32_t *mx, uint32_t *mn) {
+#if MPT_X86
+    int level = mpt_simd_level();
+    if (level == MPT_AVX512) { mpt_natural32r_avx512(xb, seed, first, n, codes, mx, mn); return; }
+    if (level == MPT_AVX2) { mpt_natural32r_avx2(xb, seed, first, n, codes, mx, mn); return; }
+#endif
+    uint32_t rr[256];
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t m = n - i < 256 ? n - i : 256;
+        mpt_random32_at(seed, first + i, m, rr);
+        mpt_natural32(xb + i, rr, m, 0, codes + i, mx, mn);
+    }
+}
 
 /* The same for float64 (12-bit codes: sign << 11 | exponent + [rounds up], 2048 -> 2047):
  * up = (r_i >> 12) < mantissa (random) or mantissa >= 2^51 (deterministic). Both sides of

@@ -1,10 +1,12 @@
 """The float32 dithering encoders (standard and natural, docs/papers.md s.2) against a NumPy statement
 of their rules, at every SIMD level. The AVX2 and AVX-512 blocks (compress_simd.h) make the
-random words in registers and decide u_i < p_i from the top 23 bits of r_i, taking the double
-test of MPT_BELOW32 only where those bits cannot decide; all levels must give the bytes of the
-rule as written. Inputs put p_i next to r_i 2^-32 (so that the fallback runs), buckets of odd
-sizes start segments at odd entries (the high half of a stream word), and levels cover the
-vector blocks' limits (standard s < 256, natural s <= 105) and the buffered path beyond them.
+random words in registers and decide u_i < p_i from the top 16 (AVX2: the lead words alone) or
+23 bits (AVX-512) of r_i, taking the double test of MPT_BELOW32 only where those bits cannot
+decide; all levels must give the bytes of the rule as written. Inputs put p_i next to r_i 2^-32
+(so that the fallback runs; for natural dithering, in a test of their own, also the mantissas
+of entries at or above 2^(1-s), next to r_i >> 9), buckets of odd sizes start segments at every entry of a lead word
+(4 entries each), and levels cover the vector blocks' limits (standard s < 256, natural
+s <= 105) and the buffered path beyond them.
 """
 import numpy as np
 import pytest
@@ -125,6 +127,25 @@ def test_natural_dithering_matches_rule(levels, bucket, level):
         ref_norms, ref = reference(x, SEED, levels, bucket, True)
         assert np.array_equal(norms.view(np.uint32), ref_norms.view(np.uint32))
         assert np.array_equal(out, ref)
+
+
+@pytest.mark.parametrize("levels", [2, 4, 60])
+@pytest.mark.parametrize("bucket", [4099, 5])
+def test_natural_dithering_mantissa_ties(levels, bucket, level):
+    """Every entry at or above 2^(1-s) with its mantissa at r_i >> 9 + (-2..2): the AVX2 block
+    decides those from r_i >> 16 against the mantissa >> 7 and must leave the equal ones to
+    the scalar test (no entry below 2^(1-s) sends the group there instead)."""
+    rng = np.random.default_rng(levels * 31 + bucket)
+    d = 4099
+    m = np.clip((stream32(SEED, d) >> np.uint32(9)).astype(np.int64) + rng.integers(-2, 3, d), 0, 2 ** 23 - 1)
+    e = rng.integers(0, levels - 1, d)
+    x = (np.exp2(-(e + 1.0)) * (1 + m * 2.0 ** -23)).astype(F32)
+    x *= np.where(rng.random(d) < 0.5, F32(-1), F32(1))
+    x[::bucket] = np.where(rng.random(x[::bucket].size) < 0.5, F32(-1), F32(1))
+    norms, out = encode(x, SEED, levels, bucket, True)
+    ref_norms, ref = reference(x, SEED, levels, bucket, True)
+    assert np.array_equal(norms.view(np.uint32), ref_norms.view(np.uint32))
+    assert np.array_equal(out, ref)
 
 
 @pytest.mark.parametrize("natural", [False, True])

@@ -15,7 +15,7 @@ SEED = 2**63 + 12345
 
 
 def stream(seed, n, dtype):
-    """The kernels' uniforms u_i: 32-bit halves for float32, 64-bit words for float64."""
+    """The kernels' uniforms u_i: 32-bit r_i for float32 (two 16-bit pieces), 64-bit words for float64."""
     return compress_random.uniforms(seed, n, 32 if np.dtype(dtype) == np.float32 else 64)
 
 

@@ -59,9 +59,13 @@ MPT_HD mpt_u64 mpt_splitmix64(mpt_u64 seed, mpt_u64 i) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
-// float32 kernels: 32 bits per element, low half of word i/2 for even i, high half for odd i
+// float32 kernels: 32 bits per element, r_i = h_i 2^16 + l_i, the 16-bit pieces i mod 4 of
+// word i/4 (h_i) and of word 2^62 + i/4 (l_i)
 MPT_HD mpt_u32 mpt_random32(mpt_u64 seed, mpt_i64 i) {
-    return (mpt_u32)(mpt_splitmix64(seed, (mpt_u64)(i >> 1)) >> (32 * (i & 1)));
+    const int shift = 16 * (int)(i & 3);
+    const mpt_u64 j = (mpt_u64)i >> 2;
+    return (mpt_u32)((mpt_splitmix64(seed, j) >> shift) & 0xFFFFULL) << 16
+        | (mpt_u32)((mpt_splitmix64(seed, 0x4000000000000000ULL + j) >> shift) & 0xFFFFULL);
 }
 // float64 kernels: one word per element
 MPT_HD mpt_u64 mpt_random64(mpt_u64 seed, mpt_i64 i) {
