@@ -289,15 +289,6 @@ MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_mix64_avx
     return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
 }
 
-/* splitmix64's output of 4 counters with the 64-bit multiply of AVX-512 (DQ, VL). */
-MPT_AVX512_FN static inline __attribute__((always_inline)) __m256i mpt_mix64_avx512vl(__m256i z) {
-    z = _mm256_mullo_epi64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)),
-                           _mm256_set1_epi64x((int64_t)0xBF58476D1CE4E5B9ULL));
-    z = _mm256_mullo_epi64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)),
-                           _mm256_set1_epi64x((int64_t)0x94D049BB133111EBULL));
-    return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
-}
-
 /* The counters of lead words j .. j+3 and tail words 2^62 + j .. 2^62 + j+3, the 8 words
  * of entries 4j .. 4j+15; adding 4 golden moves them on by 16 entries. */
 MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_ctr16_avx512(uint64_t seed, uint64_t j) {
@@ -467,7 +458,7 @@ static void mpt_ternary_tail32(const float *x, int64_t i, int64_t d, uint64_t se
 
 #if MPT_X86
 /* AVX-512: 32 entries at a time from 8 lead words (mpt_mix64_avx512: one register), 16 at a
- * time from 4 (mpt_mix64_avx512vl) at the end, the test of mpt_below8_avx2 on 16 lanes as masks
+ * time from 4 at the end, the test of mpt_below8_avx2 on 16 lanes as masks
  * (nz: lead < Ti, undecided: lead == Ti, with Ti = floor(|x| inv 2^16) as in
  * mpt_tcodes8_avx2), the codes by pdep; groups with an undecided lane make their whole r_i
  * and take the scalar test. lead: the lead pieces of entries i .. i+15 (i a multiple of 4)
@@ -505,7 +496,7 @@ static void mpt_ternary_enc32_avx512(const float *x, int64_t d, uint64_t seed, f
         z = _mm512_add_epi64(z, g8);
     }
     if (i + 16 <= d) {
-        __m256i w = mpt_mix64_avx512vl(_mm512_castsi512_si256(z));
+        __m256i w = _mm512_castsi512_si256(mpt_mix64_avx512(z));  /* 4 of its 8 words used */
         uint32_t code = mpt_ternary16_avx512(_mm512_cvtepu16_epi32(w), x + i, invv, inv, seed, i);
         memcpy(out + (i >> 2), &code, 4);
         i += 16;
@@ -766,7 +757,7 @@ MPT_AVX2_FN static void mpt_ndither32r_avx2(const float *x, uint64_t seed, int64
 }
 
 /* AVX-512: the same on 16 lanes of 32 bits (the lead pieces of 4 words zero-extended, the
- * masks of AVX-512 for the tests), the words from vpmullq (mpt_mix64_avx512vl). */
+ * masks of AVX-512 for the tests), the words from vpmullq (mpt_mix64_avx512). */
 MPT_AVX512_FN static inline __attribute__((always_inline))
 __m512i mpt_sdcodes16_avx512(__m512i lead, const float *x, __m512 mul16, __m512i lvmax, __mmask16 *odd) {
     __m512 xv = _mm512_loadu_ps(x);
@@ -828,7 +819,7 @@ __m512i mpt_ndcodes16_avx512(__m512i lead, const float *x, __m512 invv, __m512i 
             z = _mm512_add_epi64(z, g8); \
         } \
         if (i + 16 <= n) { \
-            __m256i w = mpt_mix64_avx512vl(_mm512_castsi512_si256(z)); \
+            __m256i w = _mm512_castsi512_si256(mpt_mix64_avx512(z)); /* 4 of 8 words used */ \
             MPT_DITHER_GROUP_AVX512(CODES16, BODY, _mm512_cvtepu16_epi32(w), i); \
             i += 16; \
         } \
