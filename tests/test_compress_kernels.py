@@ -25,6 +25,33 @@ def test_stream_is_splitmix64():
                                            for i in range(12)]))
 
 
+def test_float32_stream_is_two_pieces_of_splitmix64():
+    """r_i = (piece i % 4 of word i // 4) 2^16 + (piece i % 4 of word 2^62 + i // 4), written
+    out with Python integers (the NumPy model of the SIMD tests restates it too)."""
+    for seed in (0, 1, 12345, M64):
+        u = compress_random.uniforms(seed, 9, 32)
+        want = []
+        for i in range(9):
+            shift = 16 * (i % 4)
+            lead = (splitmix64_reference(seed, i // 4) >> shift) & 0xFFFF
+            tail = (splitmix64_reference(seed, (1 << 62) + i // 4) >> shift) & 0xFFFF
+            want.append(((lead << 16) | tail) * 2.0**-32)
+        assert np.array_equal(u, np.array(want))
+
+
+def test_float32_stream_bits_are_balanced():
+    """Each of r_i's 32 bits is 1 half the time and the two pieces are uncorrelated, over 2^18
+    entries (bounds at 6 standard deviations: a wrong layout, a piece reused or a shift off by
+    a byte fails them; SplitMix64 itself passes BigCrush)."""
+    n = 1 << 18
+    r = (compress_random.uniforms(0xBADC0FFEE, n, 32) * 2.0**32).astype(np.uint32)
+    bits = np.unpackbits(r.view(np.uint8), bitorder="little").reshape(n, 32)
+    assert np.all(np.abs(bits.mean(axis=0) - 0.5) < 6 * 0.5 / np.sqrt(n))
+    lead, tail = (r >> 16).astype(np.float64), (r & 0xFFFF).astype(np.float64)
+    assert abs(np.corrcoef(lead, tail)[0, 1]) < 6 / np.sqrt(n)
+    assert abs(np.corrcoef(lead[:-4], lead[4:])[0, 1]) < 6 / np.sqrt(n)  # next word's piece
+
+
 @pytest.mark.parametrize("b", [0, 1, 2, 3, 7, 9, 12, 17, 31, 32])
 def test_pack_round_trip(b):
     rng = np.random.default_rng(b)
