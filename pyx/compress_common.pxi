@@ -61,10 +61,6 @@ cdef extern from *:
     static inline uint64_t mpt_derive_seed(uint64_t seed, uint64_t tag) {
         return mpt_sm64(seed ^ 0xD1B54A32D192ED03ULL, tag);
     }
-    /* r[0..n): the float32 stream's r_start .. r_{start+n-1} (see the header). */
-    static inline void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) {
-        mpt_random32_at(seed, start, n, r);
-    }
     /* r[0..n): the float64 stream words splitmix64(seed, start + j). */
     static inline void mpt_random64(uint64_t seed, int64_t start, int64_t n, uint64_t *r) {
         mpt_fill64(seed, start, n, r);
@@ -144,7 +140,7 @@ cdef extern from *:
     uint32_t mpt_r32(uint64_t seed, int64_t i) nogil
     uint64_t mpt_derive_seed(uint64_t seed, uint64_t tag) nogil
     double mpt_uniform(uint64_t seed, uint64_t i) nogil
-    void mpt_random32(uint64_t seed, int64_t start, int64_t n, uint32_t *r) nogil
+    void mpt_random32_at(uint64_t seed, int64_t first, int64_t n, uint32_t *r) nogil
     void mpt_random64(uint64_t seed, int64_t start, int64_t n, uint64_t *r) nogil
     int64_t mpt_pack_codes(const uint16_t *c, int64_t n, int b, uint8_t *buf, int64_t pos,
                            int64_t cap) nogil

@@ -59,7 +59,6 @@ cdef extern from "compress_simd.h":
                         int32_t levels, uint16_t *codes) nogil
     void mpt_ndither32r(const float *x, uint64_t seed, int64_t first, int64_t n, float inv,
                         int32_t levels, float lowest, float scale_small, uint16_t *codes) nogil
-    void mpt_random32_at(uint64_t seed, int64_t first, int64_t n, uint32_t *r) nogil
     void mpt_sums32(const float *x, int64_t n4, int p1, double *a) nogil
     void mpt_natural32(const uint32_t *xb, const uint32_t *r, int64_t n, int det,
                        uint16_t *codes, uint32_t *mx, uint32_t *mn) nogil
@@ -132,7 +131,7 @@ cdef inline void random_block(uint64_t s, Py_ssize_t start, Py_ssize_t n, uint32
                               uint64_t *r64, bint single) noexcept nogil:
     """The stream words of elements start .. start+n-1 (float32 or float64 stream)."""
     if single:
-        mpt_random32(s, start, n, r32)
+        mpt_random32_at(s, start, n, r32)
     else:
         mpt_random64(s, start, n, r64)
 

@@ -290,22 +290,15 @@ MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_mix64_avx
 }
 
 /* The counters of lead words j .. j+3 and tail words 2^62 + j .. 2^62 + j+3, the 8 words
- * of entries 4j .. 4j+15; adding 4 golden moves them on by 16 entries. */
+ * of entries 4j .. 4j+15 (adding 4 golden moves them on by 16 entries), and of lead words
+ * j .. j+7, entries 4j .. 4j+31 (adding 8 golden: 32 entries). */
 MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_ctr16_avx512(uint64_t seed, uint64_t j) {
-    const uint64_t a = seed + (j + 1) * MPT_GOLDEN, b = a + (uint64_t)MPT_TAIL_WORDS * MPT_GOLDEN;
-    return _mm512_setr_epi64((int64_t)a, (int64_t)(a + MPT_GOLDEN), (int64_t)(a + 2 * MPT_GOLDEN),
-                             (int64_t)(a + 3 * MPT_GOLDEN), (int64_t)b, (int64_t)(b + MPT_GOLDEN),
-                             (int64_t)(b + 2 * MPT_GOLDEN), (int64_t)(b + 3 * MPT_GOLDEN));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(mpt_ctr64_avx2(seed, j)),
+                              mpt_ctr64_avx2(seed, (uint64_t)MPT_TAIL_WORDS + j), 1);
 }
-
-/* The counters of lead words j .. j+7 (entries 4j .. 4j+31); adding 8 golden moves them on by
- * 32 entries. */
 MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_ctr8_avx512(uint64_t seed, uint64_t j) {
-    const uint64_t a = seed + (j + 1) * MPT_GOLDEN;
-    return _mm512_setr_epi64((int64_t)a, (int64_t)(a + MPT_GOLDEN), (int64_t)(a + 2 * MPT_GOLDEN),
-                             (int64_t)(a + 3 * MPT_GOLDEN), (int64_t)(a + 4 * MPT_GOLDEN),
-                             (int64_t)(a + 5 * MPT_GOLDEN), (int64_t)(a + 6 * MPT_GOLDEN),
-                             (int64_t)(a + 7 * MPT_GOLDEN));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(mpt_ctr64_avx2(seed, j)),
+                              mpt_ctr64_avx2(seed, j + 4), 1);
 }
 
 /* r_4j .. r_4j+15 as 16 uint32 lanes from those 8 counters: lane e is lead piece e (16-bit
@@ -325,7 +318,7 @@ MPT_AVX512_FN static inline __attribute__((always_inline)) __m512i mpt_r16_avx51
 static void mpt_random32_words(uint64_t seed, int64_t e, int64_t n, uint32_t *r) {
     uint64_t lead[64], tail[64];
     for (int64_t i = 0; i < n; i += 256) {
-        int64_t m = n - i < 256 ? n - i : 256, nw = (m + 3) >> 2, j = (e + i) >> 2;
+        int64_t m = n - i < 256 ? n - i : 256, nw = m >> 2, j = (e + i) >> 2;
         mpt_fill64_body(seed, j, nw, lead);
         mpt_fill64_body(seed, MPT_TAIL_WORDS + j, nw, tail);
         uint32_t *q = r + i;
@@ -336,10 +329,7 @@ static void mpt_random32_words(uint64_t seed, int64_t e, int64_t n, uint32_t *r)
             q[4 * w + 2] = ((uint32_t)(lead[w] >> 16) & 0xFFFF0000u) | ((uint32_t)(tail[w] >> 32) & 0xFFFFu);
             q[4 * w + 3] = ((uint32_t)(lead[w] >> 32) & 0xFFFF0000u) | (uint32_t)(tail[w] >> 48);
         }
-        for (int64_t k = 4 * w; k < m; k++) {
-            const int shift = 16 * (int)(k & 3);
-            q[k] = (uint32_t)((lead[w] >> shift) & 0xFFFFu) << 16 | (uint32_t)((tail[w] >> shift) & 0xFFFFu);
-        }
+        for (int64_t k = 4 * w; k < m; k++) q[k] = mpt_r32(seed, e + i + k);  /* a last part word */
     }
 }
 
@@ -428,10 +418,11 @@ MPT_MULTI(mpt_ternary32, (const float *x, const uint32_t *r, int64_t n, float in
  * nonzero-and-negative bits at the odd ones. out has exactly ceil(2 d / 8) bytes; the
  * unused high bits of the last byte are 0. */
 
-/* 16 codes from r[0..16) as one 32-bit word of the stream (the scalar test). */
-static uint32_t mpt_ternary16_scalar(const float *x, const uint32_t *r, float inv) {
+/* The codes of n <= 16 entries from their r[0..n) as one word of the stream (2 bits each,
+ * LSB first): the scalar test, for the undecided groups and the last entries. */
+static uint32_t mpt_ternary_word(const float *x, const uint32_t *r, int64_t n, float inv) {
     uint32_t w = 0;
-    for (int k = 0; k < 16; k++) {
+    for (int64_t k = 0; k < n; k++) {
         uint32_t b;
         memcpy(&b, x + k, 4);
         float q = __builtin_fabsf(x[k]) * inv;
@@ -441,18 +432,13 @@ static uint32_t mpt_ternary16_scalar(const float *x, const uint32_t *r, float in
     return w;
 }
 
-/* Entries i .. d-1 (fewer than 16) one at a time, into the last bytes of out. */
+/* Entries i .. d-1 (fewer than 16) into the last bytes of out. */
 static void mpt_ternary_tail32(const float *x, int64_t i, int64_t d, uint64_t seed, float inv,
                                uint8_t *out) {
     if (i >= d) return;
-    uint32_t w = 0;
-    for (int64_t k = i; k < d; k++) {
-        uint32_t b, r = mpt_r32(seed, k);
-        memcpy(&b, x + k, 4);
-        float q = __builtin_fabsf(x[k]) * inv;
-        uint32_t nz = MPT_BELOW32(r, q);
-        w |= (nz | ((nz & (b >> 31)) << 1)) << (2 * (k - i));
-    }
+    uint32_t r[16];
+    mpt_random32_at(seed, i, d - i, r);
+    uint32_t w = mpt_ternary_word(x + i, r, d - i, inv);
     memcpy(out + (i >> 2), &w, (size_t)((2 * (d - i) + 7) / 8));
 }
 
@@ -474,7 +460,7 @@ uint32_t mpt_ternary16_avx512(__m512i lead, const float *x, __m512 inv16, float 
     if (__builtin_expect(_mm512_cmpeq_epi32_mask(ti, lead) != 0, 0)) {
         uint32_t r[16];
         mpt_random32_at(seed, i, 16, r);
-        code = mpt_ternary16_scalar(x, r, inv);
+        code = mpt_ternary_word(x, r, 16, inv);
     }
     return code;
 }
@@ -538,7 +524,7 @@ uint32_t mpt_ternary16_avx2(__m256i z, const float *x, __m256 inv16, float inv, 
     if (__builtin_expect(!_mm256_testz_si256(odd, odd), 0)) {
         uint32_t r[16];
         mpt_random32_at(seed, i, 16, r);
-        code = mpt_ternary16_scalar(x, r, inv);
+        code = mpt_ternary_word(x, r, 16, inv);
     }
     return code;
 }
